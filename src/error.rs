@@ -1,0 +1,52 @@
+//! The one error type of the library.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in gpuimg. Messages name the offending value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No GPU adapter could be found or opened.
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    /// The device could not be created on the chosen adapter.
+    #[error("could not open GPU device on {adapter}: {reason}")]
+    Device { adapter: String, reason: String },
+    /// wgpu reported a validation error while running an op.
+    #[error("GPU validation error in {op}: {message}")]
+    GpuValidation { op: String, message: String },
+    /// The GPU ran out of memory while running an op.
+    #[error("GPU out of memory in {op}: {message}")]
+    GpuOutOfMemory { op: String, message: String },
+    /// Any other GPU failure (device lost, mapping failure, internal error).
+    #[error("GPU failure in {op}: {message}")]
+    Gpu { op: String, message: String },
+    /// Arguments of an op do not fit together (shapes, lengths, ranges).
+    #[error("{op}: {message}")]
+    InvalidArgument { op: &'static str, message: String },
+    /// A request is larger than the device (or a decoder limit) allows.
+    #[error("{what} needs {needed} bytes but the limit is {limit} bytes")]
+    TooLarge { what: String, needed: u64, limit: u64 },
+    /// An image could not be read.
+    #[error("{}: {reason}", path.display())]
+    ImageRead { path: PathBuf, reason: String },
+    /// An image could not be written.
+    #[error("{}: {reason}", path.display())]
+    ImageWrite { path: PathBuf, reason: String },
+    /// An unknown name was given where one of a fixed list is expected.
+    #[error("unknown {what} '{value}' (valid: {valid})")]
+    UnknownValue { what: &'static str, value: String, valid: String },
+    /// Plain I/O failure with the path it concerns.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Shorthand for results in gpuimg.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument { op, message: message.into() }
+    }
+}

@@ -1,0 +1,579 @@
+//! The GPU side: adapter choice, device context, pipeline cache, buffer pool,
+//! dispatch, and the upload/readback helpers every op uses.
+//!
+//! The host application owns the device: [`Gpu::new`] opens one for the CLI,
+//! [`Gpu::from_existing`] wraps a device an embedding application already has.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::kernels::{BindingKind, KernelDesc};
+use crate::tensor::{Shape, Tensor};
+
+/// A tensor living in a GPU storage buffer (f32, NCHW, contiguous).
+///
+/// The buffer may be larger than `shape` needs (pooled buffers are rounded up).
+#[derive(Debug, Clone)]
+pub struct GpuTensor {
+    /// The storage buffer holding the values.
+    pub buffer: wgpu::Buffer,
+    /// The logical shape.
+    pub shape: Shape,
+}
+
+/// A compiled kernel: its pipeline and the bind-group layout made from its descriptor.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The compute pipeline (entry point `main`).
+    pub pipeline: wgpu::ComputePipeline,
+    /// The explicit bind-group layout (group 0).
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// What `gpuimg info` reports about one adapter.
+#[derive(Debug, Clone)]
+pub struct AdapterReport {
+    /// Adapter name as the driver gives it.
+    pub name: String,
+    /// Backend (Vulkan, Metal, DX12).
+    pub backend: String,
+    /// Discrete, integrated, virtual, CPU (software) or other.
+    pub device_type: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// True for software rasterisers such as Mesa's llvmpipe (lavapipe).
+    pub software: bool,
+    /// Largest buffer the adapter allows.
+    pub max_buffer_size: u64,
+    /// Largest storage-buffer binding.
+    pub max_storage_buffer_binding_size: u64,
+    /// Workgroup (shared) memory per workgroup.
+    pub max_compute_workgroup_storage_size: u32,
+    /// Invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Whether timestamp queries are supported (GPU busy-time measurement).
+    pub timestamp_query: bool,
+}
+
+impl AdapterReport {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        AdapterReport {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            software: info.device_type == wgpu::DeviceType::Cpu,
+            max_buffer_size: limits.max_buffer_size,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            timestamp_query: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    // WGPU_BACKEND and friends are honoured.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// All adapters wgpu can see, best first (discrete, integrated, virtual, other, software).
+pub fn adapters() -> Vec<wgpu::Adapter> {
+    let mut all = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    all.sort_by_key(|a| rank(a.get_info().device_type));
+    all
+}
+
+/// Reports on every adapter, best first.
+pub fn adapter_reports() -> Vec<AdapterReport> {
+    adapters().iter().map(AdapterReport::of).collect()
+}
+
+/// How to choose an adapter.
+#[derive(Debug, Clone, Default)]
+pub struct AdapterRequest {
+    /// Accept software adapters (llvmpipe/lavapipe). The CLI's `auto` does not:
+    /// the rayon CPU path is faster than a software rasteriser.
+    pub allow_software: bool,
+    /// Only adapters whose name contains this (case-insensitive). Defaults to
+    /// the `GPUIMG_ADAPTER` environment variable.
+    pub name: Option<String>,
+}
+
+/// Picks the best adapter for a request, or says why there is none.
+pub fn pick_adapter(req: &AdapterRequest) -> Result<wgpu::Adapter> {
+    let name = req
+        .name
+        .clone()
+        .or_else(|| std::env::var("GPUIMG_ADAPTER").ok().filter(|s| !s.is_empty()));
+    let all = adapters();
+    if all.is_empty() {
+        return Err(Error::NoAdapter(
+            "wgpu found no Vulkan/Metal/DX12 adapter (on Linux without a GPU driver, install mesa-vulkan-drivers)".into(),
+        ));
+    }
+    let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+    let chosen = all.into_iter().find(|a| {
+        let info = a.get_info();
+        let soft_ok = req.allow_software || info.device_type != wgpu::DeviceType::Cpu;
+        let name_ok = name
+            .as_ref()
+            .is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
+        soft_ok && name_ok
+    });
+    chosen.ok_or_else(|| {
+        let why = match &name {
+            Some(n) => format!("none matches '{n}'"),
+            None => "only software adapters".to_string(),
+        };
+        Error::NoAdapter(format!("{why} (found: {})", names.join(", ")))
+    })
+}
+
+/// Buffers kept for reuse, keyed by (size, usage).
+#[derive(Debug, Default)]
+struct BufferPool {
+    free: HashMap<(u64, u32), Vec<wgpu::Buffer>>,
+}
+
+/// How many idle buffers of one (size, usage) the pool keeps.
+const POOL_DEPTH: usize = 8;
+
+/// The device context: device, queue, pipeline cache and buffer pool.
+#[derive(Debug)]
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    pipelines: Mutex<HashMap<&'static str, Arc<Pipeline>>>,
+    pool: Mutex<BufferPool>,
+}
+
+impl Gpu {
+    /// Opens the best adapter, software ones included (for tests and `--device gpu`).
+    pub fn new() -> Result<Self> {
+        Self::with_request(&AdapterRequest { allow_software: true, name: None })
+    }
+
+    /// Opens the adapter a request picks, with all of its limits and, where
+    /// available, timestamp queries.
+    pub fn with_request(req: &AdapterRequest) -> Result<Self> {
+        let adapter = pick_adapter(req)?;
+        let info = adapter.get_info();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("gpuimg"),
+            required_features: adapter.features() & wanted,
+            // Image tensors are large: take every limit the adapter offers.
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            Error::Device { adapter: info.name.clone(), reason: e.to_string() }
+        })?;
+        Ok(Self::assemble(device, queue, info))
+    }
+
+    /// Wraps a device and queue the host application created. gpuimg then
+    /// records into that device's command encoders and shares its memory.
+    pub fn from_existing(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
+        Self::assemble(device, queue, info)
+    }
+
+    fn assemble(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        Gpu {
+            device,
+            queue,
+            info,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Mutex::new(BufferPool::default()),
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+    /// The adapter this context runs on.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+    /// Whether the device was opened with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// The cached pipeline of a kernel, built on first use from its descriptor.
+    pub fn pipeline(&self, desc: &'static KernelDesc) -> Arc<Pipeline> {
+        let mut cache = self.pipelines.lock().expect("pipeline cache poisoned");
+        if let Some(p) = cache.get(desc.name) {
+            return p.clone();
+        }
+        let label = desc.label();
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(desc.source.into()),
+        });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = desc
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match kind {
+                        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
+                        BindingKind::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        BindingKind::ReadWrite => {
+                            wgpu::BufferBindingType::Storage { read_only: false }
+                        }
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &entries,
+        });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let p = Arc::new(Pipeline { pipeline, layout });
+        cache.insert(desc.name, p.clone());
+        p
+    }
+
+    /// A buffer of at least `size` bytes from the pool, or a new one.
+    /// Return it with [`Gpu::recycle_buffer`] once the work using it is submitted.
+    pub fn take_buffer(&self, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let size = size.max(16).next_multiple_of(256);
+        let key = (size, usage.bits());
+        if let Some(b) = self.pool.lock().expect("pool poisoned").free.get_mut(&key).and_then(Vec::pop) {
+            return b;
+        }
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gpuimg.pool"),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Hands a buffer back to the pool. Safe once every command using it has
+    /// been submitted: later uploads are ordered after that submission.
+    pub fn recycle_buffer(&self, buffer: wgpu::Buffer) {
+        let key = (buffer.size(), buffer.usage().bits());
+        let mut pool = self.pool.lock().expect("pool poisoned");
+        let v = pool.free.entry(key).or_default();
+        if v.len() < POOL_DEPTH {
+            v.push(buffer);
+        }
+    }
+
+    /// Number of idle buffers in the pool (for tests and diagnostics).
+    pub fn pooled_buffers(&self) -> usize {
+        self.pool.lock().expect("pool poisoned").free.values().map(Vec::len).sum()
+    }
+
+    /// Usage of tensor buffers: storage, and copies both ways.
+    pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+        .union(wgpu::BufferUsages::COPY_SRC)
+        .union(wgpu::BufferUsages::COPY_DST);
+
+    /// Checks a buffer size against the device limits.
+    pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let l = self.device.limits();
+        let limit = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+        if bytes > limit {
+            return Err(Error::TooLarge { what: what.to_string(), needed: bytes, limit });
+        }
+        Ok(())
+    }
+
+    /// A pooled tensor buffer for `shape` (contents undefined).
+    pub fn alloc(&self, shape: Shape) -> Result<GpuTensor> {
+        self.check_size(&format!("tensor {shape}"), shape.bytes())?;
+        Ok(GpuTensor { buffer: self.take_buffer(shape.bytes(), Self::TENSOR_USAGE), shape })
+    }
+
+    /// Returns a tensor's buffer to the pool.
+    pub fn recycle(&self, t: GpuTensor) {
+        self.recycle_buffer(t.buffer)
+    }
+
+    /// Uploads a host tensor into a pooled buffer.
+    pub fn upload(&self, t: &Tensor) -> Result<GpuTensor> {
+        let g = self.alloc(t.shape)?;
+        if !t.data.is_empty() {
+            self.queue.write_buffer(&g.buffer, 0, bytemuck::cast_slice(&t.data));
+        }
+        Ok(g)
+    }
+
+    /// Uploads bytes into a pooled storage buffer (padded to 4 bytes).
+    pub fn upload_bytes(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        let padded = (bytes.len() as u64).next_multiple_of(4);
+        self.check_size("input bytes", padded)?;
+        let b = self.take_buffer(padded, Self::TENSOR_USAGE);
+        let whole = bytes.len() / 4 * 4;
+        if whole > 0 {
+            self.queue.write_buffer(&b, 0, &bytes[..whole]);
+        }
+        if whole < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+            self.queue.write_buffer(&b, whole as u64, &tail);
+        }
+        Ok(b)
+    }
+
+    /// A storage buffer initialised with f32 values (weights, slopes); not pooled.
+    pub fn constant(&self, label: &str, values: &[f32]) -> wgpu::Buffer {
+        // An empty binding is invalid: give zero-length data one dummy value.
+        let data: &[f32] = if values.is_empty() { &[0.0] } else { values };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Records one dispatch of a kernel into `encoder`: binding 0 gets `params`
+    /// (a fresh small uniform buffer), bindings 1.. get `buffers` in order.
+    pub fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        desc: &'static KernelDesc,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if buffers.len() + 1 != desc.bindings.len() {
+            return Err(Error::invalid(
+                "dispatch",
+                format!("{} takes {} buffers, got {}", desc.name, desc.bindings.len() - 1, buffers.len()),
+            ));
+        }
+        if params.len() as u64 != desc.params_size {
+            return Err(Error::invalid(
+                "dispatch",
+                format!("{} params are {} bytes, got {}", desc.name, desc.params_size, params.len()),
+            ));
+        }
+        let max = self.device.limits().max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::invalid(
+                "dispatch",
+                format!("{}: {groups:?} workgroups exceed the device limit of {max} per dimension", desc.name),
+            ));
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let p = self.pipeline(desc);
+        let label = desc.label();
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(&label),
+            contents: params,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        entries.extend(
+            buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+        );
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&label),
+            layout: &p.layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&label),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&p.pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+
+    /// Records work with `record`, submits it, waits for it, and turns any wgpu
+    /// validation or out-of-memory error raised meanwhile into an `Err`.
+    pub fn execute<T>(
+        &self,
+        op: &str,
+        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<T>,
+    ) -> Result<T> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        let recorded = record(&mut encoder);
+        let submitted = recorded.map(|v| {
+            self.queue.submit([encoder.finish()]);
+            v
+        });
+        let oom_err = pollster::block_on(oom.pop());
+        let val_err = pollster::block_on(validation.pop());
+        if let Some(e) = oom_err {
+            return Err(Error::GpuOutOfMemory { op: op.to_string(), message: e.to_string() });
+        }
+        if let Some(e) = val_err {
+            return Err(Error::GpuValidation { op: op.to_string(), message: e.to_string() });
+        }
+        let value = submitted?;
+        self.wait(op)?;
+        Ok(value)
+    }
+
+    /// Blocks until the queue is idle.
+    pub fn wait(&self, op: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu { op: op.to_string(), message: e.to_string() })
+    }
+
+    /// Copies `len` bytes of `buffer` back to the host (one submission, waits).
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+        let padded = len.max(4).next_multiple_of(4);
+        let staging = self.take_buffer(padded, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        self.execute("gpuimg.readback", |enc| {
+            enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, padded);
+            Ok(())
+        })?;
+        let out = self.map_read(&staging, len);
+        self.recycle_buffer(staging);
+        out
+    }
+
+    /// Maps a MAP_READ buffer whose copy has been submitted, and copies out `len` bytes.
+    pub fn map_read(&self, staging: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+        let padded = len.max(4).next_multiple_of(4);
+        let (tx, rx) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, ..padded, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait("gpuimg.map")?;
+        let map_err = |m: String| Error::Gpu { op: "gpuimg.map".into(), message: m };
+        rx.recv()
+            .map_err(|e| map_err(e.to_string()))?
+            .map_err(|e| map_err(e.to_string()))?;
+        let bytes = {
+            let view = staging.get_mapped_range(..padded).map_err(|e| map_err(e.to_string()))?;
+            view[..len as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Reads a GPU tensor back into a host tensor.
+    pub fn download(&self, t: &GpuTensor) -> Result<Tensor> {
+        let bytes = self.read_bytes(&t.buffer, t.shape.bytes())?;
+        Tensor::from_vec(t.shape, bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Runs recorded work and reads `out` back in the same submission.
+    pub fn run_and_read(
+        &self,
+        op: &str,
+        out_bytes: u64,
+        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<wgpu::Buffer>,
+    ) -> Result<Vec<u8>> {
+        let padded = out_bytes.max(4).next_multiple_of(4);
+        let staging = self.take_buffer(padded, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let res = self.execute(op, |enc| {
+            let src = record(enc)?;
+            enc.copy_buffer_to_buffer(&src, 0, &staging, 0, padded);
+            Ok(src)
+        });
+        let out = res.and_then(|_| self.map_read(&staging, out_bytes));
+        self.recycle_buffer(staging);
+        out
+    }
+}
+
+impl Gpu {
+    /// Runs an op end to end on host tensors: uploads `inputs` to pooled
+    /// buffers, allocates the output, records with `record`, reads the output
+    /// back in the same submission and recycles every buffer.
+    pub fn run_tensors(
+        &self,
+        op: &str,
+        inputs: &[&Tensor],
+        out: Shape,
+        record: impl FnOnce(&mut wgpu::CommandEncoder, &[GpuTensor], &GpuTensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        let mut ins = Vec::with_capacity(inputs.len());
+        for t in inputs {
+            ins.push(self.upload(t)?);
+        }
+        let y = self.alloc(out)?;
+        let r = self.run_and_read(op, out.bytes(), |enc| {
+            record(enc, &ins, &y)?;
+            Ok(y.buffer.clone())
+        });
+        for t in ins {
+            self.recycle(t);
+        }
+        self.recycle(y);
+        Tensor::from_vec(out, bytemuck::pod_collect_to_vec(&r?))
+    }
+}
+
+/// Workgroup counts for a 1-D kernel over `len` items with `wg` invocations per
+/// group, folded into two dimensions so large tensors stay under the
+/// 65,535-groups-per-dimension limit. Shaders rebuild the index as
+/// `gid.x + gid.y * num_workgroups.x * wg`.
+pub fn linear_groups(len: usize, wg: u32) -> [u32; 3] {
+    let groups = (len as u64).div_ceil(wg as u64);
+    const MAX: u64 = 32768;
+    if groups <= MAX {
+        [groups as u32, 1, 1]
+    } else {
+        [MAX as u32, groups.div_ceil(MAX) as u32, 1]
+    }
+}
+
+/// Workgroup counts for a kernel over a w x h grid of `planes` planes, with an
+/// 8 x 8 workgroup.
+pub fn grid_groups(w: usize, h: usize, planes: usize) -> [u32; 3] {
+    [w.div_ceil(8) as u32, h.div_ceil(8) as u32, planes as u32]
+}

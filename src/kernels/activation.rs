@@ -1,0 +1,77 @@
+//! Elementwise activations: ReLU, tanh, sigmoid.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+use super::{kernel_desc, KernelDesc};
+use crate::error::{Error, Result};
+use crate::gpu::{linear_groups, Gpu, GpuTensor};
+use crate::tensor::Tensor;
+
+/// Params uniform of `shaders/activation.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct ActivationParams {
+    pub len: u32,
+    pub mode: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Descriptor of the `activation` kernel.
+pub static DESC: KernelDesc = kernel_desc!("activation", ActivationParams, [Read, ReadWrite], [256, 1, 1]);
+
+/// Which function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationKind {
+    /// max(x, 0)
+    Relu = 0,
+    /// tanh(x)
+    Tanh = 1,
+    /// 1 / (1 + e^-x)
+    Sigmoid = 2,
+}
+
+impl ActivationKind {
+    /// Every kind, for listings.
+    pub const ALL: [ActivationKind; 3] = [Self::Relu, Self::Tanh, Self::Sigmoid];
+
+    /// The function on one value.
+    #[inline]
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Self::Relu => v.max(0.0),
+            Self::Tanh => v.tanh(),
+            Self::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        }
+    }
+}
+
+/// An elementwise activation op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activation(pub ActivationKind);
+
+impl Activation {
+    /// CPU implementation (rayon, chunked).
+    pub fn cpu(&self, x: &Tensor) -> Tensor {
+        let mut y = x.clone();
+        let f = self.0;
+        y.data.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|v| *v = f.apply(*v)));
+        y
+    }
+
+    /// Records the activation into `encoder`; `y` may not alias `x`.
+    pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
+        if x.shape != y.shape {
+            return Err(Error::invalid("activation", format!("input {} and output {} differ", x.shape, y.shape)));
+        }
+        let len = x.shape.len();
+        let p = ActivationParams { len: len as u32, mode: self.0 as u32, _pad0: 0, _pad1: 0 };
+        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], linear_groups(len, 256))
+    }
+
+    /// Runs end to end on the GPU.
+    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        gpu.run_tensors("gpuimg.activation", &[x], x.shape, |enc, ins, y| self.encode(gpu, enc, &ins[0], y))
+    }
+}

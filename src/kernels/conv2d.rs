@@ -1,0 +1,204 @@
+//! 2-D convolution, stride 1, "same" zero padding, bias, groups.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+use super::{kernel_desc, rows_per_task, KernelDesc};
+use crate::error::{Error, Result};
+use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::tensor::{Shape, Tensor};
+
+/// Params uniform of `shaders/conv2d.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct Conv2dParams {
+    pub n: u32,
+    pub cin: u32,
+    pub cout: u32,
+    pub h: u32,
+    pub w: u32,
+    pub k: u32,
+    pub groups: u32,
+    pub _pad: u32,
+}
+
+/// Descriptor of the `conv2d` kernel.
+pub static DESC: KernelDesc = kernel_desc!("conv2d", Conv2dParams, [Read, Read, Read, ReadWrite], [8, 8, 1]);
+
+/// A convolution's geometry. Weights are OIHW `(cout, cin/groups, k, k)`, bias `(cout)`.
+/// `groups == cin == cout` is a depthwise convolution, `k == 1` a pointwise one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2d {
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Channel groups.
+    pub groups: usize,
+}
+
+impl Conv2d {
+    /// A dense convolution.
+    pub fn new(cin: usize, cout: usize, k: usize) -> Self {
+        Conv2d { cin, cout, k, groups: 1 }
+    }
+    /// A depthwise convolution (one filter per channel).
+    pub fn depthwise(channels: usize, k: usize) -> Self {
+        Conv2d { cin: channels, cout: channels, k, groups: channels }
+    }
+    /// A pointwise (1 x 1) convolution.
+    pub fn pointwise(cin: usize, cout: usize) -> Self {
+        Conv2d::new(cin, cout, 1)
+    }
+    /// Number of weight values.
+    pub fn weight_len(&self) -> usize {
+        self.cout * (self.cin / self.groups.max(1)) * self.k * self.k
+    }
+    /// Multiply-adds per output pixel.
+    pub fn macs_per_pixel(&self) -> usize {
+        self.weight_len()
+    }
+
+    /// Checks the geometry and the input, weight and bias sizes; returns the output shape.
+    pub fn check(&self, input: Shape, weight: usize, bias: usize) -> Result<Shape> {
+        let e = |m: String| Err(Error::invalid("conv2d", m));
+        if self.k == 0 || self.groups == 0 || self.cin == 0 || self.cout == 0 {
+            return e(format!("zero in geometry {self:?}"));
+        }
+        if self.cin % self.groups != 0 || self.cout % self.groups != 0 {
+            return e(format!("groups {} must divide cin {} and cout {}", self.groups, self.cin, self.cout));
+        }
+        if input.c != self.cin {
+            return e(format!("input {input} has {} channels, conv expects {}", input.c, self.cin));
+        }
+        if weight != self.weight_len() {
+            return e(format!("weight has {weight} values, expected {}", self.weight_len()));
+        }
+        if bias != self.cout {
+            return e(format!("bias has {bias} values, expected {}", self.cout));
+        }
+        Ok(Shape::new(input.n, self.cout, input.h, input.w))
+    }
+
+    /// CPU implementation: rayon over output rows, each row accumulated as
+    /// vectorisable axpy runs (one per input channel and kernel tap).
+    pub fn cpu(&self, x: &Tensor, weight: &[f32], bias: &[f32]) -> Result<Tensor> {
+        let out = self.check(x.shape, weight.len(), bias.len())?;
+        let (h, w, k) = (out.h, out.w, self.k);
+        let cin_g = self.cin / self.groups;
+        let cout_g = self.cout / self.groups;
+        let pad = (k - 1) / 2;
+        let mut y = Tensor::zeros(out);
+        if out.is_empty() {
+            return Ok(y);
+        }
+        y.data
+            .par_chunks_mut(w)
+            .with_min_len(rows_per_task(w))
+            .enumerate()
+            .for_each(|(row, yrow)| {
+                let i = row % h;
+                let plane = row / h;
+                let (b, o) = (plane / self.cout, plane % self.cout);
+                let g = o / cout_g;
+                yrow.fill(bias[o]);
+                for c in 0..cin_g {
+                    let xplane = x.plane(b, g * cin_g + c);
+                    let wbase = (o * cin_g + c) * k * k;
+                    for u in 0..k {
+                        let ii = i as isize + u as isize - pad as isize;
+                        if ii < 0 || ii >= h as isize {
+                            continue;
+                        }
+                        let xrow = &xplane[ii as usize * w..(ii as usize + 1) * w];
+                        for v in 0..k {
+                            let wv = weight[wbase + u * k + v];
+                            // Output columns j whose input column j + v - pad is inside.
+                            let j0 = pad.saturating_sub(v);
+                            let j1 = (w + pad).saturating_sub(v).min(w);
+                            if j0 >= j1 {
+                                continue;
+                            }
+                            let xs = &xrow[j0 + v - pad..j1 + v - pad];
+                            for (acc, &xv) in yrow[j0..j1].iter_mut().zip(xs) {
+                                *acc += wv * xv;
+                            }
+                        }
+                    }
+                }
+            });
+        Ok(y)
+    }
+
+    /// Records the convolution into `encoder` on caller-owned buffers.
+    pub fn encode(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        weight: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        y: &GpuTensor,
+    ) -> Result<()> {
+        let out = self.check(x.shape, self.weight_len(), self.cout)?;
+        if y.shape != out {
+            return Err(Error::invalid("conv2d", format!("output is {}, expected {out}", y.shape)));
+        }
+        let p = Conv2dParams {
+            n: out.n as u32,
+            cin: self.cin as u32,
+            cout: self.cout as u32,
+            h: out.h as u32,
+            w: out.w as u32,
+            k: self.k as u32,
+            groups: self.groups as u32,
+            _pad: 0,
+        };
+        let groups = grid_groups(out.w, out.h, out.n * out.c);
+        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, weight, bias, &y.buffer], groups)
+    }
+
+    /// Runs end to end on the GPU: upload, dispatch, read back.
+    pub fn gpu(&self, gpu: &Gpu, x: &Tensor, weight: &[f32], bias: &[f32]) -> Result<Tensor> {
+        let out = self.check(x.shape, weight.len(), bias.len())?;
+        let wb = gpu.constant("gpuimg.conv2d.weight", weight);
+        let bb = gpu.constant("gpuimg.conv2d.bias", bias);
+        gpu.run_tensors("gpuimg.conv2d", &[x], out, |enc, ins, y| self.encode(gpu, enc, &ins[0], &wb, &bb, y))
+    }
+}
+
+/// The plain direct loop, kept as the reference the fast paths are tested against.
+pub fn reference(conv: &Conv2d, x: &Tensor, weight: &[f32], bias: &[f32]) -> Result<Tensor> {
+    let out = conv.check(x.shape, weight.len(), bias.len())?;
+    let mut y = Tensor::zeros(out);
+    let (h, w, k) = (out.h as isize, out.w as isize, conv.k);
+    let cin_g = conv.cin / conv.groups;
+    let cout_g = conv.cout / conv.groups;
+    let pad = ((k - 1) / 2) as isize;
+    for b in 0..out.n {
+        for o in 0..conv.cout {
+            let g = o / cout_g;
+            for i in 0..h {
+                for j in 0..w {
+                    let mut acc = bias[o] as f64;
+                    for c in 0..cin_g {
+                        for u in 0..k {
+                            for v in 0..k {
+                                let (ii, jj) = (i + u as isize - pad, j + v as isize - pad);
+                                if ii < 0 || jj < 0 || ii >= h || jj >= w {
+                                    continue;
+                                }
+                                let xv = x.plane(b, g * cin_g + c)[(ii * w + jj) as usize];
+                                acc += (weight[((o * cin_g + c) * k + u) * k + v] * xv) as f64;
+                            }
+                        }
+                    }
+                    y.data[((b * conv.cout + o) * out.h + i as usize) * out.w + j as usize] = acc as f32;
+                }
+            }
+        }
+    }
+    Ok(y)
+}

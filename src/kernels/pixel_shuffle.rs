@@ -1,0 +1,81 @@
+//! Pixel shuffle: (N, C r^2, H, W) -> (N, C, H r, W r).
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+use super::{kernel_desc, rows_per_task, KernelDesc};
+use crate::error::{Error, Result};
+use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::tensor::{Shape, Tensor};
+
+/// Params uniform of `shaders/pixel_shuffle.wgsl` and `shaders/pixel_unshuffle.wgsl`:
+/// `c`, `h`, `w` are the channels of the shuffled (large) side and the sides of the small one.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct ShuffleParams {
+    pub n: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub r: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Descriptor of the `pixel_shuffle` kernel.
+pub static DESC: KernelDesc = kernel_desc!("pixel_shuffle", ShuffleParams, [Read, ReadWrite], [8, 8, 1]);
+
+/// Pixel shuffle with upscale factor `r` (PyTorch's `nn.PixelShuffle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelShuffle {
+    /// Upscale factor.
+    pub r: usize,
+}
+
+impl PixelShuffle {
+    /// Output shape for an input shape.
+    pub fn out_shape(&self, s: Shape) -> Result<Shape> {
+        let rr = self.r * self.r;
+        if self.r == 0 || s.c % rr != 0 {
+            return Err(Error::invalid("pixel_shuffle", format!("{} channels not divisible by r^2 = {rr}", s.c)));
+        }
+        Ok(Shape::new(s.n, s.c / rr, s.h * self.r, s.w * self.r))
+    }
+
+    /// CPU implementation, rayon over output rows.
+    pub fn cpu(&self, x: &Tensor) -> Result<Tensor> {
+        let out = self.out_shape(x.shape)?;
+        let (r, (h, w)) = (self.r, (x.shape.h, x.shape.w));
+        let mut y = Tensor::zeros(out);
+        if out.is_empty() {
+            return Ok(y);
+        }
+        y.data.par_chunks_mut(out.w).with_min_len(rows_per_task(out.w)).enumerate().for_each(|(row, yrow)| {
+            let (bc, i) = (row / out.h, row % out.h);
+            for (j, v) in yrow.iter_mut().enumerate() {
+                let ic = bc * r * r + (i % r) * r + j % r;
+                *v = x.data[(ic * h + i / r) * w + j / r];
+            }
+        });
+        Ok(y)
+    }
+
+    /// Records the shuffle into `encoder`.
+    pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
+        let out = self.out_shape(x.shape)?;
+        if y.shape != out {
+            return Err(Error::invalid("pixel_shuffle", format!("output is {}, expected {out}", y.shape)));
+        }
+        let p = params(out.n, out.c, x.shape.h, x.shape.w, self.r);
+        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], grid_groups(out.w, out.h, out.n * out.c))
+    }
+
+    /// Runs end to end on the GPU.
+    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        let out = self.out_shape(x.shape)?;
+        gpu.run_tensors("gpuimg.pixel_shuffle", &[x], out, |enc, ins, y| self.encode(gpu, enc, &ins[0], y))
+    }
+}
+
+pub(crate) fn params(n: usize, c: usize, h: usize, w: usize, r: usize) -> ShuffleParams {
+    ShuffleParams { n: n as u32, c: c as u32, h: h as u32, w: w as u32, r: r as u32, _pad: [0; 3] }
+}

@@ -1,0 +1,65 @@
+//! Pixel unshuffle: (N, C, H r, W r) -> (N, C r^2, H, W).
+
+use rayon::prelude::*;
+
+use super::pixel_shuffle::{params, ShuffleParams};
+use super::{kernel_desc, rows_per_task, KernelDesc};
+use crate::error::{Error, Result};
+use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::tensor::{Shape, Tensor};
+
+/// Descriptor of the `pixel_unshuffle` kernel.
+pub static DESC: KernelDesc = kernel_desc!("pixel_unshuffle", ShuffleParams, [Read, ReadWrite], [8, 8, 1]);
+
+/// Pixel unshuffle with downscale factor `r` (PyTorch's `nn.PixelUnshuffle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelUnshuffle {
+    /// Downscale factor.
+    pub r: usize,
+}
+
+impl PixelUnshuffle {
+    /// Output shape for an input shape.
+    pub fn out_shape(&self, s: Shape) -> Result<Shape> {
+        let r = self.r;
+        if r == 0 || s.h % r != 0 || s.w % r != 0 {
+            return Err(Error::invalid("pixel_unshuffle", format!("{}x{} is not divisible by r = {r}", s.w, s.h)));
+        }
+        Ok(Shape::new(s.n, s.c * r * r, s.h / r, s.w / r))
+    }
+
+    /// CPU implementation, rayon over output rows.
+    pub fn cpu(&self, x: &Tensor) -> Result<Tensor> {
+        let out = self.out_shape(x.shape)?;
+        let (r, (ih, iw)) = (self.r, (x.shape.h, x.shape.w));
+        let mut y = Tensor::zeros(out);
+        if out.is_empty() {
+            return Ok(y);
+        }
+        y.data.par_chunks_mut(out.w).with_min_len(rows_per_task(out.w)).enumerate().for_each(|(row, yrow)| {
+            let (oc, i) = (row / out.h, row % out.h);
+            let (bc, u, v) = (oc / (r * r), (oc % (r * r)) / r, oc % r);
+            let src = &x.data[(bc * ih + i * r + u) * iw..];
+            for (j, o) in yrow.iter_mut().enumerate() {
+                *o = src[j * r + v];
+            }
+        });
+        Ok(y)
+    }
+
+    /// Records the unshuffle into `encoder`.
+    pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
+        let out = self.out_shape(x.shape)?;
+        if y.shape != out {
+            return Err(Error::invalid("pixel_unshuffle", format!("output is {}, expected {out}", y.shape)));
+        }
+        let p = params(out.n, x.shape.c, out.h, out.w, self.r);
+        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], grid_groups(out.w, out.h, out.n * out.c))
+    }
+
+    /// Runs end to end on the GPU.
+    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        let out = self.out_shape(x.shape)?;
+        gpu.run_tensors("gpuimg.pixel_unshuffle", &[x], out, |enc, ins, y| self.encode(gpu, enc, &ins[0], y))
+    }
+}

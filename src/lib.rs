@@ -1,0 +1,41 @@
+//! gpuimg: tiny neural image models and image preprocessing on any GPU
+//! (wgpu + WGSL compute shaders), with a fast rayon CPU path for every kernel.
+//!
+//! # Embedding
+//!
+//! The host application owns the device. Hand it to gpuimg and record
+//! kernels into your own command encoder, on your own buffers:
+//!
+//! ```no_run
+//! use gpuimg::{wgpu, Gpu, GpuTensor, Shape, kernels::Prelu};
+//! # fn demo(device: wgpu::Device, queue: wgpu::Queue, x: wgpu::Buffer, slopes: wgpu::Buffer, y: wgpu::Buffer) -> gpuimg::Result<()> {
+//! let gpu = Gpu::from_existing(device.clone(), queue.clone());
+//! let shape = Shape::new(1, 3, 480, 640);
+//! let x = GpuTensor { buffer: x, shape };
+//! let y = GpuTensor { buffer: y, shape };
+//! let mut encoder = device.create_command_encoder(&Default::default());
+//! // ... your own passes ...
+//! Prelu.encode(&gpu, &mut encoder, &x, &slopes, &y)?;
+//! // ... more of your passes ...
+//! queue.submit([encoder.finish()]);
+//! # Ok(()) }
+//! ```
+//!
+//! Every op also runs end to end on host tensors (`Conv2d::gpu`, `Conv2d::cpu`),
+//! with wgpu validation and out-of-memory errors returned as [`Error`] values.
+//! `examples/embed.rs` is a complete program.
+
+pub use wgpu;
+
+pub mod backend;
+pub mod error;
+pub mod gpu;
+pub mod image_io;
+pub mod kernels;
+pub mod ops;
+pub mod tensor;
+
+pub use backend::{Backend, DeviceChoice};
+pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuTensor};
+pub use tensor::{Samples, Shape, Tensor};
