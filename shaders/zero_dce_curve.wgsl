@@ -41,8 +41,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let rbase = b * p.channels * sets;
     var v = x[idx];
     for (var t = 0u; t < p.iterations; t++) {
-        let set = select(0u, t, p.per_iteration != 0u);
-        let a = r[(rbase + set * p.channels + c) * p.plane + pix];
+        let map_set = select(0u, t, p.per_iteration != 0u);
+        let a = r[(rbase + map_set * p.channels + c) * p.plane + pix];
         v = v + a * (v * v - v);
     }
     y[idx] = v;

@@ -1,0 +1,100 @@
+//! Shared test support: the GPU (required in CI), seeded random inputs, and
+//! comparisons whose failure names the worst index and both values.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use gpuimg::{Gpu, Shape, Tensor};
+
+/// The shared GPU context for GPU tests. In CI (`CI` or `GPUIMG_REQUIRE_GPU`
+/// set) a missing adapter fails the test; elsewhere the test is skipped with a
+/// loud message.
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    let g = GPU.get_or_init(|| match Gpu::new() {
+        Ok(g) => {
+            eprintln!("GPU tests run on adapter: {} ({:?})", g.adapter_info().name, g.adapter_info().backend);
+            Some(g)
+        }
+        Err(e) => {
+            let required = std::env::var_os("CI").is_some() || std::env::var_os("GPUIMG_REQUIRE_GPU").is_some();
+            if required {
+                panic!("a GPU adapter is required here (CI / GPUIMG_REQUIRE_GPU) but none opened: {e}");
+            }
+            eprintln!("!!! SKIPPING GPU TEST: no GPU adapter ({e}); set GPUIMG_REQUIRE_GPU=1 to make this fail");
+            None
+        }
+    });
+    g.as_ref()
+}
+
+/// SplitMix64: small, seedable, good enough for test inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for a named test. The seed is fresh each run (time-based)
+    /// unless `GPUIMG_TEST_SEED` fixes it; it is printed so a failure can be replayed.
+    pub fn for_test(name: &str) -> Rng {
+        let base = std::env::var("GPUIMG_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        });
+        let seed = name.bytes().fold(base, |h, b| h.wrapping_mul(0x100000001b3).wrapping_add(b as u64));
+        eprintln!("{name}: GPUIMG_TEST_SEED={base}");
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn vec(&mut self, len: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..len).map(|_| self.uniform(lo, hi)).collect()
+    }
+    pub fn tensor(&mut self, shape: Shape, lo: f32, hi: f32) -> Tensor {
+        Tensor::from_vec(shape, self.vec(shape.len(), lo, hi)).unwrap()
+    }
+}
+
+/// The odd sizes every parity test runs at: (width, height).
+pub const SIZES: [(usize, usize); 3] = [(1, 1), (37, 23), (256, 256)];
+
+/// Asserts |a - b| <= abs + rel * |b| everywhere; the message names the worst index.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let mut worst: Option<(usize, f32)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let excess = (g - w).abs() - (abs + rel * w.abs());
+        if excess > 0.0 || g.is_nan() != w.is_nan() {
+            if worst.is_none_or(|(_, e)| excess > e) {
+                worst = Some((i, excess));
+            }
+        }
+    }
+    if let Some((i, _)) = worst {
+        panic!(
+            "{what}: worst mismatch at index {i}: got {} want {} (diff {}, tolerance {} + {} * |want|)",
+            got[i],
+            want[i],
+            (got[i] - want[i]).abs(),
+            abs,
+            rel
+        );
+    }
+}
+
+/// Asserts integer equality everywhere; the message names the first index.
+pub fn assert_exact<T: PartialEq + std::fmt::Debug>(what: &str, got: &[T], want: &[T]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+        panic!("{what}: first mismatch at index {i}: got {:?} want {:?}", got[i], want[i]);
+    }
+}

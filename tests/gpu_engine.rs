@@ -1,0 +1,92 @@
+//! The GPU engine: errors as values, the buffer pool, size limits, embedding.
+
+mod common;
+
+use common::{assert_close, gpu, Rng};
+use gpuimg::kernels::{Conv2d, Prelu};
+use gpuimg::{Error, Gpu, GpuTensor, Shape, Tensor};
+
+#[test]
+fn validation_errors_come_back_as_results() {
+    let Some(gpu) = gpu() else { return };
+    let shape = Shape::new(1, 1, 4, 4);
+    // A buffer without STORAGE usage bound as storage: wgpu raises a validation error.
+    let not_storage = gpu.device().create_buffer(&gpuimg::wgpu::BufferDescriptor {
+        label: Some("not storage"),
+        size: shape.bytes(),
+        usage: gpuimg::wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let x = GpuTensor { buffer: not_storage, shape };
+    let y = gpu.alloc(shape).unwrap();
+    let slopes = gpu.constant("slopes", &[0.1]);
+    let r = gpu.execute("bad prelu", |enc| Prelu.encode(gpu, enc, &x, &slopes, &y));
+    match r {
+        Err(Error::GpuValidation { op, message }) => {
+            assert_eq!(op, "bad prelu");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+    // The device still works afterwards.
+    let t = Tensor::from_vec(shape, vec![-1.0; 16]).unwrap();
+    assert_eq!(Prelu.gpu(gpu, &t, &[0.5]).unwrap().data, vec![-0.5; 16]);
+}
+
+#[test]
+fn oversized_tensors_are_refused_up_front() {
+    let Some(gpu) = gpu() else { return };
+    let limit = gpu.device().limits().max_storage_buffer_binding_size;
+    let side = ((limit / 4) as f64).sqrt() as usize + 2;
+    match gpu.alloc(Shape::new(1, 1, side, side)) {
+        Err(Error::TooLarge { needed, limit: l, .. }) => assert!(needed > l),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn repeated_runs_reuse_pooled_buffers() {
+    // A private context so other tests do not touch this pool.
+    let Some(shared) = gpu() else { return };
+    let gpu = Gpu::from_existing(shared.device().clone(), shared.queue().clone());
+    let mut rng = Rng::for_test("pool");
+    let conv = Conv2d::new(2, 3, 3);
+    let x = rng.tensor(Shape::new(1, 2, 17, 9), -1.0, 1.0);
+    let (w, b) = (rng.vec(conv.weight_len(), -1.0, 1.0), rng.vec(3, -1.0, 1.0));
+    assert_eq!(gpu.pooled_buffers(), 0);
+    let first = conv.gpu(&gpu, &x, &w, &b).unwrap();
+    let after_first = gpu.pooled_buffers();
+    assert!(after_first >= 3, "input, output and staging go back to the pool (have {after_first})");
+    for _ in 0..3 {
+        assert_eq!(conv.gpu(&gpu, &x, &w, &b).unwrap(), first);
+        assert_eq!(gpu.pooled_buffers(), after_first, "a repeated run must take its buffers from the pool");
+    }
+}
+
+#[test]
+fn ops_record_into_a_callers_encoder_on_its_buffers() {
+    let Some(shared) = gpu() else { return };
+    let (device, queue) = (shared.device().clone(), shared.queue().clone());
+    let gpu = Gpu::from_existing(device.clone(), queue.clone());
+    let mut rng = Rng::for_test("embed");
+    let shape = Shape::new(1, 4, 13, 11);
+    let x = rng.tensor(shape, -1.0, 1.0);
+    let conv = Conv2d::depthwise(4, 3);
+    let (w, b) = (rng.vec(conv.weight_len(), -1.0, 1.0), rng.vec(4, -1.0, 1.0));
+    let slopes = rng.vec(4, 0.0, 0.3);
+    // The caller's own buffers.
+    use gpuimg::wgpu::util::DeviceExt;
+    let usage = gpuimg::wgpu::BufferUsages::STORAGE | gpuimg::wgpu::BufferUsages::COPY_SRC;
+    let mk = |data: &[f32]| device.create_buffer_init(&gpuimg::wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(data), usage });
+    let (bx, bw, bb, bs) = (mk(&x.data), mk(&w), mk(&b), mk(&slopes));
+    let mid = GpuTensor { buffer: mk(&vec![0.0; shape.len()]), shape };
+    let out = GpuTensor { buffer: mk(&vec![0.0; shape.len()]), shape };
+    let xin = GpuTensor { buffer: bx, shape };
+    let mut enc = device.create_command_encoder(&Default::default());
+    conv.encode(&gpu, &mut enc, &xin, &bw, &bb, &mid).unwrap();
+    Prelu.encode(&gpu, &mut enc, &mid, &bs, &out).unwrap();
+    queue.submit([enc.finish()]);
+    let got = gpu.download(&out).unwrap();
+    let want = Prelu.cpu(&conv.cpu(&x, &w, &b).unwrap(), &slopes).unwrap();
+    assert_close("conv+prelu in the caller's encoder", &got.data, &want.data, 1e-5, 1e-5);
+}

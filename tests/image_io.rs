@@ -1,0 +1,131 @@
+//! Image files: formats, bit depths, alpha, decoder limits, atomic writes.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::Rng;
+use gpuimg::image_io::{self, Image};
+use gpuimg::Samples;
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gpuimg-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn random_image(rng: &mut Rng, w: u32, h: u32, channels: usize, bits: u32) -> Image {
+    let n = (w * h) as usize * channels;
+    let s = if bits == 8 {
+        Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
+    } else {
+        Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
+    };
+    Image::new(w, h, channels, s).unwrap()
+}
+
+#[test]
+fn lossless_formats_round_trip_depth_and_alpha() {
+    let dir = tmpdir("roundtrip");
+    let mut rng = Rng::for_test("lossless_formats_round_trip");
+    // (extension, channels, bits) that must come back bit for bit.
+    let cases = [
+        ("png", 1, 8), ("png", 2, 8), ("png", 3, 8), ("png", 4, 8),
+        ("png", 1, 16), ("png", 3, 16), ("png", 4, 16),
+        ("tiff", 3, 8), ("tiff", 4, 16), ("tif", 1, 16),
+        ("webp", 3, 8), ("webp", 4, 8),
+        ("bmp", 3, 8), ("bmp", 4, 8),
+    ];
+    for (ext, channels, bits) in cases {
+        let img = random_image(&mut rng, 37, 23, channels, bits);
+        let p = dir.join(format!("c{channels}b{bits}.{ext}"));
+        image_io::save(&img, &p).unwrap();
+        let back = image_io::load(&p).unwrap_or_else(|e| panic!("{ext} {channels}ch {bits}bit: {e}"));
+        assert_eq!(back, img, "{ext} {channels} channels {bits} bits did not round-trip");
+    }
+}
+
+#[test]
+fn jpeg_is_eight_bit_without_alpha() {
+    let dir = tmpdir("jpeg");
+    let mut rng = Rng::for_test("jpeg");
+    let img = random_image(&mut rng, 40, 30, 4, 16);
+    let p = dir.join("x.jpg");
+    image_io::save(&img, &p).unwrap();
+    let back = image_io::load(&p).unwrap();
+    assert_eq!((back.width, back.height, back.channels, back.samples.bits()), (40, 30, 3, 8));
+}
+
+/// A PNG of a signature, an IHDR declaring `w` x `h`, an empty IDAT and IEND.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend(w.to_be_bytes());
+    chunk.extend(h.to_be_bytes());
+    chunk.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    for body in [chunk, b"IDAT".to_vec(), b"IEND".to_vec()] {
+        out.extend((body.len() as u32 - 4).to_be_bytes());
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+    }
+    out
+}
+
+#[test]
+fn absurd_dimensions_are_refused_before_allocating() {
+    let dir = tmpdir("limits");
+    let p = dir.join("huge.png");
+    std::fs::write(&p, png_header(100_000, 100_000)).unwrap();
+    let e = image_io::load(&p).unwrap_err().to_string();
+    assert!(e.contains("huge.png") && e.contains("100000x100000") && e.contains("limit"), "{e}");
+    let limits = image_io::DecodeLimits { max_side: 64, ..Default::default() };
+    std::fs::write(&p, png_header(65, 10)).unwrap();
+    assert!(image_io::load_with_limits(&p, limits).unwrap_err().to_string().contains("65x10"));
+}
+
+#[test]
+fn broken_files_are_clear_errors() {
+    let dir = tmpdir("broken");
+    let mut rng = Rng::for_test("broken");
+    let good = dir.join("good.png");
+    image_io::save(&random_image(&mut rng, 64, 64, 3, 8), &good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    for (name, data) in [
+        ("truncated.png", bytes[..bytes.len() / 2].to_vec()),
+        ("text.png", b"not an image at all".to_vec()),
+        ("empty.png", vec![]),
+        ("header_only.png", png_header(8, 8)),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        let e = image_io::load(&p).unwrap_err().to_string();
+        assert!(e.contains(name), "{name}: error should name the file: {e}");
+        assert!(!e.contains('\n'), "{name}: one line: {e}");
+    }
+    let e = image_io::load(&dir.join("missing.png")).unwrap_err().to_string();
+    assert!(e.contains("missing.png"), "{e}");
+}
+
+#[test]
+fn writes_are_atomic_and_unknown_extensions_refused() {
+    let dir = tmpdir("atomic");
+    let img = Image::new(2, 2, 1, Samples::U8(vec![0, 1, 2, 3])).unwrap();
+    assert!(image_io::save(&img, &dir.join("no/such/dir/x.png")).is_err());
+    let e = image_io::save(&img, &dir.join("x.gif")).unwrap_err().to_string();
+    assert!(e.contains("gif") && e.contains("png"), "lists valid extensions: {e}");
+    image_io::save(&img, &dir.join("ok.png")).unwrap();
+    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec!["ok.png".to_string()], "no temporary files left behind");
+    assert!(image_io::same_file(&dir.join("ok.png"), &dir.join("./ok.png")));
+}
