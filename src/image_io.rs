@@ -76,9 +76,7 @@ pub const EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "
 
 /// True when the path has an extension gpuimg reads.
 pub fn is_image_path(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Reads an image with the default limits.
@@ -144,13 +142,23 @@ pub fn to_dynamic(img: &Image) -> Result<DynamicImage> {
     let bad = || Error::invalid("image", format!("{w}x{h} does not match the sample count"));
     Ok(match (&img.samples, img.channels) {
         (Samples::U8(v), 1) => DynamicImage::ImageLuma8(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?),
-        (Samples::U8(v), 2) => DynamicImage::ImageLumaA8(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?),
+        (Samples::U8(v), 2) => {
+            DynamicImage::ImageLumaA8(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?)
+        }
         (Samples::U8(v), 3) => DynamicImage::ImageRgb8(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?),
         (Samples::U8(v), 4) => DynamicImage::ImageRgba8(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?),
-        (Samples::U16(v), 1) => DynamicImage::ImageLuma16(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?),
-        (Samples::U16(v), 2) => DynamicImage::ImageLumaA16(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?),
-        (Samples::U16(v), 3) => DynamicImage::ImageRgb16(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?),
-        (Samples::U16(v), 4) => DynamicImage::ImageRgba16(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?),
+        (Samples::U16(v), 1) => {
+            DynamicImage::ImageLuma16(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?)
+        }
+        (Samples::U16(v), 2) => {
+            DynamicImage::ImageLumaA16(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?)
+        }
+        (Samples::U16(v), 3) => {
+            DynamicImage::ImageRgb16(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?)
+        }
+        (Samples::U16(v), 4) => {
+            DynamicImage::ImageRgba16(image::ImageBuffer::from_raw(w, h, v.clone()).ok_or_else(bad)?)
+        }
         _ => return Err(bad()),
     })
 }
@@ -182,7 +190,11 @@ pub fn encode(img: &Image, format: ImageFormat) -> Result<Vec<u8>> {
         };
     }
     if format == ImageFormat::Jpeg && d.color().has_alpha() {
-        d = if img.channels == 2 { DynamicImage::ImageLuma8(d.into_luma8()) } else { DynamicImage::ImageRgb8(d.into_rgb8()) };
+        d = if img.channels == 2 {
+            DynamicImage::ImageLuma8(d.into_luma8())
+        } else {
+            DynamicImage::ImageRgb8(d.into_rgb8())
+        };
     }
     if matches!(format, ImageFormat::WebP | ImageFormat::Bmp) && img.channels == 2 {
         d = DynamicImage::ImageRgba8(d.into_rgba8());
@@ -201,7 +213,8 @@ pub fn encode(img: &Image, format: ImageFormat) -> Result<Vec<u8>> {
 /// Writes an image atomically in the format its extension names.
 pub fn save(img: &Image, path: &Path) -> Result<()> {
     let format = format_of(path)?;
-    let bytes = encode(img, format).map_err(|e| Error::ImageWrite { path: path.to_path_buf(), reason: e.to_string() })?;
+    let bytes =
+        encode(img, format).map_err(|e| Error::ImageWrite { path: path.to_path_buf(), reason: e.to_string() })?;
     write_atomic(path, &bytes)
 }
 

@@ -10,7 +10,11 @@ use gpuimg::kernels::resize_bilinear::{ResizeBilinear, ResizeTarget};
 use gpuimg::{image_io, ops, Backend, DeviceChoice};
 
 #[derive(Parser)]
-#[command(name = "gpuimg", version, about = "Tiny neural image models and image preprocessing on any GPU, with a fast CPU fallback")]
+#[command(
+    name = "gpuimg",
+    version,
+    about = "Tiny neural image models and image preprocessing on any GPU, with a fast CPU fallback"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -78,7 +82,7 @@ struct ResizeArgs {
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Scale factor on both axes (output = floor(side * scale)).
-    #[arg(long, conflicts_with_all = ["width", "height"])]
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["width", "height"])]
     scale: Option<f64>,
     /// Output width (with --height).
     #[arg(long, requires = "height")]

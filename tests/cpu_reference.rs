@@ -58,7 +58,10 @@ fn conv2d_fast_path_matches_direct_loop() {
 fn conv2d_rejects_bad_arguments() {
     let x = Tensor::zeros(Shape::new(1, 3, 4, 4));
     let e = Conv2d::new(3, 2, 3).cpu(&x, &[0.0; 5], &[0.0; 2]).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument { .. }) && e.to_string().contains("weight has 5 values, expected 54"), "{e}");
+    assert!(
+        matches!(e, Error::InvalidArgument { .. }) && e.to_string().contains("weight has 5 values, expected 54"),
+        "{e}"
+    );
     let e = Conv2d::new(4, 2, 3).cpu(&x, &[0.0; 72], &[0.0; 2]).unwrap_err();
     assert!(e.to_string().contains("3 channels, conv expects 4"), "{e}");
     let e = Conv2d { cin: 3, cout: 2, k: 3, groups: 2 }.cpu(&x, &[], &[]).unwrap_err();
@@ -113,7 +116,10 @@ fn resize_matches_pytorch_values() {
     // scale_factor = 1/12 on 24 columns: output 2, sources (d + 0.5) * 12 - 0.5 = 5.5 and 17.5.
     let ramp: Vec<f32> = (0..24).map(|v| v as f32).collect();
     let x = t(Shape::new(1, 1, 1, 24), &ramp);
-    let op = ResizeBilinear { target: resize_bilinear::ResizeTarget::Factor { h: 1.0, w: 1.0 / 12.0 }, align_corners: false };
+    let op = ResizeBilinear {
+        target: resize_bilinear::ResizeTarget::Factor { h: 1.0, w: 1.0 / 12.0 },
+        align_corners: false,
+    };
     let y = op.cpu(&x).unwrap();
     assert_eq!(y.shape, Shape::new(1, 1, 1, 2));
     assert_close("scale 1/12", &y.data, &[5.5, 17.5], 1e-5, 0.0);

@@ -77,7 +77,13 @@ fn ops_record_into_a_callers_encoder_on_its_buffers() {
     // The caller's own buffers.
     use gpuimg::wgpu::util::DeviceExt;
     let usage = gpuimg::wgpu::BufferUsages::STORAGE | gpuimg::wgpu::BufferUsages::COPY_SRC;
-    let mk = |data: &[f32]| device.create_buffer_init(&gpuimg::wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(data), usage });
+    let mk = |data: &[f32]| {
+        device.create_buffer_init(&gpuimg::wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(data),
+            usage,
+        })
+    };
     let (bx, bw, bb, bs) = (mk(&x.data), mk(&w), mk(&b), mk(&slopes));
     let mid = GpuTensor { buffer: mk(&vec![0.0; shape.len()]), shape };
     let out = GpuTensor { buffer: mk(&vec![0.0; shape.len()]), shape };

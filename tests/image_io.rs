@@ -31,11 +31,20 @@ fn lossless_formats_round_trip_depth_and_alpha() {
     let mut rng = Rng::for_test("lossless_formats_round_trip");
     // (extension, channels, bits) that must come back bit for bit.
     let cases = [
-        ("png", 1, 8), ("png", 2, 8), ("png", 3, 8), ("png", 4, 8),
-        ("png", 1, 16), ("png", 3, 16), ("png", 4, 16),
-        ("tiff", 3, 8), ("tiff", 4, 16), ("tif", 1, 16),
-        ("webp", 3, 8), ("webp", 4, 8),
-        ("bmp", 3, 8), ("bmp", 4, 8),
+        ("png", 1, 8),
+        ("png", 2, 8),
+        ("png", 3, 8),
+        ("png", 4, 8),
+        ("png", 1, 16),
+        ("png", 3, 16),
+        ("png", 4, 16),
+        ("tiff", 3, 8),
+        ("tiff", 4, 16),
+        ("tif", 1, 16),
+        ("webp", 3, 8),
+        ("webp", 4, 8),
+        ("bmp", 3, 8),
+        ("bmp", 4, 8),
     ];
     for (ext, channels, bits) in cases {
         let img = random_image(&mut rng, 37, 23, channels, bits);
@@ -125,7 +134,8 @@ fn writes_are_atomic_and_unknown_extensions_refused() {
     let e = image_io::save(&img, &dir.join("x.gif")).unwrap_err().to_string();
     assert!(e.contains("gif") && e.contains("png"), "lists valid extensions: {e}");
     image_io::save(&img, &dir.join("ok.png")).unwrap();
-    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec!["ok.png".to_string()], "no temporary files left behind");
     assert!(image_io::same_file(&dir.join("ok.png"), &dir.join("./ok.png")));
 }

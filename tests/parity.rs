@@ -14,12 +14,12 @@ fn conv2d_matches_cpu() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::for_test("conv2d_matches_cpu");
     let convs = [
-        (2, Conv2d::new(3, 5, 3)),                               // dense, batch of 2
-        (1, Conv2d::new(1, 4, 5)),                               // TinyPSSR's first layer shape
-        (1, Conv2d::depthwise(6, 3)),                            // depthwise
-        (1, Conv2d::pointwise(7, 4)),                            // pointwise
-        (1, Conv2d { cin: 4, cout: 6, k: 5, groups: 2 }),        // grouped
-        (1, Conv2d::new(2, 3, 4)),                               // even kernel: PyTorch 'same' padding
+        (2, Conv2d::new(3, 5, 3)),                        // dense, batch of 2
+        (1, Conv2d::new(1, 4, 5)),                        // TinyPSSR's first layer shape
+        (1, Conv2d::depthwise(6, 3)),                     // depthwise
+        (1, Conv2d::pointwise(7, 4)),                     // pointwise
+        (1, Conv2d { cin: 4, cout: 6, k: 5, groups: 2 }), // grouped
+        (1, Conv2d::new(2, 3, 4)),                        // even kernel: PyTorch 'same' padding
     ];
     for (w, h) in SIZES {
         for (n, conv) in convs {
@@ -55,7 +55,13 @@ fn prelu_matches_cpu() {
         let x = rng.tensor(Shape::new(2, 5, h, w), -2.0, 2.0);
         let a = rng.vec(5, -0.5, 0.5);
         // One multiply or a copy: bit-exact.
-        assert_close(&format!("prelu {w}x{h}"), &Prelu.gpu(gpu, &x, &a).unwrap().data, &Prelu.cpu(&x, &a).unwrap().data, 0.0, 0.0);
+        assert_close(
+            &format!("prelu {w}x{h}"),
+            &Prelu.gpu(gpu, &x, &a).unwrap().data,
+            &Prelu.cpu(&x, &a).unwrap().data,
+            0.0,
+            0.0,
+        );
     }
 }
 
@@ -68,7 +74,13 @@ fn pixel_shuffle_matches_cpu() {
             let x = rng.tensor(Shape::new(2, 2 * r * r, h, w), -1.0, 1.0);
             let op = PixelShuffle { r };
             // A permutation: bit-exact.
-            assert_close(&format!("pixel_shuffle r={r} {w}x{h}"), &op.gpu(gpu, &x).unwrap().data, &op.cpu(&x).unwrap().data, 0.0, 0.0);
+            assert_close(
+                &format!("pixel_shuffle r={r} {w}x{h}"),
+                &op.gpu(gpu, &x).unwrap().data,
+                &op.cpu(&x).unwrap().data,
+                0.0,
+                0.0,
+            );
         }
     }
 }
@@ -81,7 +93,13 @@ fn pixel_unshuffle_matches_cpu() {
         for r in [2, 3] {
             let x = rng.tensor(Shape::new(2, 3, h * r, w * r), -1.0, 1.0);
             let op = PixelUnshuffle { r };
-            assert_close(&format!("pixel_unshuffle r={r} {w}x{h}"), &op.gpu(gpu, &x).unwrap().data, &op.cpu(&x).unwrap().data, 0.0, 0.0);
+            assert_close(
+                &format!("pixel_unshuffle r={r} {w}x{h}"),
+                &op.gpu(gpu, &x).unwrap().data,
+                &op.cpu(&x).unwrap().data,
+                0.0,
+                0.0,
+            );
         }
     }
 }
@@ -119,7 +137,13 @@ fn zero_dce_curve_matches_cpu() {
             let x = rng.tensor(Shape::new(2, 3, h, w), 0.0, 1.0);
             let sets = if per_iteration { 8 } else { 1 };
             let r = rng.tensor(Shape::new(2, 3 * sets, h, w), -1.0, 1.0);
-            assert_close(&format!("{op:?} {w}x{h}"), &op.gpu(gpu, &x, &r).unwrap().data, &op.cpu(&x, &r).unwrap().data, 2e-6, 0.0);
+            assert_close(
+                &format!("{op:?} {w}x{h}"),
+                &op.gpu(gpu, &x, &r).unwrap().data,
+                &op.cpu(&x, &r).unwrap().data,
+                2e-6,
+                0.0,
+            );
         }
     }
 }
@@ -144,7 +168,13 @@ fn unpack_pixels_matches_cpu() {
                 let s = random_samples(&mut rng, l);
                 let op = UnpackPixels(l);
                 // One division of an integer: within 1e-7 of the correctly rounded value.
-                assert_close(&format!("unpack {l:?}"), &op.gpu(gpu, &s).unwrap().data, &op.cpu(&s).unwrap().data, 1e-7, 0.0);
+                assert_close(
+                    &format!("unpack {l:?}"),
+                    &op.gpu(gpu, &s).unwrap().data,
+                    &op.cpu(&s).unwrap().data,
+                    1e-7,
+                    0.0,
+                );
             }
         }
     }
@@ -178,7 +208,10 @@ fn pack_pixels_matches_cpu() {
 fn resize_image_pipeline_matches_cpu() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::for_test("resize_image_pipeline_matches_cpu");
-    let gpu_backend = gpuimg::Backend::Gpu(std::sync::Arc::new(gpuimg::Gpu::from_existing(gpu.device().clone(), gpu.queue().clone())));
+    let gpu_backend = gpuimg::Backend::Gpu(std::sync::Arc::new(gpuimg::Gpu::from_existing(
+        gpu.device().clone(),
+        gpu.queue().clone(),
+    )));
     for (w, h) in SIZES {
         for (channels, bits) in [(3, 8), (4, 16), (1, 8)] {
             let l = PixelLayout { n: 1, height: h, width: w, channels, bits };
@@ -188,8 +221,12 @@ fn resize_image_pipeline_matches_cpu() {
             let c = gpuimg::ops::resize_image(&gpuimg::Backend::Cpu, &img, &op).unwrap();
             assert_eq!((g.width, g.height, g.channels), (c.width, c.height, c.channels));
             let (gs, cs): (Vec<i32>, Vec<i32>) = match (&g.samples, &c.samples) {
-                (Samples::U8(a), Samples::U8(b)) => (a.iter().map(|&v| v as i32).collect(), b.iter().map(|&v| v as i32).collect()),
-                (Samples::U16(a), Samples::U16(b)) => (a.iter().map(|&v| v as i32).collect(), b.iter().map(|&v| v as i32).collect()),
+                (Samples::U8(a), Samples::U8(b)) => {
+                    (a.iter().map(|&v| v as i32).collect(), b.iter().map(|&v| v as i32).collect())
+                }
+                (Samples::U16(a), Samples::U16(b)) => {
+                    (a.iter().map(|&v| v as i32).collect(), b.iter().map(|&v| v as i32).collect())
+                }
                 _ => panic!("bit depth changed"),
             };
             // Float resize then rounding: at most one step apart.

@@ -117,23 +117,19 @@ pub struct AdapterRequest {
 
 /// Picks the best adapter for a request, or says why there is none.
 pub fn pick_adapter(req: &AdapterRequest) -> Result<wgpu::Adapter> {
-    let name = req
-        .name
-        .clone()
-        .or_else(|| std::env::var("GPUIMG_ADAPTER").ok().filter(|s| !s.is_empty()));
+    let name = req.name.clone().or_else(|| std::env::var("GPUIMG_ADAPTER").ok().filter(|s| !s.is_empty()));
     let all = adapters();
     if all.is_empty() {
         return Err(Error::NoAdapter(
-            "wgpu found no Vulkan/Metal/DX12 adapter (on Linux without a GPU driver, install mesa-vulkan-drivers)".into(),
+            "wgpu found no Vulkan/Metal/DX12 adapter (on Linux without a GPU driver, install mesa-vulkan-drivers)"
+                .into(),
         ));
     }
     let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
     let chosen = all.into_iter().find(|a| {
         let info = a.get_info();
         let soft_ok = req.allow_software || info.device_type != wgpu::DeviceType::Cpu;
-        let name_ok = name
-            .as_ref()
-            .is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
+        let name_ok = name.as_ref().is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
         soft_ok && name_ok
     });
     chosen.ok_or_else(|| {
@@ -183,9 +179,8 @@ impl Gpu {
             required_limits: adapter.limits(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            Error::Device { adapter: info.name.clone(), reason: e.to_string() }
-        })?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Device { adapter: info.name.clone(), reason: e.to_string() })?;
         Ok(Self::assemble(device, queue, info))
     }
 
@@ -197,13 +192,7 @@ impl Gpu {
     }
 
     fn assemble(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
-        Gpu {
-            device,
-            queue,
-            info,
-            pipelines: Mutex::new(HashMap::new()),
-            pool: Mutex::new(BufferPool::default()),
-        }
+        Gpu { device, queue, info, pipelines: Mutex::new(HashMap::new()), pool: Mutex::new(BufferPool::default()) }
     }
 
     /// The device.
@@ -245,9 +234,7 @@ impl Gpu {
                     ty: match kind {
                         BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
                         BindingKind::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        BindingKind::ReadWrite => {
-                            wgpu::BufferBindingType::Storage { read_only: false }
-                        }
+                        BindingKind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -255,10 +242,9 @@ impl Gpu {
                 count: None,
             })
             .collect();
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&label),
-            entries: &entries,
-        });
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
         let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],
@@ -310,9 +296,8 @@ impl Gpu {
     }
 
     /// Usage of tensor buffers: storage, and copies both ways.
-    pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-        .union(wgpu::BufferUsages::COPY_SRC)
-        .union(wgpu::BufferUsages::COPY_DST);
+    pub const TENSOR_USAGE: wgpu::BufferUsages =
+        wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
     /// Checks a buffer size against the device limits.
     pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
@@ -423,10 +408,8 @@ impl Gpu {
             layout: &p.layout,
             entries: &entries,
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(&label),
-            timestamp_writes: None,
-        });
+        let mut pass =
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&label), timestamp_writes: None });
         pass.set_pipeline(&p.pipeline);
         pass.set_bind_group(0, &bind, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -435,20 +418,13 @@ impl Gpu {
 
     /// Records work with `record`, submits it, waits for it, and turns any wgpu
     /// validation or out-of-memory error raised meanwhile into an `Err`.
-    pub fn execute<T>(
-        &self,
-        op: &str,
-        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<T>,
-    ) -> Result<T> {
+    pub fn execute<T>(&self, op: &str, record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<T>) -> Result<T> {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
         let recorded = record(&mut encoder);
-        let submitted = recorded.map(|v| {
+        let submitted = recorded.inspect(|_v| {
             self.queue.submit([encoder.finish()]);
-            v
         });
         let oom_err = pollster::block_on(oom.pop());
         let val_err = pollster::block_on(validation.pop());
@@ -493,9 +469,7 @@ impl Gpu {
         });
         self.wait("gpuimg.map")?;
         let map_err = |m: String| Error::Gpu { op: "gpuimg.map".into(), message: m };
-        rx.recv()
-            .map_err(|e| map_err(e.to_string()))?
-            .map_err(|e| map_err(e.to_string()))?;
+        rx.recv().map_err(|e| map_err(e.to_string()))?.map_err(|e| map_err(e.to_string()))?;
         let bytes = {
             let view = staging.get_mapped_range(..padded).map_err(|e| map_err(e.to_string()))?;
             view[..len as usize].to_vec()

@@ -67,7 +67,7 @@ impl Conv2d {
         if self.k == 0 || self.groups == 0 || self.cin == 0 || self.cout == 0 {
             return e(format!("zero in geometry {self:?}"));
         }
-        if self.cin % self.groups != 0 || self.cout % self.groups != 0 {
+        if !self.cin.is_multiple_of(self.groups) || !self.cout.is_multiple_of(self.groups) {
             return e(format!("groups {} must divide cin {} and cout {}", self.groups, self.cin, self.cout));
         }
         if input.c != self.cin {
@@ -94,41 +94,37 @@ impl Conv2d {
         if out.is_empty() {
             return Ok(y);
         }
-        y.data
-            .par_chunks_mut(w)
-            .with_min_len(rows_per_task(w))
-            .enumerate()
-            .for_each(|(row, yrow)| {
-                let i = row % h;
-                let plane = row / h;
-                let (b, o) = (plane / self.cout, plane % self.cout);
-                let g = o / cout_g;
-                yrow.fill(bias[o]);
-                for c in 0..cin_g {
-                    let xplane = x.plane(b, g * cin_g + c);
-                    let wbase = (o * cin_g + c) * k * k;
-                    for u in 0..k {
-                        let ii = i as isize + u as isize - pad as isize;
-                        if ii < 0 || ii >= h as isize {
+        y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each(|(row, yrow)| {
+            let i = row % h;
+            let plane = row / h;
+            let (b, o) = (plane / self.cout, plane % self.cout);
+            let g = o / cout_g;
+            yrow.fill(bias[o]);
+            for c in 0..cin_g {
+                let xplane = x.plane(b, g * cin_g + c);
+                let wbase = (o * cin_g + c) * k * k;
+                for u in 0..k {
+                    let ii = i as isize + u as isize - pad as isize;
+                    if ii < 0 || ii >= h as isize {
+                        continue;
+                    }
+                    let xrow = &xplane[ii as usize * w..(ii as usize + 1) * w];
+                    for v in 0..k {
+                        let wv = weight[wbase + u * k + v];
+                        // Output columns j whose input column j + v - pad is inside.
+                        let j0 = pad.saturating_sub(v);
+                        let j1 = (w + pad).saturating_sub(v).min(w);
+                        if j0 >= j1 {
                             continue;
                         }
-                        let xrow = &xplane[ii as usize * w..(ii as usize + 1) * w];
-                        for v in 0..k {
-                            let wv = weight[wbase + u * k + v];
-                            // Output columns j whose input column j + v - pad is inside.
-                            let j0 = pad.saturating_sub(v);
-                            let j1 = (w + pad).saturating_sub(v).min(w);
-                            if j0 >= j1 {
-                                continue;
-                            }
-                            let xs = &xrow[j0 + v - pad..j1 + v - pad];
-                            for (acc, &xv) in yrow[j0..j1].iter_mut().zip(xs) {
-                                *acc += wv * xv;
-                            }
+                        let xs = &xrow[j0 + v - pad..j1 + v - pad];
+                        for (acc, &xv) in yrow[j0..j1].iter_mut().zip(xs) {
+                            *acc += wv * xv;
                         }
                     }
                 }
-            });
+            }
+        });
         Ok(y)
     }
 

@@ -38,7 +38,10 @@ impl PackPixels {
     fn check(&self, x: &Tensor) -> Result<()> {
         self.0.check()?;
         if x.shape != self.0.shape() {
-            return Err(Error::invalid("pack_pixels", format!("input is {}, layout needs {}", x.shape, self.0.shape())));
+            return Err(Error::invalid(
+                "pack_pixels",
+                format!("input is {}, layout needs {}", x.shape, self.0.shape()),
+            ));
         }
         Ok(())
     }
@@ -74,7 +77,13 @@ impl PackPixels {
     }
 
     /// Records the pack of `x` into `dst` (at least `4 * words()` bytes).
-    pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, dst: &wgpu::Buffer) -> Result<()> {
+    pub fn encode(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        dst: &wgpu::Buffer,
+    ) -> Result<()> {
         let l = self.0;
         l.check()?;
         if x.shape != l.shape() {
@@ -82,7 +91,10 @@ impl PackPixels {
         }
         let words = self.words();
         if dst.size() < (words * 4) as u64 {
-            return Err(Error::invalid("pack_pixels", format!("destination holds {} bytes, needs {}", dst.size(), words * 4)));
+            return Err(Error::invalid(
+                "pack_pixels",
+                format!("destination holds {} bytes, needs {}", dst.size(), words * 4),
+            ));
         }
         let p = PackParams {
             pixels: (l.height * l.width) as u32,
@@ -111,4 +123,3 @@ impl PackPixels {
         Ok(Samples::from_le_bytes(self.0.bits, &r?, self.0.samples()))
     }
 }
-

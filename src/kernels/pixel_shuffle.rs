@@ -35,7 +35,7 @@ impl PixelShuffle {
     /// Output shape for an input shape.
     pub fn out_shape(&self, s: Shape) -> Result<Shape> {
         let rr = self.r * self.r;
-        if self.r == 0 || s.c % rr != 0 {
+        if self.r == 0 || !s.c.is_multiple_of(rr) {
             return Err(Error::invalid("pixel_shuffle", format!("{} channels not divisible by r^2 = {rr}", s.c)));
         }
         Ok(Shape::new(s.n, s.c / rr, s.h * self.r, s.w * self.r))
@@ -66,7 +66,13 @@ impl PixelShuffle {
             return Err(Error::invalid("pixel_shuffle", format!("output is {}, expected {out}", y.shape)));
         }
         let p = params(out.n, out.c, x.shape.h, x.shape.w, self.r);
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], grid_groups(out.w, out.h, out.n * out.c))
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[&x.buffer, &y.buffer],
+            grid_groups(out.w, out.h, out.n * out.c),
+        )
     }
 
     /// Runs end to end on the GPU.

@@ -22,7 +22,7 @@ impl PixelUnshuffle {
     /// Output shape for an input shape.
     pub fn out_shape(&self, s: Shape) -> Result<Shape> {
         let r = self.r;
-        if r == 0 || s.h % r != 0 || s.w % r != 0 {
+        if r == 0 || !s.h.is_multiple_of(r) || !s.w.is_multiple_of(r) {
             return Err(Error::invalid("pixel_unshuffle", format!("{}x{} is not divisible by r = {r}", s.w, s.h)));
         }
         Ok(Shape::new(s.n, s.c * r * r, s.h / r, s.w / r))
@@ -54,7 +54,13 @@ impl PixelUnshuffle {
             return Err(Error::invalid("pixel_unshuffle", format!("output is {}, expected {out}", y.shape)));
         }
         let p = params(out.n, x.shape.c, out.h, out.w, self.r);
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], grid_groups(out.w, out.h, out.n * out.c))
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[&x.buffer, &y.buffer],
+            grid_groups(out.w, out.h, out.n * out.c),
+        )
     }
 
     /// Runs end to end on the GPU.

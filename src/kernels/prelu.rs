@@ -59,7 +59,13 @@ impl Prelu {
         }
         let s = x.shape;
         let p = PreluParams { len: s.len() as u32, channels: s.c as u32, plane: s.plane().max(1) as u32, _pad: 0 };
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, slopes, &y.buffer], linear_groups(s.len(), 256))
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[&x.buffer, slopes, &y.buffer],
+            linear_groups(s.len(), 256),
+        )
     }
 
     /// Runs end to end on the GPU.

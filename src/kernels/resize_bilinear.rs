@@ -79,11 +79,7 @@ impl Axis {
         if self.input == self.output {
             return (dst, dst, 1.0, 0.0);
         }
-        let src = if align {
-            self.scale * dst as f32
-        } else {
-            (self.scale * (dst as f32 + 0.5) - 0.5).max(0.0)
-        };
+        let src = if align { self.scale * dst as f32 } else { (self.scale * (dst as f32 + 0.5) - 0.5).max(0.0) };
         let i0 = (src.floor() as usize).min(self.input - 1);
         let l1 = (src - i0 as f32).clamp(0.0, 1.0);
         let i1 = i0 + usize::from(i0 < self.input - 1);
@@ -167,7 +163,13 @@ impl ResizeBilinear {
             scale_h: ay.scale,
             scale_w: ax.scale,
         };
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], grid_groups(out.w, out.h, out.n * out.c))
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[&x.buffer, &y.buffer],
+            grid_groups(out.w, out.h, out.n * out.c),
+        )
     }
 
     /// Runs end to end on the GPU.

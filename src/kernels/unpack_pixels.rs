@@ -62,7 +62,11 @@ impl PixelLayout {
     }
     /// Largest sample value, `2^bits - 1`.
     pub fn max_value(&self) -> f32 {
-        if self.bits == 8 { 255.0 } else { 65535.0 }
+        if self.bits == 8 {
+            255.0
+        } else {
+            65535.0
+        }
     }
 }
 
@@ -106,7 +110,13 @@ impl UnpackPixels {
 
     /// Records the unpack of packed samples (`src`, as uploaded by
     /// [`Gpu::upload_bytes`] from [`Samples::to_le_bytes`]) into `y`.
-    pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, y: &GpuTensor) -> Result<()> {
+    pub fn encode(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        y: &GpuTensor,
+    ) -> Result<()> {
         let l = self.0;
         l.check()?;
         if y.shape != l.shape() {

@@ -38,7 +38,11 @@ pub struct ZeroDceCurve {
 
 impl ZeroDceCurve {
     fn sets(&self) -> usize {
-        if self.per_iteration { self.iterations } else { 1 }
+        if self.per_iteration {
+            self.iterations
+        } else {
+            1
+        }
     }
 
     /// Checks that the map tensor fits the image tensor.
@@ -99,12 +103,20 @@ impl ZeroDceCurve {
             per_iteration: self.per_iteration as u32,
             _pad: [0; 3],
         };
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &r.buffer, &y.buffer], linear_groups(s.len(), 256))
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[&x.buffer, &r.buffer, &y.buffer],
+            linear_groups(s.len(), 256),
+        )
     }
 
     /// Runs end to end on the GPU.
     pub fn gpu(&self, gpu: &Gpu, x: &Tensor, r: &Tensor) -> Result<Tensor> {
         self.check(x.shape, r.shape)?;
-        gpu.run_tensors("gpuimg.zero_dce_curve", &[x, r], x.shape, |enc, ins, y| self.encode(gpu, enc, &ins[0], &ins[1], y))
+        gpu.run_tensors("gpuimg.zero_dce_curve", &[x, r], x.shape, |enc, ins, y| {
+            self.encode(gpu, enc, &ins[0], &ins[1], y)
+        })
     }
 }

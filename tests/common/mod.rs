@@ -73,10 +73,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
     let mut worst: Option<(usize, f32)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let excess = (g - w).abs() - (abs + rel * w.abs());
-        if excess > 0.0 || g.is_nan() != w.is_nan() {
-            if worst.is_none_or(|(_, e)| excess > e) {
-                worst = Some((i, excess));
-            }
+        if (excess > 0.0 || g.is_nan() != w.is_nan()) && worst.is_none_or(|(_, e)| excess > e) {
+            worst = Some((i, excess));
         }
     }
     if let Some((i, _)) = worst {

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then runs every test with a GPU
+# adapter required (the software one where there is no GPU), the embedding
+# example, and clippy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+scripts/install-deps.sh
+# GPU tests fail instead of skipping when no adapter opens.
+export GPUIMG_REQUIRE_GPU=1
+cargo build --all-targets
+echo "== adapters"
+cargo run -q --bin gpuimg -- info
+echo "== tests"
+cargo test --no-fail-fast
+echo "== example: embedding in a host application"
+cargo run -q --example embed
+echo "== clippy"
+cargo clippy -q --all-targets -- -D warnings

@@ -1,0 +1,191 @@
+//! The command-line tool as a user meets it: exit codes, one-line errors,
+//! outputs never over inputs, batch runs that carry on past a bad file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gpuimg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpuimg")).args(args).env_remove("GPUIMG_DEVICE").output().expect("run gpuimg")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/chelsea.png")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gpuimg-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// gpuimg's own error lines (Mesa may add its own noise to stderr).
+fn error_lines(o: &Output) -> Vec<String> {
+    stderr(o).lines().filter(|l| l.starts_with("gpuimg: error:")).map(String::from).collect()
+}
+
+#[test]
+fn info_lists_adapters_and_choice() {
+    let o = gpuimg(&["info"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("chosen (--device auto)"), "{out}");
+    assert!(out.contains("cpu path:"), "{out}");
+}
+
+#[test]
+fn unknown_values_are_refused_with_the_valid_list() {
+    let o = gpuimg(&["--device", "tpu", "info"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("tpu") && e.contains("auto") && e.contains("gpu") && e.contains("cpu"), "{e}");
+    let o = Command::new(env!("CARGO_BIN_EXE_gpuimg")).args(["info"]).env("GPUIMG_DEVICE", "npu").output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown device 'npu' (valid: auto, gpu, cpu)"), "{}", stderr(&o));
+}
+
+#[test]
+fn planned_commands_say_so_and_fail() {
+    for cmd in ["sr", "enhance", "compress", "decompress", "augment", "bench", "eval", "train"] {
+        let o = gpuimg(&[cmd, "x.png"]);
+        assert!(!o.status.success(), "{cmd} must not pretend to work");
+        let lines = error_lines(&o);
+        assert_eq!(lines.len(), 1, "{cmd}: {lines:?}");
+        assert!(lines[0].contains("not implemented") && lines[0].contains(cmd), "{}", lines[0]);
+    }
+}
+
+#[test]
+fn resize_writes_the_expected_image_on_the_cpu() {
+    let dir = tmpdir("resize");
+    let out = dir.join("half.png");
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "resize",
+        sample().to_str().unwrap(),
+        "--scale",
+        "0.5",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = gpuimg::image_io::load(&out).unwrap();
+    assert_eq!((img.width, img.height, img.channels), (225, 150, 3));
+    // Default name beside the input when -o is absent (in a copy, to keep assets/ clean).
+    let copy = dir.join("cat.png");
+    std::fs::copy(sample(), &copy).unwrap();
+    let o = gpuimg(&["--device", "cpu", "resize", copy.to_str().unwrap(), "--width", "64", "--height", "32"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = gpuimg::image_io::load(&dir.join("cat_64x32.png")).unwrap();
+    assert_eq!((img.width, img.height), (64, 32));
+}
+
+#[test]
+fn resize_on_the_gpu_equals_the_cpu() {
+    if std::env::var_os("CI").is_none()
+        && std::env::var_os("GPUIMG_REQUIRE_GPU").is_none()
+        && gpuimg::gpu::adapters().is_empty()
+    {
+        eprintln!("!!! SKIPPING GPU CLI TEST: no GPU adapter; set GPUIMG_REQUIRE_GPU=1 to make this fail");
+        return;
+    }
+    let dir = tmpdir("resize-gpu");
+    let (g, c) = (dir.join("g.png"), dir.join("c.png"));
+    for (dev, out) in [("gpu", &g), ("cpu", &c)] {
+        let o = gpuimg(&[
+            "--device",
+            dev,
+            "resize",
+            sample().to_str().unwrap(),
+            "--scale",
+            "1.7",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{dev}: {}", stderr(&o));
+    }
+    let (gi, ci) = (gpuimg::image_io::load(&g).unwrap(), gpuimg::image_io::load(&c).unwrap());
+    assert_eq!((gi.width, gi.height), (766, 510));
+    let (gpuimg::Samples::U8(a), gpuimg::Samples::U8(b)) = (&gi.samples, &ci.samples) else { panic!("8-bit expected") };
+    let worst = a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap();
+    assert!(worst <= 1, "GPU and CPU outputs differ by {worst} levels");
+}
+
+#[test]
+fn inputs_are_never_overwritten() {
+    let dir = tmpdir("noclobber");
+    let input = dir.join("in.png");
+    std::fs::copy(sample(), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "resize",
+        input.to_str().unwrap(),
+        "--scale",
+        "2",
+        "-o",
+        input.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert!(!o.status.success());
+    let lines = error_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("overwrite an input"), "{}", lines[0]);
+    assert_eq!(std::fs::read(&input).unwrap(), before, "input changed");
+}
+
+#[test]
+fn batch_carries_on_past_a_bad_file_and_fails_at_the_end() {
+    let dir = tmpdir("batch");
+    let (inp, out) = (dir.join("in"), dir.join("out"));
+    std::fs::create_dir_all(&inp).unwrap();
+    std::fs::copy(sample(), inp.join("a.png")).unwrap();
+    std::fs::write(inp.join("b.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    std::fs::copy(sample(), inp.join("c.png")).unwrap();
+    std::fs::write(inp.join("notes.txt"), b"not an image, ignored").unwrap();
+    let o =
+        gpuimg(&["--device", "cpu", "resize", inp.to_str().unwrap(), "--scale", "0.25", "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("b.png") && e.contains("2 written, 1 failed, 3 inputs"), "{e}");
+    assert!(out.join("a_x0.25.png").exists() && out.join("c_x0.25.png").exists());
+    assert!(!out.join("b_x0.25.png").exists(), "no output for the bad file");
+    // Existing outputs are skipped unless --overwrite.
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "resize",
+        inp.join("a.png").to_str().unwrap(),
+        "--scale",
+        "0.25",
+        "-o",
+        out.join("a_x0.25.png").to_str().unwrap(),
+    ]);
+    assert!(o.status.success() && stderr(&o).contains("skipped"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    for args in [
+        vec!["resize", "missing.png", "--scale", "2"],
+        vec!["resize", sample().to_str().unwrap(), "--scale", "-1"],
+        vec!["resize", sample().to_str().unwrap(), "--scale", "NaN"],
+        vec!["resize", sample().to_str().unwrap(), "--scale", "0.0001"],
+        vec!["resize", sample().to_str().unwrap(), "--width", "0", "--height", "5"],
+        vec!["resize", sample().to_str().unwrap(), "--scale", "2", "-o", "/tmp/out.gif"],
+    ] {
+        let mut full = vec!["--device", "cpu"];
+        full.extend(args.iter().copied());
+        let o = gpuimg(&full);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let lines = error_lines(&o);
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    }
+}
