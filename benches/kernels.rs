@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use gpuimg::kernels::unpack_pixels::PixelLayout;
 use gpuimg::kernels::*;
 use gpuimg::{Gpu, GpuTensor, Samples, Shape, Tensor};
@@ -45,6 +45,7 @@ macro_rules! group {
     ($c:expr, $name:expr, |$w:ident, $h:ident| $setup:block, cpu: $cpu:expr, resident: $res:expr, roundtrip: $rt:expr) => {{
         let mut g = $c.benchmark_group($name);
         g.sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
             .measurement_time(std::time::Duration::from_secs(2))
             .warm_up_time(std::time::Duration::from_millis(300));
         for ($w, $h) in SIZES {

@@ -33,6 +33,9 @@ pub enum Error {
     /// An image could not be written.
     #[error("{}: {reason}", path.display())]
     ImageWrite { path: PathBuf, reason: String },
+    /// A weights file could not be read or does not fit the model.
+    #[error("{}: {reason}", path.display())]
+    Weights { path: PathBuf, reason: String },
     /// An unknown name was given where one of a fixed list is expected.
     #[error("unknown {what} '{value}' (valid: {valid})")]
     UnknownValue { what: &'static str, value: String, valid: String },

@@ -29,11 +29,17 @@ pub use wgpu;
 
 pub mod backend;
 pub mod error;
+pub mod eval;
 pub mod gpu;
 pub mod image_io;
 pub mod kernels;
+pub mod metrics;
+pub mod models;
 pub mod ops;
+pub mod resample;
 pub mod tensor;
+pub mod train;
+pub mod weights;
 
 pub use backend::{Backend, DeviceChoice};
 pub use error::{Error, Result};

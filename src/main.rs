@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use gpuimg::kernels::resize_bilinear::{ResizeBilinear, ResizeTarget};
+use gpuimg::models::TinyPssr;
+use gpuimg::weights::Weights;
 use gpuimg::{image_io, ops, Backend, DeviceChoice};
 
 #[derive(Parser)]
@@ -49,7 +51,7 @@ enum Command {
     /// Resize images bilinearly (PyTorch semantics) on the GPU or CPU.
     Resize(ResizeArgs),
     /// Super-resolution with TinyPSSR (x2, x4).
-    Sr(Planned),
+    Sr(SrArgs),
     /// Low-light enhancement with Zero-DCE / Zero-DCE++.
     Enhance(Planned),
     /// Compress images with TinyCompress into .tcz files.
@@ -61,9 +63,15 @@ enum Command {
     /// Benchmark kernels and models, GPU against CPU.
     Bench(Planned),
     /// Evaluate a model on a data set (PSNR, SSIM).
-    Eval(Planned),
+    Eval {
+        #[command(subcommand)]
+        what: EvalWhat,
+    },
     /// Train a model's weights.
-    Train(Planned),
+    Train {
+        #[command(subcommand)]
+        what: TrainWhat,
+    },
 }
 
 /// Arguments of commands not built yet: accepted so the error names the command, not a parse failure.
@@ -71,6 +79,74 @@ enum Command {
 struct Planned {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     rest: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum EvalWhat {
+    /// Super-resolution: Y PSNR/SSIM of TinyPSSR against bicubic (standard protocol).
+    Sr {
+        /// Directory of HR images (e.g. CSet5).
+        dir: PathBuf,
+        /// Upscale factor.
+        #[arg(long, default_value_t = 2)]
+        scale: usize,
+        /// Weights to evaluate instead of the bundled ones.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+    },
+    /// Learned compression (not built yet: issue #5).
+    Codec(Planned),
+}
+
+#[derive(Subcommand)]
+enum TrainWhat {
+    /// Train TinyPSSR on a directory of photos (scripts/get-data.sh installs them).
+    Sr {
+        /// Upscale factor (2 or 4).
+        #[arg(long, default_value_t = 2)]
+        scale: usize,
+        /// Directory of training photos (searched recursively; every 5th is held out for validation).
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the weights (safetensors).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Optimiser steps (default: 12000 for x2, 6000 for x4).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Patches per step.
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Start from these weights (for x4: the trained x2 model, used for both stages).
+        #[arg(long)]
+        init: Option<PathBuf>,
+    },
+    /// Zero-DCE (not built yet: issue #4).
+    Enhance(Planned),
+    /// TinyCompress (not built yet: issue #5).
+    Codec(Planned),
+}
+
+#[derive(Args)]
+struct SrArgs {
+    /// Input images or directories.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Upscale factor.
+    #[arg(long, default_value_t = 4)]
+    scale: usize,
+    /// Output file (one input) or directory. Default: <stem>_x<scale>.<ext> beside the input.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// TinyPSSR weights (safetensors) instead of the bundled ones.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Replace outputs that already exist.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -114,14 +190,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Info => info(&g),
         Command::Resize(a) => resize(&g, a),
-        Command::Sr(_) => planned("sr", 3),
+        Command::Sr(a) => sr(&g, a),
         Command::Enhance(_) => planned("enhance", 4),
         Command::Compress(_) => planned("compress", 5),
         Command::Decompress(_) => planned("decompress", 5),
         Command::Augment(_) => planned("augment", 7),
         Command::Bench(_) => planned("bench", 6),
-        Command::Eval(_) => planned("eval", 3),
-        Command::Train(_) => planned("train", 3),
+        Command::Eval { what: EvalWhat::Sr { dir, scale, weights } } => eval_sr(&g, &dir, scale, weights.as_deref()),
+        Command::Eval { what: EvalWhat::Codec(_) } => planned("eval codec", 5),
+        Command::Train { what: TrainWhat::Sr { scale, data, output, steps, batch, seed, init } } => {
+            train_sr(&g, scale, data, output, steps, batch, seed, init)
+        }
+        Command::Train { what: TrainWhat::Enhance(_) } => planned("train enhance", 4),
+        Command::Train { what: TrainWhat::Codec(_) } => planned("train codec", 5),
     }
 }
 
@@ -214,54 +295,43 @@ fn output_path(input: &Path, output: Option<&Path>, many: bool, suffix: &str) ->
     }
 }
 
-fn resize(g: &Global, a: ResizeArgs) -> Result<ExitCode> {
-    let target = match (a.scale, a.width, a.height) {
-        (Some(s), _, _) => {
-            if !(s > 0.0 && s.is_finite()) {
-                bail!("--scale {s}: must be a positive number");
-            }
-            ResizeTarget::Factor { h: s, w: s }
-        }
-        (None, Some(w), Some(h)) => {
-            if w == 0 || h == 0 {
-                bail!("--width {w} --height {h}: sides must be positive");
-            }
-            ResizeTarget::Size { h, w }
-        }
-        _ => bail!("give --scale F or --width W --height H"),
-    };
-    let op = ResizeBilinear { target, align_corners: a.align_corners };
-    let inputs = expand_inputs(&a.inputs)?;
+/// Runs `job` over every input (files, or images in directories), writing
+/// each result atomically, never over an input, skipping existing outputs
+/// unless `overwrite`; carries on past failures and reports them at the end.
+fn batch(
+    g: &Global,
+    inputs_arg: &[PathBuf],
+    output: Option<&Path>,
+    suffix: &str,
+    overwrite: bool,
+    mut job: impl FnMut(&gpuimg::image_io::Image) -> Result<gpuimg::image_io::Image>,
+) -> Result<ExitCode> {
+    let inputs = expand_inputs(inputs_arg)?;
     if inputs.is_empty() {
-        bail!("no images found in {}", a.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!("no images found in {}", inputs_arg.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
-    let many = inputs.len() > 1 || a.inputs.iter().any(|p| p.is_dir());
-    if let Some(o) = &a.output {
+    let many = inputs.len() > 1 || inputs_arg.iter().any(|p| p.is_dir());
+    if let Some(o) = output {
         if many {
             std::fs::create_dir_all(o).with_context(|| format!("{}: cannot create output directory", o.display()))?;
         }
     }
-    let backend = open_backend(g)?;
-    let suffix = match target {
-        ResizeTarget::Factor { h, .. } => format!("x{h}"),
-        ResizeTarget::Size { h, w } => format!("{w}x{h}"),
-    };
     let mut failed = Vec::new();
     let mut done = 0usize;
     for input in &inputs {
-        let out = output_path(input, a.output.as_deref(), many, &suffix);
+        let out = output_path(input, output, many, suffix);
         let result = (|| -> Result<bool> {
-            if a.inputs.iter().chain(inputs.iter()).any(|i| image_io::same_file(i, &out)) {
+            if inputs_arg.iter().chain(inputs.iter()).any(|i| image_io::same_file(i, &out)) {
                 bail!("{}: output would overwrite an input", out.display());
             }
-            if out.exists() && !a.overwrite {
+            if out.exists() && !overwrite {
                 if !g.quiet {
                     eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", out.display());
                 }
                 return Ok(false);
             }
             let img = image_io::load(input)?;
-            let y = ops::resize_image(&backend, &img, &op).with_context(|| format!("{}", input.display()))?;
+            let y = job(&img).with_context(|| format!("{}", input.display()))?;
             image_io::save(&y, &out)?;
             if g.verbose > 0 {
                 eprintln!("gpuimg: {} -> {} ({}x{})", input.display(), out.display(), y.width, y.height);
@@ -290,4 +360,119 @@ fn resize(g: &Global, a: ResizeArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn load_sr_model(scale: usize, weights: Option<&Path>) -> Result<TinyPssr> {
+    TinyPssr::stages_for(scale)?;
+    let m = match weights {
+        Some(p) => TinyPssr::from_weights(&Weights::load(p)?).with_context(|| format!("{}", p.display()))?,
+        None => TinyPssr::bundled(scale)?,
+    };
+    if m.scale() != scale {
+        bail!("{}: these weights are for x{}, not x{scale}", weights.map(|p| p.display().to_string()).unwrap_or_default(), m.scale());
+    }
+    Ok(m)
+}
+
+fn sr(g: &Global, a: SrArgs) -> Result<ExitCode> {
+    let model = load_sr_model(a.scale, a.weights.as_deref())?;
+    let backend = open_backend(g)?;
+    batch(g, &a.inputs, a.output.as_deref(), &format!("x{}", a.scale), a.overwrite, |img| {
+        Ok(ops::super_resolve(&backend, &model, img)?)
+    })
+}
+
+fn eval_sr(g: &Global, dir: &Path, scale: usize, weights: Option<&Path>) -> Result<ExitCode> {
+    let model = load_sr_model(scale, weights)?;
+    let backend = open_backend(g)?;
+    let rows = gpuimg::eval::eval_sr(&model, &backend, dir).with_context(|| format!("{}", dir.display()))?;
+    if rows.is_empty() {
+        bail!("{}: no images", dir.display());
+    }
+    println!("| image | bicubic PSNR / SSIM | TinyPSSR x{scale} PSNR / SSIM | gain |");
+    println!("| --- | --- | --- | --- |");
+    for r in &rows {
+        let name = r.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        println!(
+            "| {name} | {:.2} / {:.4} | {:.2} / {:.4} | {:+.2} dB |",
+            r.psnr_bicubic, r.ssim_bicubic, r.psnr, r.ssim, r.psnr - r.psnr_bicubic
+        );
+    }
+    let n = rows.len() as f64;
+    let mean = |f: &dyn Fn(&gpuimg::eval::SrRow) -> f64| rows.iter().map(f).sum::<f64>() / n;
+    let (pb, sb, ps, ss) = (mean(&|r| r.psnr_bicubic), mean(&|r| r.ssim_bicubic), mean(&|r| r.psnr), mean(&|r| r.ssim));
+    println!("| **mean** | {pb:.2} / {sb:.4} | {ps:.2} / {ss:.4} | {:+.2} dB |", ps - pb);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_sr(
+    g: &Global,
+    scale: usize,
+    data: PathBuf,
+    output: PathBuf,
+    steps: Option<usize>,
+    batch: Option<usize>,
+    seed: u64,
+    init: Option<PathBuf>,
+) -> Result<ExitCode> {
+    TinyPssr::stages_for(scale)?;
+    let mut cfg = gpuimg::train::sr::SrTrainConfig::defaults(scale, data);
+    cfg.steps = steps.unwrap_or(cfg.steps);
+    cfg.batch = batch.unwrap_or(cfg.batch);
+    cfg.seed = seed;
+    if let Some(p) = &init {
+        cfg.init = Some(TinyPssr::from_weights(&Weights::load(p)?).with_context(|| format!("{}", p.display()))?);
+    }
+    let quiet = g.quiet;
+    let started = std::time::Instant::now();
+    let (model, gain) = gpuimg::train::sr::train(&cfg, |line| {
+        if !quiet {
+            eprintln!("gpuimg: train sr x{scale}: {line}");
+        }
+    })?;
+    let mut w = model.to_weights();
+    let recipe = format!(
+        "gpuimg train sr --scale {scale} --data {} --steps {} --batch {} --seed {seed}{}",
+        cfg.data.display(),
+        cfg.steps,
+        cfg.batch,
+        init.as_ref().map(|p| format!(" --init {}", p.display())).unwrap_or_default()
+    );
+    w.metadata.insert("recipe".into(), recipe);
+    w.metadata.insert("patch".into(), cfg.patch.to_string());
+    w.metadata.insert("lr".into(), format!("{} cosine to 1%, Adam(0.9, 0.999), L1 loss", cfg.lr));
+    w.metadata.insert("val_gain_db".into(), format!("{gain:.3}"));
+    w.metadata.insert("train_seconds".into(), format!("{:.0}", started.elapsed().as_secs_f64()));
+    w.metadata.insert("threads".into(), rayon::current_num_threads().to_string());
+    w.save(&output)?;
+    if !quiet {
+        eprintln!("gpuimg: wrote {} ({:.0} s, validation gain over bicubic {gain:+.2} dB)", output.display(), started.elapsed().as_secs_f64());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resize(g: &Global, a: ResizeArgs) -> Result<ExitCode> {
+    let target = match (a.scale, a.width, a.height) {
+        (Some(s), _, _) => {
+            if !(s > 0.0 && s.is_finite()) {
+                bail!("--scale {s}: must be a positive number");
+            }
+            ResizeTarget::Factor { h: s, w: s }
+        }
+        (None, Some(w), Some(h)) => {
+            if w == 0 || h == 0 {
+                bail!("--width {w} --height {h}: sides must be positive");
+            }
+            ResizeTarget::Size { h, w }
+        }
+        _ => bail!("give --scale F or --width W --height H"),
+    };
+    let op = ResizeBilinear { target, align_corners: a.align_corners };
+    let backend = open_backend(g)?;
+    let suffix = match target {
+        ResizeTarget::Factor { h, .. } => format!("x{h}"),
+        ResizeTarget::Size { h, w } => format!("{w}x{h}"),
+    };
+    batch(g, &a.inputs, a.output.as_deref(), &suffix, a.overwrite, |img| Ok(ops::resize_image(&backend, img, &op)?))
 }

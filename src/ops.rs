@@ -7,7 +7,8 @@ use crate::error::Result;
 use crate::image_io::Image;
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::{PackPixels, ResizeBilinear, UnpackPixels};
-use crate::tensor::Samples;
+use crate::models::tinypssr::{TinyPssr, HALO};
+use crate::tensor::{Samples, Shape, Tensor};
 
 /// Resizes an image bilinearly (every channel, alpha included), keeping its
 /// bit depth and channel layout.
@@ -41,5 +42,93 @@ pub fn resize_image(backend: &Backend, img: &Image, resize: &ResizeBilinear) -> 
             Samples::from_le_bytes(outl.bits, &r?, outl.samples())
         }
     };
+    Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
+}
+
+/// Runs TinyPSSR on (N, 1, H, W) planes on either backend, in horizontal
+/// strips whose halo covers the receptive field, so the result equals the
+/// untiled network while memory stays bounded (`max_bytes` per intermediate).
+pub fn run_tinypssr(backend: &Backend, model: &TinyPssr, x: &Tensor) -> Result<Tensor> {
+    let limit = match backend {
+        Backend::Cpu => 16 << 20,
+        Backend::Gpu(g) => {
+            let l = g.device().limits();
+            (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 2).min(256 << 20) as usize
+        }
+    };
+    run_tinypssr_tiled(backend, model, x, limit)
+}
+
+/// [`run_tinypssr`] with an explicit bound on the bytes of one intermediate.
+pub fn run_tinypssr_tiled(backend: &Backend, model: &TinyPssr, x: &Tensor, max_bytes: usize) -> Result<Tensor> {
+    let s = x.shape;
+    let f = model.scale();
+    // Halo in input pixels: HALO for the first stage, HALO/2 for the second, ...
+    let halo = (0..model.stages.len()).map(|i| HALO.div_ceil(1 << i)).sum::<usize>();
+    // The widest intermediate is 16 channels at the last stage's input scale.
+    let row_bytes = s.n * 16 * s.w * 4 * (f / 2) * (f / 2);
+    let rows = (max_bytes / row_bytes.max(1)).saturating_sub(2 * halo).max(8);
+    let gpu_model = match backend {
+        Backend::Gpu(g) => Some(model.upload(g)),
+        Backend::Cpu => None,
+    };
+    let mut out = Tensor::zeros(Shape::new(s.n, 1, s.h * f, s.w * f));
+    let mut y0 = 0;
+    while y0 < s.h {
+        let y1 = (y0 + rows).min(s.h);
+        let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(s.h));
+        let strip = crop_rows(x, a, b);
+        let up = match (backend, &gpu_model) {
+            (Backend::Gpu(gpu), Some(g)) => {
+                let out = g.out_shape(strip.shape);
+                let mut scratch = Vec::new();
+                let r = gpu.run_tensors("gpuimg.tinypssr", &[&strip], out, |enc, ins, y| {
+                    g.encode(gpu, enc, &ins[0], y, &mut scratch)
+                });
+                for t in scratch {
+                    gpu.recycle(t);
+                }
+                r?
+            }
+            _ => model.forward_cpu(&strip)?,
+        };
+        let (ow, skip) = (s.w * f, (y0 - a) * f);
+        for n in 0..s.n {
+            let src = &up.data[n * up.shape.plane() + skip * ow..][..(y1 - y0) * f * ow];
+            out.data[n * out.shape.plane() + y0 * f * ow..][..src.len()].copy_from_slice(src);
+        }
+        y0 = y1;
+    }
+    Ok(out)
+}
+
+/// Rows `a..b` of every plane.
+pub fn crop_rows(x: &Tensor, a: usize, b: usize) -> Tensor {
+    let s = x.shape;
+    let mut data = Vec::with_capacity(s.n * s.c * (b - a) * s.w);
+    for p in 0..s.n * s.c {
+        data.extend_from_slice(&x.data[p * s.plane() + a * s.w..p * s.plane() + b * s.w]);
+    }
+    Tensor { shape: Shape::new(s.n, s.c, b - a, s.w), data }
+}
+
+/// Super-resolves an image: colour channels through the model as one batch,
+/// alpha upscaled bicubically, bit depth and channel layout kept.
+pub fn super_resolve(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
+    let l = img.layout();
+    let f = model.scale();
+    let x = UnpackPixels(l).cpu(&img.samples)?;
+    let colour = if img.has_alpha() { l.channels - 1 } else { l.channels };
+    let p = l.height * l.width;
+    let planes = Tensor { shape: Shape::new(colour, 1, l.height, l.width), data: x.data[..colour * p].to_vec() };
+    let up = run_tinypssr(backend, model, &planes)?;
+    let mut data = up.data;
+    if img.has_alpha() {
+        let alpha = Tensor { shape: Shape::new(1, 1, l.height, l.width), data: x.data[colour * p..].to_vec() };
+        data.extend(crate::resample::upscale(&alpha, f).data);
+    }
+    let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
+    let y = Tensor::from_vec(outl.shape(), data)?;
+    let samples = PackPixels(outl).cpu(&y)?;
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
 }

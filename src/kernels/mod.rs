@@ -93,6 +93,6 @@ pub fn find(name: &str) -> Option<&'static KernelDesc> {
 }
 
 /// Rows per rayon task: enough work per task to amortise scheduling.
-pub(crate) fn rows_per_task(width: usize) -> usize {
+pub fn rows_per_task(width: usize) -> usize {
     (16384 / width.max(1)).max(1)
 }

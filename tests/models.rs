@@ -1,0 +1,77 @@
+//! TinyPSSR: weights by name, parameter counts, and the three paths agreeing.
+
+mod common;
+
+use common::{assert_close, gpu, Rng};
+use gpuimg::models::tinypssr::{Stage, TinyPssr};
+use gpuimg::weights::Weights;
+use gpuimg::{Backend, Shape};
+
+fn random_model(rng: &mut Rng, stages: usize) -> TinyPssr {
+    let mut u = || rng.uniform(0.0, 1.0);
+    TinyPssr { stages: (0..stages).map(|_| Stage::init(&mut u)).collect() }
+}
+
+#[test]
+fn parameter_counts_match_the_paper() {
+    let mut rng = Rng::for_test("params");
+    assert_eq!(random_model(&mut rng, 1).parameter_count(), 1356);
+    let x4 = random_model(&mut rng, 2).parameter_count();
+    assert!(x4 <= 3000 && x4 == 2712, "x4 has {x4}");
+}
+
+#[test]
+fn weights_round_trip_and_bad_weights_are_named() {
+    let mut rng = Rng::for_test("weights");
+    let m = random_model(&mut rng, 2);
+    let bytes = m.to_weights().to_bytes().unwrap();
+    let back = TinyPssr::from_weights(&Weights::from_bytes(&bytes, "x.safetensors".as_ref()).unwrap()).unwrap();
+    assert_eq!(back, m);
+    assert_eq!(back.scale(), 4);
+    let mut w = m.to_weights();
+    w.tensors.remove("stages.1.prelu2.weight");
+    let e = TinyPssr::from_weights(&w).unwrap_err().to_string();
+    assert!(e.contains("stages.1.prelu2.weight"), "{e}");
+    let mut w = m.to_weights();
+    w.insert("stages.0.conv3.weight", &[8, 4, 3, 3], vec![0.0; 288]);
+    let e = TinyPssr::from_weights(&w).unwrap_err().to_string();
+    assert!(e.contains("stages.0.conv3.weight") && e.contains("[8, 4, 5, 5]"), "{e}");
+    assert!(Weights::from_bytes(b"garbage", "g.safetensors".as_ref()).unwrap_err().to_string().contains("g.safetensors"));
+    let e = TinyPssr::stages_for(3).unwrap_err().to_string();
+    assert!(e.contains("'3'") && e.contains("2, 4"), "{e}");
+}
+
+#[test]
+fn tinypssr_gpu_layers_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let gpu = Backend::Gpu(std::sync::Arc::new(gpuimg::Gpu::from_existing(gpu.device().clone(), gpu.queue().clone())));
+    let mut rng = Rng::for_test("tinypssr_gpu_layers_match_cpu");
+    for stages in [1, 2] {
+        let m = random_model(&mut rng, stages);
+        for (w, h) in [(1, 1), (37, 23)] {
+            let x = rng.tensor(Shape::new(3, 1, h, w), 0.0, 1.0);
+            let want = gpuimg::ops::run_tinypssr(&Backend::Cpu, &m, &x).unwrap();
+            let got = gpuimg::ops::run_tinypssr(&gpu, &m, &x).unwrap();
+            assert_close(&format!("x{} {w}x{h}", m.scale()), &got.data, &want.data, 1e-4, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn bicubic_initialisation_is_matlab_bicubic_inside_the_border() {
+    let mut rng = Rng::for_test("bicubic_init");
+    let mut u = || rng.uniform(0.0, 1.0);
+    let m = TinyPssr { stages: vec![Stage::init_bicubic(&mut u)] };
+    let x = rng.tensor(Shape::new(1, 1, 20, 24), 0.0, 1.0);
+    let net = m.forward_cpu(&x).unwrap();
+    let bic = gpuimg::resample::upscale(&x, 2);
+    // Only the free channels (through conv4's small weights) and the zero
+    // padding (MATLAB mirrors) separate the two; compare away from the border.
+    let mut worst = 0.0f32;
+    for i in 8..32 {
+        for j in 8..40 {
+            worst = worst.max((net.data[i * 48 + j] - bic.data[i * 48 + j]).abs());
+        }
+    }
+    assert!(worst < 0.15, "initial model is not close to bicubic: {worst}");
+}
