@@ -308,7 +308,10 @@ fn batch(
 ) -> Result<ExitCode> {
     let inputs = expand_inputs(inputs_arg)?;
     if inputs.is_empty() {
-        bail!("no images found in {}", inputs_arg.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no images found in {}",
+            inputs_arg.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     let many = inputs.len() > 1 || inputs_arg.iter().any(|p| p.is_dir());
     if let Some(o) = output {
@@ -369,7 +372,11 @@ fn load_sr_model(scale: usize, weights: Option<&Path>) -> Result<TinyPssr> {
         None => TinyPssr::bundled(scale)?,
     };
     if m.scale() != scale {
-        bail!("{}: these weights are for x{}, not x{scale}", weights.map(|p| p.display().to_string()).unwrap_or_default(), m.scale());
+        bail!(
+            "{}: these weights are for x{}, not x{scale}",
+            weights.map(|p| p.display().to_string()).unwrap_or_default(),
+            m.scale()
+        );
     }
     Ok(m)
 }
@@ -395,7 +402,11 @@ fn eval_sr(g: &Global, dir: &Path, scale: usize, weights: Option<&Path>) -> Resu
         let name = r.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         println!(
             "| {name} | {:.2} / {:.4} | {:.2} / {:.4} | {:+.2} dB |",
-            r.psnr_bicubic, r.ssim_bicubic, r.psnr, r.ssim, r.psnr - r.psnr_bicubic
+            r.psnr_bicubic,
+            r.ssim_bicubic,
+            r.psnr,
+            r.ssim,
+            r.psnr - r.psnr_bicubic
         );
     }
     let n = rows.len() as f64;
@@ -447,7 +458,11 @@ fn train_sr(
     w.metadata.insert("threads".into(), rayon::current_num_threads().to_string());
     w.save(&output)?;
     if !quiet {
-        eprintln!("gpuimg: wrote {} ({:.0} s, validation gain over bicubic {gain:+.2} dB)", output.display(), started.elapsed().as_secs_f64());
+        eprintln!(
+            "gpuimg: wrote {} ({:.0} s, validation gain over bicubic {gain:+.2} dB)",
+            output.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

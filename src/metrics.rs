@@ -36,7 +36,11 @@ pub fn psnr_y(a: &Tensor, b: &Tensor, border: usize) -> f64 {
 /// PSNR in dB of two equal-length signals with the given peak.
 pub fn psnr(a: &[f64], b: &[f64], peak: f64) -> f64 {
     let mse = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / a.len().max(1) as f64;
-    if mse == 0.0 { f64::INFINITY } else { 10.0 * (peak * peak / mse).log10() }
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (peak * peak / mse).log10()
+    }
 }
 
 /// SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03,

@@ -5,6 +5,7 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::image_io::Image;
+use crate::kernels::pack_pixels::quantise;
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::{PackPixels, ResizeBilinear, UnpackPixels};
 use crate::models::tinypssr::{TinyPssr, HALO};
@@ -113,8 +114,17 @@ pub fn crop_rows(x: &Tensor, a: usize, b: usize) -> Tensor {
 }
 
 /// Super-resolves an image: colour channels through the model as one batch,
-/// alpha upscaled bicubically, bit depth and channel layout kept.
+/// alpha upscaled bicubically, bit depth and channel layout kept. On the GPU
+/// the fused kernel runs on packed pixels; on the CPU the layer path.
 pub fn super_resolve(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
+    match backend {
+        Backend::Gpu(gpu) => super_resolve_fused(gpu, model, img),
+        Backend::Cpu => super_resolve_layers(backend, model, img),
+    }
+}
+
+/// [`super_resolve`] through the layer-by-layer path (the reference).
+pub fn super_resolve_layers(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
     let l = img.layout();
     let f = model.scale();
     let x = UnpackPixels(l).cpu(&img.samples)?;
@@ -129,6 +139,94 @@ pub fn super_resolve(backend: &Backend, model: &TinyPssr, img: &Image) -> Result
     }
     let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
     let y = Tensor::from_vec(outl.shape(), data)?;
+
     let samples = PackPixels(outl).cpu(&y)?;
+    Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
+}
+
+/// [`super_resolve`] on the GPU with the fused kernel: packed pixels in,
+/// one dispatch per x2 stage (f32 planes between stages), packed pixels out,
+/// in strips of rows whose halo covers the receptive field.
+pub fn super_resolve_fused(gpu: &crate::Gpu, model: &TinyPssr, img: &Image) -> Result<Image> {
+    use crate::kernels::tinypssr_fused::{flat_weights, FusedParams, TinyPssrFused};
+    let l = img.layout();
+    let f = model.scale();
+    let colour = if img.has_alpha() { l.channels - 1 } else { l.channels };
+    let bps = (l.bits / 8) as usize;
+    let in_row = l.width * l.channels * bps;
+    let out_row = l.width * f * l.channels * bps;
+    let halo = (0..model.stages.len()).map(|i| HALO.div_ceil(1 << i)).sum::<usize>();
+    // Largest buffer per input row: the f32 planes between stages or the packed output.
+    let limits = gpu.device().limits();
+    let cap = (limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 2).min(256 << 20) as usize;
+    let per_row = (colour * 4 * 2 * l.width * 4).max(out_row * f);
+    let rows = (cap / per_row.max(1)).saturating_sub(2 * halo).max(8);
+    let weights: Vec<wgpu::Buffer> =
+        model.stages.iter().map(|s| gpu.constant("gpuimg.tinypssr_fused.weights", &flat_weights(s))).collect();
+    let bytes = img.samples.to_le_bytes();
+    let mut out = vec![0u8; out_row * l.height * f];
+    let mut y0 = 0;
+    while y0 < l.height {
+        let y1 = (y0 + rows).min(l.height);
+        let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(l.height));
+        let src = gpu.upload_bytes(&bytes[a * in_row..b * in_row])?;
+        let mut bufs = Vec::new();
+        let (mut w, mut h) = (l.width as u32, (b - a) as u32);
+        let mut ops = Vec::new();
+        for i in 0..model.stages.len() {
+            let last = i + 1 == model.stages.len();
+            let p = FusedParams {
+                w,
+                h,
+                channels: l.channels as u32,
+                colour: colour as u32,
+                bits: l.bits,
+                in_mode: u32::from(i > 0),
+                out_mode: u32::from(!last),
+                _pad: 0,
+            };
+            let op = TinyPssrFused(p);
+            gpu.check_size("tinypssr output", op.out_bytes())?;
+            bufs.push(gpu.take_buffer(op.out_bytes(), crate::Gpu::TENSOR_USAGE));
+            ops.push(op);
+            w *= 2;
+            h *= 2;
+        }
+        let out_bytes = ops.last().expect("one stage at least").out_bytes();
+        let r = gpu.run_and_read("gpuimg.tinypssr_fused", out_bytes, |enc| {
+            let last = bufs.last().expect("one stage at least").clone();
+            enc.clear_buffer(&last, 0, None);
+            for (i, op) in ops.iter().enumerate() {
+                let input = if i == 0 { &src } else { &bufs[i - 1] };
+                op.encode(gpu, enc, input, &weights[i], &bufs[i])?;
+            }
+            Ok(last)
+        });
+        gpu.recycle_buffer(src);
+        for b in bufs {
+            gpu.recycle_buffer(b);
+        }
+        let strip = r?;
+        let skip = (y0 - a) * f * out_row;
+        let len = (y1 - y0) * f * out_row;
+        out[y0 * f * out_row..][..len].copy_from_slice(&strip[skip..skip + len]);
+        y0 = y1;
+    }
+    let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
+    let mut samples = Samples::from_le_bytes(outl.bits, &out, outl.samples());
+    if img.has_alpha() {
+        let x = UnpackPixels(l).cpu(&img.samples)?;
+        let p = l.height * l.width;
+        let alpha = Tensor { shape: Shape::new(1, 1, l.height, l.width), data: x.data[colour * p..].to_vec() };
+        let up = crate::resample::upscale(&alpha, f);
+        let maxv = outl.max_value();
+        let c = l.channels;
+        match &mut samples {
+            Samples::U8(s) => up.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u8),
+            Samples::U16(s) => {
+                up.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u16)
+            }
+        }
+    }
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
 }

@@ -53,8 +53,15 @@ impl Weights {
                 Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
                 Dtype::F64 => d.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
                 Dtype::F16 => d.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-                Dtype::BF16 => d.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
-                other => return Err(bad(path, format!("tensor '{name}' has dtype {other:?}; only float tensors are supported"))),
+                Dtype::BF16 => {
+                    d.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
+                }
+                other => {
+                    return Err(bad(
+                        path,
+                        format!("tensor '{name}' has dtype {other:?}; only float tensors are supported"),
+                    ))
+                }
             };
             w.tensors.insert(name, (view.shape().to_vec(), values));
         }
@@ -80,8 +87,8 @@ impl Weights {
             .map(|(n, s, b)| Ok((n.as_str(), TensorView::new(safetensors::Dtype::F32, s.clone(), b)?)))
             .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
             .map_err(|e| Error::invalid("weights", e.to_string()))?;
-        let meta = (!self.metadata.is_empty())
-            .then(|| self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let meta =
+            (!self.metadata.is_empty()).then(|| self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         safetensors::serialize(views, meta).map_err(|e| Error::invalid("weights", e.to_string()))
     }
 

@@ -22,7 +22,14 @@ fn check(what: &str, analytic: f32, numeric: f64, tol: f64) {
 #[test]
 fn conv2d_backward_matches_finite_differences() {
     let mut rng = Rng::for_test("conv2d_backward");
-    for conv in [Conv2d::new(3, 4, 3), Conv2d::new(2, 3, 5), Conv2d::pointwise(4, 2), Conv2d { cin: 4, cout: 6, k: 3, groups: 2 }, Conv2d::depthwise(3, 3), Conv2d::new(1, 2, 4)] {
+    for conv in [
+        Conv2d::new(3, 4, 3),
+        Conv2d::new(2, 3, 5),
+        Conv2d::pointwise(4, 2),
+        Conv2d { cin: 4, cout: 6, k: 3, groups: 2 },
+        Conv2d::depthwise(3, 3),
+        Conv2d::new(1, 2, 4),
+    ] {
         let x = rng.tensor(Shape::new(2, conv.cin, 5, 6), -1.0, 1.0);
         let w = rng.vec(conv.weight_len(), -1.0, 1.0);
         let b = rng.vec(conv.cout, -1.0, 1.0);
@@ -48,7 +55,12 @@ fn conv2d_backward_matches_finite_differences() {
             let (mut xp, mut xm) = (x.clone(), x.clone());
             xp.data[i] += eps;
             xm.data[i] -= eps;
-            check(&format!("{conv:?} dx[{i}]"), dx.data[i], (f(&xp, &w, &b) - f(&xm, &w, &b)) / (2.0 * eps as f64), 1e-3);
+            check(
+                &format!("{conv:?} dx[{i}]"),
+                dx.data[i],
+                (f(&xp, &w, &b) - f(&xm, &w, &b)) / (2.0 * eps as f64),
+                1e-3,
+            );
         }
     }
 }

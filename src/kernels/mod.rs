@@ -13,6 +13,7 @@ pub mod pixel_shuffle;
 pub mod pixel_unshuffle;
 pub mod prelu;
 pub mod resize_bilinear;
+pub mod tinypssr_fused;
 pub mod unpack_pixels;
 pub mod zero_dce_curve;
 
@@ -23,6 +24,7 @@ pub use pixel_shuffle::PixelShuffle;
 pub use pixel_unshuffle::PixelUnshuffle;
 pub use prelu::Prelu;
 pub use resize_bilinear::ResizeBilinear;
+pub use tinypssr_fused::TinyPssrFused;
 pub use unpack_pixels::UnpackPixels;
 pub use zero_dce_curve::ZeroDceCurve;
 
@@ -83,6 +85,7 @@ pub static ALL: &[&KernelDesc] = &[
     &pixel_unshuffle::DESC,
     &prelu::DESC,
     &resize_bilinear::DESC,
+    &tinypssr_fused::DESC,
     &unpack_pixels::DESC,
     &zero_dce_curve::DESC,
 ];

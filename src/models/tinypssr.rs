@@ -106,7 +106,13 @@ impl Stage {
         for o in 0..4 {
             for c in 0..8 {
                 let w = &mut s.conv[3].0[o * 8 + c];
-                *w = if c == o { 1.0 } else if c < 4 { 0.0 } else { *w * 0.05 };
+                *w = if c == o {
+                    1.0
+                } else if c < 4 {
+                    0.0
+                } else {
+                    *w * 0.05
+                };
             }
             s.conv[3].1[o] = 0.0;
         }
@@ -186,7 +192,11 @@ impl TinyPssr {
         let mut w = Weights::default();
         for (i, s) in self.stages.iter().enumerate() {
             for (l, (c, (wt, b))) in CONVS.iter().zip(&s.conv).enumerate() {
-                w.insert(&format!("stages.{i}.conv{}.weight", l + 1), &[c.cout, c.cin / c.groups, c.k, c.k], wt.clone());
+                w.insert(
+                    &format!("stages.{i}.conv{}.weight", l + 1),
+                    &[c.cout, c.cin / c.groups, c.k, c.k],
+                    wt.clone(),
+                );
                 w.insert(&format!("stages.{i}.conv{}.bias", l + 1), &[c.cout], b.clone());
             }
             for (l, a) in s.prelu.iter().enumerate() {

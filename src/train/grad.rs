@@ -9,7 +9,13 @@ use crate::tensor::Tensor;
 
 /// Gradients of a convolution given its input `x`, weights `w` and the
 /// gradient `dy` of its output: `(dx, dw, db)`; `dx` only when asked for.
-pub fn conv2d_backward(conv: &Conv2d, x: &Tensor, w: &[f32], dy: &Tensor, need_dx: bool) -> (Option<Tensor>, Vec<f32>, Vec<f32>) {
+pub fn conv2d_backward(
+    conv: &Conv2d,
+    x: &Tensor,
+    w: &[f32],
+    dy: &Tensor,
+    need_dx: bool,
+) -> (Option<Tensor>, Vec<f32>, Vec<f32>) {
     let s = x.shape;
     let (h, wd, k) = (s.h, s.w, conv.k);
     let cin_g = conv.cin / conv.groups;

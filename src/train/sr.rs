@@ -201,7 +201,13 @@ pub fn loss_and_grad(m: &TinyPssr, lr: &Tensor, hr: &Tensor, margin: usize) -> (
         let diff = *g - t;
         if inside(k) {
             loss += diff.abs() as f64;
-            *g = if diff > 0.0 { 1.0 / n } else if diff < 0.0 { -1.0 / n } else { 0.0 };
+            *g = if diff > 0.0 {
+                1.0 / n
+            } else if diff < 0.0 {
+                -1.0 / n
+            } else {
+                0.0
+            };
         } else {
             *g = 0.0;
         }
@@ -231,7 +237,11 @@ pub struct Batch {
 
 /// Context in LR pixels each side of a training patch: the receptive field.
 pub fn context(scale: usize) -> usize {
-    if scale == 2 { 4 } else { 8 }
+    if scale == 2 {
+        4
+    } else {
+        8
+    }
 }
 
 /// Cuts `count` random patches (random image, channel, position and one of
@@ -299,11 +309,17 @@ pub fn validate(m: &TinyPssr, b: &Batch, scale: usize) -> (f64, f64) {
 pub fn train(cfg: &SrTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyPssr, f64)> {
     let stages = TinyPssr::stages_for(cfg.scale)?;
     if cfg.patch % cfg.scale != 0 || cfg.patch < 4 * cfg.scale {
-        return Err(Error::invalid("train", format!("patch {} must be a multiple of scale {} and >= {}", cfg.patch, cfg.scale, 4 * cfg.scale)));
+        return Err(Error::invalid(
+            "train",
+            format!("patch {} must be a multiple of scale {} and >= {}", cfg.patch, cfg.scale, 4 * cfg.scale),
+        ));
     }
     let files = image_files(&cfg.data)?;
     if files.len() < 2 {
-        return Err(Error::invalid("train", format!("{}: need at least 2 images, found {}", cfg.data.display(), files.len())));
+        return Err(Error::invalid(
+            "train",
+            format!("{}: need at least 2 images, found {}", cfg.data.display(), files.len()),
+        ));
     }
     // Every 5th image (by sorted name) is held out for validation.
     let (mut train, mut val) = (Vec::new(), Vec::new());
@@ -323,7 +339,12 @@ pub fn train(cfg: &SrTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyPssr
         set.push(img);
         set.extend(extra);
     }
-    log(&format!("data: {} photos ({} training images, {} validation images incl. half-size copies)", files.len(), train.len(), val.len()));
+    log(&format!(
+        "data: {} photos ({} training images, {} validation images incl. half-size copies)",
+        files.len(),
+        train.len(),
+        val.len()
+    ));
 
     let mut rng = SplitMix(cfg.seed);
     let mut model = match &cfg.init {
