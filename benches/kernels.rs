@@ -192,5 +192,37 @@ fn pixels(c: &mut Criterion) {
         roundtrip: |gpu: &Gpu, s: &(PixelLayout, Tensor)| PackPixels(s.0).gpu(gpu, &s.1).unwrap());
 }
 
-criterion_group!(benches, conv, elementwise, prelu, curve, pixels);
+fn tinypssr(c: &mut Criterion) {
+    use gpuimg::image_io::Image;
+    use gpuimg::kernels::tinypssr_fused::{flat_weights, FusedParams, TinyPssrFused};
+    use gpuimg::models::tinypssr::{Stage, TinyPssr};
+    let mut seed = 7u32;
+    let mut u = move || {
+        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+        (seed >> 8) as f32 / (1u32 << 24) as f32
+    };
+    let model = TinyPssr { stages: vec![Stage::init_bicubic(&mut u)] };
+    group!(c, "tinypssr_fused", |w, h| {
+        let s: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let img = Image::new(w as u32, h as u32, 3, Samples::U8(s)).unwrap();
+        let planes = gpuimg::kernels::UnpackPixels(img.layout()).cpu(&img.samples).unwrap();
+        (img, Tensor::from_vec(Shape::new(3, 1, h, w), planes.data).unwrap())
+    },
+        cpu: |s: &(Image, Tensor)| model.forward_fast(&s.1),
+        resident: |gpu: &'static Gpu, s: &(Image, Tensor)| {
+            let op = TinyPssrFused(FusedParams {
+                w: s.0.width, h: s.0.height, channels: 3, colour: 3, bits: 8, in_mode: 0, out_mode: 0, _pad: 0,
+            });
+            let src = gpu.upload_bytes(&s.0.samples.to_le_bytes()).unwrap();
+            let wts = gpu.constant("w", &flat_weights(&model.stages[0]));
+            let dst = gpu.take_buffer(op.out_bytes(), Gpu::TENSOR_USAGE);
+            move |enc: &mut gpuimg::wgpu::CommandEncoder| {
+                enc.clear_buffer(&dst, 0, None);
+                op.encode(gpu, enc, &src, &wts, &dst)
+            }
+        },
+        roundtrip: |gpu: &Gpu, s: &(Image, Tensor)| gpuimg::ops::super_resolve_fused(gpu, &model, &s.0).unwrap());
+}
+
+criterion_group!(benches, conv, elementwise, prelu, curve, pixels, tinypssr);
 criterion_main!(benches);

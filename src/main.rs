@@ -333,11 +333,23 @@ fn batch(
                 }
                 return Ok(false);
             }
+            let t0 = std::time::Instant::now();
             let img = image_io::load(input)?;
+            let t1 = std::time::Instant::now();
             let y = job(&img).with_context(|| format!("{}", input.display()))?;
+            let t2 = std::time::Instant::now();
             image_io::save(&y, &out)?;
             if g.verbose > 0 {
-                eprintln!("gpuimg: {} -> {} ({}x{})", input.display(), out.display(), y.width, y.height);
+                eprintln!(
+                    "gpuimg: {} -> {} ({}x{}): decode {:.3} s, process {:.3} s, encode {:.3} s",
+                    input.display(),
+                    out.display(),
+                    y.width,
+                    y.height,
+                    (t1 - t0).as_secs_f64(),
+                    (t2 - t1).as_secs_f64(),
+                    t2.elapsed().as_secs_f64()
+                );
             }
             Ok(true)
         })();

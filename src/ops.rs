@@ -46,12 +46,13 @@ pub fn resize_image(backend: &Backend, img: &Image, resize: &ResizeBilinear) -> 
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
 }
 
-/// Runs TinyPSSR on (N, 1, H, W) planes on either backend, in horizontal
-/// strips whose halo covers the receptive field, so the result equals the
-/// untiled network while memory stays bounded (`max_bytes` per intermediate).
+/// Runs TinyPSSR on (N, 1, H, W) planes: the fast fused CPU path, or the GPU
+/// layer path in horizontal strips whose halo covers the receptive field (so
+/// the result equals the untiled network while memory stays bounded).
 pub fn run_tinypssr(backend: &Backend, model: &TinyPssr, x: &Tensor) -> Result<Tensor> {
     let limit = match backend {
-        Backend::Cpu => 16 << 20,
+        // The fast CPU path works in strips of its own.
+        Backend::Cpu => return Ok(model.forward_fast(x)),
         Backend::Gpu(g) => {
             let l = g.device().limits();
             (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 2).min(256 << 20) as usize
@@ -60,7 +61,8 @@ pub fn run_tinypssr(backend: &Backend, model: &TinyPssr, x: &Tensor) -> Result<T
     run_tinypssr_tiled(backend, model, x, limit)
 }
 
-/// [`run_tinypssr`] with an explicit bound on the bytes of one intermediate.
+/// The layer-by-layer path in strips, with an explicit bound on the bytes of
+/// one intermediate (on the CPU backend: the plain reference layers).
 pub fn run_tinypssr_tiled(backend: &Backend, model: &TinyPssr, x: &Tensor, max_bytes: usize) -> Result<Tensor> {
     let s = x.shape;
     let f = model.scale();

@@ -135,3 +135,22 @@ fn strips_equal_the_whole_image() {
         assert_eq!(strips, whole, "x{}: strips differ from the untiled network", m.scale());
     }
 }
+
+#[test]
+fn fast_cpu_path_matches_the_layer_path() {
+    let mut rng = Rng::for_test("fast_cpu");
+    for stages in [1, 2] {
+        let mut u = || rng.uniform(0.0, 1.0);
+        let m = TinyPssr { stages: (0..stages).map(|_| Stage::init_bicubic(&mut u)).collect() };
+        for (w, h) in [(1, 1), (37, 23), (256, 256), (9, 40)] {
+            if stages == 2 && w == 256 {
+                continue;
+            }
+            let x = rng.tensor(Shape::new(3, 1, h, w), 0.0, 1.0);
+            let want = m.forward_cpu(&x).unwrap();
+            let got = m.forward_fast(&x);
+            assert_eq!(got.shape, want.shape);
+            assert_close(&format!("fast x{} {w}x{h}", m.scale()), &got.data, &want.data, 1e-5, 1e-5);
+        }
+    }
+}
