@@ -6,6 +6,10 @@
 //! pixels; on x86-64 an AVX2+FMA build of the hot loop is chosen at run time.
 //! `TinyPssr::forward_cpu` (layer by layer) is the reference it is tested against.
 
+// Index loops over fixed-size register blocks are the point here: they mirror the
+// shader and let the compiler keep every accumulator in a vector register.
+#![allow(clippy::needless_range_loop)]
+
 use rayon::prelude::*;
 
 use super::tinypssr::{Stage, TinyPssr};

@@ -308,7 +308,7 @@ pub fn validate(m: &TinyPssr, b: &Batch, scale: usize) -> (f64, f64) {
 /// the validation patches and its validation PSNR gain over bicubic.
 pub fn train(cfg: &SrTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyPssr, f64)> {
     let stages = TinyPssr::stages_for(cfg.scale)?;
-    if cfg.patch % cfg.scale != 0 || cfg.patch < 4 * cfg.scale {
+    if !cfg.patch.is_multiple_of(cfg.scale) || cfg.patch < 4 * cfg.scale {
         return Err(Error::invalid(
             "train",
             format!("patch {} must be a multiple of scale {} and >= {}", cfg.patch, cfg.scale, 4 * cfg.scale),
