@@ -24,6 +24,16 @@ pub struct GpuTensor {
     pub shape: Shape,
 }
 
+impl GpuTensor {
+    /// An error naming `op` unless this tensor has shape `want`.
+    pub fn expect_shape(&self, op: &'static str, want: Shape) -> Result<()> {
+        if self.shape != want {
+            return Err(Error::invalid(op, format!("output is {}, expected {want}", self.shape)));
+        }
+        Ok(())
+    }
+}
+
 /// A compiled kernel: its pipeline and the bind-group layout made from its descriptor.
 #[derive(Debug)]
 pub struct Pipeline {

@@ -62,9 +62,7 @@ impl Activation {
 
     /// Records the activation into `encoder`; `y` may not alias `x`.
     pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
-        if x.shape != y.shape {
-            return Err(Error::invalid("activation", format!("input {} and output {} differ", x.shape, y.shape)));
-        }
+        y.expect_shape("activation", x.shape)?;
         let len = x.shape.len();
         let p = ActivationParams { len: len as u32, mode: self.0 as u32, _pad0: 0, _pad1: 0 };
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], linear_groups(len, 256))

@@ -139,9 +139,7 @@ impl Conv2d {
         y: &GpuTensor,
     ) -> Result<()> {
         let out = self.check(x.shape, self.weight_len(), self.cout)?;
-        if y.shape != out {
-            return Err(Error::invalid("conv2d", format!("output is {}, expected {out}", y.shape)));
-        }
+        y.expect_shape("conv2d", out)?;
         let p = Conv2dParams {
             n: out.n as u32,
             cin: self.cin as u32,

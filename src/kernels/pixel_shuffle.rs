@@ -62,9 +62,7 @@ impl PixelShuffle {
     /// Records the shuffle into `encoder`.
     pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
         let out = self.out_shape(x.shape)?;
-        if y.shape != out {
-            return Err(Error::invalid("pixel_shuffle", format!("output is {}, expected {out}", y.shape)));
-        }
+        y.expect_shape("pixel_shuffle", out)?;
         let p = params(out.n, out.c, x.shape.h, x.shape.w, self.r);
         gpu.dispatch(
             encoder,

@@ -50,9 +50,7 @@ impl PixelUnshuffle {
     /// Records the unshuffle into `encoder`.
     pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
         let out = self.out_shape(x.shape)?;
-        if y.shape != out {
-            return Err(Error::invalid("pixel_unshuffle", format!("output is {}, expected {out}", y.shape)));
-        }
+        y.expect_shape("pixel_unshuffle", out)?;
         let p = params(out.n, x.shape.c, out.h, out.w, self.r);
         gpu.dispatch(
             encoder,

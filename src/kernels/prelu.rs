@@ -54,9 +54,7 @@ impl Prelu {
         slopes: &wgpu::Buffer,
         y: &GpuTensor,
     ) -> Result<()> {
-        if x.shape != y.shape {
-            return Err(Error::invalid("prelu", format!("input {} and output {} differ", x.shape, y.shape)));
-        }
+        y.expect_shape("prelu", x.shape)?;
         let s = x.shape;
         let p = PreluParams { len: s.len() as u32, channels: s.c as u32, plane: s.plane().max(1) as u32, _pad: 0 };
         gpu.dispatch(

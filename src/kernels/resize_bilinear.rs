@@ -150,9 +150,7 @@ impl ResizeBilinear {
     pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
         let (ay, ax) = self.axes(x.shape)?;
         let out = Shape::new(x.shape.n, x.shape.c, ay.output, ax.output);
-        if y.shape != out {
-            return Err(Error::invalid("resize_bilinear", format!("output is {}, expected {out}", y.shape)));
-        }
+        y.expect_shape("resize_bilinear", out)?;
         let p = ResizeParams {
             planes: (out.n * out.c) as u32,
             in_h: ay.input as u32,

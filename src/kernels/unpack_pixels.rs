@@ -119,9 +119,7 @@ impl UnpackPixels {
     ) -> Result<()> {
         let l = self.0;
         l.check()?;
-        if y.shape != l.shape() {
-            return Err(Error::invalid("unpack_pixels", format!("output is {}, expected {}", y.shape, l.shape())));
-        }
+        y.expect_shape("unpack_pixels", l.shape())?;
         let pixels = l.height * l.width;
         let p = UnpackParams { pixels: pixels as u32, channels: l.channels as u32, bits: l.bits, n: l.n as u32 };
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[src, &y.buffer], linear_groups(l.n * pixels, 256))

@@ -91,9 +91,7 @@ impl ZeroDceCurve {
         y: &GpuTensor,
     ) -> Result<()> {
         self.check(x.shape, r.shape)?;
-        if y.shape != x.shape {
-            return Err(Error::invalid("zero_dce_curve", format!("output is {}, expected {}", y.shape, x.shape)));
-        }
+        y.expect_shape("zero_dce_curve", x.shape)?;
         let s = x.shape;
         let p = CurveParams {
             len: s.len() as u32,
