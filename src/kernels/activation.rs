@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
 use super::{kernel_desc, KernelDesc};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{linear_groups, Gpu, GpuTensor};
 use crate::tensor::Tensor;
 
