@@ -120,6 +120,9 @@ enum TrainWhat {
         /// Seed of every random choice.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Initial learning rate (cosine decay to 1% of it).
+        #[arg(long)]
+        lr: Option<f32>,
         /// Start from these weights (for x4: the trained x2 model, used for both stages).
         #[arg(long)]
         init: Option<PathBuf>,
@@ -198,8 +201,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(_) => planned("bench", 6),
         Command::Eval { what: EvalWhat::Sr { dir, scale, weights } } => eval_sr(&g, &dir, scale, weights.as_deref()),
         Command::Eval { what: EvalWhat::Codec(_) } => planned("eval codec", 5),
-        Command::Train { what: TrainWhat::Sr { scale, data, output, steps, batch, seed, init } } => {
-            train_sr(&g, scale, data, output, steps, batch, seed, init)
+        Command::Train { what: TrainWhat::Sr { scale, data, output, steps, batch, seed, lr, init } } => {
+            train_sr(&g, scale, data, output, (steps, batch, lr), seed, init)
         }
         Command::Train { what: TrainWhat::Enhance(_) } => planned("train enhance", 4),
         Command::Train { what: TrainWhat::Codec(_) } => planned("train codec", 5),
@@ -428,14 +431,12 @@ fn eval_sr(g: &Global, dir: &Path, scale: usize, weights: Option<&Path>) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn train_sr(
     g: &Global,
     scale: usize,
     data: PathBuf,
     output: PathBuf,
-    steps: Option<usize>,
-    batch: Option<usize>,
+    (steps, batch, lr): (Option<usize>, Option<usize>, Option<f32>),
     seed: u64,
     init: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -443,6 +444,7 @@ fn train_sr(
     let mut cfg = gpuimg::train::sr::SrTrainConfig::defaults(scale, data);
     cfg.steps = steps.unwrap_or(cfg.steps);
     cfg.batch = batch.unwrap_or(cfg.batch);
+    cfg.lr = lr.unwrap_or(cfg.lr);
     cfg.seed = seed;
     if let Some(p) = &init {
         cfg.init = Some(TinyPssr::from_weights(&Weights::load(p)?).with_context(|| format!("{}", p.display()))?);
@@ -456,10 +458,11 @@ fn train_sr(
     })?;
     let mut w = model.to_weights();
     let recipe = format!(
-        "gpuimg train sr --scale {scale} --data {} --steps {} --batch {} --seed {seed}{}",
+        "gpuimg train sr --scale {scale} --data {} --steps {} --batch {} --lr {} --seed {seed}{}",
         cfg.data.display(),
         cfg.steps,
         cfg.batch,
+        cfg.lr,
         init.as_ref().map(|p| format!(" --init {}", p.display())).unwrap_or_default()
     );
     w.metadata.insert("recipe".into(), recipe);
