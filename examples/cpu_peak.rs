@@ -47,5 +47,8 @@ fn main() {
     let t = Instant::now();
     let rs: f32 = (0..threads).into_par_iter().map(|i| run(n, 1.0 + i as f32)).sum();
     let all = flops * threads as f64 / t.elapsed().as_secs_f64() / 1e9;
-    println!("peak f32 FMA: {one:.1} GFLOP/s on 1 core, {all:.1} GFLOP/s on {threads} threads (checksum {:.1})", r + rs);
+    println!(
+        "peak f32 FMA: {one:.1} GFLOP/s on 1 core, {all:.1} GFLOP/s on {threads} threads (checksum {:.1})",
+        r + rs
+    );
 }

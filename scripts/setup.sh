@@ -8,7 +8,9 @@ scripts/install-deps.sh
 cargo build --release
 ./target/release/gpuimg info
 mkdir -p target/demo
-# --device gpu: run the kernels on the GPU adapter even when it is the software one.
-./target/release/gpuimg --device gpu -v resize assets/chelsea.png --scale 2 -o target/demo/chelsea_x2_gpu.png --overwrite
-./target/release/gpuimg --device cpu -v resize assets/chelsea.png --scale 2 -o target/demo/chelsea_x2_cpu.png --overwrite
+# The main job: x4 super-resolution of the sample, on the best device (auto) ...
+./target/release/gpuimg -v sr --scale 4 assets/chelsea.png -o target/demo/chelsea_x4.png --overwrite
+# ... and on the GPU adapter even when it is the software one.
+./target/release/gpuimg --device gpu -v sr --scale 2 assets/chelsea.png -o target/demo/chelsea_x2_gpu.png --overwrite
+./target/release/gpuimg -v resize assets/chelsea.png --scale 0.5 -o target/demo/chelsea_half.png --overwrite
 echo "setup: done; outputs in target/demo/"

@@ -238,7 +238,15 @@ fn open_backend(g: &Global) -> Result<Backend> {
 fn info(g: &Global) -> Result<ExitCode> {
     let reports = gpuimg::gpu::adapter_reports();
     println!("gpuimg {}", env!("CARGO_PKG_VERSION"));
-    println!("cpu path: {} rayon threads", rayon::current_num_threads());
+    #[cfg(target_arch = "x86_64")]
+    let simd = if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        "AVX2+FMA"
+    } else {
+        "SSE2"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = "portable SIMD";
+    println!("cpu path: {} rayon threads, {simd}", rayon::current_num_threads());
     if reports.is_empty() {
         println!("adapters: none (install a Vulkan driver; mesa-vulkan-drivers gives the software adapter lavapipe)");
     }

@@ -50,7 +50,7 @@ fn unknown_values_are_refused_with_the_valid_list() {
 
 #[test]
 fn planned_commands_say_so_and_fail() {
-    for cmd in ["sr", "enhance", "compress", "decompress", "augment", "bench", "eval", "train"] {
+    for cmd in ["enhance", "compress", "decompress", "augment", "bench"] {
         let o = gpuimg(&[cmd, "x.png"]);
         assert!(!o.status.success(), "{cmd} must not pretend to work");
         let lines = error_lines(&o);
@@ -188,4 +188,125 @@ fn bad_arguments_are_one_line_errors() {
         assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
         assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn sr_upscales_and_refuses_bad_scales_and_weights() {
+    let dir = tmpdir("sr");
+    let out = dir.join("cat_x2.png");
+    let o = gpuimg(&["--device", "cpu", "sr", "--scale", "2", sample().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = gpuimg::image_io::load(&out).unwrap();
+    assert_eq!((img.width, img.height, img.channels), (902, 600, 3));
+
+    let o = gpuimg(&["--device", "cpu", "sr", "--scale", "3", sample().to_str().unwrap()]);
+    let lines = error_lines(&o);
+    assert!(
+        !o.status.success() && lines.len() == 1 && lines[0].contains("'3'") && lines[0].contains("2, 4"),
+        "{lines:?}"
+    );
+
+    let junk = dir.join("junk.safetensors");
+    std::fs::write(&junk, b"not weights").unwrap();
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "sr",
+        "--scale",
+        "2",
+        "--weights",
+        junk.to_str().unwrap(),
+        sample().to_str().unwrap(),
+    ]);
+    let lines = error_lines(&o);
+    assert!(!o.status.success() && lines.len() == 1 && lines[0].contains("junk.safetensors"), "{lines:?}");
+
+    // x2 weights offered for x4 are refused.
+    let x2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tinypssr_x2.safetensors");
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "sr",
+        "--scale",
+        "4",
+        "--weights",
+        x2.to_str().unwrap(),
+        sample().to_str().unwrap(),
+    ]);
+    let lines = error_lines(&o);
+    assert!(!o.status.success() && lines.len() == 1 && lines[0].contains("x2, not x4"), "{lines:?}");
+}
+
+#[test]
+fn sr_on_the_gpu_matches_the_cpu() {
+    if std::env::var_os("CI").is_none()
+        && std::env::var_os("GPUIMG_REQUIRE_GPU").is_none()
+        && gpuimg::gpu::adapters().is_empty()
+    {
+        eprintln!("!!! SKIPPING GPU CLI TEST: no GPU adapter; set GPUIMG_REQUIRE_GPU=1 to make this fail");
+        return;
+    }
+    let dir = tmpdir("sr-gpu");
+    let (g, c) = (dir.join("g.png"), dir.join("c.png"));
+    for (dev, out) in [("gpu", &g), ("cpu", &c)] {
+        let o =
+            gpuimg(&["--device", dev, "sr", "--scale", "2", sample().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{dev}: {}", stderr(&o));
+    }
+    let (gi, ci) = (gpuimg::image_io::load(&g).unwrap(), gpuimg::image_io::load(&c).unwrap());
+    let (gpuimg::Samples::U8(a), gpuimg::Samples::U8(b)) = (&gi.samples, &ci.samples) else { panic!("8-bit expected") };
+    let worst = a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap();
+    assert!(worst <= 1, "GPU (fused) and CPU sr differ by {worst} levels");
+}
+
+#[test]
+fn eval_sr_prints_a_table_that_beats_bicubic() {
+    let dir = tmpdir("eval");
+    std::fs::copy(sample(), dir.join("cat.png")).unwrap();
+    let o = gpuimg(&["--device", "cpu", "eval", "sr", "--scale", "2", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mean = out.lines().find(|l| l.contains("**mean**")).expect("mean row");
+    let gain: f64 = mean.rsplit('|').nth(1).unwrap().trim().trim_end_matches(" dB").parse().unwrap();
+    assert!(gain > 0.3, "{out}");
+}
+
+#[test]
+fn train_sr_runs_a_few_steps_and_writes_loadable_weights() {
+    let dir = tmpdir("train");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..5 {
+        std::fs::copy(sample(), data.join(format!("p{i}.png"))).unwrap();
+    }
+    let out = dir.join("w.safetensors");
+    let o = gpuimg(&[
+        "train",
+        "sr",
+        "--scale",
+        "2",
+        "--data",
+        data.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let w = gpuimg::weights::Weights::load(&out).unwrap();
+    assert!(w.metadata["recipe"].contains("--steps 3"));
+    assert_eq!(gpuimg::models::TinyPssr::from_weights(&w).unwrap().parameter_count(), 1356);
+    let o = gpuimg(&[
+        "train",
+        "sr",
+        "--scale",
+        "2",
+        "--data",
+        dir.join("nope").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && error_lines(&o).len() == 1, "{}", stderr(&o));
 }

@@ -154,3 +154,29 @@ fn fast_cpu_path_matches_the_layer_path() {
         }
     }
 }
+
+#[test]
+fn bundled_weights_beat_bicubic_on_the_sample() {
+    // Guards against shipping bad weights: the sample photo is not in the training data.
+    let hr =
+        gpuimg::train::sr::load_rgb(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/chelsea.png")))
+            .unwrap();
+    for scale in [2, 4] {
+        let m = TinyPssr::bundled(scale).unwrap();
+        assert_eq!(m.scale(), scale);
+        let (h, w) = (hr.shape.h / scale * scale, hr.shape.w / scale * scale);
+        let hr = gpuimg::ops::crop_rows(&hr, 0, h);
+        let hr = gpuimg::Tensor {
+            shape: Shape::new(1, 3, h, w),
+            data: (0..3 * h).flat_map(|r| hr.data[r * hr.shape.w..r * hr.shape.w + w].to_vec()).collect(),
+        };
+        let mut lr = gpuimg::resample::downscale(&hr, scale);
+        gpuimg::resample::quantise_u8(&mut lr);
+        let mut bic = gpuimg::resample::upscale(&lr, scale);
+        gpuimg::resample::quantise_u8(&mut bic);
+        let mut sr = gpuimg::eval::upscale_rgb(&m, &Backend::Cpu, &lr).unwrap();
+        gpuimg::resample::quantise_u8(&mut sr);
+        let (ps, pb) = (gpuimg::metrics::psnr_y(&sr, &hr, scale), gpuimg::metrics::psnr_y(&bic, &hr, scale));
+        assert!(ps > pb + 0.3, "x{scale}: model {ps:.2} dB vs bicubic {pb:.2} dB");
+    }
+}

@@ -305,10 +305,17 @@ impl GpuTinyPssr {
     }
 }
 
+/// The shipped weights, trained by `gpuimg train sr` (recipe in assets/README.md).
+static BUNDLED_X2: &[u8] = include_bytes!("../../assets/tinypssr_x2.safetensors");
+static BUNDLED_X4: &[u8] = include_bytes!("../../assets/tinypssr_x4.safetensors");
+
 impl TinyPssr {
-    /// The weights shipped in `assets/` (trained by `gpuimg train sr`).
+    /// The weights shipped in `assets/` for a scale.
     pub fn bundled(scale: usize) -> Result<TinyPssr> {
-        let _ = Self::stages_for(scale)?;
-        Err(Error::invalid("tinypssr", "no bundled weights yet"))
+        let (bytes, name) = match Self::stages_for(scale)? {
+            1 => (BUNDLED_X2, "assets/tinypssr_x2.safetensors"),
+            _ => (BUNDLED_X4, "assets/tinypssr_x4.safetensors"),
+        };
+        Self::from_weights(&Weights::from_bytes(bytes, std::path::Path::new(name))?)
     }
 }

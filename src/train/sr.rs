@@ -378,7 +378,8 @@ pub fn train(cfg: &SrTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyPssr
 
     let mut params = flatten(&model);
     let mut adam = Adam::new(params.len(), cfg.lr, 0.9, 0.999);
-    let mut best = (f64::NEG_INFINITY, model.clone());
+    // The starting weights are a candidate too: training never returns worse than it began.
+    let mut best = (v0, model.clone());
     let start = Instant::now();
     let mut avg = 0.0;
     for step in 1..=cfg.steps {
