@@ -169,6 +169,43 @@ fn curve(c: &mut Criterion) {
         roundtrip: |gpu: &Gpu, s: &(Tensor, Tensor)| op.gpu(gpu, &s.0, &s.1).unwrap());
 }
 
+fn enhance_kernel(c: &mut Criterion) {
+    let op = ZeroDceEnhance { iterations: 8, per_iteration: false, colour: 3 };
+    let maps = |w: usize, h: usize| Shape::new(1, 3, (h / 12).max(1), (w / 12).max(1));
+    group!(c, "zero_dce_enhance", |w, h| { (tensor(Shape::new(1, 3, h, w), 5), tensor(maps(w, h), 6)) },
+        cpu: |s: &(Tensor, Tensor)| op.cpu(&s.0, &s.1).unwrap(),
+        resident: |gpu: &'static Gpu, s: &(Tensor, Tensor)| {
+            let (x, r, y) = (gpu.upload(&s.0).unwrap(), gpu.upload(&s.1).unwrap(), gpu.alloc(s.0.shape).unwrap());
+            move |enc: &mut gpuimg::wgpu::CommandEncoder| op.encode(gpu, enc, &x, &r, &y)
+        },
+        roundtrip: |gpu: &Gpu, s: &(Tensor, Tensor)| op.gpu(gpu, &s.0, &s.1).unwrap());
+}
+
+/// Whole-image Zero-DCE++ (s = 12, bundled weights), 8-bit RGB in and out:
+/// `cpu` and `gpu_roundtrip` (upload, one submission, read back) at 1200x900 and 1080p.
+fn zero_dce_pp(c: &mut Criterion) {
+    use gpuimg::image_io::Image;
+    use gpuimg::models::zero_dce::{Arch, ZeroDce};
+    let model = ZeroDce::bundled(Arch::ZeroDcePlus).unwrap();
+    let mut g = c.benchmark_group("zero_dce_pp");
+    g.sample_size(10).sampling_mode(SamplingMode::Flat).measurement_time(std::time::Duration::from_secs(3));
+    for (w, h) in [(1200usize, 900usize), (1920, 1080)] {
+        let img = Image::new(w as u32, h as u32, 3, Samples::U8((0..w * h * 3).map(|i| (i * 7 % 97) as u8).collect()))
+            .unwrap();
+        let id = format!("{w}x{h}");
+        g.throughput(Throughput::Elements((w * h) as u64));
+        g.bench_function(BenchmarkId::new("cpu", &id), |b| {
+            b.iter(|| black_box(gpuimg::ops::enhance(&gpuimg::Backend::Cpu, &model, &img, 12, 8).unwrap()))
+        });
+        if let Some(gpu) = gpu() {
+            g.bench_function(BenchmarkId::new("gpu_roundtrip", &id), |b| {
+                b.iter(|| black_box(gpuimg::ops::enhance_gpu(gpu, &model, &img, 12, 8, usize::MAX).unwrap()))
+            });
+        }
+    }
+    g.finish();
+}
+
 fn pixels(c: &mut Criterion) {
     let layout = |w: usize, h: usize| PixelLayout { n: 1, height: h, width: w, channels: 4, bits: 8 };
     group!(c, "unpack_pixels", |w, h| {
@@ -224,5 +261,5 @@ fn tinypssr(c: &mut Criterion) {
         roundtrip: |gpu: &Gpu, s: &(Image, Tensor)| gpuimg::ops::super_resolve_fused(gpu, &model, &s.0).unwrap());
 }
 
-criterion_group!(benches, conv, elementwise, prelu, curve, pixels, tinypssr);
+criterion_group!(benches, conv, elementwise, prelu, curve, enhance_kernel, pixels, tinypssr, zero_dce_pp);
 criterion_main!(benches);

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use gpuimg::kernels::resize_bilinear::{ResizeBilinear, ResizeTarget};
-use gpuimg::models::TinyPssr;
+use gpuimg::models::zero_dce::{default_scale_factor, Arch};
+use gpuimg::models::{TinyPssr, ZeroDce};
 use gpuimg::weights::Weights;
 use gpuimg::{image_io, ops, Backend, DeviceChoice};
 
@@ -52,8 +53,8 @@ enum Command {
     Resize(ResizeArgs),
     /// Super-resolution with TinyPSSR (x2, x4).
     Sr(SrArgs),
-    /// Low-light enhancement with Zero-DCE / Zero-DCE++.
-    Enhance(Planned),
+    /// Low-light enhancement with Zero-DCE++ (default) or Zero-DCE.
+    Enhance(EnhanceArgs),
     /// Compress images with TinyCompress into .tcz files.
     Compress(Planned),
     /// Decompress .tcz files.
@@ -127,8 +128,33 @@ enum TrainWhat {
         #[arg(long)]
         init: Option<PathBuf>,
     },
-    /// Zero-DCE (not built yet: issue #4).
-    Enhance(Planned),
+    /// Zero-DCE / Zero-DCE++ with the zero-reference losses, on dark versions of normal photos.
+    Enhance {
+        /// Which network.
+        #[arg(long, default_value = "zero-dce++")]
+        model: String,
+        /// Directory of normal photos (searched recursively; every 5th is held out for validation).
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the weights (safetensors, the reference's tensor names).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Optimiser steps (default: 2000 for zero-dce++, 800 for zero-dce).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Images per step.
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Patch side in pixels.
+        #[arg(long)]
+        patch: Option<usize>,
+        /// Initial learning rate (cosine decay to 1% of it).
+        #[arg(long)]
+        lr: Option<f32>,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// TinyCompress (not built yet: issue #5).
     Codec(Planned),
 }
@@ -145,6 +171,31 @@ struct SrArgs {
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// TinyPSSR weights (safetensors) instead of the bundled ones.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Replace outputs that already exist.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct EnhanceArgs {
+    /// Input images or directories.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output file (one input) or directory. Default: <stem>_enhanced.<ext> beside the input.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Network: zero-dce++ or zero-dce (default: zero-dce++, or what --weights holds).
+    #[arg(long)]
+    model: Option<String>,
+    /// Run the network on the image downscaled by N (default: min(12, shorter side / 64), at least 1).
+    #[arg(long)]
+    scale_factor: Option<usize>,
+    /// Curve iterations (zero-dce needs 8: one map set each).
+    #[arg(long, default_value_t = 8)]
+    iterations: usize,
+    /// Weights (safetensors with the reference's tensor names) instead of the bundled ones.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Replace outputs that already exist.
@@ -194,7 +245,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Info => info(&g),
         Command::Resize(a) => resize(&g, a),
         Command::Sr(a) => sr(&g, a),
-        Command::Enhance(_) => planned("enhance", 4),
+        Command::Enhance(a) => enhance(&g, a),
         Command::Compress(_) => planned("compress", 5),
         Command::Decompress(_) => planned("decompress", 5),
         Command::Augment(_) => planned("augment", 7),
@@ -204,7 +255,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train { what: TrainWhat::Sr { scale, data, output, steps, batch, seed, lr, init } } => {
             train_sr(&g, scale, data, output, (steps, batch, lr), seed, init)
         }
-        Command::Train { what: TrainWhat::Enhance(_) } => planned("train enhance", 4),
+        Command::Train { what: TrainWhat::Enhance { model, data, output, steps, batch, patch, lr, seed } } => {
+            train_enhance(&g, &model, data, output, (steps, batch, patch, lr), seed)
+        }
         Command::Train { what: TrainWhat::Codec(_) } => planned("train codec", 5),
     }
 }
@@ -410,6 +463,98 @@ fn sr(g: &Global, a: SrArgs) -> Result<ExitCode> {
     batch(g, &a.inputs, a.output.as_deref(), &format!("x{}", a.scale), a.overwrite, |img| {
         Ok(ops::super_resolve(&backend, &model, img)?)
     })
+}
+
+fn load_enhance_model(model: Option<&str>, weights: Option<&Path>) -> Result<ZeroDce> {
+    let arch = model.map(Arch::parse).transpose()?;
+    let m = match weights {
+        Some(p) => ZeroDce::from_weights(&Weights::load(p)?).with_context(|| format!("{}", p.display()))?,
+        None => ZeroDce::bundled(arch.unwrap_or(Arch::ZeroDcePlus))?,
+    };
+    if let Some(a) = arch.filter(|&a| a != m.arch) {
+        bail!(
+            "{}: these weights are {}, not {}",
+            weights.map(|p| p.display().to_string()).unwrap_or_default(),
+            m.arch.name(),
+            a.name()
+        );
+    }
+    Ok(m)
+}
+
+fn enhance(g: &Global, a: EnhanceArgs) -> Result<ExitCode> {
+    let model = load_enhance_model(a.model.as_deref(), a.weights.as_deref())?;
+    model.curve(a.iterations)?;
+    if a.scale_factor == Some(0) {
+        bail!("--scale-factor 0: must be at least 1");
+    }
+    let backend = open_backend(g)?;
+    batch(g, &a.inputs, a.output.as_deref(), "enhanced", a.overwrite, |img| {
+        let s = a.scale_factor.unwrap_or_else(|| default_scale_factor(img.height as usize, img.width as usize));
+        Ok(ops::enhance(&backend, &model, img, s, a.iterations)?)
+    })
+}
+
+fn train_enhance(
+    g: &Global,
+    model: &str,
+    data: PathBuf,
+    output: PathBuf,
+    (steps, batch, patch, lr): (Option<usize>, Option<usize>, Option<usize>, Option<f32>),
+    seed: u64,
+) -> Result<ExitCode> {
+    let arch = Arch::parse(model)?;
+    let mut cfg = gpuimg::train::enhance::EnhanceTrainConfig::defaults(arch, data);
+    cfg.steps = steps.unwrap_or(cfg.steps);
+    cfg.batch = batch.unwrap_or(cfg.batch);
+    cfg.patch = patch.unwrap_or(cfg.patch);
+    cfg.lr = lr.unwrap_or(cfg.lr);
+    cfg.seed = seed;
+    let quiet = g.quiet;
+    let started = std::time::Instant::now();
+    let (m, v) = gpuimg::train::enhance::train(&cfg, |line| {
+        if !quiet {
+            eprintln!("gpuimg: train enhance {}: {line}", arch.name());
+        }
+    })?;
+    let mut w = m.to_weights();
+    w.metadata.insert(
+        "recipe".into(),
+        format!(
+            "gpuimg train enhance --model {} --data {} --steps {} --batch {} --patch {} --lr {} --seed {seed}",
+            arch.name(),
+            cfg.data.display(),
+            cfg.steps,
+            cfg.batch,
+            cfg.patch,
+            cfg.lr
+        ),
+    );
+    w.metadata.insert(
+        "losses".into(),
+        "spatial x1, exposure(0.6, 16x16) x10, colour x5, illumination TV x1600 (zero-dce++) / x200 (zero-dce)".into(),
+    );
+    w.metadata.insert(
+        "optimiser".into(),
+        format!("Adam(0.9, 0.999), lr {} cosine to 1%, weight decay 1e-4, grad-norm clip 0.1", cfg.lr),
+    );
+    w.metadata.insert("val_loss".into(), format!("{:.4}", v.losses.total()));
+    w.metadata.insert("val_psnr_db".into(), format!("{:.2} (dark inputs {:.2})", v.psnr_enhanced, v.psnr_dark));
+    w.metadata.insert("val_mean".into(), format!("{:.3} (dark inputs {:.3})", v.mean_enhanced, v.mean_dark));
+    w.metadata.insert("train_seconds".into(), format!("{:.0}", started.elapsed().as_secs_f64()));
+    w.metadata.insert("threads".into(), rayon::current_num_threads().to_string());
+    w.save(&output)?;
+    if !quiet {
+        eprintln!(
+            "gpuimg: wrote {} ({:.0} s; validation loss {}, PSNR vs the clean photos {:.2} dB, dark inputs {:.2} dB)",
+            output.display(),
+            started.elapsed().as_secs_f64(),
+            v.losses,
+            v.psnr_enhanced,
+            v.psnr_dark
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn eval_sr(g: &Global, dir: &Path, scale: usize, weights: Option<&Path>) -> Result<ExitCode> {

@@ -4,11 +4,13 @@
 
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::gpu::GpuTensor;
 use crate::image_io::Image;
 use crate::kernels::pack_pixels::quantise;
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::{PackPixels, ResizeBilinear, UnpackPixels};
 use crate::models::tinypssr::{TinyPssr, HALO};
+use crate::models::zero_dce::ZeroDce;
 use crate::tensor::{Samples, Shape, Tensor};
 
 /// Resizes an image bilinearly (every channel, alpha included), keeping its
@@ -24,26 +26,42 @@ pub fn resize_image(backend: &Backend, img: &Image, resize: &ResizeBilinear) -> 
             PackPixels(outl).cpu(&y)?
         }
         Backend::Gpu(gpu) => {
-            let src = gpu.upload_bytes(&img.samples.to_le_bytes())?;
-            let x = gpu.alloc(inl.shape())?;
-            let y = gpu.alloc(out_shape)?;
-            let pack = PackPixels(outl);
-            let packed_bytes = (pack.words() * 4) as u64;
-            let dst = gpu.take_buffer(packed_bytes, crate::Gpu::TENSOR_USAGE);
-            let r = gpu.run_and_read("gpuimg.resize_image", packed_bytes, |enc| {
-                UnpackPixels(inl).encode(gpu, enc, &src, &x)?;
-                resize.encode(gpu, enc, &x, &y)?;
-                pack.encode(gpu, enc, &y, &dst)?;
-                Ok(dst.clone())
-            });
-            gpu.recycle_buffer(src);
-            gpu.recycle(x);
-            gpu.recycle(y);
-            gpu.recycle_buffer(dst);
-            Samples::from_le_bytes(outl.bits, &r?, outl.samples())
+            let bytes = pixel_chain(gpu, "gpuimg.resize_image", inl, &img.samples.to_le_bytes(), outl, |enc, x, y| {
+                resize.encode(gpu, enc, x, y)
+            })?;
+            Samples::from_le_bytes(outl.bits, &bytes, outl.samples())
         }
     };
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
+}
+
+/// On the GPU in one submission: packed `bytes` of layout `inl` up, unpacked
+/// to planar f32 `x`, `record` from `x` into `y` (planar f32 of layout `outl`),
+/// `y` packed and read back. Every buffer goes back to the pool.
+pub fn pixel_chain(
+    gpu: &crate::Gpu,
+    op: &str,
+    inl: PixelLayout,
+    bytes: &[u8],
+    outl: PixelLayout,
+    record: impl FnOnce(&mut wgpu::CommandEncoder, &GpuTensor, &GpuTensor) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let src = gpu.upload_bytes(bytes)?;
+    let x = gpu.alloc(inl.shape())?;
+    let y = gpu.alloc(outl.shape())?;
+    let pack = PackPixels(outl);
+    let dst = gpu.take_buffer((pack.words() * 4) as u64, crate::Gpu::TENSOR_USAGE);
+    let r = gpu.run_and_read(op, outl.bytes(), |enc| {
+        UnpackPixels(inl).encode(gpu, enc, &src, &x)?;
+        record(enc, &x, &y)?;
+        pack.encode(gpu, enc, &y, &dst)?;
+        Ok(dst.clone())
+    });
+    gpu.recycle_buffer(src);
+    gpu.recycle(x);
+    gpu.recycle(y);
+    gpu.recycle_buffer(dst);
+    r
 }
 
 /// Runs TinyPSSR on (N, 1, H, W) planes: the fast fused CPU path, or the GPU
@@ -231,4 +249,146 @@ pub fn super_resolve_fused(gpu: &crate::Gpu, model: &TinyPssr, img: &Image) -> R
         }
     }
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
+}
+
+/// Grey (+alpha) samples as RGB (+alpha): the grey value in R, G and B.
+fn grey_to_rgb(img: &Image) -> Result<Image> {
+    fn expand<T: Copy>(s: &[T], c: usize) -> Vec<T> {
+        s.chunks_exact(c).flat_map(|p| if c == 2 { vec![p[0], p[0], p[0], p[1]] } else { vec![p[0]; 3] }).collect()
+    }
+    let c = img.channels;
+    let samples = match &img.samples {
+        Samples::U8(s) => Samples::U8(expand(s, c)),
+        Samples::U16(s) => Samples::U16(expand(s, c)),
+    };
+    Image::new(img.width, img.height, c + 2, samples)
+}
+
+/// RGB (+alpha) samples back to grey (+alpha): the rounded mean of R, G and B.
+fn rgb_to_grey(img: &Image) -> Result<Image> {
+    fn reduce<T: Copy + Into<u32> + TryFrom<u32>>(s: &[T], c: usize) -> Vec<T> {
+        let m = |p: &[T]| T::try_from((p[0].into() + p[1].into() + p[2].into() + 1) / 3).ok().expect("mean fits");
+        s.chunks_exact(c).flat_map(|p| if c == 4 { vec![m(p), p[3]] } else { vec![m(p)] }).collect()
+    }
+    let c = img.channels;
+    let samples = match &img.samples {
+        Samples::U8(s) => Samples::U8(reduce(s, c)),
+        Samples::U16(s) => Samples::U16(reduce(s, c)),
+    };
+    Image::new(img.width, img.height, c - 2, samples)
+}
+
+/// Low-light enhancement with Zero-DCE / Zero-DCE++: the network on the image
+/// downscaled by `s` (bilinear), its maps sampled back at the image's own size
+/// while the curve runs (one fused pass). Any size; grey images run as RGB
+/// and are averaged back; alpha passes through; bit depth and layout are kept.
+pub fn enhance(backend: &Backend, model: &ZeroDce, img: &Image, s: usize, iterations: usize) -> Result<Image> {
+    let grey = img.channels <= 2;
+    let rgb = if grey { grey_to_rgb(img)? } else { img.clone() };
+    let out = match backend {
+        Backend::Cpu => {
+            let l = rgb.layout();
+            let x = UnpackPixels(l).cpu(&rgb.samples)?;
+            let y = model.enhance_cpu(&x, s, iterations)?;
+            Image::new(rgb.width, rgb.height, rgb.channels, PackPixels(l).cpu(&y)?)?
+        }
+        Backend::Gpu(gpu) => {
+            let l = gpu.device().limits();
+            let cap = (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 2).min(256 << 20) as usize;
+            enhance_gpu(gpu, model, &rgb, s, iterations, cap)?
+        }
+    };
+    if grey {
+        rgb_to_grey(&out)
+    } else {
+        Ok(out)
+    }
+}
+
+/// [`enhance`] on the GPU for an RGB(A) image, with `max_bytes` bounding one
+/// full-resolution f32 tensor. When the image fits, everything runs in one
+/// submission: unpack, downscale, network, fused upsample-and-curve, pack.
+/// Otherwise the downscale runs on the CPU, the maps are computed once, and
+/// the fused pass runs over strips of rows.
+pub fn enhance_gpu(
+    gpu: &crate::Gpu,
+    model: &ZeroDce,
+    img: &Image,
+    s: usize,
+    iterations: usize,
+    max_bytes: usize,
+) -> Result<Image> {
+    let l = img.layout();
+    let (h, w, c) = (l.height, l.width, l.channels);
+    let curve = model.curve(iterations)?;
+    let down = ZeroDce::downscale(h, w, s)?;
+    let rgb_shape = Shape::new(1, 3, h, w);
+    let small_shape = match &down {
+        Some(r) => r.out_shape(rgb_shape)?,
+        None => rgb_shape,
+    };
+    let gm = model.upload(gpu);
+    let maps = gpu.alloc(Shape::new(1, model.arch.maps(), small_shape.h, small_shape.w))?;
+    let mut scratch = Vec::new();
+    let bytes = img.samples.to_le_bytes();
+    let row_bytes = w * c * (l.bits / 8) as usize;
+    let result = (|| -> Result<Vec<u8>> {
+        if l.shape().bytes() as usize <= max_bytes {
+            let small = match &down {
+                Some(_) => {
+                    let t = gpu.alloc(small_shape)?;
+                    scratch.push(t.clone());
+                    Some(t)
+                }
+                None => None,
+            };
+            return pixel_chain(gpu, "gpuimg.enhance", l, &bytes, l, |enc, x, y| {
+                let rgb = GpuTensor { buffer: x.buffer.clone(), shape: rgb_shape };
+                let net_in = match (&down, &small) {
+                    (Some(r), Some(t)) => {
+                        r.encode(gpu, enc, &rgb, t)?;
+                        t.clone()
+                    }
+                    _ => rgb,
+                };
+                gm.encode(gpu, enc, &net_in, &maps, &mut scratch)?;
+                curve.encode(gpu, enc, x, &maps, y)
+            });
+        }
+        // Too large for one tensor: maps from a CPU downscale, then strips.
+        let x = UnpackPixels(l).cpu(&img.samples)?;
+        let rgb = crate::models::zero_dce::first_channels(&x, 3);
+        drop(x);
+        let small_host = match &down {
+            Some(r) => r.cpu(&rgb)?,
+            None => rgb,
+        };
+        let small = gpu.upload(&small_host)?;
+        scratch.push(small.clone());
+        gpu.execute("gpuimg.enhance.maps", |enc| gm.encode(gpu, enc, &small, &maps, &mut scratch))?;
+        let rows = (max_bytes / (c * w * 4).max(1)).max(1);
+        let mut out = vec![0u8; row_bytes * h];
+        let mut y0 = 0;
+        while y0 < h {
+            let y1 = (y0 + rows).min(h);
+            let sl = PixelLayout { height: y1 - y0, ..l };
+            let r = pixel_chain(
+                gpu,
+                "gpuimg.enhance.strip",
+                sl,
+                &bytes[y0 * row_bytes..y1 * row_bytes],
+                sl,
+                |enc, x, y| curve.encode_rows(gpu, enc, x, &maps, y, y0, h),
+            );
+            out[y0 * row_bytes..y1 * row_bytes].copy_from_slice(&r?);
+            y0 = y1;
+        }
+        Ok(out)
+    })();
+    gpu.recycle(maps);
+    for t in scratch {
+        gpu.recycle(t);
+    }
+    let out = result?;
+    Image::new(img.width, img.height, c, Samples::from_le_bytes(l.bits, &out, l.samples()))
 }

@@ -148,6 +148,42 @@ fn zero_dce_curve_matches_cpu() {
     }
 }
 
+#[test]
+fn zero_dce_enhance_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::for_test("zero_dce_enhance_matches_cpu");
+    for (w, h) in SIZES {
+        for (per_iteration, channels) in [(true, 3), (false, 4)] {
+            let op = ZeroDceEnhance { iterations: 8, per_iteration, colour: 3 };
+            let x = rng.tensor(Shape::new(2, channels, h, w), 0.0, 1.0);
+            let sets = if per_iteration { 8 } else { 1 };
+            // Low-resolution maps (about 1/12 of the image, at least 1x1), and maps at full size.
+            for (mh, mw) in [(h.div_ceil(12), w.div_ceil(12)), (h, w)] {
+                let maps = rng.tensor(Shape::new(2, 3 * sets, mh, mw), -1.0, 1.0);
+                assert_close(
+                    &format!("{op:?} {w}x{h} maps {mw}x{mh}"),
+                    &op.gpu(gpu, &x, &maps).unwrap().data,
+                    &op.cpu(&x, &maps).unwrap().data,
+                    2e-6,
+                    0.0,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_dce_enhance_with_full_size_maps_is_the_curve() {
+    let mut rng = Rng::for_test("zero_dce_enhance_is_curve");
+    for per_iteration in [true, false] {
+        let x = rng.tensor(Shape::new(1, 3, 23, 37), 0.0, 1.0);
+        let maps = rng.tensor(Shape::new(1, if per_iteration { 24 } else { 3 }, 23, 37), -1.0, 1.0);
+        let fused = ZeroDceEnhance { iterations: 8, per_iteration, colour: 3 }.cpu(&x, &maps).unwrap();
+        let curve = ZeroDceCurve { iterations: 8, per_iteration }.cpu(&x, &maps).unwrap();
+        assert_exact(&format!("per_iteration {per_iteration}"), &fused.data, &curve.data);
+    }
+}
+
 fn random_samples(rng: &mut Rng, l: PixelLayout) -> Samples {
     let n = l.samples();
     if l.bits == 8 {

@@ -16,6 +16,7 @@ pub mod resize_bilinear;
 pub mod tinypssr_fused;
 pub mod unpack_pixels;
 pub mod zero_dce_curve;
+pub mod zero_dce_enhance;
 
 pub use activation::{Activation, ActivationKind};
 pub use conv2d::Conv2d;
@@ -27,6 +28,7 @@ pub use resize_bilinear::ResizeBilinear;
 pub use tinypssr_fused::TinyPssrFused;
 pub use unpack_pixels::UnpackPixels;
 pub use zero_dce_curve::ZeroDceCurve;
+pub use zero_dce_enhance::ZeroDceEnhance;
 
 /// What a binding slot holds. Slot 0 is always the params uniform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,7 @@ pub static ALL: &[&KernelDesc] = &[
     &tinypssr_fused::DESC,
     &unpack_pixels::DESC,
     &zero_dce_curve::DESC,
+    &zero_dce_enhance::DESC,
 ];
 
 /// Looks a kernel up by name.

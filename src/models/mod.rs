@@ -2,5 +2,7 @@
 
 pub mod tinypssr;
 pub mod tinypssr_cpu;
+pub mod zero_dce;
 
 pub use tinypssr::TinyPssr;
+pub use zero_dce::ZeroDce;

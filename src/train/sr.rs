@@ -74,6 +74,18 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The images under `dir` for training: at least 2 (every 5th is held out).
+pub fn training_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let files = image_files(dir)?;
+    if files.len() < 2 {
+        return Err(Error::invalid(
+            "train",
+            format!("{}: need at least 2 images, found {}", dir.display(), files.len()),
+        ));
+    }
+    Ok(files)
+}
+
 /// An image as (1, 3, H, W) planes in [0, 1] (grey replicated, alpha dropped).
 pub fn load_rgb(path: &Path) -> Result<Tensor> {
     let img = image_io::load(path)?;
@@ -331,13 +343,7 @@ pub fn train(cfg: &SrTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyPssr
             format!("patch {} must be a multiple of scale {} and >= {}", cfg.patch, cfg.scale, 4 * cfg.scale),
         ));
     }
-    let files = image_files(&cfg.data)?;
-    if files.len() < 2 {
-        return Err(Error::invalid(
-            "train",
-            format!("{}: need at least 2 images, found {}", cfg.data.display(), files.len()),
-        ));
-    }
+    let files = training_files(&cfg.data)?;
     // Every 5th image (by sorted name) is held out for validation.
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for (i, f) in files.iter().enumerate() {

@@ -10,8 +10,17 @@ use gpuimg::{Gpu, Shape, Tensor};
 /// set) a missing adapter fails the test; elsewhere the test is skipped with a
 /// loud message.
 pub fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    let g = GPU.get_or_init(|| match Gpu::new() {
+    gpu_arc_ref().as_deref()
+}
+
+/// The shared GPU context as a backend for image-level ops.
+pub fn gpu_backend() -> Option<gpuimg::Backend> {
+    gpu_arc_ref().clone().map(gpuimg::Backend::Gpu)
+}
+
+fn gpu_arc_ref() -> &'static Option<std::sync::Arc<Gpu>> {
+    static GPU: OnceLock<Option<std::sync::Arc<Gpu>>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new().map(std::sync::Arc::new) {
         Ok(g) => {
             eprintln!("GPU tests run on adapter: {} ({:?})", g.adapter_info().name, g.adapter_info().backend);
             Some(g)
@@ -24,8 +33,7 @@ pub fn gpu() -> Option<&'static Gpu> {
             eprintln!("!!! SKIPPING GPU TEST: no GPU adapter ({e}); set GPUIMG_REQUIRE_GPU=1 to make this fail");
             None
         }
-    });
-    g.as_ref()
+    })
 }
 
 /// SplitMix64: small, seedable, good enough for test inputs.

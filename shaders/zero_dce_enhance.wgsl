@@ -1,0 +1,98 @@
+// zero_dce_enhance: Zero-DCE's map upsampling and curve iterations in one pass.
+//
+// The curve maps come from the network at low resolution (mh x mw). Each output
+// pixel samples them bilinearly with align_corners = true (PyTorch's
+// UpsamplingBilinear2d, sizes given: scale = (m-1)/(out-1), 0 if out = 1;
+// equal sizes copy), then iterates the curve
+//   repeat n times:  v <- v + r_t * (v*v - v)
+// without ever writing the full-resolution maps. Iteration t uses map set t
+// (channels [t*colour, t*colour + colour), Zero-DCE) or set 0 (Zero-DCE++).
+// Channels from `colour` up (alpha) are copied unchanged. The image may be a
+// strip of rows: row i of x is row row0 + i of an image full_h rows high.
+// CPU twin: src/kernels/zero_dce_enhance.rs (ZeroDceEnhance::cpu).
+//
+// bindings: 0 uniform Params | 1 x (N,C,H,W) (H = strip rows) | 2 maps (N,colour*sets,mh,mw) | 3 y (N,C,H,W)
+// dispatch: (ceil(W/8), ceil(H/8), N)
+
+struct Params {
+    n: u32,
+    channels: u32,
+    colour: u32,
+    h: u32,
+    w: u32,
+    mh: u32,
+    mw: u32,
+    iterations: u32,
+    per_iteration: u32,
+    scale_h: f32,
+    scale_w: f32,
+    row0: u32,
+    full_h: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> maps: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+const WG: u32 = 8u;
+
+struct Tap {
+    i0: u32,
+    i1: u32,
+    l0: f32,
+    l1: f32,
+}
+
+// align_corners = true tap, as resize_bilinear computes it.
+fn tap(dst: u32, in_size: u32, out_size: u32, scale: f32) -> Tap {
+    var t: Tap;
+    if (in_size == out_size) {
+        t.i0 = dst;
+        t.i1 = dst;
+        t.l0 = 1.0;
+        t.l1 = 0.0;
+        return t;
+    }
+    let src = scale * f32(dst);
+    t.i0 = min(u32(floor(src)), in_size - 1u);
+    t.l1 = clamp(src - f32(t.i0), 0.0, 1.0);
+    t.l0 = 1.0 - t.l1;
+    t.i1 = t.i0 + select(0u, 1u, t.i0 < in_size - 1u);
+    return t;
+}
+
+@compute @workgroup_size(WG, WG, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let i = gid.y;
+    let b = gid.z;
+    if (j >= p.w || i >= p.h || b >= p.n) {
+        return;
+    }
+    let ty = tap(p.row0 + i, p.mh, p.full_h, p.scale_h);
+    let tx = tap(j, p.mw, p.w, p.scale_w);
+    let plane = p.h * p.w;
+    let mplane = p.mh * p.mw;
+    let sets = select(1u, p.iterations, p.per_iteration != 0u);
+    let r0 = ty.i0 * p.mw;
+    let r1 = ty.i1 * p.mw;
+    for (var c = 0u; c < p.channels; c++) {
+        let idx = (b * p.channels + c) * plane + i * p.w + j;
+        var v = x[idx];
+        if (c < p.colour) {
+            for (var t = 0u; t < p.iterations; t++) {
+                let map_set = select(0u, t, p.per_iteration != 0u);
+                let m = (b * p.colour * sets + map_set * p.colour + c) * mplane;
+                let top = tx.l0 * maps[m + r0 + tx.i0] + tx.l1 * maps[m + r0 + tx.i1];
+                let bot = tx.l0 * maps[m + r1 + tx.i0] + tx.l1 * maps[m + r1 + tx.i1];
+                let r = ty.l0 * top + ty.l1 * bot;
+                v = v + r * (v * v - v);
+            }
+        }
+        y[idx] = v;
+    }
+}
