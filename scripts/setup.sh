@@ -13,4 +13,7 @@ mkdir -p target/demo
 # ... and on the GPU adapter even when it is the software one.
 ./target/release/gpuimg --device gpu -v sr --scale 2 assets/chelsea.png -o target/demo/chelsea_x2_gpu.png --overwrite
 ./target/release/gpuimg -v resize assets/chelsea.png --scale 0.5 -o target/demo/chelsea_half.png --overwrite
+# Low-light enhancement of the darkened sample (Zero-DCE++, then Zero-DCE).
+./target/release/gpuimg -v enhance assets/chelsea_dark.png -o target/demo/chelsea_dark_enhanced.png --overwrite
+./target/release/gpuimg -v enhance --model zero-dce assets/chelsea_dark.png -o target/demo/chelsea_dark_enhanced_zero_dce.png --overwrite
 echo "setup: done; outputs in target/demo/"

@@ -139,7 +139,7 @@ enum TrainWhat {
         /// Where to write the weights (safetensors, the reference's tensor names).
         #[arg(short, long)]
         output: PathBuf,
-        /// Optimiser steps (default: 2000 for zero-dce++, 800 for zero-dce).
+        /// Optimiser steps (default: 1000 for zero-dce++, 800 for zero-dce).
         #[arg(long)]
         steps: Option<usize>,
         /// Images per step.

@@ -444,7 +444,7 @@ impl EnhanceTrainConfig {
     /// The defaults the shipped weights were trained with.
     pub fn defaults(arch: Arch, data: PathBuf) -> Self {
         let (steps, batch, patch) = match arch {
-            Arch::ZeroDcePlus => (2000, 8, 96),
+            Arch::ZeroDcePlus => (1000, 8, 96),
             Arch::ZeroDce => (800, 8, 64),
         };
         EnhanceTrainConfig { arch, data, steps, batch, patch, side: 256, lr: 2e-3, seed: 1, val_every: 100 }
