@@ -37,7 +37,8 @@ pub struct ZeroDceCurve {
 }
 
 impl ZeroDceCurve {
-    fn sets(&self) -> usize {
+    /// Map sets: `iterations` with one set per iteration, else 1.
+    pub fn sets(&self) -> usize {
         if self.per_iteration {
             self.iterations
         } else {

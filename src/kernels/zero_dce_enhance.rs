@@ -51,11 +51,7 @@ pub struct ZeroDceEnhance {
 
 impl ZeroDceEnhance {
     fn sets(&self) -> usize {
-        if self.per_iteration {
-            self.iterations
-        } else {
-            1
-        }
+        super::ZeroDceCurve { iterations: self.iterations, per_iteration: self.per_iteration }.sets()
     }
 
     /// Checks the shapes; returns the row and column axes of the upsampling.

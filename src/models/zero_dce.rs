@@ -363,7 +363,7 @@ impl ZeroDce {
     /// on the CPU: downscale by `s`, network, fused upsample and curve.
     pub fn enhance_cpu(&self, x: &Tensor, s: usize, iterations: usize) -> Result<Tensor> {
         let curve = self.curve(iterations)?;
-        let rgb = if x.shape.c == 3 { x.clone() } else { first_channels(x, 3) };
+        let rgb = first_channels(x, 3);
         let small = match Self::downscale(x.shape.h, x.shape.w, s)? {
             Some(r) => r.cpu(&rgb)?,
             None => rgb,

@@ -256,7 +256,7 @@ pub fn tv_loss(a: &Tensor, weight: f64, da: &mut Tensor) -> f64 {
 pub fn curve_backward(x: &Tensor, a: &Tensor, de: &Tensor, iterations: usize, per_iteration: bool) -> Tensor {
     let s = x.shape;
     let (c, p) = (s.c, s.plane());
-    let sets = if per_iteration { iterations } else { 1 };
+    let sets = ZeroDceCurve { iterations, per_iteration }.sets();
     let mut da = Tensor::zeros(a.shape);
     // One task per (batch item, map set): each writes its own planes.
     da.data.par_chunks_mut(c * p).enumerate().for_each(|(bs, dplanes)| {
