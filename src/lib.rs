@@ -28,6 +28,7 @@
 pub use wgpu;
 
 pub mod backend;
+pub mod bench;
 pub mod error;
 pub mod eval;
 pub mod gpu;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod models;
 pub mod ops;
 pub mod resample;
+pub mod stream;
 pub mod tensor;
 pub mod train;
 pub mod weights;

@@ -1,5 +1,6 @@
 //! The `gpuimg` command-line tool: parse, pick a backend, call the library.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -7,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use gpuimg::kernels::resize_bilinear::{ResizeBilinear, ResizeTarget};
-use gpuimg::models::zero_dce::{default_scale_factor, Arch};
+use gpuimg::models::zero_dce::Arch;
 use gpuimg::models::{TinyPssr, ZeroDce};
+use gpuimg::stream::{self, Job, Observer, ProgressBar, StreamConfig, StreamOp};
 use gpuimg::weights::Weights;
 use gpuimg::{image_io, ops, Backend, DeviceChoice};
 
@@ -61,8 +63,8 @@ enum Command {
     Decompress(Planned),
     /// Augment images for training (flip, rotate, jitter, crop, resize, ...).
     Augment(Planned),
-    /// Benchmark kernels and models, GPU against CPU.
-    Bench(Planned),
+    /// Benchmark every kernel and model: GPU resident, GPU round trip, CPU at 1..N threads.
+    Bench(BenchArgs),
     /// Evaluate a model on a data set (PSNR, SSIM).
     Eval {
         #[command(subcommand)]
@@ -173,9 +175,8 @@ struct SrArgs {
     /// TinyPSSR weights (safetensors) instead of the bundled ones.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Replace outputs that already exist.
-    #[arg(long)]
-    overwrite: bool,
+    #[command(flatten)]
+    stream: StreamArgs,
 }
 
 #[derive(Args)]
@@ -198,9 +199,8 @@ struct EnhanceArgs {
     /// Weights (safetensors with the reference's tensor names) instead of the bundled ones.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Replace outputs that already exist.
-    #[arg(long)]
-    overwrite: bool,
+    #[command(flatten)]
+    stream: StreamArgs,
 }
 
 #[derive(Args)]
@@ -223,9 +223,47 @@ struct ResizeArgs {
     /// PyTorch's align_corners = True convention.
     #[arg(long)]
     align_corners: bool,
-    /// Replace outputs that already exist.
+    #[command(flatten)]
+    stream: StreamArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Seconds, not minutes: two small sizes, 1 and all threads, two runs each after a warm-up (what CI runs).
+    #[arg(long)]
+    quick: bool,
+    /// Only these cases, comma-separated (default: every kernel and model).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Image sizes WxH, comma-separated (default: 320x240,640x480,1280x720,1920x1080; --quick: 64x48,128x96).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// CPU thread counts, comma-separated (default: 1, 2, 4, ... and all cores; --quick: 1 and all).
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Write the measurements as JSON: {adapter, cpu_threads, rows: [{name, backend, mode, width, height, threads, median_ms}]}.
+    #[arg(long, value_name = "FILE.json")]
+    json: Option<PathBuf>,
+    /// Write a chart (SVG) of time against size and against threads.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
+}
+
+/// How a batch of files streams through an op (every image command).
+#[derive(Args)]
+struct StreamArgs {
+    /// Replace outputs that already exist (otherwise they are skipped).
     #[arg(long)]
     overwrite: bool,
+    /// Thread counts LOAD:PROC:SAVE: decoding, the CPU path's op, encoding and writing. Default: half the cores, all of them, half of them.
+    #[arg(short = 'j', long = "jobs", value_name = "LOAD:PROC:SAVE")]
+    jobs: Option<String>,
+    /// GPU submissions in flight (ring depth); 1 turns the overlap of transfers and compute off.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    slots: u64,
+    /// Write a JSON report of the run: counts, per-stage times, GPU busy time and utilisation.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -249,7 +287,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compress(_) => planned("compress", 5),
         Command::Decompress(_) => planned("decompress", 5),
         Command::Augment(_) => planned("augment", 7),
-        Command::Bench(_) => planned("bench", 6),
+        Command::Bench(a) => bench(&g, a),
         Command::Eval { what: EvalWhat::Sr { dir, scale, weights } } => eval_sr(&g, &dir, scale, weights.as_deref()),
         Command::Eval { what: EvalWhat::Codec(_) } => planned("eval codec", 5),
         Command::Train { what: TrainWhat::Sr { scale, data, output, steps, batch, seed, lr, init } } => {
@@ -359,17 +397,24 @@ fn output_path(input: &Path, output: Option<&Path>, many: bool, suffix: &str) ->
     }
 }
 
-/// Runs `job` over every input (files, or images in directories), writing
-/// each result atomically, never over an input, skipping existing outputs
-/// unless `overwrite`; carries on past failures and reports them at the end.
+/// Streams every input (files, or images in directories) through `op` with
+/// the batch engine: outputs written atomically, never over an input,
+/// existing ones skipped unless `--overwrite`; carries on past failures,
+/// reports them at the end and exits non-zero if there were any.
 fn batch(
     g: &Global,
     inputs_arg: &[PathBuf],
     output: Option<&Path>,
     suffix: &str,
-    overwrite: bool,
-    mut job: impl FnMut(&gpuimg::image_io::Image) -> Result<gpuimg::image_io::Image>,
+    sa: &StreamArgs,
+    backend: &Backend,
+    op: &dyn StreamOp,
 ) -> Result<ExitCode> {
+    let mut cfg = StreamConfig::new();
+    if let Some(j) = &sa.jobs {
+        cfg.set_threads(j)?;
+    }
+    cfg.slots = sa.slots as usize;
     let inputs = expand_inputs(inputs_arg)?;
     if inputs.is_empty() {
         bail!(
@@ -383,57 +428,56 @@ fn batch(
             std::fs::create_dir_all(o).with_context(|| format!("{}: cannot create output directory", o.display()))?;
         }
     }
-    let mut failed = Vec::new();
-    let mut done = 0usize;
+    let bar = ProgressBar::new("gpuimg", !g.quiet && std::io::stderr().is_terminal());
+    let mut refused = Vec::new();
+    let mut skipped = 0;
+    let mut jobs = Vec::new();
     for input in &inputs {
         let out = output_path(input, output, many, suffix);
-        let result = (|| -> Result<bool> {
-            if inputs_arg.iter().chain(inputs.iter()).any(|i| image_io::same_file(i, &out)) {
-                bail!("{}: output would overwrite an input", out.display());
+        if inputs_arg.iter().chain(inputs.iter()).any(|i| image_io::same_file(i, &out)) {
+            let msg = format!("{}: output would overwrite an input", out.display());
+            bar.failed(input, &msg);
+            refused.push((input.clone(), msg));
+        } else if out.exists() && !sa.overwrite {
+            skipped += 1;
+            if !g.quiet {
+                eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", out.display());
             }
-            if out.exists() && !overwrite {
-                if !g.quiet {
-                    eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", out.display());
-                }
-                return Ok(false);
-            }
-            let t0 = std::time::Instant::now();
-            let img = image_io::load(input)?;
-            let t1 = std::time::Instant::now();
-            let y = job(&img).with_context(|| format!("{}", input.display()))?;
-            let t2 = std::time::Instant::now();
-            image_io::save(&y, &out)?;
-            if g.verbose > 0 {
-                eprintln!(
-                    "gpuimg: {} -> {} ({}x{}): decode {:.3} s, process {:.3} s, encode {:.3} s",
-                    input.display(),
-                    out.display(),
-                    y.width,
-                    y.height,
-                    (t1 - t0).as_secs_f64(),
-                    (t2 - t1).as_secs_f64(),
-                    t2.elapsed().as_secs_f64()
-                );
-            }
-            Ok(true)
-        })();
-        match result {
-            Ok(true) => done += 1,
-            Ok(false) => {}
-            Err(e) => {
-                eprintln!("gpuimg: error: {e:#}");
-                failed.push(input.clone());
-            }
+        } else {
+            jobs.push(Job { input: input.clone(), output: out });
         }
     }
-    if !g.quiet && many {
-        eprintln!("gpuimg: {done} written, {} failed, {} inputs", failed.len(), inputs.len());
+    let mut report = stream::run(backend, op, &jobs, &cfg, &bar);
+    bar.clear();
+    report.skipped = skipped;
+    report.failed += refused.len();
+    report.failures.extend(refused);
+    if g.verbose > 0 {
+        let s = &report.stages;
+        eprintln!(
+            "gpuimg: stages (s, summed over threads): decode {:.3}, upload {:.3}, record {:.3}, gpu wait {:.3}, cpu {:.3}, readback {:.3}, encode {:.3}; {} submissions, peak {} images in memory",
+            s.decode_s, s.upload_s, s.record_s, s.gpu_s, s.cpu_s, s.readback_s, s.encode_s, report.submissions, report.peak_in_memory
+        );
     }
-    if failed.is_empty() {
+    if !g.quiet && many {
+        let busy = report.gpu_utilization().map(|u| format!("; GPU busy {:.0}%", u * 100.0)).unwrap_or_default();
+        eprintln!(
+            "gpuimg: {} written, {skipped} skipped, {} failed, {} inputs in {:.2} s ({:.1} images/s{busy})",
+            report.images,
+            report.failed,
+            inputs.len(),
+            report.wall_s,
+            report.throughput()
+        );
+    }
+    if let Some(p) = &sa.report {
+        image_io::write_atomic(p, report.to_json().as_bytes()).with_context(|| format!("--report {}", p.display()))?;
+    }
+    if report.failed == 0 {
         Ok(ExitCode::SUCCESS)
     } else {
         if many {
-            for f in &failed {
+            for (f, _) in &report.failures {
                 eprintln!("gpuimg: failed: {}", f.display());
             }
         }
@@ -460,9 +504,8 @@ fn load_sr_model(scale: usize, weights: Option<&Path>) -> Result<TinyPssr> {
 fn sr(g: &Global, a: SrArgs) -> Result<ExitCode> {
     let model = load_sr_model(a.scale, a.weights.as_deref())?;
     let backend = open_backend(g)?;
-    batch(g, &a.inputs, a.output.as_deref(), &format!("x{}", a.scale), a.overwrite, |img| {
-        Ok(ops::super_resolve(&backend, &model, img)?)
-    })
+    let op = ops::SuperResolveOp::new(model);
+    batch(g, &a.inputs, a.output.as_deref(), &format!("x{}", a.scale), &a.stream, &backend, &op)
 }
 
 fn load_enhance_model(model: Option<&str>, weights: Option<&Path>) -> Result<ZeroDce> {
@@ -484,15 +527,12 @@ fn load_enhance_model(model: Option<&str>, weights: Option<&Path>) -> Result<Zer
 
 fn enhance(g: &Global, a: EnhanceArgs) -> Result<ExitCode> {
     let model = load_enhance_model(a.model.as_deref(), a.weights.as_deref())?;
-    model.curve(a.iterations)?;
     if a.scale_factor == Some(0) {
         bail!("--scale-factor 0: must be at least 1");
     }
+    let op = ops::EnhanceOp::new(model, a.scale_factor, a.iterations)?;
     let backend = open_backend(g)?;
-    batch(g, &a.inputs, a.output.as_deref(), "enhanced", a.overwrite, |img| {
-        let s = a.scale_factor.unwrap_or_else(|| default_scale_factor(img.height as usize, img.width as usize));
-        Ok(ops::enhance(&backend, &model, img, s, a.iterations)?)
-    })
+    batch(g, &a.inputs, a.output.as_deref(), "enhanced", &a.stream, &backend, &op)
 }
 
 fn train_enhance(
@@ -657,5 +697,70 @@ fn resize(g: &Global, a: ResizeArgs) -> Result<ExitCode> {
         ResizeTarget::Factor { h, .. } => format!("x{h}"),
         ResizeTarget::Size { h, w } => format!("{w}x{h}"),
     };
-    batch(g, &a.inputs, a.output.as_deref(), &suffix, a.overwrite, |img| Ok(ops::resize_image(&backend, img, &op)?))
+    batch(g, &a.inputs, a.output.as_deref(), &suffix, &a.stream, &backend, &ops::ResizeOp(op))
+}
+
+fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
+    use gpuimg::bench::{self, Plan};
+    let mut plan = if a.quick { Plan::quick() } else { Plan::full() };
+    if !a.only.is_empty() {
+        for n in &a.only {
+            if !bench::NAMES.contains(&n.as_str()) {
+                bail!("--only {n}: no such case (valid: {})", bench::NAMES.join(", "));
+            }
+        }
+        plan.names = a.only.clone();
+    }
+    if !a.sizes.is_empty() {
+        plan.sizes = a
+            .sizes
+            .iter()
+            .map(|s| {
+                let (w, h) = s.split_once(['x', 'X']).with_context(|| format!("--sizes {s}: give WxH"))?;
+                match (w.trim().parse::<usize>(), h.trim().parse::<usize>()) {
+                    (Ok(w), Ok(h)) if (24..=16384).contains(&w) && (24..=16384).contains(&h) => Ok((w, h)),
+                    _ => bail!("--sizes {s}: give WxH with sides from 24 to 16384"),
+                }
+            })
+            .collect::<Result<_>>()?;
+    }
+    if !a.threads.is_empty() {
+        if let Some(t) = a.threads.iter().find(|&&t| t == 0 || t > 1024) {
+            bail!("--threads {t}: give counts from 1 to 1024");
+        }
+        plan.threads = a.threads.clone();
+    }
+    let backend = open_backend(g)?;
+    let gpu = match &backend {
+        Backend::Gpu(gpu) => Some(gpu.clone()),
+        Backend::Cpu => None,
+    };
+    let adapter = gpu.as_ref().map(|g| g.adapter_info().name.clone()).unwrap_or_else(|| "none (CPU only)".into());
+    println!("gpuimg bench: GPU {adapter}; CPU {} threads available", rayon::current_num_threads());
+    println!("| case | size | backend | mode | threads | median ms | Mpix/s |");
+    println!("| --- | --- | --- | --- | ---: | ---: | ---: |");
+    let rows = bench::run(&plan, gpu.as_ref(), |r| {
+        println!(
+            "| {} | {}x{} | {} | {} | {} | {:.3} | {:.1} |",
+            r.name,
+            r.width,
+            r.height,
+            r.backend,
+            r.mode,
+            if r.threads == 0 { "-".to_string() } else { r.threads.to_string() },
+            r.median_ms,
+            r.mpix_s()
+        );
+    })?;
+    if let Some(p) = &a.json {
+        image_io::write_atomic(p, bench::to_json(&rows, &adapter).as_bytes())
+            .with_context(|| format!("--json {}", p.display()))?;
+    }
+    if let Some(p) = &a.chart {
+        let title =
+            format!("gpuimg bench: GPU {adapter}, CPU up to {} threads", plan.threads.iter().max().unwrap_or(&1));
+        image_io::write_atomic(p, bench::chart_svg(&rows, &title).as_bytes())
+            .with_context(|| format!("--chart {}", p.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,42 +2,135 @@
 //! pack, chained so the GPU path moves only packed integer pixels across the
 //! bus and runs in one submission.
 
+use std::sync::OnceLock;
+
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::gpu::Gpu;
 use crate::gpu::GpuTensor;
 use crate::image_io::Image;
 use crate::kernels::pack_pixels::quantise;
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::{PackPixels, ResizeBilinear, UnpackPixels};
 use crate::models::tinypssr::{TinyPssr, HALO};
-use crate::models::zero_dce::ZeroDce;
+use crate::models::zero_dce::{GpuZeroDce, ZeroDce};
+use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
 
 /// Resizes an image bilinearly (every channel, alpha included), keeping its
 /// bit depth and channel layout.
 pub fn resize_image(backend: &Backend, img: &Image, resize: &ResizeBilinear) -> Result<Image> {
     let inl = img.layout();
-    let out_shape = resize.out_shape(inl.shape())?;
-    let outl = PixelLayout { height: out_shape.h, width: out_shape.w, ..inl };
+    let outl = resize_layout(inl, resize)?;
     let samples = match backend {
         Backend::Cpu => {
             let x = UnpackPixels(inl).cpu(&img.samples)?;
             let y = resize.cpu(&x)?;
             PackPixels(outl).cpu(&y)?
         }
-        Backend::Gpu(gpu) => {
-            let bytes = pixel_chain(gpu, "gpuimg.resize_image", inl, &img.samples.to_le_bytes(), outl, |enc, x, y| {
-                resize.encode(gpu, enc, x, y)
-            })?;
-            Samples::from_le_bytes(outl.bits, &bytes, outl.samples())
-        }
+        Backend::Gpu(gpu) => return resize_gpu(gpu, img, resize),
     };
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
 }
 
-/// On the GPU in one submission: packed `bytes` of layout `inl` up, unpacked
-/// to planar f32 `x`, `record` from `x` into `y` (planar f32 of layout `outl`),
-/// `y` packed and read back. Every buffer goes back to the pool.
+/// [`resize_image`] on the GPU in one submission.
+pub fn resize_gpu(gpu: &Gpu, img: &Image, resize: &ResizeBilinear) -> Result<Image> {
+    let (inl, outl) = (img.layout(), resize_layout(img.layout(), resize)?);
+    let src = gpu.upload_bytes(&img.samples.to_le_bytes())?;
+    let r = run_recorded(gpu, "gpuimg.resize_image", outl.bytes(), |enc| record_resize(gpu, enc, resize, inl, &src));
+    gpu.recycle_buffer(src);
+    Image::new(
+        outl.width as u32,
+        outl.height as u32,
+        outl.channels,
+        Samples::from_le_bytes(outl.bits, &r?, outl.samples()),
+    )
+}
+
+/// The layout a resize makes of `inl`.
+pub fn resize_layout(inl: PixelLayout, resize: &ResizeBilinear) -> Result<PixelLayout> {
+    let out_shape = resize.out_shape(inl.shape())?;
+    Ok(PixelLayout { height: out_shape.h, width: out_shape.w, ..inl })
+}
+
+/// Records [`resize_image`] for packed samples of layout `inl` in `src`.
+pub fn record_resize(
+    gpu: &crate::Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    resize: &ResizeBilinear,
+    inl: PixelLayout,
+    src: &wgpu::Buffer,
+) -> Result<Recorded> {
+    let outl = resize_layout(inl, resize)?;
+    record_pixel_chain(gpu, enc, inl, src, outl, |enc, x, y| resize.encode(gpu, enc, x, y))
+}
+
+/// GPU work recorded into an encoder for one image: the buffer its packed
+/// output ends in, that output's length, and the pooled buffers to hand back
+/// once the submission is done.
+#[derive(Debug)]
+pub struct Recorded {
+    /// Packed output samples (little-endian, padded to 4 bytes).
+    pub out: wgpu::Buffer,
+    /// Bytes of output.
+    pub out_bytes: u64,
+    /// Intermediates to recycle after the submission.
+    pub scratch: Vec<wgpu::Buffer>,
+}
+
+impl Recorded {
+    /// Returns every buffer to the pool (after the submission).
+    pub fn recycle(self, gpu: &crate::Gpu) {
+        gpu.recycle_buffer(self.out);
+        for b in self.scratch {
+            gpu.recycle_buffer(b);
+        }
+    }
+}
+
+/// Records with `record`, submits, waits, reads `out_bytes` of the output
+/// back and recycles the recorded buffers: the blocking form of every
+/// streamed op.
+pub fn run_recorded(
+    gpu: &crate::Gpu,
+    op: &str,
+    out_bytes: u64,
+    record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<Recorded>,
+) -> Result<Vec<u8>> {
+    let mut kept = None;
+    let r = gpu.run_and_read(op, out_bytes, |enc| {
+        let rec = record(enc)?;
+        let out = rec.out.clone();
+        kept = Some(rec);
+        Ok(out)
+    });
+    if let Some(rec) = kept {
+        rec.recycle(gpu);
+    }
+    r
+}
+
+/// Records, for packed samples of layout `inl` in `src`: unpack to planar
+/// f32 `x`, `record` from `x` into `y` (planar f32 of layout `outl`), pack `y`.
+pub fn record_pixel_chain(
+    gpu: &crate::Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    inl: PixelLayout,
+    src: &wgpu::Buffer,
+    outl: PixelLayout,
+    record: impl FnOnce(&mut wgpu::CommandEncoder, &GpuTensor, &GpuTensor) -> Result<()>,
+) -> Result<Recorded> {
+    let x = gpu.alloc(inl.shape())?;
+    let y = gpu.alloc(outl.shape())?;
+    let pack = PackPixels(outl);
+    let dst = gpu.take_buffer((pack.words() * 4) as u64, crate::Gpu::TENSOR_USAGE);
+    UnpackPixels(inl).encode(gpu, enc, src, &x)?;
+    record(enc, &x, &y)?;
+    pack.encode(gpu, enc, &y, &dst)?;
+    Ok(Recorded { out: dst, out_bytes: outl.bytes(), scratch: vec![x.buffer, y.buffer] })
+}
+
+/// [`record_pixel_chain`] in one submission on packed `bytes`, read back.
 pub fn pixel_chain(
     gpu: &crate::Gpu,
     op: &str,
@@ -47,20 +140,8 @@ pub fn pixel_chain(
     record: impl FnOnce(&mut wgpu::CommandEncoder, &GpuTensor, &GpuTensor) -> Result<()>,
 ) -> Result<Vec<u8>> {
     let src = gpu.upload_bytes(bytes)?;
-    let x = gpu.alloc(inl.shape())?;
-    let y = gpu.alloc(outl.shape())?;
-    let pack = PackPixels(outl);
-    let dst = gpu.take_buffer((pack.words() * 4) as u64, crate::Gpu::TENSOR_USAGE);
-    let r = gpu.run_and_read(op, outl.bytes(), |enc| {
-        UnpackPixels(inl).encode(gpu, enc, &src, &x)?;
-        record(enc, &x, &y)?;
-        pack.encode(gpu, enc, &y, &dst)?;
-        Ok(dst.clone())
-    });
+    let r = run_recorded(gpu, op, outl.bytes(), |enc| record_pixel_chain(gpu, enc, inl, &src, outl, record));
     gpu.recycle_buffer(src);
-    gpu.recycle(x);
-    gpu.recycle(y);
-    gpu.recycle_buffer(dst);
     r
 }
 
@@ -71,10 +152,7 @@ pub fn run_tinypssr(backend: &Backend, model: &TinyPssr, x: &Tensor) -> Result<T
     let limit = match backend {
         // The fast CPU path works in strips of its own.
         Backend::Cpu => return Ok(model.forward_fast(x)),
-        Backend::Gpu(g) => {
-            let l = g.device().limits();
-            (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 2).min(256 << 20) as usize
-        }
+        Backend::Gpu(g) => g.tensor_cap(),
     };
     run_tinypssr_tiled(backend, model, x, limit)
 }
@@ -164,25 +242,81 @@ pub fn super_resolve_layers(backend: &Backend, model: &TinyPssr, img: &Image) ->
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
 }
 
+/// Input rows of one strip of the fused GPU super-resolution of an image of
+/// layout `l` (the image runs in one pass when this is at least its height),
+/// and the halo rows each strip takes on both sides.
+pub fn sr_strip_rows(gpu: &crate::Gpu, model: &TinyPssr, l: PixelLayout) -> (usize, usize) {
+    let f = model.scale();
+    let colour = if l.channels == 2 || l.channels == 4 { l.channels - 1 } else { l.channels };
+    let out_row = l.width * f * l.channels * (l.bits / 8) as usize;
+    let halo = (0..model.stages.len()).map(|i| HALO.div_ceil(1 << i)).sum::<usize>();
+    // Largest buffer per input row: the f32 planes between stages or the packed output.
+    let per_row = (colour * 4 * 2 * l.width * 4).max(out_row * f);
+    ((gpu.tensor_cap() / per_row.max(1)).saturating_sub(2 * halo).max(8), halo)
+}
+
+/// The fused kernel's weights on the GPU, one buffer per x2 stage.
+pub fn sr_weights(gpu: &crate::Gpu, model: &TinyPssr) -> Vec<wgpu::Buffer> {
+    use crate::kernels::tinypssr_fused::flat_weights;
+    model.stages.iter().map(|s| gpu.constant("gpuimg.tinypssr_fused.weights", &flat_weights(s))).collect()
+}
+
+/// Records the fused super-resolution of `rows` rows of packed samples of
+/// layout `l` (only height differs) in `src`: one dispatch per x2 stage,
+/// packed output. Alpha comes out zero; [`sr_alpha`] fills it in.
+pub fn record_sr(
+    gpu: &crate::Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    weights: &[wgpu::Buffer],
+    l: PixelLayout,
+    rows: usize,
+    src: &wgpu::Buffer,
+) -> Result<Recorded> {
+    use crate::kernels::tinypssr_fused::{FusedParams, TinyPssrFused};
+    let colour = if l.channels == 2 || l.channels == 4 { l.channels - 1 } else { l.channels };
+    let mut bufs = Vec::new();
+    let (mut w, mut h) = (l.width as u32, rows as u32);
+    let mut ops = Vec::new();
+    for i in 0..weights.len() {
+        let last = i + 1 == weights.len();
+        let p = FusedParams {
+            w,
+            h,
+            channels: l.channels as u32,
+            colour: colour as u32,
+            bits: l.bits,
+            in_mode: u32::from(i > 0),
+            out_mode: u32::from(!last),
+            _pad: 0,
+        };
+        let op = TinyPssrFused(p);
+        gpu.check_size("tinypssr output", op.out_bytes())?;
+        bufs.push(gpu.take_buffer(op.out_bytes(), crate::Gpu::TENSOR_USAGE));
+        ops.push(op);
+        w *= 2;
+        h *= 2;
+    }
+    let out = bufs.pop().ok_or_else(|| crate::Error::invalid("tinypssr", "no stages"))?;
+    let out_bytes = ops.last().map(|o| o.out_bytes()).unwrap_or(0);
+    enc.clear_buffer(&out, 0, None);
+    for (i, op) in ops.iter().enumerate() {
+        let input = if i == 0 { src } else { &bufs[i - 1] };
+        op.encode(gpu, enc, input, &weights[i], bufs.get(i).unwrap_or(&out))?;
+    }
+    Ok(Recorded { out, out_bytes, scratch: bufs })
+}
+
 /// [`super_resolve`] on the GPU with the fused kernel: packed pixels in,
 /// one dispatch per x2 stage (f32 planes between stages), packed pixels out,
 /// in strips of rows whose halo covers the receptive field.
 pub fn super_resolve_fused(gpu: &crate::Gpu, model: &TinyPssr, img: &Image) -> Result<Image> {
-    use crate::kernels::tinypssr_fused::{flat_weights, FusedParams, TinyPssrFused};
     let l = img.layout();
     let f = model.scale();
-    let colour = if img.has_alpha() { l.channels - 1 } else { l.channels };
     let bps = (l.bits / 8) as usize;
     let in_row = l.width * l.channels * bps;
     let out_row = l.width * f * l.channels * bps;
-    let halo = (0..model.stages.len()).map(|i| HALO.div_ceil(1 << i)).sum::<usize>();
-    // Largest buffer per input row: the f32 planes between stages or the packed output.
-    let limits = gpu.device().limits();
-    let cap = (limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 2).min(256 << 20) as usize;
-    let per_row = (colour * 4 * 2 * l.width * 4).max(out_row * f);
-    let rows = (cap / per_row.max(1)).saturating_sub(2 * halo).max(8);
-    let weights: Vec<wgpu::Buffer> =
-        model.stages.iter().map(|s| gpu.constant("gpuimg.tinypssr_fused.weights", &flat_weights(s))).collect();
+    let (rows, halo) = sr_strip_rows(gpu, model, l);
+    let weights = sr_weights(gpu, model);
     let bytes = img.samples.to_le_bytes();
     let mut out = vec![0u8; out_row * l.height * f];
     let mut y0 = 0;
@@ -190,42 +324,10 @@ pub fn super_resolve_fused(gpu: &crate::Gpu, model: &TinyPssr, img: &Image) -> R
         let y1 = (y0 + rows).min(l.height);
         let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(l.height));
         let src = gpu.upload_bytes(&bytes[a * in_row..b * in_row])?;
-        let mut bufs = Vec::new();
-        let (mut w, mut h) = (l.width as u32, (b - a) as u32);
-        let mut ops = Vec::new();
-        for i in 0..model.stages.len() {
-            let last = i + 1 == model.stages.len();
-            let p = FusedParams {
-                w,
-                h,
-                channels: l.channels as u32,
-                colour: colour as u32,
-                bits: l.bits,
-                in_mode: u32::from(i > 0),
-                out_mode: u32::from(!last),
-                _pad: 0,
-            };
-            let op = TinyPssrFused(p);
-            gpu.check_size("tinypssr output", op.out_bytes())?;
-            bufs.push(gpu.take_buffer(op.out_bytes(), crate::Gpu::TENSOR_USAGE));
-            ops.push(op);
-            w *= 2;
-            h *= 2;
-        }
-        let out_bytes = ops.last().expect("one stage at least").out_bytes();
-        let r = gpu.run_and_read("gpuimg.tinypssr_fused", out_bytes, |enc| {
-            let last = bufs.last().expect("one stage at least").clone();
-            enc.clear_buffer(&last, 0, None);
-            for (i, op) in ops.iter().enumerate() {
-                let input = if i == 0 { &src } else { &bufs[i - 1] };
-                op.encode(gpu, enc, input, &weights[i], &bufs[i])?;
-            }
-            Ok(last)
-        });
+        let out_bytes = (out_row * f * (b - a)) as u64;
+        let r =
+            run_recorded(gpu, "gpuimg.tinypssr_fused", out_bytes, |enc| record_sr(gpu, enc, &weights, l, b - a, &src));
         gpu.recycle_buffer(src);
-        for b in bufs {
-            gpu.recycle_buffer(b);
-        }
         let strip = r?;
         let skip = (y0 - a) * f * out_row;
         let len = (y1 - y0) * f * out_row;
@@ -233,26 +335,38 @@ pub fn super_resolve_fused(gpu: &crate::Gpu, model: &TinyPssr, img: &Image) -> R
         y0 = y1;
     }
     let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
-    let mut samples = Samples::from_le_bytes(outl.bits, &out, outl.samples());
-    if img.has_alpha() {
-        let x = UnpackPixels(l).cpu(&img.samples)?;
-        let p = l.height * l.width;
-        let alpha = Tensor { shape: Shape::new(1, 1, l.height, l.width), data: x.data[colour * p..].to_vec() };
-        let up = crate::resample::upscale(&alpha, f);
-        let maxv = outl.max_value();
-        let c = l.channels;
-        match &mut samples {
-            Samples::U8(s) => up.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u8),
-            Samples::U16(s) => {
-                up.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u16)
-            }
-        }
+    let up = Image::new(
+        outl.width as u32,
+        outl.height as u32,
+        outl.channels,
+        Samples::from_le_bytes(outl.bits, &out, outl.samples()),
+    )?;
+    sr_alpha(img, up, f)
+}
+
+/// Fills the alpha channel of `up` (the fused kernel's output for `img`)
+/// with `img`'s alpha upscaled bicubically by `f`; images without alpha pass.
+pub fn sr_alpha(img: &Image, mut up: Image, f: usize) -> Result<Image> {
+    if !img.has_alpha() {
+        return Ok(up);
     }
-    Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
+    let l = img.layout();
+    let colour = l.channels - 1;
+    let x = UnpackPixels(l).cpu(&img.samples)?;
+    let p = l.height * l.width;
+    let alpha = Tensor { shape: Shape::new(1, 1, l.height, l.width), data: x.data[colour * p..].to_vec() };
+    let a = crate::resample::upscale(&alpha, f);
+    let maxv = up.layout().max_value();
+    let c = l.channels;
+    match &mut up.samples {
+        Samples::U8(s) => a.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u8),
+        Samples::U16(s) => a.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u16),
+    }
+    Ok(up)
 }
 
 /// Grey (+alpha) samples as RGB (+alpha): the grey value in R, G and B.
-fn grey_to_rgb(img: &Image) -> Result<Image> {
+pub fn grey_to_rgb(img: &Image) -> Result<Image> {
     fn expand<T: Copy>(s: &[T], c: usize) -> Vec<T> {
         s.chunks_exact(c).flat_map(|p| if c == 2 { vec![p[0], p[0], p[0], p[1]] } else { vec![p[0]; 3] }).collect()
     }
@@ -265,7 +379,7 @@ fn grey_to_rgb(img: &Image) -> Result<Image> {
 }
 
 /// RGB (+alpha) samples back to grey (+alpha): the rounded mean of R, G and B.
-fn rgb_to_grey(img: &Image) -> Result<Image> {
+pub fn rgb_to_grey(img: &Image) -> Result<Image> {
     fn reduce<T: Copy + Into<u32> + TryFrom<u32>>(s: &[T], c: usize) -> Vec<T> {
         let m = |p: &[T]| T::try_from((p[0].into() + p[1].into() + p[2].into() + 1) / 3).ok().expect("mean fits");
         s.chunks_exact(c).flat_map(|p| if c == 4 { vec![m(p), p[3]] } else { vec![m(p)] }).collect()
@@ -292,11 +406,7 @@ pub fn enhance(backend: &Backend, model: &ZeroDce, img: &Image, s: usize, iterat
             let y = model.enhance_cpu(&x, s, iterations)?;
             Image::new(rgb.width, rgb.height, rgb.channels, PackPixels(l).cpu(&y)?)?
         }
-        Backend::Gpu(gpu) => {
-            let l = gpu.device().limits();
-            let cap = (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 2).min(256 << 20) as usize;
-            enhance_gpu(gpu, model, &rgb, s, iterations, cap)?
-        }
+        Backend::Gpu(gpu) => enhance_gpu(gpu, model, &rgb, s, iterations, gpu.tensor_cap())?,
     };
     if grey {
         rgb_to_grey(&out)
@@ -305,11 +415,59 @@ pub fn enhance(backend: &Backend, model: &ZeroDce, img: &Image, s: usize, iterat
     }
 }
 
+/// Whether [`enhance_gpu`] runs an image of layout `l` in one submission
+/// (otherwise in strips) when one tensor may take `max_bytes`.
+pub fn enhance_fits(l: PixelLayout, max_bytes: usize) -> bool {
+    l.shape().bytes() as usize <= max_bytes
+}
+
+/// Records the one-submission enhancement of an RGB(A) image of layout `l`
+/// whose packed samples are in `src`: unpack, downscale by `s`, network
+/// (weights `gm`), fused upsample-and-curve, pack.
+#[allow(clippy::too_many_arguments)]
+pub fn record_enhance(
+    gpu: &crate::Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    model: &ZeroDce,
+    gm: &GpuZeroDce,
+    l: PixelLayout,
+    src: &wgpu::Buffer,
+    s: usize,
+    iterations: usize,
+) -> Result<Recorded> {
+    let curve = model.curve(iterations)?;
+    let down = ZeroDce::downscale(l.height, l.width, s)?;
+    let rgb_shape = Shape::new(1, 3, l.height, l.width);
+    let small_shape = match &down {
+        Some(r) => r.out_shape(rgb_shape)?,
+        None => rgb_shape,
+    };
+    let maps = gpu.alloc(Shape::new(1, model.arch.maps(), small_shape.h, small_shape.w))?;
+    let small = match &down {
+        Some(_) => Some(gpu.alloc(small_shape)?),
+        None => None,
+    };
+    let mut scratch = Vec::new();
+    let mut rec = record_pixel_chain(gpu, enc, l, src, l, |enc, x, y| {
+        let rgb = GpuTensor { buffer: x.buffer.clone(), shape: rgb_shape };
+        let net_in = match (&down, &small) {
+            (Some(r), Some(t)) => {
+                r.encode(gpu, enc, &rgb, t)?;
+                t.clone()
+            }
+            _ => rgb,
+        };
+        gm.encode(gpu, enc, &net_in, &maps, &mut scratch)?;
+        curve.encode(gpu, enc, x, &maps, y)
+    })?;
+    rec.scratch.extend(scratch.into_iter().chain(small).chain([maps]).map(|t| t.buffer));
+    Ok(rec)
+}
+
 /// [`enhance`] on the GPU for an RGB(A) image, with `max_bytes` bounding one
 /// full-resolution f32 tensor. When the image fits, everything runs in one
-/// submission: unpack, downscale, network, fused upsample-and-curve, pack.
-/// Otherwise the downscale runs on the CPU, the maps are computed once, and
-/// the fused pass runs over strips of rows.
+/// submission ([`record_enhance`]). Otherwise the downscale runs on the CPU,
+/// the maps are computed once, and the fused pass runs over strips of rows.
 pub fn enhance_gpu(
     gpu: &crate::Gpu,
     model: &ZeroDce,
@@ -322,40 +480,18 @@ pub fn enhance_gpu(
     let (h, w, c) = (l.height, l.width, l.channels);
     let curve = model.curve(iterations)?;
     let down = ZeroDce::downscale(h, w, s)?;
-    let rgb_shape = Shape::new(1, 3, h, w);
-    let small_shape = match &down {
-        Some(r) => r.out_shape(rgb_shape)?,
-        None => rgb_shape,
-    };
     let gm = model.upload(gpu);
-    let maps = gpu.alloc(Shape::new(1, model.arch.maps(), small_shape.h, small_shape.w))?;
-    let mut scratch = Vec::new();
     let bytes = img.samples.to_le_bytes();
-    let row_bytes = w * c * (l.bits / 8) as usize;
-    let result = (|| -> Result<Vec<u8>> {
-        if l.shape().bytes() as usize <= max_bytes {
-            let small = match &down {
-                Some(_) => {
-                    let t = gpu.alloc(small_shape)?;
-                    scratch.push(t.clone());
-                    Some(t)
-                }
-                None => None,
-            };
-            return pixel_chain(gpu, "gpuimg.enhance", l, &bytes, l, |enc, x, y| {
-                let rgb = GpuTensor { buffer: x.buffer.clone(), shape: rgb_shape };
-                let net_in = match (&down, &small) {
-                    (Some(r), Some(t)) => {
-                        r.encode(gpu, enc, &rgb, t)?;
-                        t.clone()
-                    }
-                    _ => rgb,
-                };
-                gm.encode(gpu, enc, &net_in, &maps, &mut scratch)?;
-                curve.encode(gpu, enc, x, &maps, y)
-            });
-        }
+    let out = if enhance_fits(l, max_bytes) {
+        let src = gpu.upload_bytes(&bytes)?;
+        let r = run_recorded(gpu, "gpuimg.enhance", l.bytes(), |enc| {
+            record_enhance(gpu, enc, model, &gm, l, &src, s, iterations)
+        });
+        gpu.recycle_buffer(src);
+        r?
+    } else {
         // Too large for one tensor: maps from a CPU downscale, then strips.
+        let row_bytes = w * c * (l.bits / 8) as usize;
         let x = UnpackPixels(l).cpu(&img.samples)?;
         let rgb = crate::models::zero_dce::first_channels(&x, 3);
         drop(x);
@@ -364,31 +500,162 @@ pub fn enhance_gpu(
             None => rgb,
         };
         let small = gpu.upload(&small_host)?;
-        scratch.push(small.clone());
-        gpu.execute("gpuimg.enhance.maps", |enc| gm.encode(gpu, enc, &small, &maps, &mut scratch))?;
-        let rows = (max_bytes / (c * w * 4).max(1)).max(1);
-        let mut out = vec![0u8; row_bytes * h];
-        let mut y0 = 0;
-        while y0 < h {
-            let y1 = (y0 + rows).min(h);
-            let sl = PixelLayout { height: y1 - y0, ..l };
-            let r = pixel_chain(
-                gpu,
-                "gpuimg.enhance.strip",
-                sl,
-                &bytes[y0 * row_bytes..y1 * row_bytes],
-                sl,
-                |enc, x, y| curve.encode_rows(gpu, enc, x, &maps, y, y0, h),
-            );
-            out[y0 * row_bytes..y1 * row_bytes].copy_from_slice(&r?);
-            y0 = y1;
+        let maps = gpu.alloc(Shape::new(1, model.arch.maps(), small.shape.h, small.shape.w))?;
+        let mut scratch = vec![small.clone()];
+        let result = (|| -> Result<Vec<u8>> {
+            gpu.execute("gpuimg.enhance.maps", |enc| gm.encode(gpu, enc, &small, &maps, &mut scratch))?;
+            let rows = (max_bytes / (c * w * 4).max(1)).max(1);
+            let mut out = vec![0u8; row_bytes * h];
+            let mut y0 = 0;
+            while y0 < h {
+                let y1 = (y0 + rows).min(h);
+                let sl = PixelLayout { height: y1 - y0, ..l };
+                let r = pixel_chain(
+                    gpu,
+                    "gpuimg.enhance.strip",
+                    sl,
+                    &bytes[y0 * row_bytes..y1 * row_bytes],
+                    sl,
+                    |enc, x, y| curve.encode_rows(gpu, enc, x, &maps, y, y0, h),
+                );
+                out[y0 * row_bytes..y1 * row_bytes].copy_from_slice(&r?);
+                y0 = y1;
+            }
+            Ok(out)
+        })();
+        gpu.recycle(maps);
+        for t in scratch {
+            gpu.recycle(t);
         }
-        Ok(out)
-    })();
-    gpu.recycle(maps);
-    for t in scratch {
-        gpu.recycle(t);
-    }
-    let out = result?;
+        result?
+    };
     Image::new(img.width, img.height, c, Samples::from_le_bytes(l.bits, &out, l.samples()))
+}
+
+/// [`resize_image`] as a streamed op.
+#[derive(Debug, Clone)]
+pub struct ResizeOp(pub ResizeBilinear);
+
+impl StreamOp for ResizeOp {
+    fn cpu(&self, img: &Image) -> Result<Image> {
+        resize_image(&Backend::Cpu, img, &self.0)
+    }
+    fn gpu(&self, gpu: &Gpu, img: &Image) -> Result<Image> {
+        resize_gpu(gpu, img, &self.0)
+    }
+    fn record(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        img: &Image,
+        src: &wgpu::Buffer,
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        let l = img.layout();
+        Ok(Some((record_resize(gpu, enc, &self.0, l, src)?, resize_layout(l, &self.0)?)))
+    }
+}
+
+/// [`super_resolve`] as a streamed op. The fused kernel's weights are
+/// uploaded once, to the first GPU the op runs on: use one op per GPU.
+#[derive(Debug)]
+pub struct SuperResolveOp {
+    model: TinyPssr,
+    weights: OnceLock<Vec<wgpu::Buffer>>,
+}
+
+impl SuperResolveOp {
+    /// The op for a model.
+    pub fn new(model: TinyPssr) -> Self {
+        SuperResolveOp { model, weights: OnceLock::new() }
+    }
+}
+
+impl StreamOp for SuperResolveOp {
+    fn cpu(&self, img: &Image) -> Result<Image> {
+        super_resolve_layers(&Backend::Cpu, &self.model, img)
+    }
+    fn gpu(&self, gpu: &Gpu, img: &Image) -> Result<Image> {
+        super_resolve_fused(gpu, &self.model, img)
+    }
+    fn record(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        img: &Image,
+        src: &wgpu::Buffer,
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        let l = img.layout();
+        if sr_strip_rows(gpu, &self.model, l).0 < l.height {
+            return Ok(None);
+        }
+        let f = self.model.scale();
+        let weights = self.weights.get_or_init(|| sr_weights(gpu, &self.model));
+        let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
+        Ok(Some((record_sr(gpu, enc, weights, l, l.height, src)?, outl)))
+    }
+    fn finish(&self, _channels: usize, input: &Image, out: Image) -> Result<Image> {
+        sr_alpha(input, out, self.model.scale())
+    }
+}
+
+/// [`enhance`] as a streamed op: grey images become RGB on the load threads
+/// and grey again on the save threads. The network's weights are uploaded
+/// once, to the first GPU the op runs on: use one op per GPU.
+#[derive(Debug)]
+pub struct EnhanceOp {
+    model: ZeroDce,
+    /// Downscale factor of the network's input (`None`: per image, [`crate::models::zero_dce::default_scale_factor`]).
+    pub scale_factor: Option<usize>,
+    /// Curve iterations.
+    pub iterations: usize,
+    uploaded: OnceLock<GpuZeroDce>,
+}
+
+impl EnhanceOp {
+    /// The op for a model; checks that it can run `iterations` iterations.
+    pub fn new(model: ZeroDce, scale_factor: Option<usize>, iterations: usize) -> Result<Self> {
+        model.curve(iterations)?;
+        Ok(EnhanceOp { model, scale_factor, iterations, uploaded: OnceLock::new() })
+    }
+    fn s(&self, img: &Image) -> usize {
+        self.scale_factor
+            .unwrap_or_else(|| crate::models::zero_dce::default_scale_factor(img.height as usize, img.width as usize))
+    }
+}
+
+impl StreamOp for EnhanceOp {
+    fn prepare(&self, img: Image) -> Result<Image> {
+        if img.channels <= 2 {
+            grey_to_rgb(&img)
+        } else {
+            Ok(img)
+        }
+    }
+    fn cpu(&self, img: &Image) -> Result<Image> {
+        enhance(&Backend::Cpu, &self.model, img, self.s(img), self.iterations)
+    }
+    fn gpu(&self, gpu: &Gpu, img: &Image) -> Result<Image> {
+        enhance_gpu(gpu, &self.model, img, self.s(img), self.iterations, gpu.tensor_cap())
+    }
+    fn record(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        img: &Image,
+        src: &wgpu::Buffer,
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        let l = img.layout();
+        if !enhance_fits(l, gpu.tensor_cap()) {
+            return Ok(None);
+        }
+        let gm = self.uploaded.get_or_init(|| self.model.upload(gpu));
+        Ok(Some((record_enhance(gpu, enc, &self.model, gm, l, src, self.s(img), self.iterations)?, l)))
+    }
+    fn finish(&self, channels: usize, _input: &Image, out: Image) -> Result<Image> {
+        if channels <= 2 {
+            rgb_to_grey(&out)
+        } else {
+            Ok(out)
+        }
+    }
 }

@@ -50,7 +50,7 @@ fn unknown_values_are_refused_with_the_valid_list() {
 
 #[test]
 fn planned_commands_say_so_and_fail() {
-    for cmd in ["compress", "decompress", "augment", "bench"] {
+    for cmd in ["compress", "decompress", "augment"] {
         let o = gpuimg(&[cmd, "x.png"]);
         assert!(!o.status.success(), "{cmd} must not pretend to work");
         let lines = error_lines(&o);
@@ -153,7 +153,7 @@ fn batch_carries_on_past_a_bad_file_and_fails_at_the_end() {
         gpuimg(&["--device", "cpu", "resize", inp.to_str().unwrap(), "--scale", "0.25", "-o", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.contains("b.png") && e.contains("2 written, 1 failed, 3 inputs"), "{e}");
+    assert!(e.contains("b.png") && e.contains("2 written, 0 skipped, 1 failed, 3 inputs"), "{e}");
     assert!(out.join("a_x0.25.png").exists() && out.join("c_x0.25.png").exists());
     assert!(!out.join("b_x0.25.png").exists(), "no output for the bad file");
     // Existing outputs are skipped unless --overwrite.
@@ -388,4 +388,96 @@ fn train_enhance_runs_a_few_steps_and_writes_loadable_weights() {
     }
     let o = gpuimg(&["train", "enhance", "--data", dir.join("nope").to_str().unwrap(), "-o", "x.safetensors"]);
     assert!(!o.status.success() && error_lines(&o).len() == 1, "{}", stderr(&o));
+}
+
+#[test]
+fn a_gpu_batch_run_writes_a_report_and_fails_on_a_bad_file() {
+    let dir = tmpdir("report");
+    let (inp, out) = (dir.join("in"), dir.join("out"));
+    std::fs::create_dir_all(&inp).unwrap();
+    std::fs::copy(sample(), inp.join("a.png")).unwrap();
+    std::fs::write(inp.join("b.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "resize",
+        sample().to_str().unwrap(),
+        "--scale",
+        "0.25",
+        "-o",
+        inp.join("c.jpg").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = dir.join("r.json");
+    let args = ["--device", "gpu", "resize", inp.to_str().unwrap(), "--scale", "0.5", "-o", out.to_str().unwrap()];
+    let o = gpuimg(&[&args[..], &["--report", report.to_str().unwrap(), "--slots", "3", "-j", "2:1:2"]].concat());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("b.png"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!((r["images"].as_u64(), r["failed"].as_u64(), r["slots"].as_u64()), (Some(2), Some(1), Some(3)));
+    assert_eq!(r["threads"]["load"], 2);
+    assert!(r["adapter"].as_str().is_some_and(|a| !a.is_empty() && a != "cpu"), "{r}");
+    for k in ["decode_s", "upload_s", "gpu_s", "readback_s", "encode_s"] {
+        assert!(r["stages"][k].as_f64().is_some_and(|v| v >= 0.0), "{k}: {r}");
+    }
+    assert!(r["wall_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        r["gpu_utilization"].is_null() || r["gpu_utilization"].as_f64().is_some_and(|u| u > 0.0 && u <= 1.05),
+        "{r}"
+    );
+    assert!(r["failures"][0]["input"].as_str().unwrap().ends_with("b.png"));
+    // Again: everything exists, so everything is skipped, and the report says so.
+    let o = gpuimg(&[&args[..], &["--report", report.to_str().unwrap(), "--quiet"]].concat());
+    assert_eq!(o.status.code(), Some(1), "the bad file still fails");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!((r["images"].as_u64(), r["skipped"].as_u64(), r["failed"].as_u64()), (Some(0), Some(2), Some(1)));
+    // Bad stream settings are one-line errors.
+    let o = gpuimg(&[&args[..], &["-j", "0:1:1"]].concat());
+    assert_eq!(error_lines(&o).len(), 1, "{}", stderr(&o));
+    assert!(error_lines(&o)[0].contains("LOAD:PROC:SAVE"));
+    let o = gpuimg(&[&args[..], &["--slots", "0"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bench_quick_writes_rows_and_a_chart() {
+    let dir = tmpdir("bench");
+    let (json, chart) = (dir.join("b.json"), dir.join("b.svg"));
+    for dev in ["cpu", "gpu"] {
+        let o = gpuimg(&[
+            "--device",
+            dev,
+            "bench",
+            "--quick",
+            "--only",
+            "prelu,resize_bilinear",
+            "--threads",
+            "1,2",
+            "--json",
+            json.to_str().unwrap(),
+            "--chart",
+            chart.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("| prelu | 128x96 | cpu | host | 2 |"));
+        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let rows = j["rows"].as_array().unwrap();
+        let gpu_rows = if dev == "gpu" { 2 } else { 0 };
+        // 2 cases x 2 sizes x (2 CPU thread counts + GPU resident and round trip).
+        assert_eq!(rows.len(), 2 * 2 * (2 + gpu_rows), "{j}");
+        for r in rows {
+            for k in ["name", "backend", "mode", "width", "height", "threads", "median_ms"] {
+                assert!(!r[k].is_null(), "{k} in {r}");
+            }
+            assert!(r["median_ms"].as_f64().unwrap() > 0.0);
+        }
+        if dev == "gpu" {
+            assert!(rows.iter().any(|r| r["mode"] == "resident") && rows.iter().any(|r| r["mode"] == "roundtrip"));
+        }
+        let svg = std::fs::read_to_string(&chart).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("resize_bilinear"));
+    }
+    let o = gpuimg(&["bench", "--only", "nope"]);
+    assert!(!o.status.success());
+    assert!(error_lines(&o)[0].contains("nope") && error_lines(&o)[0].contains("zero_dce_pp"), "{}", stderr(&o));
 }

@@ -319,6 +319,13 @@ impl Gpu {
         Ok(())
     }
 
+    /// The largest single intermediate the image ops plan for: half the
+    /// storage-binding limit, at most 256 MiB (larger images run in strips).
+    pub fn tensor_cap(&self) -> usize {
+        let l = self.device.limits();
+        (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 2).min(256 << 20) as usize
+    }
+
     /// A pooled tensor buffer for `shape` (contents undefined).
     pub fn alloc(&self, shape: Shape) -> Result<GpuTensor> {
         self.check_size(&format!("tensor {shape}"), shape.bytes())?;
