@@ -12,9 +12,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Samplin
 use gpuimg::bench::{case, NAMES};
 use gpuimg::Gpu;
 
-/// Kernel sizes; the whole-image models run at 640x480 and 1080p.
+/// Kernel sizes; the whole-image models run at 640x480, 1200x900 and 1080p.
 const SIZES: [(usize, usize); 3] = [(256, 256), (1024, 1024), (1920, 1080)];
-const MODEL_SIZES: [(usize, usize); 2] = [(640, 480), (1920, 1080)];
+const MODEL_SIZES: [(usize, usize); 3] = [(640, 480), (1200, 900), (1920, 1080)];
 const MODELS: [&str; 4] = ["tinypssr_x2", "tinypssr_x4", "zero_dce_pp", "zero_dce"];
 
 fn gpu() -> Option<&'static Arc<Gpu>> {

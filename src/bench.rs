@@ -524,8 +524,9 @@ pub fn chart_svg(rows: &[Row], title: &str) -> String {
             names.push(&r.name);
         }
     }
-    let colour =
-        |i: usize| format!("hsl({},70%,{}%)", (i * 360 / names.len().max(1)) % 360, if i.is_multiple_of(2) { 40 } else { 55 });
+    let colour = |i: usize| {
+        format!("hsl({},70%,{}%)", (i * 360 / names.len().max(1)) % 360, if i.is_multiple_of(2) { 40 } else { 55 })
+    };
     let max_threads = rows.iter().map(|r| r.threads).max().unwrap_or(1);
     let pix = |r: &Row| (r.width * r.height) as f64 / 1e6;
     let largest = rows.iter().map(|r| r.width * r.height).max().unwrap_or(1);

@@ -128,7 +128,7 @@ impl StreamConfig {
 
     /// Capacity of the queue from the loaders to the submit thread.
     fn decode_queue(&self) -> usize {
-        self.load_threads.max(self.slots * self.max_batch.max(1))
+        self.load_threads.max(self.max_batch.max(1))
     }
 
     /// Capacity of the queue from the submit thread to the savers.
@@ -163,6 +163,8 @@ pub struct Stages {
     pub upload_s: f64,
     /// Recording commands (submit thread).
     pub record_s: f64,
+    /// Submitting recorded commands (submit thread; some drivers do work here).
+    pub submit_s: f64,
     /// Waiting for the GPU (submit thread), the blocking path included.
     pub gpu_s: f64,
     /// The op on the CPU path (proc pool).
@@ -171,6 +173,9 @@ pub struct Stages {
     pub readback_s: f64,
     /// Finishing, encoding and writing outputs (save threads).
     pub encode_s: f64,
+    /// The submit thread (or CPU op) waiting for decoded inputs: the GPU
+    /// side was starved for this long.
+    pub input_wait_s: f64,
 }
 
 /// What a run did and how long it took.
@@ -227,7 +232,7 @@ impl Report {
             .map(|(p, m)| format!("{{\"input\": {}, \"error\": {}}}", json_str(&p.display().to_string()), json_str(m)))
             .collect();
         format!(
-            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"peak_in_memory\": {},\n  \"failures\": [{}]\n}}\n",
+            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"peak_in_memory\": {},\n  \"failures\": [{}]\n}}\n",
             self.images,
             self.failed,
             self.skipped,
@@ -236,10 +241,12 @@ impl Report {
             s.decode_s,
             s.upload_s,
             s.record_s,
+            s.submit_s,
             s.gpu_s,
             s.cpu_s,
             s.readback_s,
             s.encode_s,
+            s.input_wait_s,
             opt(self.gpu_busy_s),
             opt(self.gpu_utilization()),
             json_str(&self.adapter),
@@ -413,8 +420,11 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
         match backend {
             Backend::Cpu => {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.proc_threads).build();
-                let mut cpu_ns = 0u64;
-                for item in dec_rx.iter() {
+                let (mut cpu_ns, mut input_ns) = (0u64, 0u64);
+                loop {
+                    let t = Instant::now();
+                    let Ok(item) = dec_rx.recv() else { break };
+                    input_ns += nanos(t.elapsed());
                     let t = Instant::now();
                     let r = match &pool {
                         Ok(p) => p.install(|| op.cpu(&item.img)),
@@ -432,12 +442,15 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
                     }
                 }
                 stages.cpu_s = cpu_ns as f64 * 1e-9;
+                stages.input_wait_s = input_ns as f64 * 1e-9;
             }
             Backend::Gpu(gpu) => {
                 let mut ring = Ring::new(gpu, &cfg);
                 ring.run(op, &dec_rx, &save_tx, &shared);
                 stages.upload_s = ring.upload_ns as f64 * 1e-9;
                 stages.record_s = ring.record_ns as f64 * 1e-9;
+                stages.submit_s = ring.submit_ns as f64 * 1e-9;
+                stages.input_wait_s = ring.input_ns as f64 * 1e-9;
                 stages.gpu_s = ring.wait_ns as f64 * 1e-9;
                 stages.readback_s = ring.readback_ns as f64 * 1e-9;
                 gpu_busy = ring.busy_s();
@@ -505,6 +518,8 @@ struct Ring<'g> {
     intervals: Vec<(u64, u64)>,
     upload_ns: u64,
     record_ns: u64,
+    submit_ns: u64,
+    input_ns: u64,
     wait_ns: u64,
     readback_ns: u64,
     submissions: usize,
@@ -535,6 +550,8 @@ impl<'g> Ring<'g> {
             intervals: Vec::new(),
             upload_ns: 0,
             record_ns: 0,
+            submit_ns: 0,
+            input_ns: 0,
             wait_ns: 0,
             readback_ns: 0,
             submissions: 0,
@@ -557,10 +574,15 @@ impl<'g> Ring<'g> {
         loop {
             let first = match pending.take() {
                 Some(i) => i,
-                None => match rx.recv() {
-                    Ok(i) => i,
-                    Err(_) => break,
-                },
+                None => {
+                    let t = Instant::now();
+                    let r = rx.recv();
+                    self.input_ns += nanos(t.elapsed());
+                    match r {
+                        Ok(i) => i,
+                        Err(_) => break,
+                    }
+                }
             };
             // Gather small images that are ready now into one submission.
             let mut batch = vec![first];
@@ -672,10 +694,14 @@ impl<'g> Ring<'g> {
                 enc.resolve_query_set(set, 0..2, resolve, 0);
                 enc.copy_buffer_to_buffer(resolve, 0, &rb, off, 16);
             }
+            let t = Instant::now();
             let index = gpu.queue().submit([enc.finish()]);
+            self.submit_ns += nanos(t.elapsed());
             self.submissions += 1;
+            let t = Instant::now();
             let oom_err = pollster::block_on(oom.pop());
             let val_err = pollster::block_on(validation.pop());
+            self.record_ns += nanos(t.elapsed());
             if let Some(e) = oom_err.or(val_err) {
                 for en in entries {
                     shared.release();
