@@ -7,6 +7,7 @@
 //! `conv2d` and `Conv2d` in Rust.
 
 pub mod activation;
+pub mod augment;
 pub mod conv2d;
 pub mod pack_pixels;
 pub mod pixel_shuffle;
@@ -19,6 +20,7 @@ pub mod zero_dce_curve;
 pub mod zero_dce_enhance;
 
 pub use activation::{Activation, ActivationKind};
+pub use augment::AugmentPass;
 pub use conv2d::Conv2d;
 pub use pack_pixels::PackPixels;
 pub use pixel_shuffle::PixelShuffle;
@@ -81,6 +83,7 @@ pub(crate) use kernel_desc;
 /// Every kernel, in no particular order.
 pub static ALL: &[&KernelDesc] = &[
     &activation::DESC,
+    &augment::DESC,
     &conv2d::DESC,
     &pack_pixels::DESC,
     &pixel_shuffle::DESC,
