@@ -17,7 +17,7 @@
 // fill colour made by a geometric op written after it (order):
 //   0 affine:  rgb <- M rgb + t
 //   1 gamma:   v <- max(v, 0)^g
-//   2 noise:   v <- v + sigma * N(0, 1), N from a hash of (seed, pixel, channel, stage)
+//   2 noise:   v <- v + sigma * N(0, 1), N from a hash of (seed, pixel, channel)
 // Output mode: 0 raw, 1 clamped to [0, 1], 2 clamped then (v - mean) / std on R, G, B.
 // The result goes to plane c of batch item `item` of y (out_h x out_w).
 // CPU twin: src/kernels/augment.rs (Augment::cpu).
@@ -200,7 +200,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 }
             } else {
                 for (var c = 0u; c < 3u; c++) {
-                    v[c] += prog[o + 14u] * normal(p.seed, pixel, c, j);
+                    v[c] += prog[o + 14u] * normal(p.seed, pixel, c, 0u);
                 }
             }
         }

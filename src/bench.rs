@@ -346,7 +346,7 @@ fn model_case(
             let (g1, b2) = (g.clone(), crate::Backend::Gpu(g.clone()));
             let i3 = img.clone();
             (
-                Some(Box::new(move |enc| match op.record(&g1, enc, &i3, &src)? {
+                Some(Box::new(move |enc| match op.record(0, &g1, enc, &i3, &src)? {
                     Some((rec, _)) => {
                         // Recycled at once: the pool hands it out again only after this submission.
                         rec.recycle(&g1);

@@ -27,6 +27,7 @@
 
 pub use wgpu;
 
+pub mod augment;
 pub mod backend;
 pub mod bench;
 pub mod error;

@@ -62,7 +62,7 @@ enum Command {
     /// Decompress .tcz files.
     Decompress(Planned),
     /// Augment images for training (flip, rotate, jitter, crop, resize, ...).
-    Augment(Planned),
+    Augment(AugmentArgs),
     /// Benchmark every kernel and model: GPU resident, GPU round trip, CPU at 1..N threads.
     Bench(BenchArgs),
     /// Evaluate a model on a data set (PSNR, SSIM).
@@ -228,6 +228,36 @@ struct ResizeArgs {
 }
 
 #[derive(Args)]
+struct AugmentArgs {
+    /// Input images or directories.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output directory: <stem>_<k>.<ext> for sample k of each input (.npy when the chain ends with normalize).
+    #[arg(short, long, required = true)]
+    output: PathBuf,
+    /// The chain: ops separated by ';', each `name` or `name:key=value,key=value` (see the README for ops and keys).
+    #[arg(long, required = true)]
+    ops: String,
+    /// Samples per input.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100000))]
+    count: u64,
+    /// Seed of every random choice: the same seed gives the same outputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the drawn values of every sample (one line each: file, sample, chain).
+    #[arg(long, value_name = "FILE")]
+    save_params: Option<PathBuf>,
+    /// Replay values saved with --save-params (matched by file name and sample) instead of drawing.
+    #[arg(long, value_name = "FILE", conflicts_with = "save_params")]
+    params: Option<PathBuf>,
+    /// Run each op as its own pass (the reference) instead of the fused plan.
+    #[arg(long)]
+    op_by_op: bool,
+    #[command(flatten)]
+    stream: StreamArgs,
+}
+
+#[derive(Args)]
 struct BenchArgs {
     /// Seconds, not minutes: two small sizes, 1 and all threads, two runs each after a warm-up (what CI runs).
     #[arg(long)]
@@ -286,7 +316,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Enhance(a) => enhance(&g, a),
         Command::Compress(_) => planned("compress", 5),
         Command::Decompress(_) => planned("decompress", 5),
-        Command::Augment(_) => planned("augment", 7),
+        Command::Augment(a) => augment(&g, a),
         Command::Bench(a) => bench(&g, a),
         Command::Eval { what: EvalWhat::Sr { dir, scale, weights } } => eval_sr(&g, &dir, scale, weights.as_deref()),
         Command::Eval { what: EvalWhat::Codec(_) } => planned("eval codec", 5),
@@ -410,43 +440,63 @@ fn batch(
     backend: &Backend,
     op: &dyn StreamOp,
 ) -> Result<ExitCode> {
+    let inputs = expand_inputs(inputs_arg)?;
+    let many = inputs.len() > 1 || inputs_arg.iter().any(|p| p.is_dir());
+    let outs: Vec<Vec<PathBuf>> = inputs.iter().map(|i| vec![output_path(i, output, many, suffix)]).collect();
+    let (code, _) = batch_jobs(g, inputs_arg, &inputs, outs, output.filter(|_| many), sa, backend, op, &|_| Ok(()))?;
+    Ok(code)
+}
+
+/// [`batch`] with the outputs of each input given: input `i`'s outputs are
+/// jobs `sum(outs[..i].len())..`; returns the exit code and the jobs run.
+#[allow(clippy::too_many_arguments)]
+fn batch_jobs(
+    g: &Global,
+    inputs_arg: &[PathBuf],
+    inputs: &[PathBuf],
+    outs: Vec<Vec<PathBuf>>,
+    out_dir: Option<&Path>,
+    sa: &StreamArgs,
+    backend: &Backend,
+    op: &dyn StreamOp,
+    before: &dyn Fn(&[Job]) -> Result<()>,
+) -> Result<(ExitCode, Vec<Job>)> {
     let mut cfg = StreamConfig::new();
     if let Some(j) = &sa.jobs {
         cfg.set_threads(j)?;
     }
     cfg.slots = sa.slots as usize;
-    let inputs = expand_inputs(inputs_arg)?;
     if inputs.is_empty() {
         bail!(
             "no images found in {}",
             inputs_arg.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
-    let many = inputs.len() > 1 || inputs_arg.iter().any(|p| p.is_dir());
-    if let Some(o) = output {
-        if many {
-            std::fs::create_dir_all(o).with_context(|| format!("{}: cannot create output directory", o.display()))?;
-        }
+    let many = outs.iter().map(Vec::len).sum::<usize>() > 1 || inputs_arg.iter().any(|p| p.is_dir());
+    if let Some(o) = out_dir {
+        std::fs::create_dir_all(o).with_context(|| format!("{}: cannot create output directory", o.display()))?;
     }
     let bar = ProgressBar::new("gpuimg", !g.quiet && std::io::stderr().is_terminal());
     let mut refused = Vec::new();
     let mut skipped = 0;
     let mut jobs = Vec::new();
-    for input in &inputs {
-        let out = output_path(input, output, many, suffix);
-        if inputs_arg.iter().chain(inputs.iter()).any(|i| image_io::same_file(i, &out)) {
-            let msg = format!("{}: output would overwrite an input", out.display());
-            bar.failed(input, &msg);
-            refused.push((input.clone(), msg));
-        } else if out.exists() && !sa.overwrite {
-            skipped += 1;
-            if !g.quiet {
-                eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", out.display());
+    for (input, outs) in inputs.iter().zip(outs) {
+        for out in outs {
+            if inputs_arg.iter().chain(inputs.iter()).any(|i| image_io::same_file(i, &out)) {
+                let msg = format!("{}: output would overwrite an input", out.display());
+                bar.failed(input, &msg);
+                refused.push((input.clone(), msg));
+            } else if out.exists() && !sa.overwrite {
+                skipped += 1;
+                if !g.quiet {
+                    eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", out.display());
+                }
+            } else {
+                jobs.push(Job { input: input.clone(), output: out });
             }
-        } else {
-            jobs.push(Job { input: input.clone(), output: out });
         }
     }
+    before(&jobs)?;
     let mut report = stream::run(backend, op, &jobs, &cfg, &bar);
     bar.clear();
     report.skipped = skipped;
@@ -474,14 +524,14 @@ fn batch(
         image_io::write_atomic(p, report.to_json().as_bytes()).with_context(|| format!("--report {}", p.display()))?;
     }
     if report.failed == 0 {
-        Ok(ExitCode::SUCCESS)
+        Ok((ExitCode::SUCCESS, jobs))
     } else {
         if many {
             for (f, _) in &report.failures {
                 eprintln!("gpuimg: failed: {}", f.display());
             }
         }
-        Ok(ExitCode::FAILURE)
+        Ok((ExitCode::FAILURE, jobs))
     }
 }
 
@@ -763,4 +813,73 @@ fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
             .with_context(|| format!("--chart {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
+    use gpuimg::augment::{normalization, AugmentOp, Drawn, Spec};
+    let spec: Spec = a.ops.parse()?;
+    let npy = normalization(&spec)?.is_some();
+    let inputs = expand_inputs(&a.inputs)?;
+    if a.output.is_file() {
+        bail!("-o {}: give a directory (augment writes several files)", a.output.display());
+    }
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut outs = Vec::new();
+    let mut sample_of = std::collections::HashMap::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let ext = if npy {
+            "npy".to_string()
+        } else {
+            input.extension().and_then(|e| e.to_str()).unwrap_or("png").to_string()
+        };
+        let mut v = Vec::new();
+        for k in 0..a.count {
+            let out = a.output.join(format!("{stem}_{k}.{ext}"));
+            sample_of.insert(out.clone(), (i as u64 * a.count + k, name(input), k));
+            v.push(out);
+        }
+        outs.push(v);
+    }
+    let saved: Option<std::collections::HashMap<(String, u64), Drawn>> = match &a.params {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("--params {}", p.display()))?;
+            let mut m = std::collections::HashMap::new();
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let parts: Vec<&str> = line.splitn(3, '\t').collect();
+                let bad =
+                    || anyhow::anyhow!("--params {} line {}: expected FILE<TAB>SAMPLE<TAB>CHAIN", p.display(), n + 1);
+                if parts.len() != 3 {
+                    return Err(bad());
+                }
+                let k: u64 = parts[1].trim().parse().map_err(|_| bad())?;
+                let d: Drawn = parts[2].parse().with_context(|| format!("--params {} line {}", p.display(), n + 1))?;
+                m.insert((parts[0].to_string(), k), d);
+            }
+            Some(m)
+        }
+    };
+    let op = AugmentOp::new(spec, a.seed)?;
+    let op = if a.op_by_op { op.op_by_op() } else { op };
+    let backend = open_backend(g)?;
+    let before = |jobs: &[Job]| -> gpuimg::Result<()> {
+        let info: Vec<&(u64, String, u64)> = jobs.iter().map(|j| &sample_of[&j.output]).collect();
+        let replay = saved.as_ref().map(|m| info.iter().map(|(_, f, k)| m.get(&(f.clone(), *k)).cloned()).collect());
+        op.set_jobs(info.iter().map(|(s, _, _)| *s).collect(), replay);
+        Ok(())
+    };
+    let (code, jobs) =
+        batch_jobs(g, &a.inputs, &inputs, outs, Some(&a.output), &a.stream, &backend, &op, &|j| Ok(before(j)?))?;
+    if let Some(p) = &a.save_params {
+        let mut text = String::new();
+        for (j, d) in jobs.iter().zip(op.drawn()) {
+            if let Some(d) = d {
+                let (_, f, k) = &sample_of[&j.output];
+                text += &format!("{f}\t{k}\t{d}\n");
+            }
+        }
+        image_io::write_atomic(p, text.as_bytes()).with_context(|| format!("--save-params {}", p.display()))?;
+    }
+    Ok(code)
 }

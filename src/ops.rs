@@ -537,14 +537,15 @@ pub fn enhance_gpu(
 pub struct ResizeOp(pub ResizeBilinear);
 
 impl StreamOp for ResizeOp {
-    fn cpu(&self, img: &Image) -> Result<Image> {
+    fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
         resize_image(&Backend::Cpu, img, &self.0)
     }
-    fn gpu(&self, gpu: &Gpu, img: &Image) -> Result<Image> {
+    fn gpu(&self, _job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
         resize_gpu(gpu, img, &self.0)
     }
     fn record(
         &self,
+        _job: usize,
         gpu: &Gpu,
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
@@ -571,14 +572,15 @@ impl SuperResolveOp {
 }
 
 impl StreamOp for SuperResolveOp {
-    fn cpu(&self, img: &Image) -> Result<Image> {
+    fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
         super_resolve_layers(&Backend::Cpu, &self.model, img)
     }
-    fn gpu(&self, gpu: &Gpu, img: &Image) -> Result<Image> {
+    fn gpu(&self, _job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
         super_resolve_fused(gpu, &self.model, img)
     }
     fn record(
         &self,
+        _job: usize,
         gpu: &Gpu,
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
@@ -631,14 +633,15 @@ impl StreamOp for EnhanceOp {
             Ok(img)
         }
     }
-    fn cpu(&self, img: &Image) -> Result<Image> {
+    fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
         enhance(&Backend::Cpu, &self.model, img, self.s(img), self.iterations)
     }
-    fn gpu(&self, gpu: &Gpu, img: &Image) -> Result<Image> {
+    fn gpu(&self, _job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
         enhance_gpu(gpu, &self.model, img, self.s(img), self.iterations, gpu.tensor_cap())
     }
     fn record(
         &self,
+        _job: usize,
         gpu: &Gpu,
         enc: &mut wgpu::CommandEncoder,
         img: &Image,

@@ -46,16 +46,18 @@ pub trait StreamOp: Send + Sync {
     fn prepare(&self, img: Image) -> Result<Image> {
         Ok(img)
     }
-    /// The op on the CPU path.
-    fn cpu(&self, img: &Image) -> Result<Image>;
+    /// The op on the CPU path. `job` is the index of the job in the run
+    /// (ops that draw random values per job use it as the sample number).
+    fn cpu(&self, job: usize, img: &Image) -> Result<Image>;
     /// The op on the GPU, blocking: for images `record` declines.
-    fn gpu(&self, gpu: &Gpu, img: &Image) -> Result<Image>;
+    fn gpu(&self, job: usize, gpu: &Gpu, img: &Image) -> Result<Image>;
     /// Records the op into `enc` for `img`, whose packed little-endian
     /// samples are in `src`. Returns the recording and the output layout, or
     /// `None` when the image must take the blocking path (too large for one
     /// pass).
     fn record(
         &self,
+        job: usize,
         gpu: &Gpu,
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
@@ -68,7 +70,8 @@ pub trait StreamOp: Send + Sync {
         Ok(out)
     }
     /// Writes the result (atomically).
-    fn save(&self, out: &Image, path: &Path) -> Result<()> {
+    fn save(&self, job: usize, out: &Image, path: &Path) -> Result<()> {
+        let _ = job;
         image_io::save(out, path)
     }
 }
@@ -404,7 +407,9 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
                 let got = rx.lock().expect("save queue poisoned").recv();
                 let Ok((item, out)) = got else { break };
                 let t = Instant::now();
-                let r = op.finish(item.channels, &item.img, out).and_then(|y| op.save(&y, &jobs[item.job].output));
+                let r = op
+                    .finish(item.channels, &item.img, out)
+                    .and_then(|y| op.save(item.job, &y, &jobs[item.job].output));
                 shared.encode_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
                 drop(item.img);
                 shared.release();
@@ -427,8 +432,8 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
                     input_ns += nanos(t.elapsed());
                     let t = Instant::now();
                     let r = match &pool {
-                        Ok(p) => p.install(|| op.cpu(&item.img)),
-                        Err(_) => op.cpu(&item.img),
+                        Ok(p) => p.install(|| op.cpu(item.job, &item.img)),
+                        Err(_) => op.cpu(item.job, &item.img),
                     };
                     cpu_ns += nanos(t.elapsed());
                     match r {
@@ -658,7 +663,7 @@ impl<'g> Ring<'g> {
             drop(bytes);
             let t1 = Instant::now();
             self.upload_ns += nanos(t1 - t);
-            let r = op.record(gpu, &mut enc, &item.img, &src);
+            let r = op.record(item.job, gpu, &mut enc, &item.img, &src);
             self.record_ns += nanos(t1.elapsed());
             match r {
                 Ok(Some((rec, layout))) => {
@@ -722,7 +727,7 @@ impl<'g> Ring<'g> {
         // Images too large for one pass take the blocking (strip) path.
         for item in blocking {
             let t = Instant::now();
-            let r = op.gpu(gpu, &item.img);
+            let r = op.gpu(item.job, gpu, &item.img);
             self.wait_ns += nanos(t.elapsed());
             self.submissions += 1;
             match r {

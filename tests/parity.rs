@@ -271,3 +271,53 @@ fn resize_image_pipeline_matches_cpu() {
         }
     }
 }
+
+#[test]
+fn augment_matches_cpu() {
+    use gpuimg::augment::{Plan, Spec};
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::for_test("augment_matches_cpu");
+    // Each op alone (one configuration of the kernel each), then a fused chain.
+    let ops = [
+        "hflip:p=1",
+        "vflip:p=1",
+        "rot90:k=1",
+        "rot90:k=3",
+        "rotate:angle=17.5",
+        "rotate:angle=-33,border=reflect",
+        "rotate:angle=50,border=edge",
+        "crop:w=11,h=7",
+        "center-crop:w=13,h=9",
+        "random-resized-crop:size=17",
+        "resize:w=29,h=13,method=nearest",
+        "resize:w=9,h=7",
+        "resize:w=9,h=7,method=bicubic",
+        "resize:w=61,h=47,method=bicubic",
+        "pad:all=3,mode=reflect",
+        "pad:left=2,top=5,mode=edge",
+        "pad:right=4,bottom=1,fill=0.2/0.4/0.6",
+        "brightness:f=1.3",
+        "contrast:f=0.7",
+        "saturation:f=1.6",
+        "hue:f=0.2",
+        "grey",
+        "gamma:g=0.6",
+        "noise:sigma=0.05",
+        "hflip:p=1;rotate:angle=12;jitter:brightness=0.3,contrast=0.3,saturation=0.3,hue=0.1;crop:w=15,h=12;resize:w=31,h=23;gamma:g=1.3",
+    ];
+    for (w, h) in [(37usize, 23usize), (20, 31)] {
+        for c in [3, 4] {
+            let x = rng.tensor(Shape::new(1, c, h, w), 0.0, 1.0);
+            for spec in ops {
+                let spec: Spec = spec.parse().unwrap();
+                let d = spec.draw(rng.next_u64(), 0, w, h).unwrap();
+                for plan in [Plan::fused(&d, w, h).unwrap(), Plan::op_by_op(&d, w, h).unwrap()] {
+                    let want = plan.cpu(&x).unwrap();
+                    let got = plan.gpu(gpu, &x).unwrap();
+                    // Transcendentals (cos/log for noise, pow for gamma) are not correctly rounded on GPUs.
+                    assert_close(&format!("augment {d} on {w}x{h}x{c}"), &got.data, &want.data, 2e-5, 2e-5);
+                }
+            }
+        }
+    }
+}

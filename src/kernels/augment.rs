@@ -196,7 +196,11 @@ impl AugmentPass {
             return e(format!("output size {}x{} is empty", self.out_w, self.out_h));
         }
         if self.geo.len() > MAX_STAGES || self.colour.len() > MAX_STAGES {
-            return e(format!("{} geometric / {} colour stages (at most {MAX_STAGES})", self.geo.len(), self.colour.len()));
+            return e(format!(
+                "{} geometric / {} colour stages (at most {MAX_STAGES})",
+                self.geo.len(),
+                self.colour.len()
+            ));
         }
         let max = self.filter.max_footprint();
         if !(self.fx >= 1.0 && self.fx <= max && self.fy >= 1.0 && self.fy <= max) {
@@ -324,7 +328,10 @@ impl AugmentPass {
         self.check(x.shape)?;
         let ys = y.shape;
         if ys.c != x.shape.c || ys.h != self.out_h || ys.w != self.out_w || item >= ys.n {
-            return Err(Error::invalid("augment", format!("output {ys} cannot take item {item} of {}", self.out_shape(x.shape))));
+            return Err(Error::invalid(
+                "augment",
+                format!("output {ys} cannot take item {item} of {}", self.out_shape(x.shape)),
+            ));
         }
         let prog = gpu.constant("gpuimg.augment.program", &self.program());
         let p = self.params(x.shape, item);
@@ -454,7 +461,7 @@ fn pixel(p: &AugmentParams, prog: &[f32], x: &[f32], gx: u32, gy: u32) -> [f32; 
                 }
                 _ => {
                     for (c, vc) in v.iter_mut().enumerate().take(3) {
-                        *vc += prog[o + 14] * normal(p.seed, pixel, c as u32, j as u32);
+                        *vc += prog[o + 14] * normal(p.seed, pixel, c as u32, 0);
                     }
                 }
             }
