@@ -15,7 +15,8 @@ use gpuimg::Gpu;
 /// Kernel sizes; the whole-image models run at 640x480, 1200x900 and 1080p.
 const SIZES: [(usize, usize); 3] = [(256, 256), (1024, 1024), (1920, 1080)];
 const MODEL_SIZES: [(usize, usize); 3] = [(640, 480), (1200, 900), (1920, 1080)];
-const MODELS: [&str; 4] = ["tinypssr_x2", "tinypssr_x4", "zero_dce_pp", "zero_dce"];
+const MODELS: [&str; 6] =
+    ["tinypssr_x2", "tinypssr_x4", "zero_dce_pp", "zero_dce", "augment_chain", "augment_chain_op_by_op"];
 
 fn gpu() -> Option<&'static Arc<Gpu>> {
     static G: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();

@@ -6,8 +6,8 @@
 // on an input canvas w x h. For each output pixel the stages run last to
 // first; a point that leaves a stage's canvas takes that stage's border:
 //   0 constant: the pixel is the stage's fill colour (done),
-//   1 edge: clamped to the nearest pixel centre,
-//   2 reflect: mirrored about the edge pixels (torch 'reflect'),
+//   1 edge: the coordinate outside clamped to the nearest pixel centre,
+//   2 reflect: the coordinate outside mirrored about the edge pixels (torch 'reflect'),
 //   3 none: not checked (ops that cannot leave their input).
 // The final point samples the input (N = 1, C planes) with a separable filter
 // (0 nearest, 1 triangle = bilinear, 2 Keys cubic a = -0.5 = bicubic) whose
@@ -156,12 +156,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (border == 0u) {
                 fill_stage = k;
                 break;
-            } else if (border == 1u) {
-                px = clamp(px, 0.5, w - 0.5);
-                py = clamp(py, 0.5, h - 0.5);
+            }
+            // Each coordinate is moved only if it is the one outside.
+            let out_x = px < 0.0 || px >= w;
+            let out_y = py < 0.0 || py >= h;
+            if (border == 1u) {
+                px = select(px, clamp(px, 0.5, w - 0.5), out_x);
+                py = select(py, clamp(py, 0.5, h - 0.5), out_y);
             } else {
-                px = reflect_index(px - 0.5, w) + 0.5;
-                py = reflect_index(py - 0.5, h) + 0.5;
+                px = select(px, reflect_index(px - 0.5, w) + 0.5, out_x);
+                py = select(py, reflect_index(py - 0.5, h) + 0.5, out_y);
             }
         }
     }

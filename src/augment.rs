@@ -813,6 +813,18 @@ impl Plan {
         let (w, h) = self.out_size();
         let outl = PixelLayout { width: w, height: h, ..l };
         let samples = match backend {
+            Backend::Cpu if self.passes.len() == 1 => {
+                let p = &self.passes[0];
+                let (iw, ih, maxv) = (l.width, l.height, l.max_value());
+                let packed = match &img.samples {
+                    Samples::U8(s) => p.cpu_packed(s, iw, ih, l.channels, maxv).map(|r| r.map(Samples::U8)),
+                    Samples::U16(s) => p.cpu_packed(s, iw, ih, l.channels, maxv).map(|r| r.map(Samples::U16)),
+                };
+                match packed {
+                    Some(r) => r?,
+                    None => PackPixels(outl).cpu(&self.cpu(&UnpackPixels(l).cpu(&img.samples)?)?)?,
+                }
+            }
             Backend::Cpu => PackPixels(outl).cpu(&self.cpu(&UnpackPixels(l).cpu(&img.samples)?)?)?,
             Backend::Gpu(gpu) => return self.run_image_gpu(gpu, img),
         };

@@ -53,7 +53,23 @@ pub const NAMES: &[&str] = &[
     "tinypssr_x4",
     "zero_dce_pp",
     "zero_dce",
+    "augment_chain",
+    "augment_chain_op_by_op",
 ];
+
+/// The seed-004 chain (hflip, rotate, jitter, crop, resize) with fixed
+/// values for a w x h image: crop to 80% of each side, resize to half of the crop.
+pub fn seed004_chain(w: usize, h: usize) -> String {
+    format!(
+        "hflip:p=1;rotate:angle=10;brightness:f=1.1;contrast:f=0.9;saturation:f=1.2;hue:f=0.03;crop:x={},y={},w={},h={};resize:w={},h={}",
+        w / 10,
+        h / 10,
+        (w * 4 / 5).max(1),
+        (h * 4 / 5).max(1),
+        (w * 2 / 5).max(1),
+        (h * 2 / 5).max(1)
+    )
+}
 
 /// Deterministic values in [0, 1).
 pub fn tensor(shape: Shape, seed: u32) -> Tensor {
@@ -314,6 +330,31 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
             let model = Arc::new(ZeroDce::bundled(arch)?);
             let s = crate::models::zero_dce::default_scale_factor(h, w);
             model_case(name, gpu, image(w, h), move |b, img| ok(crate::ops::enhance(b, &model, img, s, 8)))
+        }
+        "augment_chain" | "augment_chain_op_by_op" => {
+            use crate::augment::{Plan, Spec};
+            let img = Arc::new(image(w, h));
+            let d: Spec = seed004_chain(w, h).parse()?;
+            let plan =
+                Arc::new(if name == "augment_chain" { Plan::fused(&d, w, h)? } else { Plan::op_by_op(&d, w, h)? });
+            let (p2, i2) = (plan.clone(), img.clone());
+            let cpu: Run = Box::new(move || ok(p2.run_image(&crate::Backend::Cpu, &i2)));
+            let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
+                Some(g) => {
+                    let src = g.upload_bytes(&img.samples.to_le_bytes())?;
+                    let (g1, b2, p3, l) = (g.clone(), crate::Backend::Gpu(g.clone()), plan.clone(), img.layout());
+                    (
+                        Some(Box::new(move |enc| {
+                            // Recycled at once: the pool hands it out again only after this submission.
+                            p3.record_packed(&g1, enc, l, &src)?.0.recycle(&g1);
+                            Ok(())
+                        })),
+                        Some(Box::new(move || ok(plan.run_image(&b2, &img)))),
+                    )
+                }
+                None => (None, None),
+            };
+            Ok(Case { name, cpu, resident, roundtrip })
         }
         _ => unreachable!("every name in NAMES has a case"),
     }

@@ -276,3 +276,46 @@ fn the_augmenter_fills_batches_on_the_gpu() {
     let e = Augmenter::new(gpu.clone(), &"rotate:deg=5".parse().unwrap(), &images, 2, 1).err().unwrap().to_string();
     assert!(e.contains("output size varies"), "{e}");
 }
+
+#[test]
+fn the_packed_cpu_path_equals_the_planar_one() {
+    use gpuimg::kernels::PackPixels;
+    let mut rng = Rng::for_test("the_packed_cpu_path_equals_the_planar_one");
+    for (w, h, c, bits) in [(37u32, 29u32, 3usize, 8u32), (40, 33, 4, 16)] {
+        let n = (w * h) as usize * c;
+        let samples = if bits == 8 {
+            Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
+        } else {
+            Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
+        };
+        let img = Image::new(w, h, c, samples).unwrap();
+        let (wu, hu) = (w as usize, h as usize);
+        for chain in [
+            "hflip:p=1;rot90:k=1;pad:all=2,fill=0.3;crop:w=20,h=19", // gather, plain copy
+            "vflip:p=1;pad:all=3,mode=reflect;brightness:f=1.3;grey", // gather with colour
+            "resize:w=15,h=11;contrast:f=0.8",                       // separable downscale, antialiased
+            "pad:left=4,mode=edge;resize:w=61,h=50,method=bicubic;hue:f=0.1", // separable upscale
+            "rotate:angle=23,border=constant,fill=0.5;saturation:f=0.5", // per-pixel taps
+            "rotate:angle=-40,border=reflect;resize:w=20,h=20",
+        ] {
+            let d: Spec = chain.parse().unwrap();
+            let plan = Plan::fused(&d, wu, hu).unwrap();
+            assert_eq!(plan.passes.len(), 1, "{chain}");
+            let packed = plan.run_image(&Backend::Cpu, &img).unwrap();
+            let (ow, oh) = plan.out_size();
+            let l = img.layout();
+            let outl = gpuimg::kernels::unpack_pixels::PixelLayout { width: ow, height: oh, ..l };
+            let planar = PackPixels(outl).cpu(&plan.cpu(&UnpackPixels(l).cpu(&img.samples).unwrap()).unwrap()).unwrap();
+            let worst = match (&packed.samples, &planar) {
+                (Samples::U8(a), Samples::U8(b)) => {
+                    a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap()
+                }
+                (Samples::U16(a), Samples::U16(b)) => {
+                    a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap()
+                }
+                _ => panic!("bit depth changed"),
+            };
+            assert!(worst <= 1, "{chain} ({bits}-bit): packed and planar paths differ by {worst} levels");
+        }
+    }
+}

@@ -50,7 +50,7 @@ fn unknown_values_are_refused_with_the_valid_list() {
 
 #[test]
 fn planned_commands_say_so_and_fail() {
-    for cmd in ["compress", "decompress", "augment"] {
+    for cmd in ["compress", "decompress"] {
         let o = gpuimg(&[cmd, "x.png"]);
         assert!(!o.status.success(), "{cmd} must not pretend to work");
         let lines = error_lines(&o);
@@ -480,4 +480,94 @@ fn bench_quick_writes_rows_and_a_chart() {
     let o = gpuimg(&["bench", "--only", "nope"]);
     assert!(!o.status.success());
     assert!(error_lines(&o)[0].contains("nope") && error_lines(&o)[0].contains("zero_dce_pp"), "{}", stderr(&o));
+}
+
+#[test]
+fn augment_writes_samples_saves_and_replays_parameters() {
+    let dir = tmpdir("augment");
+    let input = sample();
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let params = dir.join("p.tsv");
+    let ops = "hflip;rotate:deg=10;jitter:brightness=0.2,hue=0.05;random-resized-crop:size=64";
+    let run = |dev: &str, out: &Path, extra: &[&str]| {
+        let seed = if extra.contains(&"--params") { "99" } else { "5" };
+        let mut args = vec![
+            "--device",
+            dev,
+            "augment",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--ops",
+            ops,
+            "--count",
+            "3",
+            "--seed",
+            seed,
+        ];
+        args.extend_from_slice(extra);
+        gpuimg(&args)
+    };
+    let o = run("cpu", &a, &["--save-params", params.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&params).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.lines().all(|l| l.starts_with("chelsea.png\t") && l.contains("crop:fx=")), "{text}");
+    // The same seed on the GPU: the same draws, pixels within 2 levels.
+    let o = run("gpu", &b, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Replayed parameters with another seed: the same images as the first run.
+    let o = run("cpu", &c, &["--params", params.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for k in 0..3 {
+        let name = format!("chelsea_{k}.png");
+        let x = std::fs::read(a.join(&name)).unwrap();
+        assert_eq!(x, std::fs::read(c.join(&name)).unwrap(), "replay of sample {k}");
+        let (p, q) = (gpuimg::image_io::load(&a.join(&name)).unwrap(), gpuimg::image_io::load(&b.join(&name)).unwrap());
+        assert_eq!((p.width, p.height), (64, 64));
+        let (gpuimg::Samples::U8(p), gpuimg::Samples::U8(q)) = (p.samples, q.samples) else { panic!() };
+        let worst = p.iter().zip(&q).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap();
+        assert!(worst <= 2, "sample {k}: GPU and CPU differ by {worst} levels");
+    }
+    // normalize writes .npy (1, 3, 64, 64) f32.
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "augment",
+        input.to_str().unwrap(),
+        "-o",
+        dir.join("n").to_str().unwrap(),
+        "--ops",
+        "center-crop:w=64,h=48;normalize",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let npy = std::fs::read(dir.join("n/chelsea_0.npy")).unwrap();
+    assert_eq!(&npy[..6], b"\x93NUMPY");
+    let hlen = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let header = String::from_utf8_lossy(&npy[10..10 + hlen]);
+    assert!(header.contains("'descr': '<f4'") && header.contains("'shape': (1, 3, 48, 64)"), "{header}");
+    assert_eq!((10 + hlen) % 64, 0);
+    assert_eq!(npy.len(), 10 + hlen + 3 * 48 * 64 * 4);
+    let v = f32::from_le_bytes(npy[10 + hlen..14 + hlen].try_into().unwrap());
+    assert!((-2.2..=2.7).contains(&v), "normalised value {v}");
+    // Bad specs are one-line errors naming the valid choices.
+    for (ops, want) in [
+        ("flip", "unknown op 'flip'"),
+        ("hflip:q=1", "unknown key 'q' (valid: p)"),
+        ("crop:w=999,h=9", "999x9 is larger than the 451x300 image"),
+    ] {
+        let o = gpuimg(&[
+            "--device",
+            "cpu",
+            "augment",
+            input.to_str().unwrap(),
+            "-o",
+            dir.join("e").to_str().unwrap(),
+            "--ops",
+            ops,
+        ]);
+        assert!(!o.status.success());
+        let lines = error_lines(&o);
+        assert!(!lines.is_empty() && lines[0].contains(want), "{ops}: {}", stderr(&o));
+    }
 }

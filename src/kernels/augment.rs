@@ -295,6 +295,9 @@ impl AugmentPass {
         }
         let prog = self.program();
         let pr = self.params(s, 0);
+        if self.cpu_separable(x, y, &pr, &prog) {
+            return Ok(());
+        }
         let plane = ow * oh;
         // Rows in parallel; each task writes its row of every plane.
         let mut rows: Vec<Vec<f32>> = vec![Vec::new(); oh];
@@ -313,6 +316,103 @@ impl AugmentPass {
             }
         }
         Ok(())
+    }
+
+    /// The CPU fast path for passes whose maps are all axis-aligned (flips,
+    /// crops, pads, resizes, rot180, no rotation): each output column and row
+    /// follows the stages on its own, the filter runs as two 1-D passes over
+    /// precomputed taps, then colour per pixel. Same arithmetic as the
+    /// per-pixel path up to float reassociation. False if not applicable.
+    fn cpu_separable(&self, x: &Tensor, y: &mut [f32], pr: &AugmentParams, prog: &[f32]) -> bool {
+        if self.geo.iter().any(|g| g.map[1] != 0.0 || g.map[3] != 0.0) {
+            return false;
+        }
+        let s = x.shape;
+        let (ow, oh, nc, iw, ih) = (self.out_w, self.out_h, s.c, s.w, s.h);
+        let xs: Vec<Axis> = (0..ow).map(|o| self.land_axis(o, 0)).collect();
+        let ys: Vec<Axis> = (0..oh).map(|o| self.land_axis(o, 1)).collect();
+        // Taps of one axis: first input index (clamped per tap later) and normalised weights.
+        let taps = |p: f32, f: f32, n: usize| -> (Vec<usize>, Vec<f32>) {
+            if pr.filter == 0 {
+                return (vec![(p.floor() as i64).clamp(0, n as i64 - 1) as usize], vec![1.0]);
+            }
+            let radius = if pr.filter == 1 { 1.0 } else { 2.0 };
+            let u = p - 0.5;
+            let i0 = (u - radius * f).ceil() as i32;
+            let i1 = ((u + radius * f).floor() as i32).min(i0 + MAX_TAPS - 1);
+            let w: Vec<f32> = (i0..=i1).map(|i| kernel_weight(pr.filter, (i as f32 - u) / f)).collect();
+            let sum: f32 = w.iter().sum();
+            ((i0..=i1).map(|i| i.clamp(0, n as i32 - 1) as usize).collect(), w.iter().map(|v| v / sum).collect())
+        };
+        let xt: Vec<Option<(Vec<usize>, Vec<f32>)>> = xs.iter().map(|p| p.ok().map(|p| taps(p, self.fx, iw))).collect();
+        let yt: Vec<Option<(Vec<usize>, Vec<f32>)>> = ys.iter().map(|p| p.ok().map(|p| taps(p, self.fy, ih))).collect();
+        // Horizontal pass over the input rows some output row reads.
+        let mut needed = vec![usize::MAX; ih];
+        let mut rows = 0;
+        for (idx, _) in yt.iter().flatten() {
+            for &r in idx {
+                if needed[r] == usize::MAX {
+                    needed[r] = rows;
+                    rows += 1;
+                }
+            }
+        }
+        let mut hbuf = vec![0.0f32; nc * rows * ow];
+        let order: Vec<usize> = {
+            let mut o = vec![0; rows];
+            for (r, &k) in needed.iter().enumerate() {
+                if k != usize::MAX {
+                    o[k] = r;
+                }
+            }
+            o
+        };
+        hbuf.par_chunks_mut(ow).enumerate().for_each(|(k, out)| {
+            let (c, r) = (k / rows, order[k % rows]);
+            let src = &x.data[(c * ih + r) * iw..(c * ih + r + 1) * iw];
+            for (o, t) in out.iter_mut().zip(&xt) {
+                if let Some((idx, w)) = t {
+                    *o = idx.iter().zip(w).map(|(&i, &wv)| wv * src[i]).sum();
+                }
+            }
+        });
+        let plane = ow * oh;
+        let mut outs: Vec<Vec<f32>> = vec![Vec::new(); oh];
+        outs.par_iter_mut().enumerate().for_each(|(gy, row)| {
+            row.resize(nc * ow, 0.0);
+            for gx in 0..ow {
+                let fill = match (xs[gx], ys[gy]) {
+                    (Err(a), Err(b)) => Some(a.max(b)),
+                    (Err(a), _) | (_, Err(a)) => Some(a),
+                    _ => None,
+                };
+                let mut v = [0.0f32; 4];
+                let mut fill_order = -1.0f32;
+                match fill {
+                    Some(k) => {
+                        let o = k * 16;
+                        v[..nc].copy_from_slice(&prog[o + 9..o + 9 + nc]);
+                        fill_order = prog[o + 13];
+                    }
+                    None => {
+                        let (idx, w) = yt[gy].as_ref().expect("row inside");
+                        for (c, vc) in v.iter_mut().enumerate().take(nc) {
+                            *vc = idx.iter().zip(w).map(|(&r, &wv)| wv * hbuf[(c * rows + needed[r]) * ow + gx]).sum();
+                        }
+                    }
+                }
+                colour(pr, prog, &mut v, fill_order, gy as u32 * pr.out_w + gx as u32);
+                for c in 0..nc {
+                    row[c * ow + gx] = v[c];
+                }
+            }
+        });
+        for (gy, row) in outs.iter().enumerate() {
+            for c in 0..nc {
+                y[c * plane + gy * ow..c * plane + gy * ow + ow].copy_from_slice(&row[c * ow..c * ow + ow]);
+            }
+        }
+        true
     }
 
     /// Records the pass: `x` (1, C, h, w) to batch item `item` of `y`
@@ -419,12 +519,14 @@ fn pixel(p: &AugmentParams, prog: &[f32], x: &[f32], gx: u32, gy: u32) -> [f32; 
             if border == 0 {
                 fill_stage = k as i32;
                 break;
-            } else if border == 1 {
-                px = px.clamp(0.5, w - 0.5);
-                py = py.clamp(0.5, h - 0.5);
+            }
+            let (out_x, out_y) = (px < 0.0 || px >= w, py < 0.0 || py >= h);
+            if border == 1 {
+                px = if out_x { px.clamp(0.5, w - 0.5) } else { px };
+                py = if out_y { py.clamp(0.5, h - 0.5) } else { py };
             } else {
-                px = reflect_index(px - 0.5, w) + 0.5;
-                py = reflect_index(py - 0.5, h) + 0.5;
+                px = if out_x { reflect_index(px - 0.5, w) + 0.5 } else { px };
+                py = if out_y { reflect_index(py - 0.5, h) + 0.5 } else { py };
             }
         }
     }
@@ -440,7 +542,13 @@ fn pixel(p: &AugmentParams, prog: &[f32], x: &[f32], gx: u32, gy: u32) -> [f32; 
             *vc = sample(p, x, c as u32, px, py);
         }
     }
-    let pixel = gy * p.out_w + gx;
+    colour(p, prog, &mut v, fill_order, gy * p.out_w + gx);
+    v
+}
+
+/// The colour stages and the output mode on one pixel's values.
+fn colour(p: &AugmentParams, prog: &[f32], v: &mut [f32; 4], fill_order: f32, pixel: u32) {
+    let nc = p.channels.min(4) as usize;
     if nc >= 3 {
         for j in 0..p.n_col as usize {
             let o = COL + j * 16;
@@ -475,5 +583,256 @@ fn pixel(p: &AugmentParams, prog: &[f32], x: &[f32], gx: u32, gy: u32) -> [f32; 
             *vc = (*vc - prog[NORM + c]) / prog[NORM + 3 + c];
         }
     }
-    v
+}
+
+/// Packed sample types the CPU packed path reads and writes.
+pub trait PackedSample: Copy + Send + Sync {
+    /// The sample as a float (not yet divided by the maximum).
+    fn to_f32(self) -> f32;
+    /// A quantised value back to a sample.
+    fn from_u32(v: u32) -> Self;
+}
+
+impl PackedSample for u8 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn from_u32(v: u32) -> Self {
+        v as u8
+    }
+}
+
+impl PackedSample for u16 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn from_u32(v: u32) -> Self {
+        v as u16
+    }
+}
+
+/// Where an output pixel's point lands: an input position, or the fill of stage k.
+type Landing = std::result::Result<(f32, f32), usize>;
+/// The same for one coordinate of an axis-aligned pass.
+type Axis = std::result::Result<f32, usize>;
+
+impl AugmentPass {
+    /// Follows the geometric stages from output pixel (gx, gy), as the shader does.
+    fn land(&self, gx: usize, gy: usize) -> Landing {
+        let (mut px, mut py) = (gx as f32 + 0.5, gy as f32 + 0.5);
+        for (k, g) in self.geo.iter().enumerate().rev() {
+            let m = &g.map;
+            (px, py) = (m[0] * px + m[1] * py + m[2], m[3] * px + m[4] * py + m[5]);
+            let (out_x, out_y) = (px < 0.0 || px >= g.w, py < 0.0 || py >= g.h);
+            if g.border != Border::Inside && (out_x || out_y) {
+                match g.border {
+                    Border::Constant(_) => return Err(k),
+                    Border::Edge => {
+                        px = if out_x { px.clamp(0.5, g.w - 0.5) } else { px };
+                        py = if out_y { py.clamp(0.5, g.h - 0.5) } else { py };
+                    }
+                    _ => {
+                        px = if out_x { reflect_index(px - 0.5, g.w) + 0.5 } else { px };
+                        py = if out_y { reflect_index(py - 0.5, g.h) + 0.5 } else { py };
+                    }
+                }
+            }
+        }
+        Ok((px, py))
+    }
+
+    /// For axis-aligned passes: where output column (`axis` 0) or row (1)
+    /// `o` lands on that axis alone, or the stage whose fill it hits.
+    fn land_axis(&self, o: usize, axis: usize) -> Axis {
+        let mut p = o as f32 + 0.5;
+        for (k, g) in self.geo.iter().enumerate().rev() {
+            let (a, c, size) = if axis == 0 { (g.map[0], g.map[2], g.w) } else { (g.map[4], g.map[5], g.h) };
+            p = a * p + c;
+            if g.border != Border::Inside && (p < 0.0 || p >= size) {
+                match g.border {
+                    Border::Constant(_) => return Err(k),
+                    Border::Edge => p = p.clamp(0.5, size - 0.5),
+                    _ => p = reflect_index(p - 0.5, size) + 0.5,
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// True when every stage maps pixel centres onto pixel centres (flips,
+    /// quarter turns, crops, pads): sampling is then a plain gather.
+    fn is_gather(&self) -> bool {
+        self.geo.iter().all(|g| {
+            let m = &g.map;
+            let unit = |a: f32, b: f32| (a.abs() == 1.0 && b == 0.0) || (a == 0.0 && b.abs() == 1.0);
+            unit(m[0], m[1]) && unit(m[3], m[4]) && m[2].fract() == 0.0 && m[5].fract() == 0.0
+        })
+    }
+
+    /// The pass straight on packed interleaved samples (`nc` channels, `w` x
+    /// `h`, maximum value `maxv`), to packed samples of the same kind: no
+    /// planar float image in between. Gathers for pixel moves, two 1-D
+    /// filter passes for axis-aligned resampling, per-pixel taps otherwise.
+    /// Same arithmetic as [`AugmentPass::cpu`] followed by packing (up to
+    /// float reassociation). `None` for normalising passes.
+    pub fn cpu_packed<T: PackedSample>(
+        &self,
+        src: &[T],
+        w: usize,
+        h: usize,
+        nc: usize,
+        maxv: f32,
+    ) -> Option<Result<Vec<T>>> {
+        if matches!(self.out_mode, OutMode::Normalize { .. }) {
+            return None;
+        }
+        if let Err(e) = self.check(Shape::new(1, nc, h, w)) {
+            return Some(Err(e));
+        }
+        if src.len() != w * h * nc {
+            return Some(Err(Error::invalid("augment", format!("{} samples for {w}x{h}x{nc}", src.len()))));
+        }
+        let prog = self.program();
+        let pr = self.params(Shape::new(1, nc, h, w), 0);
+        let (ow, oh) = (self.out_w, self.out_h);
+        let mut out: Vec<T> = vec![T::from_u32(0); ow * oh * nc];
+        let plain = self.colour.is_empty() && self.out_mode == OutMode::Clamp;
+        let finish = |v: &mut [f32; 4], fill_order: f32, pixel: u32, dst: &mut [T]| {
+            colour(&pr, &prog, v, fill_order, pixel);
+            for c in 0..nc {
+                dst[c] = T::from_u32(super::pack_pixels::quantise(v[c], maxv));
+            }
+        };
+        let fill_of = |k: usize| -> ([f32; 4], f32) {
+            let o = k * 16;
+            let mut v = [0.0f32; 4];
+            v[..nc].copy_from_slice(&prog[o + 9..o + 9 + nc]);
+            (v, prog[o + 13])
+        };
+        if self.is_gather() {
+            out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
+                for gx in 0..ow {
+                    let dst = &mut row[gx * nc..gx * nc + nc];
+                    match self.land(gx, gy) {
+                        Ok((px, py)) => {
+                            let i = (px.floor() as usize).min(w - 1);
+                            let j = (py.floor() as usize).min(h - 1);
+                            let s = &src[(j * w + i) * nc..(j * w + i) * nc + nc];
+                            if plain {
+                                dst.copy_from_slice(s);
+                            } else {
+                                let mut v = [0.0f32; 4];
+                                for c in 0..nc {
+                                    v[c] = s[c].to_f32() / maxv;
+                                }
+                                finish(&mut v, -1.0, (gy * ow + gx) as u32, dst);
+                            }
+                        }
+                        Err(k) => {
+                            let (mut v, order) = fill_of(k);
+                            finish(&mut v, order, (gy * ow + gx) as u32, dst);
+                        }
+                    }
+                }
+            });
+            return Some(Ok(out));
+        }
+        let taps = |p: f32, f: f32, n: usize| -> (Vec<usize>, Vec<f32>) {
+            if pr.filter == 0 {
+                return (vec![(p.floor() as i64).clamp(0, n as i64 - 1) as usize], vec![1.0]);
+            }
+            let radius = if pr.filter == 1 { 1.0 } else { 2.0 };
+            let u = p - 0.5;
+            let i0 = (u - radius * f).ceil() as i32;
+            let i1 = ((u + radius * f).floor() as i32).min(i0 + MAX_TAPS - 1);
+            let wts: Vec<f32> = (i0..=i1).map(|i| kernel_weight(pr.filter, (i as f32 - u) / f)).collect();
+            let sum: f32 = wts.iter().sum();
+            ((i0..=i1).map(|i| i.clamp(0, n as i32 - 1) as usize).collect(), wts.iter().map(|v| v / sum).collect())
+        };
+        let axis_aligned = self.geo.iter().all(|g| g.map[1] == 0.0 && g.map[3] == 0.0);
+        if axis_aligned {
+            // Per axis: the landing of every output column / row (the other coordinate does not matter).
+            let xs: Vec<Axis> = (0..ow).map(|o| self.land_axis(o, 0)).collect();
+            let ys: Vec<Axis> = (0..oh).map(|o| self.land_axis(o, 1)).collect();
+            let xt: Vec<Option<(Vec<usize>, Vec<f32>)>> =
+                xs.iter().map(|p| p.ok().map(|p| taps(p, self.fx, w))).collect();
+            let yt: Vec<Option<(Vec<usize>, Vec<f32>)>> =
+                ys.iter().map(|p| p.ok().map(|p| taps(p, self.fy, h))).collect();
+            let mut slot = vec![usize::MAX; h];
+            let mut rows = Vec::new();
+            for (idx, _) in yt.iter().flatten() {
+                for &r in idx {
+                    if slot[r] == usize::MAX {
+                        slot[r] = rows.len();
+                        rows.push(r);
+                    }
+                }
+            }
+            // Horizontal pass: each needed input row filtered to the output width (f32, interleaved, / maxv).
+            let mut hbuf = vec![0.0f32; rows.len() * ow * nc];
+            hbuf.par_chunks_mut(ow * nc).zip(rows.par_iter()).for_each(|(dst, &r)| {
+                let s = &src[r * w * nc..(r + 1) * w * nc];
+                for (gx, t) in xt.iter().enumerate() {
+                    if let Some((idx, wts)) = t {
+                        for c in 0..nc {
+                            dst[gx * nc + c] =
+                                idx.iter().zip(wts).map(|(&i, &wv)| wv * s[i * nc + c].to_f32()).sum::<f32>() / maxv;
+                        }
+                    }
+                }
+            });
+            out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
+                for gx in 0..ow {
+                    let dst = &mut row[gx * nc..gx * nc + nc];
+                    let fill = match (xs[gx], ys[gy]) {
+                        (Err(a), Err(b)) => Some(a.max(b)),
+                        (Err(a), _) | (_, Err(a)) => Some(a),
+                        _ => None,
+                    };
+                    let (mut v, order) = match fill {
+                        Some(k) => fill_of(k),
+                        None => {
+                            let (idx, wts) = yt[gy].as_ref().expect("row inside");
+                            let mut v = [0.0f32; 4];
+                            for c in 0..nc {
+                                v[c] =
+                                    idx.iter().zip(wts).map(|(&r, &wv)| wv * hbuf[(slot[r] * ow + gx) * nc + c]).sum();
+                            }
+                            (v, -1.0)
+                        }
+                    };
+                    finish(&mut v, order, (gy * ow + gx) as u32, dst);
+                }
+            });
+            return Some(Ok(out));
+        }
+        // Rotations: per-pixel taps on the packed input.
+        out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
+            for gx in 0..ow {
+                let dst = &mut row[gx * nc..gx * nc + nc];
+                let (mut v, order) = match self.land(gx, gy) {
+                    Err(k) => fill_of(k),
+                    Ok((px, py)) => {
+                        let (xi, xw) = taps(px, self.fx, w);
+                        let (yi, yw) = taps(py, self.fy, h);
+                        let mut v = [0.0f32; 4];
+                        for (&r, &wy) in yi.iter().zip(&yw) {
+                            let s = &src[r * w * nc..(r + 1) * w * nc];
+                            for (&i, &wx) in xi.iter().zip(&xw) {
+                                for c in 0..nc {
+                                    v[c] += wy * wx * s[i * nc + c].to_f32();
+                                }
+                            }
+                        }
+                        for vc in v.iter_mut().take(nc) {
+                            *vc /= maxv;
+                        }
+                        (v, -1.0)
+                    }
+                };
+                finish(&mut v, order, (gy * ow + gx) as u32, dst);
+            }
+        });
+        Some(Ok(out))
+    }
 }
