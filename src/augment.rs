@@ -608,11 +608,20 @@ struct Open {
     colour: Vec<(ColourOp, f32)>,
     seeds: Vec<u32>,
     resample: Option<(Filter, bool)>,
+    last_geo_order: f32,
 }
 
 impl Open {
     fn new(size: (usize, usize)) -> Self {
-        Open { in_size: size, size, geo: Vec::new(), colour: Vec::new(), seeds: Vec::new(), resample: None }
+        Open {
+            in_size: size,
+            size,
+            geo: Vec::new(),
+            colour: Vec::new(),
+            seeds: Vec::new(),
+            resample: None,
+            last_geo_order: -1.0,
+        }
     }
     fn close(self, out_mode: OutMode) -> AugmentPass {
         let (filter, aa) = self.resample.unwrap_or((Filter::Bilinear, false));
@@ -699,6 +708,7 @@ impl Plan {
                     g.w = open.size.0 as f32;
                     g.h = open.size.1 as f32;
                     open.geo.push(g);
+                    open.last_geo_order = order;
                     open.resample = open.resample.or(resample);
                     open.size = size;
                 }
@@ -715,7 +725,19 @@ impl Plan {
                     if let (ColourOp::Noise(_), Some(s)) = (c, noise_seed) {
                         open.seeds.push(s);
                     }
-                    open.colour.push((c, order));
+                    // Consecutive affine colour ops (no geometric op written
+                    // between them) merge into one matrix: M2 (M1 x + t1) + t2.
+                    let after_geo = open.last_geo_order < open.colour.last().map_or(f32::MAX, |l| l.1);
+                    match (open.colour.last_mut(), c, after_geo) {
+                        (Some((ColourOp::Affine { m: m1, t: t1 }, _)), ColourOp::Affine { m: m2, t: t2 }, true)
+                            if !separate =>
+                        {
+                            let m = mul3(&m2, m1);
+                            let t = [0, 1, 2].map(|r| (0..3).map(|k| m2[3 * r + k] * t1[k]).sum::<f32>() + t2[r]);
+                            (*m1, *t1) = (m, t);
+                        }
+                        _ => open.colour.push((c, order)),
+                    }
                 }
             }
         }

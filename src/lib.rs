@@ -30,6 +30,7 @@ pub use wgpu;
 pub mod augment;
 pub mod backend;
 pub mod bench;
+pub mod codec;
 pub mod error;
 pub mod eval;
 pub mod gpu;

@@ -591,6 +591,8 @@ pub trait PackedSample: Copy + Send + Sync {
     fn to_f32(self) -> f32;
     /// A quantised value back to a sample.
     fn from_u32(v: u32) -> Self;
+    /// The sample as an index.
+    fn idx(self) -> usize;
 }
 
 impl PackedSample for u8 {
@@ -600,6 +602,9 @@ impl PackedSample for u8 {
     fn from_u32(v: u32) -> Self {
         v as u8
     }
+    fn idx(self) -> usize {
+        self as usize
+    }
 }
 
 impl PackedSample for u16 {
@@ -608,6 +613,9 @@ impl PackedSample for u16 {
     }
     fn from_u32(v: u32) -> Self {
         v as u16
+    }
+    fn idx(self) -> usize {
+        self as usize
     }
 }
 
@@ -697,6 +705,8 @@ impl AugmentPass {
         let (ow, oh) = (self.out_w, self.out_h);
         let mut out: Vec<T> = vec![T::from_u32(0); ow * oh * nc];
         let plain = self.colour.is_empty() && self.out_mode == OutMode::Clamp;
+        // s / maxv for every sample value: the same floats as unpacking divides to.
+        let unit: Vec<f32> = (0..=maxv as u32).map(|v| v as f32 / maxv).collect();
         let finish = |v: &mut [f32; 4], fill_order: f32, pixel: u32, dst: &mut [T]| {
             colour(&pr, &prog, v, fill_order, pixel);
             for c in 0..nc {
@@ -723,7 +733,7 @@ impl AugmentPass {
                             } else {
                                 let mut v = [0.0f32; 4];
                                 for c in 0..nc {
-                                    v[c] = s[c].to_f32() / maxv;
+                                    v[c] = unit[s[c].idx()];
                                 }
                                 finish(&mut v, -1.0, (gy * ow + gx) as u32, dst);
                             }

@@ -1,0 +1,153 @@
+//! The `.tcz` container of TinyCompress (all integers little-endian):
+//!
+//! ```text
+//! offset size  field
+//! 0      4     magic "TCZ1"
+//! 4      1     format version (1)
+//! 5      1     rate: 4, 16 or 64 (pixels per latent value per channel)
+//! 6      1     bit planes kept, 1..8
+//! 7      1     image channels: 3 (RGB)
+//! 8      4     image width (1..=32768)
+//! 12     4     image height (1..=32768)
+//! 16     1     latent channels: 3
+//! 17     24    per latent channel: minimum f32, maximum f32
+//! 41     4     payload length n
+//! 45     n     payload: the arithmetic-coded latents
+//! 45+n   4     CRC-32 (IEEE) of bytes 0..45+n
+//! ```
+//!
+//! The latent size follows from the image size and the rate (padded to the
+//! block factor, so no field to disagree with). Parsing checks every field
+//! and the CRC before anything is allocated from the payload, and refuses
+//! trailing bytes: a corrupt, truncated or foreign file is an error, never a
+//! panic, a hang or a huge allocation.
+
+use crate::error::{Error, Result};
+
+/// The magic bytes.
+pub const MAGIC: &[u8; 4] = b"TCZ1";
+/// The format version this build writes and reads.
+pub const VERSION: u8 = 1;
+/// Largest side accepted.
+pub const MAX_SIDE: u32 = 32768;
+const HEADER: usize = 45;
+
+/// A parsed `.tcz` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tcz {
+    /// 4, 16 or 64.
+    pub rate: u8,
+    /// Bit planes kept (1..=8).
+    pub planes: u8,
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// Per latent channel (minimum, maximum) of the unquantised latents.
+    pub ranges: [(f32, f32); 3],
+    /// The coded latents.
+    pub payload: Vec<u8>,
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib and PNG).
+pub fn crc32(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+            *e = c;
+        }
+        t
+    });
+    !data.iter().fold(!0u32, |c, &b| t[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8))
+}
+
+/// The block factor per side of a rate (2, 4 or 8).
+pub fn factor(rate: u8) -> Option<usize> {
+    match rate {
+        4 => Some(2),
+        16 => Some(4),
+        64 => Some(8),
+        _ => None,
+    }
+}
+
+impl Tcz {
+    /// Latent width and height: the image padded up to the block factor, divided by it.
+    pub fn latent_size(&self) -> (usize, usize) {
+        let f = factor(self.rate).unwrap_or(1);
+        ((self.width as usize).div_ceil(f), (self.height as usize).div_ceil(f))
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(HEADER + self.payload.len() + 4);
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&[VERSION, self.rate, self.planes, 3]);
+        b.extend_from_slice(&self.width.to_le_bytes());
+        b.extend_from_slice(&self.height.to_le_bytes());
+        b.push(3);
+        for (lo, hi) in self.ranges {
+            b.extend_from_slice(&lo.to_le_bytes());
+            b.extend_from_slice(&hi.to_le_bytes());
+        }
+        b.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        b.extend_from_slice(&self.payload);
+        let crc = crc32(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parses and checks a file (see the module docs for what is refused).
+    pub fn parse(b: &[u8]) -> Result<Tcz> {
+        let bad = |m: String| Err(Error::invalid("tcz", m));
+        if b.len() < 4 || &b[..4] != MAGIC {
+            return bad("not a .tcz file (no TCZ1 magic)".into());
+        }
+        if b.len() < HEADER + 4 {
+            return bad(format!("truncated: {} bytes, the header alone is {}", b.len(), HEADER + 4));
+        }
+        if b[4] != VERSION {
+            return bad(format!("format version {} (this build reads {VERSION})", b[4]));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let f32_at = |o: usize| f32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let (rate, planes, channels, latent_c) = (b[5], b[6], b[7], b[16]);
+        if factor(rate).is_none() {
+            return bad(format!("rate {rate} (valid: 4, 16, 64)"));
+        }
+        if !(1..=8).contains(&planes) {
+            return bad(format!("{planes} bit planes (valid: 1-8)"));
+        }
+        if channels != 3 || latent_c != 3 {
+            return bad(format!("{channels} image / {latent_c} latent channels (this version codes RGB: 3 / 3)"));
+        }
+        let (width, height) = (u32_at(8), u32_at(12));
+        if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
+            return bad(format!("image size {width}x{height} (sides 1-{MAX_SIDE})"));
+        }
+        let mut ranges = [(0.0f32, 0.0f32); 3];
+        for (c, r) in ranges.iter_mut().enumerate() {
+            *r = (f32_at(17 + 8 * c), f32_at(21 + 8 * c));
+            if !(r.0.is_finite() && r.1.is_finite() && r.0 <= r.1) {
+                return bad(format!("latent channel {c} range {} .. {} is not a finite interval", r.0, r.1));
+            }
+        }
+        let n = u32_at(41) as usize;
+        if b.len() != HEADER + n + 4 {
+            return bad(format!(
+                "payload of {n} bytes does not fit a {}-byte file (truncated or trailing bytes)",
+                b.len()
+            ));
+        }
+        let crc = u32_at(HEADER + n);
+        if crc32(&b[..HEADER + n]) != crc {
+            return bad("CRC mismatch: the file is corrupt".into());
+        }
+        Ok(Tcz { rate, planes, width, height, ranges, payload: b[HEADER..HEADER + n].to_vec() })
+    }
+}

@@ -1,0 +1,204 @@
+//! Adaptive binary arithmetic coding in integers (the LZMA range coder's
+//! scheme: 11-bit probabilities adapted by 1/32 per bit, 32-bit range,
+//! carry propagation through a cache byte), and the latent model on top:
+//! each value's bit planes are coded most significant first through a
+//! binary tree of probabilities, chosen by a context made of the channel and
+//! the neighbours' values (left, above). Everything is integer arithmetic on
+//! the CPU, so a stream decodes identically on every machine.
+
+/// Probability bits (probabilities are of a 0 bit, in 1/2048).
+const PROB_BITS: u32 = 11;
+const PROB_ONE: u16 = 1 << PROB_BITS;
+const MOVE_BITS: u32 = 5;
+const TOP: u32 = 1 << 24;
+
+/// The range encoder.
+#[derive(Debug)]
+pub struct Encoder {
+    low: u64,
+    range: u32,
+    cache: u8,
+    cache_size: u64,
+    out: Vec<u8>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    /// An empty stream.
+    pub fn new() -> Self {
+        Encoder { low: 0, range: u32::MAX, cache: 0, cache_size: 1, out: Vec::new() }
+    }
+
+    fn shift_low(&mut self) {
+        if (self.low as u32) < 0xFF00_0000 || (self.low >> 32) != 0 {
+            let carry = (self.low >> 32) as u8;
+            let mut temp = self.cache;
+            loop {
+                self.out.push(temp.wrapping_add(carry));
+                temp = 0xFF;
+                self.cache_size -= 1;
+                if self.cache_size == 0 {
+                    break;
+                }
+            }
+            self.cache = ((self.low >> 24) & 0xFF) as u8;
+        }
+        self.cache_size += 1;
+        self.low = (self.low & 0x00FF_FFFF) << 8;
+    }
+
+    /// Codes one bit with probability `p` (of a 0) and adapts it.
+    pub fn bit(&mut self, p: &mut u16, bit: bool) {
+        let bound = (self.range >> PROB_BITS) * *p as u32;
+        if !bit {
+            self.range = bound;
+            *p += (PROB_ONE - *p) >> MOVE_BITS;
+        } else {
+            self.low += bound as u64;
+            self.range -= bound;
+            *p -= *p >> MOVE_BITS;
+        }
+        while self.range < TOP {
+            self.range <<= 8;
+            self.shift_low();
+        }
+    }
+
+    /// Flushes and returns the bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        for _ in 0..5 {
+            self.shift_low();
+        }
+        self.out
+    }
+}
+
+/// The range decoder. Reading past the end yields zero bytes: a truncated
+/// or corrupt stream decodes to wrong values, never to a panic or a hang
+/// (the number of symbols is fixed by the caller).
+#[derive(Debug)]
+pub struct Decoder<'a> {
+    data: &'a [u8],
+    pos: usize,
+    range: u32,
+    code: u32,
+}
+
+impl<'a> Decoder<'a> {
+    /// Starts decoding `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        let mut d = Decoder { data, pos: 0, range: u32::MAX, code: 0 };
+        for _ in 0..5 {
+            d.code = (d.code << 8) | d.byte() as u32;
+        }
+        d
+    }
+
+    fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+
+    /// Decodes one bit with probability `p` (of a 0) and adapts it.
+    pub fn bit(&mut self, p: &mut u16) -> bool {
+        let bound = (self.range >> PROB_BITS) * *p as u32;
+        let bit = if self.code < bound {
+            self.range = bound;
+            *p += (PROB_ONE - *p) >> MOVE_BITS;
+            false
+        } else {
+            self.code -= bound;
+            self.range -= bound;
+            *p -= *p >> MOVE_BITS;
+            true
+        };
+        while self.range < TOP {
+            self.range <<= 8;
+            self.code = (self.code << 8) | self.byte() as u32;
+        }
+        bit
+    }
+}
+
+/// Context buckets per channel (from the neighbours' mean).
+const BUCKETS: usize = 16;
+
+/// The adaptive model of `planes`-bit latent values: per channel and
+/// neighbour bucket, a binary tree of 2^planes probabilities.
+struct Model {
+    planes: u32,
+    probs: Vec<u16>,
+}
+
+impl Model {
+    fn new(channels: usize, planes: u32) -> Self {
+        Model { planes, probs: vec![PROB_ONE / 2; channels * BUCKETS * (1 << planes)] }
+    }
+    /// The tree of channel `c` at (x, y) of a plane `w` wide, given the values so far.
+    fn tree(&self, plane: &[u8], w: usize, x: usize, y: usize, c: usize) -> usize {
+        let left = if x > 0 {
+            plane[y * w + x - 1] as usize
+        } else if y > 0 {
+            plane[(y - 1) * w + x] as usize
+        } else {
+            0
+        };
+        let up = if y > 0 { plane[(y - 1) * w + x] as usize } else { left };
+        let mean = (left + up) << (8 - self.planes) >> 1; // on the 8-bit scale
+        let bucket = (mean * BUCKETS) >> 8;
+        (c * BUCKETS + bucket) << self.planes
+    }
+}
+
+/// Codes latent planes (`channels` planes of `w` x `h` values below
+/// 2^`planes`), in raster order, channel by channel.
+pub fn encode_latents(values: &[u8], channels: usize, w: usize, h: usize, planes: u32) -> Vec<u8> {
+    assert!((1..=8).contains(&planes) && values.len() == channels * w * h);
+    let mut m = Model::new(channels, planes);
+    let mut e = Encoder::new();
+    for c in 0..channels {
+        let plane = &values[c * w * h..(c + 1) * w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let base = m.tree(plane, w, x, y, c);
+                let v = plane[y * w + x] as usize;
+                let mut node = 1usize;
+                for b in (0..planes).rev() {
+                    let bit = (v >> b) & 1 == 1;
+                    e.bit(&mut m.probs[base + node], bit);
+                    node = (node << 1) | bit as usize;
+                }
+            }
+        }
+    }
+    e.finish()
+}
+
+/// Decodes what [`encode_latents`] wrote (always `channels * w * h` values).
+pub fn decode_latents(data: &[u8], channels: usize, w: usize, h: usize, planes: u32) -> Vec<u8> {
+    assert!((1..=8).contains(&planes));
+    let mut m = Model::new(channels, planes);
+    let mut d = Decoder::new(data);
+    let mut values = vec![0u8; channels * w * h];
+    for c in 0..channels {
+        let plane = &mut values[c * w * h..(c + 1) * w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let base = m.tree(plane, w, x, y, c);
+                let mut node = 1usize;
+                for _ in 0..planes {
+                    let bit = d.bit(&mut m.probs[base + node]);
+                    node = (node << 1) | bit as usize;
+                }
+                plane[y * w + x] = (node - (1 << planes)) as u8;
+            }
+        }
+    }
+    values
+}
