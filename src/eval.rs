@@ -72,3 +72,114 @@ pub fn eval_sr(model: &TinyPssr, backend: &Backend, dir: &Path) -> Result<Vec<Sr
     }
     Ok(rows)
 }
+
+/// One (image, codec setting) of `gpuimg eval codec`, next to JPEG at the same rate.
+#[derive(Debug, Clone)]
+pub struct CodecRow {
+    /// The image.
+    pub path: PathBuf,
+    /// TinyCompress rate (4, 16, 64).
+    pub rate: usize,
+    /// Bit planes kept.
+    pub planes: u32,
+    /// Bits per pixel of the .tcz file (header included).
+    pub bpp: f64,
+    /// PSNR over R, G, B (8-bit), dB.
+    pub psnr_rgb: f64,
+    /// PSNR of Y (BT.601), dB.
+    pub psnr_y: f64,
+    /// MS-SSIM of Y.
+    pub ms_ssim: f64,
+    /// JPEG quality whose bpp is nearest.
+    pub jpeg_quality: u8,
+    /// That JPEG's bits per pixel.
+    pub jpeg_bpp: f64,
+    /// Its RGB PSNR.
+    pub jpeg_psnr_rgb: f64,
+    /// Its Y MS-SSIM.
+    pub jpeg_ms_ssim: f64,
+}
+
+fn rgb8_tensor(img: &crate::image_io::Image) -> Result<Tensor> {
+    crate::kernels::UnpackPixels(img.layout()).cpu(&img.samples)
+}
+
+fn scores(a: &Tensor, b: &Tensor) -> (f64, f64, f64) {
+    let to255 = |t: &Tensor| t.data.iter().map(|v| (*v as f64 * 255.0).round()).collect::<Vec<f64>>();
+    let rgb = crate::metrics::psnr(&to255(a), &to255(b), 255.0);
+    let y = psnr_y(a, b, 0);
+    let ms = crate::metrics::ms_ssim(&crate::metrics::luma(a), &crate::metrics::luma(b), a.shape.h, a.shape.w);
+    (rgb, y, ms)
+}
+
+fn jpeg(img: &crate::image_io::Image, q: u8) -> Result<(usize, crate::image_io::Image)> {
+    use image::ImageEncoder;
+    let dynimg = crate::image_io::to_dynamic(img)?.to_rgb8();
+    let mut buf = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, q)
+        .write_image(dynimg.as_raw(), img.width, img.height, image::ExtendedColorType::Rgb8)
+        .map_err(|e| crate::Error::invalid("jpeg", e.to_string()))?;
+    let back = image::load_from_memory(&buf).map_err(|e| crate::Error::invalid("jpeg", e.to_string()))?;
+    Ok((buf.len(), crate::image_io::from_dynamic(back)?))
+}
+
+/// Every RGB image of `dir` through every codec and bit-plane setting, with
+/// JPEG (the image crate's encoder) at the quality whose size is nearest.
+pub fn eval_codec(
+    models: &[crate::models::tinycompress::TinyCompress],
+    planes: &[u32],
+    backend: &Backend,
+    dir: &Path,
+) -> Result<Vec<CodecRow>> {
+    let mut rows = Vec::new();
+    for path in image_files(dir)? {
+        let img = crate::image_io::load(&path)?;
+        if img.channels != 3 {
+            continue;
+        }
+        let img = crate::image_io::from_dynamic(crate::image_io::to_dynamic(&img)?.to_rgb8().into())?;
+        let x = rgb8_tensor(&img)?;
+        let pixels = (img.width * img.height) as f64;
+        for m in models {
+            for &p in planes {
+                let t = crate::codec::compress(backend, m, &img, p)?;
+                let bytes = t.to_bytes().len();
+                let out = crate::codec::decompress(backend, m, &t)?;
+                let (psnr_rgb, psnr_y, ms_ssim) = scores(&rgb8_tensor(&out)?, &x);
+                let bpp = bytes as f64 * 8.0 / pixels;
+                // Binary search of the quality whose size is nearest (size grows with quality).
+                let (mut lo, mut hi) = (1u8, 100u8);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    if (jpeg(&img, mid)?.0 as f64 * 8.0 / pixels) < bpp {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let q = [lo.saturating_sub(1).max(1), lo]
+                    .into_iter()
+                    .min_by_key(|&q| {
+                        ((jpeg(&img, q).map(|j| j.0).unwrap_or(0) as f64 * 8.0 / pixels - bpp).abs() * 1e6) as u64
+                    })
+                    .unwrap_or(lo);
+                let (jbytes, jimg) = jpeg(&img, q)?;
+                let (jrgb, _, jms) = scores(&rgb8_tensor(&jimg)?, &x);
+                rows.push(CodecRow {
+                    path: path.clone(),
+                    rate: m.rate(),
+                    planes: p,
+                    bpp,
+                    psnr_rgb,
+                    psnr_y,
+                    ms_ssim,
+                    jpeg_quality: q,
+                    jpeg_bpp: jbytes as f64 * 8.0 / pixels,
+                    jpeg_psnr_rgb: jrgb,
+                    jpeg_ms_ssim: jms,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}

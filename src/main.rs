@@ -57,10 +57,10 @@ enum Command {
     Sr(SrArgs),
     /// Low-light enhancement with Zero-DCE++ (default) or Zero-DCE.
     Enhance(EnhanceArgs),
-    /// Compress images with TinyCompress into .tcz files.
-    Compress(Planned),
-    /// Decompress .tcz files.
-    Decompress(Planned),
+    /// Compress RGB images with TinyCompress into .tcz files.
+    Compress(CompressArgs),
+    /// Decompress .tcz files into PNG images.
+    Decompress(DecompressArgs),
     /// Augment images for training (flip, rotate, jitter, crop, resize, ...).
     Augment(AugmentArgs),
     /// Benchmark every kernel and model: GPU resident, GPU round trip, CPU at 1..N threads.
@@ -77,13 +77,6 @@ enum Command {
     },
 }
 
-/// Arguments of commands not built yet: accepted so the error names the command, not a parse failure.
-#[derive(Args)]
-struct Planned {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
-}
-
 #[derive(Subcommand)]
 enum EvalWhat {
     /// Super-resolution: Y PSNR/SSIM of TinyPSSR against bicubic (standard protocol).
@@ -97,8 +90,17 @@ enum EvalWhat {
         #[arg(long)]
         weights: Option<PathBuf>,
     },
-    /// Learned compression (not built yet: issue #5).
-    Codec(Planned),
+    /// Learned compression: bpp, PSNR (RGB, Y) and MS-SSIM per rate and bit-plane setting, next to JPEG at the same bpp.
+    Codec {
+        /// Directory of RGB images.
+        dir: PathBuf,
+        /// TinyCompress weights (repeat for several rates).
+        #[arg(long, required = true)]
+        weights: Vec<PathBuf>,
+        /// Bit-plane settings, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![8u32])]
+        bitplanes: Vec<u32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,8 +159,36 @@ enum TrainWhat {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// TinyCompress (not built yet: issue #5).
-    Codec(Planned),
+    /// TinyCompress: the autoencoder with MSE on patches of the training photos.
+    Codec {
+        /// 4, 16 or 64.
+        #[arg(long, default_value_t = 4)]
+        rate: usize,
+        /// Directory of photos (searched recursively; every 5th is held out for validation).
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the weights (safetensors).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Optimiser steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Patches per step.
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Patch side (a multiple of 8).
+        #[arg(long)]
+        patch: Option<usize>,
+        /// Initial learning rate (cosine decay to 1% of it).
+        #[arg(long)]
+        lr: Option<f32>,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Start from these weights.
+        #[arg(long)]
+        init: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +253,42 @@ struct ResizeArgs {
     /// PyTorch's align_corners = True convention.
     #[arg(long)]
     align_corners: bool,
+    #[command(flatten)]
+    stream: StreamArgs,
+}
+
+#[derive(Args)]
+struct CompressArgs {
+    /// Input images or directories.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output file (one input) or directory. Default: <stem>.tcz beside the input.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Pixels per latent value: 4, 16 or 64 (must match the weights).
+    #[arg(long, default_value_t = 4)]
+    rate: usize,
+    /// Bit planes of each latent value kept (1-8).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=8))]
+    bitplanes: u32,
+    /// TinyCompress weights (safetensors from `gpuimg train codec`). No weights are bundled yet.
+    #[arg(long, required = true)]
+    weights: PathBuf,
+    #[command(flatten)]
+    stream: StreamArgs,
+}
+
+#[derive(Args)]
+struct DecompressArgs {
+    /// Input .tcz files or directories.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output file (one input) or directory. Default: <stem>.png beside the input.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// TinyCompress weights, one file per rate the inputs use (repeat the option).
+    #[arg(long, required = true)]
+    weights: Vec<PathBuf>,
     #[command(flatten)]
     stream: StreamArgs,
 }
@@ -314,24 +380,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resize(a) => resize(&g, a),
         Command::Sr(a) => sr(&g, a),
         Command::Enhance(a) => enhance(&g, a),
-        Command::Compress(_) => planned("compress", 5),
-        Command::Decompress(_) => planned("decompress", 5),
+        Command::Compress(a) => compress(&g, a),
+        Command::Decompress(a) => decompress(&g, a),
         Command::Augment(a) => augment(&g, a),
         Command::Bench(a) => bench(&g, a),
         Command::Eval { what: EvalWhat::Sr { dir, scale, weights } } => eval_sr(&g, &dir, scale, weights.as_deref()),
-        Command::Eval { what: EvalWhat::Codec(_) } => planned("eval codec", 5),
+        Command::Eval { what: EvalWhat::Codec { dir, weights, bitplanes } } => {
+            eval_codec(&g, &dir, &weights, &bitplanes)
+        }
         Command::Train { what: TrainWhat::Sr { scale, data, output, steps, batch, seed, lr, init } } => {
             train_sr(&g, scale, data, output, (steps, batch, lr), seed, init)
         }
         Command::Train { what: TrainWhat::Enhance { model, data, output, steps, batch, patch, lr, seed } } => {
             train_enhance(&g, &model, data, output, (steps, batch, patch, lr), seed)
         }
-        Command::Train { what: TrainWhat::Codec(_) } => planned("train codec", 5),
+        Command::Train { what: TrainWhat::Codec { rate, data, output, steps, batch, patch, lr, seed, init } } => {
+            train_codec(&g, rate, data, output, (steps, batch, patch, lr), seed, init)
+        }
     }
-}
-
-fn planned(cmd: &str, issue: u32) -> Result<ExitCode> {
-    bail!("'gpuimg {cmd}' is not implemented in this version yet (tracked in issue #{issue})")
 }
 
 fn device_choice(g: &Global) -> Result<DeviceChoice> {
@@ -397,13 +463,18 @@ fn info(g: &Global) -> Result<ExitCode> {
 
 /// Expands directories into the image files they hold (sorted, not recursive).
 fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    expand_matching(inputs, image_io::is_image_path)
+}
+
+/// Expands directories into the files `keep` accepts (sorted, not recursive).
+fn expand_matching(inputs: &[PathBuf], keep: fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
         if p.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(p)
                 .with_context(|| format!("{}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && image_io::is_image_path(f))
+                .filter(|f| f.is_file() && keep(f))
                 .collect();
             files.sort();
             out.extend(files);
@@ -882,4 +953,167 @@ fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
         image_io::write_atomic(p, text.as_bytes()).with_context(|| format!("--save-params {}", p.display()))?;
     }
     Ok(code)
+}
+
+fn train_codec(
+    g: &Global,
+    rate: usize,
+    data: PathBuf,
+    output: PathBuf,
+    (steps, batch, patch, lr): (Option<usize>, Option<usize>, Option<usize>, Option<f32>),
+    seed: u64,
+    init: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use gpuimg::models::tinycompress::TinyCompress;
+    TinyCompress::new(rate)?;
+    let mut cfg = gpuimg::train::codec::CodecTrainConfig::defaults(rate, data);
+    cfg.steps = steps.unwrap_or(cfg.steps);
+    cfg.batch = batch.unwrap_or(cfg.batch).max(1);
+    cfg.patch = patch.unwrap_or(cfg.patch);
+    cfg.lr = lr.unwrap_or(cfg.lr);
+    cfg.seed = seed;
+    if cfg.patch == 0 || !cfg.patch.is_multiple_of(8) {
+        bail!("--patch {}: give a positive multiple of 8", cfg.patch);
+    }
+    if let Some(p) = &init {
+        let m = TinyCompress::from_weights(&Weights::load(p)?).with_context(|| format!("{}", p.display()))?;
+        if m.rate() != rate {
+            bail!("--init {}: these weights are for rate {}, not {rate}", p.display(), m.rate());
+        }
+        cfg.init = Some(m);
+    }
+    let quiet = g.quiet;
+    let started = std::time::Instant::now();
+    let (m, psnr) = gpuimg::train::codec::train(&cfg, |line| {
+        if !quiet {
+            eprintln!("gpuimg: train codec -{rate}: {line}");
+        }
+    })?;
+    let mut w = m.to_weights();
+    w.metadata.insert(
+        "recipe".into(),
+        format!(
+            "gpuimg train codec --rate {rate} --data {} --steps {} --batch {} --patch {} --lr {} --seed {seed}{}",
+            cfg.data.display(),
+            cfg.steps,
+            cfg.batch,
+            cfg.patch,
+            cfg.lr,
+            init.as_ref().map(|p| format!(" --init {}", p.display())).unwrap_or_default()
+        ),
+    );
+    w.metadata.insert("loss".into(), "MSE; Adam(0.9, 0.999), cosine decay to 1%".into());
+    w.metadata.insert("val_psnr_db".into(), format!("{psnr:.2} (unquantised latents, held-out patches)"));
+    w.metadata.insert("train_seconds".into(), format!("{:.0}", started.elapsed().as_secs_f64()));
+    w.save(&output)?;
+    if !quiet {
+        eprintln!(
+            "gpuimg: wrote {} ({:.0} s, held-out PSNR {psnr:.2} dB)",
+            output.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Outputs `<stem>.<ext>`: `-o` as a file for one input, `-o` as a directory, or beside the input.
+fn renamed_outputs(
+    inputs_arg: &[PathBuf],
+    inputs: &[PathBuf],
+    output: Option<&Path>,
+    ext: &str,
+) -> (Vec<Vec<PathBuf>>, bool) {
+    let many = inputs.len() > 1 || inputs_arg.iter().any(|p| p.is_dir());
+    let outs = inputs
+        .iter()
+        .map(|i| {
+            let name = format!("{}.{ext}", i.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            vec![match output {
+                Some(o) if many || o.is_dir() => o.join(name),
+                Some(o) => o.to_path_buf(),
+                None => i.with_file_name(name),
+            }]
+        })
+        .collect();
+    (outs, many)
+}
+
+fn load_codec(p: &Path) -> Result<gpuimg::models::tinycompress::TinyCompress> {
+    gpuimg::models::tinycompress::TinyCompress::from_weights(&Weights::load(p)?)
+        .with_context(|| format!("{}", p.display()))
+}
+
+fn compress(g: &Global, a: CompressArgs) -> Result<ExitCode> {
+    let m = load_codec(&a.weights)?;
+    if m.rate() != a.rate {
+        bail!("--weights {}: these weights are for rate {}, not {}", a.weights.display(), m.rate(), a.rate);
+    }
+    let op = gpuimg::codec::CompressOp::new(m, a.bitplanes)?;
+    let backend = open_backend(g)?;
+    let inputs = expand_inputs(&a.inputs)?;
+    let (outs, many) = renamed_outputs(&a.inputs, &inputs, a.output.as_deref(), "tcz");
+    let dir = a.output.as_deref().filter(|_| many);
+    Ok(batch_jobs(g, &a.inputs, &inputs, outs, dir, &a.stream, &backend, &op, &|_| Ok(()))?.0)
+}
+
+fn decompress(g: &Global, a: DecompressArgs) -> Result<ExitCode> {
+    let models = a.weights.iter().map(|p| load_codec(p)).collect::<Result<Vec<_>>>()?;
+    let op = gpuimg::codec::DecompressOp::new(models);
+    let backend = open_backend(g)?;
+    let inputs = expand_matching(&a.inputs, |p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tcz")))?;
+    let (outs, many) = renamed_outputs(&a.inputs, &inputs, a.output.as_deref(), "png");
+    let dir = a.output.as_deref().filter(|_| many);
+    Ok(batch_jobs(g, &a.inputs, &inputs, outs, dir, &a.stream, &backend, &op, &|_| Ok(()))?.0)
+}
+
+fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], planes: &[u32]) -> Result<ExitCode> {
+    if let Some(p) = planes.iter().find(|p| !(1..=8).contains(*p)) {
+        bail!("--bitplanes {p}: give values from 1 to 8");
+    }
+    let models = weights.iter().map(|p| load_codec(p)).collect::<Result<Vec<_>>>()?;
+    let backend = open_backend(g)?;
+    let rows =
+        gpuimg::eval::eval_codec(&models, planes, &backend, dir).with_context(|| format!("{}", dir.display()))?;
+    if rows.is_empty() {
+        bail!("{}: no RGB images", dir.display());
+    }
+    println!(
+        "| image | codec | bpp | PSNR RGB | PSNR Y | MS-SSIM | JPEG q | JPEG bpp | JPEG PSNR RGB | JPEG MS-SSIM |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in &rows {
+        let name = r.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        println!(
+            "| {name} | -{} / {} planes | {:.3} | {:.2} | {:.2} | {:.4} | {} | {:.3} | {:.2} | {:.4} |",
+            r.rate,
+            r.planes,
+            r.bpp,
+            r.psnr_rgb,
+            r.psnr_y,
+            r.ms_ssim,
+            r.jpeg_quality,
+            r.jpeg_bpp,
+            r.jpeg_psnr_rgb,
+            r.jpeg_ms_ssim
+        );
+    }
+    let mut keys: Vec<(usize, u32)> = rows.iter().map(|r| (r.rate, r.planes)).collect();
+    keys.sort();
+    keys.dedup();
+    for (rate, p) in keys {
+        let sel: Vec<_> = rows.iter().filter(|r| r.rate == rate && r.planes == p).collect();
+        let n = sel.len() as f64;
+        let mean = |f: &dyn Fn(&gpuimg::eval::CodecRow) -> f64| sel.iter().map(|r| f(r)).sum::<f64>() / n;
+        println!(
+            "| **mean** | -{rate} / {p} planes | {:.3} | {:.2} | {:.2} | {:.4} | | {:.3} | {:.2} | {:.4} |",
+            mean(&|r| r.bpp),
+            mean(&|r| r.psnr_rgb),
+            mean(&|r| r.psnr_y),
+            mean(&|r| r.ms_ssim),
+            mean(&|r| r.jpeg_bpp),
+            mean(&|r| r.jpeg_psnr_rgb),
+            mean(&|r| r.jpeg_ms_ssim)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -54,9 +54,64 @@ pub fn ssim_y(a: &Tensor, b: &Tensor, border: usize) -> f64 {
 
 /// SSIM of two single-channel images on a 0..255 scale.
 pub fn ssim(a: &[f64], b: &[f64], h: usize, w: usize) -> f64 {
+    let (l, cs) = ssim_parts(a, b, h, w);
+    // Mean of the product per pixel, as Wang et al.
+    l.iter().zip(&cs).map(|(x, y)| x * y).sum::<f64>() / l.len().max(1) as f64
+}
+
+/// MS-SSIM (Wang, Simoncelli, Bovik 2003) of two single-channel images on a
+/// 0..255 scale: five scales (2x2 average downsampling), weights 0.0448,
+/// 0.2856, 0.3001, 0.2363, 0.1333; contrast-structure at every scale,
+/// luminance at the last. Fewer scales (weights renormalised) when the image
+/// is too small for the 11x11 window at the coarsest one.
+pub fn ms_ssim(a: &[f64], b: &[f64], h: usize, w: usize) -> f64 {
+    const W: [f64; 5] = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333];
+    let scales = (1..=5).take_while(|&k| (h >> (k - 1)) > 10 && (w >> (k - 1)) > 10).count();
+    if scales == 0 {
+        return f64::NAN;
+    }
+    let norm: f64 = W[..scales].iter().sum();
+    let (mut a, mut b, mut h, mut w) = (a.to_vec(), b.to_vec(), h, w);
+    let mut total = 1.0f64;
+    for (k, wk) in W[..scales].iter().enumerate() {
+        let (l, cs) = ssim_parts(&a, &b, h, w);
+        let n = l.len() as f64;
+        let cs_mean = cs.iter().sum::<f64>() / n;
+        total *= cs_mean.max(0.0).powf(wk / norm);
+        if k + 1 == scales {
+            total *= (l.iter().sum::<f64>() / n).max(0.0).powf(wk / norm);
+        } else {
+            let down = |x: &[f64]| -> Vec<f64> {
+                let (hh, ww) = (h / 2, w / 2);
+                let mut o = Vec::with_capacity(hh * ww);
+                for i in 0..hh {
+                    for j in 0..ww {
+                        o.push(
+                            (x[2 * i * w + 2 * j]
+                                + x[2 * i * w + 2 * j + 1]
+                                + x[(2 * i + 1) * w + 2 * j]
+                                + x[(2 * i + 1) * w + 2 * j + 1])
+                                / 4.0,
+                        );
+                    }
+                }
+                o
+            };
+            a = down(&a);
+            b = down(&b);
+            h /= 2;
+            w /= 2;
+        }
+    }
+    total
+}
+
+/// Per-pixel luminance and contrast-structure terms of SSIM (11x11 Gaussian
+/// window, sigma 1.5, K1 0.01, K2 0.03, L 255, valid region).
+fn ssim_parts(a: &[f64], b: &[f64], h: usize, w: usize) -> (Vec<f64>, Vec<f64>) {
     const R: usize = 5;
     if h <= 2 * R || w <= 2 * R {
-        return f64::NAN;
+        return (vec![f64::NAN], vec![f64::NAN]);
     }
     let g: Vec<f64> = (0..=2 * R).map(|i| (-((i as f64 - R as f64).powi(2)) / (2.0 * 1.5 * 1.5)).exp()).collect();
     let gs: f64 = g.iter().sum();
@@ -84,15 +139,13 @@ pub fn ssim(a: &[f64], b: &[f64], h: usize, w: usize) -> f64 {
     let sbb = filt(&|k| b[k] * b[k]);
     let sab = filt(&|k| a[k] * b[k]);
     let (c1, c2) = ((0.01 * 255.0f64).powi(2), (0.03 * 255.0f64).powi(2));
-    let n = ma.len();
-    (0..n)
+    (0..ma.len())
         .map(|i| {
             let (mu_a, mu_b) = (ma[i], mb[i]);
             let va = saa[i] - mu_a * mu_a;
             let vb = sbb[i] - mu_b * mu_b;
             let cov = sab[i] - mu_a * mu_b;
-            ((2.0 * mu_a * mu_b + c1) * (2.0 * cov + c2)) / ((mu_a * mu_a + mu_b * mu_b + c1) * (va + vb + c2))
+            ((2.0 * mu_a * mu_b + c1) / (mu_a * mu_a + mu_b * mu_b + c1), (2.0 * cov + c2) / (va + vb + c2))
         })
-        .sum::<f64>()
-        / n as f64
+        .unzip()
 }

@@ -38,8 +38,9 @@ use crate::tensor::Samples;
 /// `record` (or `gpu` where `record` declines), then `finish` and `save` on
 /// a save thread.
 pub trait StreamOp: Send + Sync {
-    /// Reads an input file.
-    fn load(&self, path: &Path) -> Result<Image> {
+    /// Reads an input file (`job`: the job's index in the run).
+    fn load(&self, job: usize, path: &Path) -> Result<Image> {
+        let _ = job;
         image_io::load(path)
     }
     /// Turns a decoded image into what the op takes (e.g. grey to RGB).
@@ -384,7 +385,7 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
                     break;
                 }
                 let t = Instant::now();
-                let r = op.load(&jobs[i].input).and_then(|img| {
+                let r = op.load(i, &jobs[i].input).and_then(|img| {
                     let c = img.channels;
                     op.prepare(img).map(|p| (c, p))
                 });

@@ -49,17 +49,6 @@ fn unknown_values_are_refused_with_the_valid_list() {
 }
 
 #[test]
-fn planned_commands_say_so_and_fail() {
-    for cmd in ["compress", "decompress"] {
-        let o = gpuimg(&[cmd, "x.png"]);
-        assert!(!o.status.success(), "{cmd} must not pretend to work");
-        let lines = error_lines(&o);
-        assert_eq!(lines.len(), 1, "{cmd}: {lines:?}");
-        assert!(lines[0].contains("not implemented") && lines[0].contains(cmd), "{}", lines[0]);
-    }
-}
-
-#[test]
 fn resize_writes_the_expected_image_on_the_cpu() {
     let dir = tmpdir("resize");
     let out = dir.join("half.png");
@@ -570,4 +559,72 @@ fn augment_writes_samples_saves_and_replays_parameters() {
         let lines = error_lines(&o);
         assert!(!lines.is_empty() && lines[0].contains(want), "{ops}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn compress_and_decompress_files_and_refuse_bad_ones() {
+    let dir = tmpdir("codec");
+    // Untrained weights written by the library: the CLI paths, not quality.
+    let mut m = gpuimg::models::tinycompress::TinyCompress::new(16).unwrap();
+    let mut seed = 7u32;
+    m.init(&mut || {
+        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+        (seed >> 8) as f32 / (1u32 << 24) as f32
+    });
+    let weights = dir.join("c16.safetensors");
+    m.to_weights().save(&weights).unwrap();
+    let w = weights.to_str().unwrap();
+    let (inp, out) = (dir.join("in"), dir.join("out"));
+    std::fs::create_dir_all(&inp).unwrap();
+    std::fs::copy(sample(), inp.join("a.png")).unwrap();
+    std::fs::write(inp.join("b.png"), b"not a png").unwrap();
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "compress",
+        inp.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--rate",
+        "16",
+        "--bitplanes",
+        "6",
+        "--weights",
+        w,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(out.join("a.tcz").exists() && !out.join("b.tcz").exists());
+    let t = gpuimg::codec::Tcz::parse(&std::fs::read(out.join("a.tcz")).unwrap()).unwrap();
+    assert_eq!((t.rate, t.planes, t.width, t.height), (16, 6, 451, 300));
+    let o = gpuimg(&[
+        "--device",
+        "gpu",
+        "decompress",
+        out.join("a.tcz").to_str().unwrap(),
+        "-o",
+        dir.join("a.png").to_str().unwrap(),
+        "--weights",
+        w,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = gpuimg::image_io::load(&dir.join("a.png")).unwrap();
+    assert_eq!((img.width, img.height, img.channels), (451, 300, 3));
+    // Corrupt, truncated and foreign inputs: one-line errors, non-zero exit.
+    let bytes = std::fs::read(out.join("a.tcz")).unwrap();
+    std::fs::write(dir.join("cut.tcz"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(dir.join("png.tcz"), std::fs::read(sample()).unwrap()).unwrap();
+    for (f, want) in [("cut.tcz", "truncated"), ("png.tcz", "not a .tcz file")] {
+        let o = gpuimg(&["--device", "cpu", "decompress", dir.join(f).to_str().unwrap(), "--weights", w]);
+        assert_eq!(o.status.code(), Some(1));
+        let lines = error_lines(&o);
+        assert_eq!(lines.len(), 1, "{}", stderr(&o));
+        assert!(lines[0].contains(want), "{f}: {}", lines[0]);
+    }
+    let o = gpuimg(&["--device", "cpu", "compress", sample().to_str().unwrap(), "--rate", "4", "--weights", w]);
+    assert!(error_lines(&o)[0].contains("rate 16, not 4"), "{}", stderr(&o));
+    std::fs::remove_file(inp.join("b.png")).unwrap();
+    let o = gpuimg(&["--device", "cpu", "eval", "codec", inp.to_str().unwrap(), "--weights", w, "--bitplanes", "8,4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("| a | -16 / 8 planes |") && table.contains("| **mean** | -16 / 4 planes |"), "{table}");
 }

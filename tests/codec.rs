@@ -131,3 +131,52 @@ fn seeded_mutations_never_panic_or_run_away() {
         assert_eq!(v.len(), 3 * 9 * 7);
     }
 }
+
+fn random_codec(rate: usize, rng: &mut Rng) -> gpuimg::models::tinycompress::TinyCompress {
+    // Untrained (random) weights: enough to test the format and the paths.
+    let mut m = gpuimg::models::tinycompress::TinyCompress::new(rate).unwrap();
+    m.init(&mut || rng.uniform(0.0, 1.0));
+    m
+}
+
+#[test]
+fn any_size_round_trips_and_devices_agree() {
+    use gpuimg::{image_io::Image, Backend, Samples};
+    let mut rng = Rng::for_test("any_size_round_trips_and_devices_agree");
+    let gpu = common::gpu_backend();
+    for rate in [4, 16, 64] {
+        let m = random_codec(rate, &mut rng);
+        assert_eq!(
+            (m.enc.param_count(), m.dec.param_count()),
+            (5427 * m.blocks, 1071 * m.blocks),
+            "SCIENCE.md's parameter counts"
+        );
+        let back = gpuimg::models::tinycompress::TinyCompress::from_weights(&m.to_weights()).unwrap();
+        assert_eq!(back, m, "weights round-trip");
+        for (w, h) in [(37u32, 23u32), (8, 8), (1, 1)] {
+            let img = Image::new(w, h, 3, Samples::U8((0..w * h * 3).map(|_| rng.below(256) as u8).collect())).unwrap();
+            for planes in [8, 3] {
+                let t = gpuimg::codec::compress(&Backend::Cpu, &m, &img, planes).unwrap();
+                let parsed = Tcz::parse(&t.to_bytes()).unwrap();
+                assert_eq!(parsed, t);
+                let cpu = gpuimg::codec::decompress(&Backend::Cpu, &m, &parsed).unwrap();
+                assert_eq!((cpu.width, cpu.height, cpu.channels), (w, h, 3), "the true size comes back");
+                if let Some(g) = &gpu {
+                    let gd = gpuimg::codec::decompress(g, &m, &parsed).unwrap();
+                    let (Samples::U8(a), Samples::U8(b)) = (&cpu.samples, &gd.samples) else { panic!() };
+                    let worst = a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap();
+                    assert!(worst <= 1, "-{rate} {w}x{h}: GPU and CPU decodes differ by {worst} levels");
+                    // The GPU encoder's file decodes too (its latents may round differently).
+                    let tg = gpuimg::codec::compress(g, &m, &img, planes).unwrap();
+                    assert_eq!((tg.width, tg.height, tg.rate), (w, h, rate as u8));
+                }
+            }
+        }
+    }
+    let m = random_codec(4, &mut rng);
+    for c in [1usize, 2, 4] {
+        let img = Image::new(5, 4, c, Samples::U8(vec![9; 20 * c])).unwrap();
+        let e = gpuimg::codec::compress(&Backend::Cpu, &m, &img, 8).unwrap_err().to_string();
+        assert!(e.contains("not supported by TinyCompress (RGB only)"), "{e}");
+    }
+}

@@ -48,3 +48,263 @@ pub fn dequantise(codes: &[u8], ranges: &[(f32, f32)], planes: u32) -> Vec<f32> 
         })
         .collect()
 }
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::image_io::Image;
+use crate::kernels::unpack_pixels::PixelLayout;
+use crate::kernels::{PackPixels, UnpackPixels};
+use crate::models::tinycompress::TinyCompress;
+use crate::ops::Recorded;
+use crate::stream::StreamOp;
+use crate::tensor::{Samples, Shape, Tensor};
+
+/// The image as (1, 3, H', W') planes padded (edge) to multiples of `f`.
+fn padded_planes(img: &Image, f: usize) -> Result<Tensor> {
+    if img.channels != 3 {
+        let what = match img.channels {
+            1 => "grey",
+            2 => "grey+alpha",
+            _ => "RGBA",
+        };
+        return Err(Error::invalid(
+            "compress",
+            format!("{what} images are not supported by TinyCompress (RGB only): convert to RGB first"),
+        ));
+    }
+    let x = UnpackPixels(img.layout()).cpu(&img.samples)?;
+    let (h, w) = (img.height as usize, img.width as usize);
+    let (ph, pw) = (h.div_ceil(f) * f, w.div_ceil(f) * f);
+    let mut data = Vec::with_capacity(3 * ph * pw);
+    for c in 0..3 {
+        let plane = x.plane(0, c);
+        for y in 0..ph {
+            let row = &plane[y.min(h - 1) * w..y.min(h - 1) * w + w];
+            data.extend_from_slice(row);
+            data.extend(std::iter::repeat_n(row[w - 1], pw - w));
+        }
+    }
+    Tensor::from_vec(Shape::new(1, 3, ph, pw), data)
+}
+
+/// Runs a network on the GPU if given, else on the CPU.
+fn run_net(gpu: Option<&Gpu>, net: &crate::models::tinycompress::Net, x: &Tensor) -> Result<Tensor> {
+    match gpu {
+        None => net.forward(x, None),
+        Some(gpu) => run_net_gpu(gpu, net, x),
+    }
+}
+
+fn gpu_of(backend: &Backend) -> Option<&Gpu> {
+    match backend {
+        Backend::Cpu => None,
+        Backend::Gpu(g) => Some(g),
+    }
+}
+
+fn run_net_gpu(gpu: &Gpu, net: &crate::models::tinycompress::Net, x: &Tensor) -> Result<Tensor> {
+    let up = net.upload(gpu);
+    let gx = gpu.upload(x)?;
+    let mut scratch = Vec::new();
+    let out = gpu.execute("gpuimg.tinycompress", |enc| net.encode(gpu, enc, &up, &gx, &mut scratch));
+    let r = out.and_then(|y| gpu.download(&y));
+    gpu.recycle(gx);
+    for t in scratch {
+        gpu.recycle(t);
+    }
+    r
+}
+
+/// Encodes an 8- or 16-bit RGB image into a `.tcz` with `planes` bit planes.
+pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, planes: u32) -> Result<Tcz> {
+    if !(1..=8).contains(&planes) {
+        return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
+    }
+    let x = padded_planes(img, m.factor())?;
+    let lat = run_net(gpu_of(backend), &m.enc, &x)?;
+    let (lh, lw) = (lat.shape.h, lat.shape.w);
+    let (codes, ranges) = quantise(&lat.data, 3, planes);
+    Ok(Tcz {
+        rate: m.rate() as u8,
+        planes: planes as u8,
+        width: img.width,
+        height: img.height,
+        ranges: [ranges[0], ranges[1], ranges[2]],
+        payload: entropy::encode_latents(&codes, 3, lw, lh, planes),
+    })
+}
+
+/// Decodes a `.tcz` into an 8-bit RGB image (the codec must have the file's rate).
+pub fn decompress(backend: &Backend, m: &TinyCompress, t: &Tcz) -> Result<Image> {
+    decompress_on(gpu_of(backend), m, t)
+}
+
+fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, t: &Tcz) -> Result<Image> {
+    if m.rate() != t.rate as usize {
+        return Err(Error::invalid(
+            "decompress",
+            format!("the file is rate {}, these weights rate {}", t.rate, m.rate()),
+        ));
+    }
+    let (lw, lh) = t.latent_size();
+    let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.planes as u32);
+    let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.planes as u32))?;
+    let y = run_net(gpu, &m.dec, &lat)?;
+    let (w, h) = (t.width as usize, t.height as usize);
+    let cropped = crate::ops::crop_rows(&y, 0, h);
+    let pw = cropped.shape.w;
+    let mut data = Vec::with_capacity(3 * w * h);
+    for c in 0..3 {
+        for row in cropped.plane(0, c).chunks_exact(pw) {
+            data.extend_from_slice(&row[..w]);
+        }
+    }
+    let l = PixelLayout { n: 1, height: h, width: w, channels: 3, bits: 8 };
+    let samples = PackPixels(l).cpu(&Tensor::from_vec(l.shape(), data)?)?;
+    Image::new(t.width, t.height, 3, samples)
+}
+
+/// The latent codes of a job as an image (3 channels of u8 codes) plus what
+/// the container needs besides: travels between the engine's stages.
+#[derive(Debug, Clone, Default)]
+struct Side {
+    ranges: Vec<(f32, f32)>,
+    width: u32,
+    height: u32,
+}
+
+fn codes_image(codes: &[u8], w: usize, h: usize) -> Result<Image> {
+    let p = w * h;
+    let inter: Vec<u8> = (0..p * 3).map(|i| codes[(i % 3) * p + i / 3]).collect();
+    Image::new(w as u32, h as u32, 3, Samples::U8(inter))
+}
+
+fn planar_codes(img: &Image) -> Vec<u8> {
+    let Samples::U8(s) = &img.samples else { return Vec::new() };
+    let p = s.len() / 3;
+    (0..p * 3).map(|i| s[(i % p) * 3 + i / p]).collect()
+}
+
+/// `gpuimg compress` as a streamed op: the transform on the CPU or GPU, the
+/// arithmetic coding and the container on the save threads.
+pub struct CompressOp {
+    model: TinyCompress,
+    planes: u32,
+    side: Mutex<Vec<Side>>,
+}
+
+impl CompressOp {
+    /// The op for a codec and bit-plane count.
+    pub fn new(model: TinyCompress, planes: u32) -> Result<Self> {
+        if !(1..=8).contains(&planes) {
+            return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
+        }
+        Ok(CompressOp { model, planes, side: Mutex::new(Vec::new()) })
+    }
+    fn run(&self, job: usize, gpu: Option<&Gpu>, img: &Image) -> Result<Image> {
+        let x = padded_planes(img, self.model.factor())?;
+        let lat = run_net(gpu, &self.model.enc, &x)?;
+        let (codes, ranges) = quantise(&lat.data, 3, self.planes);
+        let mut side = self.side.lock().expect("side poisoned");
+        if side.len() <= job {
+            side.resize(job + 1, Side::default());
+        }
+        side[job] = Side { ranges, width: img.width, height: img.height };
+        codes_image(&codes, lat.shape.w, lat.shape.h)
+    }
+}
+
+impl StreamOp for CompressOp {
+    fn cpu(&self, job: usize, img: &Image) -> Result<Image> {
+        self.run(job, None, img)
+    }
+    fn gpu(&self, job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
+        self.run(job, Some(gpu), img)
+    }
+    fn record(
+        &self,
+        _job: usize,
+        _gpu: &Gpu,
+        _enc: &mut wgpu::CommandEncoder,
+        _img: &Image,
+        _src: &wgpu::Buffer,
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        Ok(None)
+    }
+    fn save(&self, job: usize, out: &Image, path: &Path) -> Result<()> {
+        let s = self.side.lock().expect("side poisoned").get(job).cloned().unwrap_or_default();
+        let (lw, lh) = (out.width as usize, out.height as usize);
+        let t = Tcz {
+            rate: self.model.rate() as u8,
+            planes: self.planes as u8,
+            width: s.width,
+            height: s.height,
+            ranges: [s.ranges[0], s.ranges[1], s.ranges[2]],
+            payload: entropy::encode_latents(&planar_codes(out), 3, lw, lh, self.planes),
+        };
+        crate::image_io::write_atomic(path, &t.to_bytes())
+    }
+}
+
+/// `gpuimg decompress` as a streamed op: parsing and arithmetic decoding on
+/// the load threads, the transform on the CPU or GPU.
+pub struct DecompressOp {
+    models: Vec<TinyCompress>,
+    side: Mutex<Vec<Option<Tcz>>>,
+}
+
+impl DecompressOp {
+    /// The op with one codec per rate it may meet.
+    pub fn new(models: Vec<TinyCompress>) -> Self {
+        DecompressOp { models, side: Mutex::new(Vec::new()) }
+    }
+    fn model(&self, rate: u8) -> Result<&TinyCompress> {
+        self.models
+            .iter()
+            .find(|m| m.rate() == rate as usize)
+            .ok_or_else(|| Error::invalid("decompress", format!("no weights for rate {rate}")))
+    }
+    fn run(&self, job: usize, gpu: Option<&Gpu>) -> Result<Image> {
+        let t = self.side.lock().expect("side poisoned").get_mut(job).and_then(Option::take);
+        let t = t.ok_or_else(|| Error::invalid("decompress", "file not loaded"))?;
+        decompress_on(gpu, self.model(t.rate)?, &t)
+    }
+}
+
+impl StreamOp for DecompressOp {
+    fn load(&self, job: usize, path: &Path) -> Result<Image> {
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        let t = Tcz::parse(&bytes).map_err(|e| Error::invalid("decompress", format!("{}: {e}", path.display())))?;
+        self.model(t.rate)?;
+        let (lw, lh) = t.latent_size();
+        let mut side = self.side.lock().expect("side poisoned");
+        if side.len() <= job {
+            side.resize(job + 1, None);
+        }
+        side[job] = Some(t);
+        // The engine carries an image between its stages; this one stands for
+        // the latents (1x1: their values wait in `side` until the transform).
+        let _ = (lw, lh);
+        Image::new(1, 1, 3, Samples::U8(vec![0; 3]))
+    }
+    fn cpu(&self, job: usize, _img: &Image) -> Result<Image> {
+        self.run(job, None)
+    }
+    fn gpu(&self, job: usize, gpu: &Gpu, _img: &Image) -> Result<Image> {
+        self.run(job, Some(gpu))
+    }
+    fn record(
+        &self,
+        _job: usize,
+        _gpu: &Gpu,
+        _enc: &mut wgpu::CommandEncoder,
+        _img: &Image,
+        _src: &wgpu::Buffer,
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        Ok(None)
+    }
+}

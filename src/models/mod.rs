@@ -1,5 +1,6 @@
 //! Models built from the kernels: weights plus a sequence of ops.
 
+pub mod tinycompress;
 pub mod tinypssr;
 pub mod tinypssr_cpu;
 pub mod zero_dce;

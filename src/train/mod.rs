@@ -1,6 +1,7 @@
 //! Training on the CPU: the backward passes of the kernels (our own code,
 //! checked against finite differences in tests), Adam, and per-model loops.
 
+pub mod codec;
 pub mod enhance;
 pub mod grad;
 pub mod sr;
