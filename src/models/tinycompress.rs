@@ -273,6 +273,62 @@ impl TinyCompress {
         }
     }
 
+    /// A start that already works as a codec: random weights (as [`init`])
+    /// with a path through each block set up as 2x2 averaging (encoder) and
+    /// nearest upsampling into a sigmoid around its linear range (decoder),
+    /// so training refines a working codec instead of discovering one.
+    ///
+    /// [`init`]: TinyCompress::init
+    pub fn init_structured(&mut self, rng: &mut impl FnMut() -> f32) {
+        self.init(&mut || rng() * 0.1 + 0.45);
+        let centre = |conv: &Conv2d, o: usize, i: usize| {
+            let k = conv.k;
+            ((o * (conv.cin / conv.groups) + i) * k + k / 2) * k + k / 2
+        };
+        let blocks = self.blocks;
+        for (b, chunk) in self.enc.layers.chunks_mut(9).enumerate() {
+            // conv 9x9 3->15 (copy), conv 1x1 15->3 (pick), unshuffle, conv 3x3 12->15 (average 2x2), conv 1x1 15->3 (pick).
+            if let [Layer::Conv { conv: c1, w: w1, .. }, _, Layer::Conv { conv: c2, w: w2, .. }, _, _, Layer::Conv { conv: c3, w: w3, .. }, _, Layer::Conv { conv: c4, w: w4, .. }, _] =
+                chunk
+            {
+                for c in 0..3 {
+                    let i = centre(c1, c, c);
+                    w1[i] = 1.0;
+                    let i = centre(c2, c, c);
+                    w2[i] = 1.0;
+                    for s in 0..4 {
+                        let i = centre(c3, c, c * 4 + s);
+                        w3[i] = 0.25;
+                    }
+                    let i = centre(c4, c, c);
+                    w4[i] = 1.0;
+                }
+            }
+            let _ = b;
+        }
+        for (b, chunk) in self.dec.layers.chunks_mut(7).enumerate() {
+            // conv 3x3 3->12 (replicate to the 4 sub-pixels), shuffle, conv 5x5 3->9 (copy), conv 1x1 9->3, sigmoid.
+            let last = b + 1 == blocks;
+            if let [Layer::Conv { conv: c1, w: w1, .. }, _, _, Layer::Conv { conv: c2, w: w2, .. }, _, Layer::Conv { conv: c3, w: w3, b: b3 }, _] =
+                chunk
+            {
+                for c in 0..3 {
+                    for s in 0..4 {
+                        let i = centre(c1, c * 4 + s, c);
+                        w1[i] = 1.0;
+                    }
+                    let i = centre(c2, c, c);
+                    w2[i] = 1.0;
+                    // sigmoid(4 (x - 0.5)) ~ x on the middle of [0, 1].
+                    let i = centre(c3, c, c);
+                    w3[i] = 4.0;
+                    b3[c] = -2.0;
+                }
+            }
+            let _ = last;
+        }
+    }
+
     /// Weights as safetensors: `enc.{i}.weight|bias|slope`, `dec.{i}...`, and `rate` in the metadata.
     pub fn to_weights(&self) -> Weights {
         let mut wts = Weights::default();

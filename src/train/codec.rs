@@ -91,7 +91,7 @@ pub fn train(cfg: &CodecTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyC
         None => {
             let mut m = TinyCompress::new(cfg.rate)?;
             let mut r = SplitMix(cfg.seed ^ 0xC0DEC);
-            m.init(&mut || r.unit());
+            m.init_structured(&mut || r.unit());
             m
         }
     };
