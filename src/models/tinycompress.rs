@@ -285,8 +285,7 @@ impl TinyCompress {
             let k = conv.k;
             ((o * (conv.cin / conv.groups) + i) * k + k / 2) * k + k / 2
         };
-        let blocks = self.blocks;
-        for (b, chunk) in self.enc.layers.chunks_mut(9).enumerate() {
+        for chunk in self.enc.layers.chunks_mut(9) {
             // conv 9x9 3->15 (copy), conv 1x1 15->3 (pick), unshuffle, conv 3x3 12->15 (average 2x2), conv 1x1 15->3 (pick).
             if let [Layer::Conv { conv: c1, w: w1, .. }, _, Layer::Conv { conv: c2, w: w2, .. }, _, _, Layer::Conv { conv: c3, w: w3, .. }, _, Layer::Conv { conv: c4, w: w4, .. }, _] =
                 chunk
@@ -304,15 +303,13 @@ impl TinyCompress {
                     w4[i] = 1.0;
                 }
             }
-            let _ = b;
         }
-        for (b, chunk) in self.dec.layers.chunks_mut(7).enumerate() {
+        for chunk in self.dec.layers.chunks_mut(7) {
             // conv 3x3 3->12 (replicate to the 4 sub-pixels), shuffle, conv 5x5 3->9 (copy), conv 1x1 9->3, sigmoid.
-            let last = b + 1 == blocks;
             if let [Layer::Conv { conv: c1, w: w1, .. }, _, _, Layer::Conv { conv: c2, w: w2, .. }, _, Layer::Conv { conv: c3, w: w3, b: b3 }, _] =
                 chunk
             {
-                for c in 0..3 {
+                for (c, bias) in b3.iter_mut().enumerate() {
                     for s in 0..4 {
                         let i = centre(c1, c * 4 + s, c);
                         w1[i] = 1.0;
@@ -322,10 +319,9 @@ impl TinyCompress {
                     // sigmoid(4 (x - 0.5)) ~ x on the middle of [0, 1].
                     let i = centre(c3, c, c);
                     w3[i] = 4.0;
-                    b3[c] = -2.0;
+                    *bias = -2.0;
                 }
             }
-            let _ = last;
         }
     }
 
