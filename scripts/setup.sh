@@ -16,4 +16,7 @@ mkdir -p target/demo
 # Low-light enhancement of the darkened sample (Zero-DCE++, then Zero-DCE).
 ./target/release/gpuimg -v enhance assets/chelsea_dark.png -o target/demo/chelsea_dark_enhanced.png --overwrite
 ./target/release/gpuimg -v enhance --model zero-dce assets/chelsea_dark.png -o target/demo/chelsea_dark_enhanced_zero_dce.png --overwrite
+# Four augmented samples of the sample photo (seed-004 style chain).
+./target/release/gpuimg -v augment assets/chelsea.png -o target/demo/augment --count 4 --seed 1 --overwrite \
+  --ops 'hflip:p=0.5;rotate:deg=15;jitter:brightness=0.2,contrast=0.2,saturation=0.2,hue=0.05;random-resized-crop:size=224'
 echo "setup: done; outputs in target/demo/"
