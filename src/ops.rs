@@ -554,6 +554,18 @@ impl StreamOp for ResizeOp {
         let l = img.layout();
         Ok(Some((record_resize(gpu, enc, &self.0, l, src)?, resize_layout(l, &self.0)?)))
     }
+    fn record_group(
+        &self,
+        _jobs: &[usize],
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        imgs: &[&Image],
+        src: &wgpu::Buffer,
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        // One unpack, one resize and one pack over an (N, C, H, W) batch.
+        let l = PixelLayout { n: imgs.len(), ..imgs[0].layout() };
+        Ok(Some((record_resize(gpu, enc, &self.0, l, src)?, resize_layout(l, &self.0)?)))
+    }
 }
 
 /// [`super_resolve`] as a streamed op. The fused kernel's weights are

@@ -64,6 +64,22 @@ pub trait StreamOp: Send + Sync {
         img: &Image,
         src: &wgpu::Buffer,
     ) -> Result<Option<(Recorded, PixelLayout)>>;
+    /// Records the op for several images of one layout at once: `src` holds
+    /// their packed samples back to back, and the result is their outputs
+    /// back to back, with one dispatch per kernel for the whole group (the
+    /// returned layout has `n` = the number of images). `None` (the default):
+    /// not supported, each image is recorded alone.
+    fn record_group(
+        &self,
+        jobs: &[usize],
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        imgs: &[&Image],
+        src: &wgpu::Buffer,
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        let _ = (jobs, gpu, enc, imgs, src);
+        Ok(None)
+    }
     /// Turns the op's output back into what is saved. `channels` is the
     /// decoded image's channel count (before `prepare`).
     fn finish(&self, channels: usize, input: &Image, out: Image) -> Result<Image> {
@@ -205,6 +221,8 @@ pub struct Report {
     pub threads: [usize; 3],
     /// Submissions made (fewer than images when small ones were batched).
     pub submissions: usize,
+    /// Images that shared their dispatches with others of the same layout.
+    pub grouped: usize,
     /// Inputs left alone because their output existed (set by the caller).
     pub skipped: usize,
     /// Most decoded images held at once.
@@ -236,7 +254,7 @@ impl Report {
             .map(|(p, m)| format!("{{\"input\": {}, \"error\": {}}}", json_str(&p.display().to_string()), json_str(m)))
             .collect();
         format!(
-            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"peak_in_memory\": {},\n  \"failures\": [{}]\n}}\n",
+            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"grouped\": {},\n  \"peak_in_memory\": {},\n  \"failures\": [{}]\n}}\n",
             self.images,
             self.failed,
             self.skipped,
@@ -259,6 +277,7 @@ impl Report {
             self.threads[1],
             self.threads[2],
             self.submissions,
+            self.grouped,
             self.peak_in_memory,
             failures.join(", ")
         )
@@ -375,6 +394,7 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
     let mut stages = Stages::default();
     let mut gpu_busy = None;
     let mut submissions = 0;
+    let mut grouped = 0;
     std::thread::scope(|scope| {
         for _ in 0..cfg.load_threads {
             let tx = dec_tx.clone();
@@ -461,6 +481,7 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
                 stages.readback_s = ring.readback_ns as f64 * 1e-9;
                 gpu_busy = ring.busy_s();
                 submissions = ring.submissions;
+                grouped = ring.grouped;
             }
         }
         drop(save_tx);
@@ -483,15 +504,17 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
         slots: cfg.slots,
         threads: [cfg.load_threads, cfg.proc_threads, cfg.save_threads],
         submissions,
+        grouped,
         skipped: 0,
         peak_in_memory: shared.peak.load(Ordering::SeqCst),
     }
 }
 
-/// One image of a slot's submission.
+/// One image of a slot's submission. Images recorded as a group share one
+/// recording, held by the group's first entry.
 struct Entry {
     item: Item,
-    rec: Recorded,
+    rec: Option<Recorded>,
     layout: PixelLayout,
     offset: u64,
 }
@@ -526,6 +549,7 @@ struct Ring<'g> {
     record_ns: u64,
     submit_ns: u64,
     input_ns: u64,
+    grouped: usize,
     wait_ns: u64,
     readback_ns: u64,
     submissions: usize,
@@ -558,6 +582,7 @@ impl<'g> Ring<'g> {
             record_ns: 0,
             submit_ns: 0,
             input_ns: 0,
+            grouped: 0,
             wait_ns: 0,
             readback_ns: 0,
             submissions: 0,
@@ -640,42 +665,77 @@ impl<'g> Ring<'g> {
         let mut entries: Vec<Entry> = Vec::new();
         let mut offset = 0u64;
         let mut blocking = Vec::new();
-        for item in batch {
-            let k = entries.len();
-            let t = Instant::now();
-            let bytes = item.img.samples.to_le_bytes();
-            let padded = (bytes.len() as u64).max(4).next_multiple_of(4);
-            let up = &mut self.slots[slot].uploads;
-            if up.len() <= k || up[k].size() < padded {
-                let b = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("gpuimg.stream.upload"),
-                    size: padded.next_power_of_two(),
-                    usage: Gpu::TENSOR_USAGE,
-                    mapped_at_creation: false,
-                });
-                if up.len() <= k {
-                    up.push(b);
-                } else {
-                    up[k] = b;
+        let mut uploads = 0usize;
+        // Runs of images with one layout go up as one buffer and, where the op
+        // can, through one dispatch per kernel.
+        let mut rest = batch.into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let key = first.img.layout();
+            let mut group = vec![first];
+            while rest.peek().is_some_and(|i| i.img.layout() == key) {
+                group.push(rest.next().expect("peeked"));
+            }
+            if group.len() > 1 {
+                let t = Instant::now();
+                let bytes: Vec<u8> = group.iter().flat_map(|i| i.img.samples.to_le_bytes()).collect();
+                let src = self.upload_buffer(slot, uploads, bytes.len() as u64);
+                uploads += 1;
+                write_padded(gpu, &src, &bytes);
+                let t1 = Instant::now();
+                self.upload_ns += nanos(t1 - t);
+                let jobs: Vec<usize> = group.iter().map(|i| i.job).collect();
+                let imgs: Vec<&Image> = group.iter().map(|i| &i.img).collect();
+                let r = op.record_group(&jobs, gpu, &mut enc, &imgs, &src);
+                self.record_ns += nanos(t1.elapsed());
+                match r {
+                    Ok(Some((rec, l))) => {
+                        let one = PixelLayout { n: 1, ..l };
+                        let len = rec.out_bytes.max(4).next_multiple_of(4);
+                        let mut rec = Some(rec);
+                        for (i, item) in group.into_iter().enumerate() {
+                            entries.push(Entry {
+                                item,
+                                rec: rec.take(),
+                                layout: one,
+                                offset: offset + i as u64 * one.bytes(),
+                            });
+                        }
+                        self.grouped += l.n;
+                        offset += len.next_multiple_of(8);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        for item in group {
+                            shared.release();
+                            shared.fail(item.job, &e);
+                        }
+                        continue;
+                    }
                 }
             }
-            let src = up[k].clone();
-            write_padded(gpu, &src, &bytes);
-            drop(bytes);
-            let t1 = Instant::now();
-            self.upload_ns += nanos(t1 - t);
-            let r = op.record(item.job, gpu, &mut enc, &item.img, &src);
-            self.record_ns += nanos(t1.elapsed());
-            match r {
-                Ok(Some((rec, layout))) => {
-                    let len = rec.out_bytes.max(4).next_multiple_of(4);
-                    entries.push(Entry { item, rec, layout, offset });
-                    offset += len.next_multiple_of(8);
-                }
-                Ok(None) => blocking.push(item),
-                Err(e) => {
-                    shared.release();
-                    shared.fail(item.job, &e);
+            for item in group {
+                let t = Instant::now();
+                let bytes = item.img.samples.to_le_bytes();
+                let src = self.upload_buffer(slot, uploads, bytes.len() as u64);
+                uploads += 1;
+                write_padded(gpu, &src, &bytes);
+                drop(bytes);
+                let t1 = Instant::now();
+                self.upload_ns += nanos(t1 - t);
+                let r = op.record(item.job, gpu, &mut enc, &item.img, &src);
+                self.record_ns += nanos(t1.elapsed());
+                match r {
+                    Ok(Some((rec, layout))) => {
+                        let len = rec.out_bytes.max(4).next_multiple_of(4);
+                        entries.push(Entry { item, rec: Some(rec), layout, offset });
+                        offset += len.next_multiple_of(8);
+                    }
+                    Ok(None) => blocking.push(item),
+                    Err(e) => {
+                        shared.release();
+                        shared.fail(item.job, &e);
+                    }
                 }
             }
         }
@@ -693,7 +753,9 @@ impl<'g> Ring<'g> {
             }
             let rb = rb.as_ref().expect("readback buffer").clone();
             for e in &entries {
-                enc.copy_buffer_to_buffer(&e.rec.out, 0, &rb, e.offset, e.rec.out_bytes.max(4).next_multiple_of(4));
+                if let Some(rec) = &e.rec {
+                    enc.copy_buffer_to_buffer(&rec.out, 0, &rb, e.offset, rec.out_bytes.max(4).next_multiple_of(4));
+                }
             }
             if let (Some((set, resolve)), Some(off)) = (&self.queries, ts_offset) {
                 stamp(&mut enc, set, 1);
@@ -772,7 +834,7 @@ impl<'g> Ring<'g> {
                 let mut outs = Vec::with_capacity(f.entries.len());
                 for e in &f.entries {
                     let l = e.layout;
-                    let bytes = &view[e.offset as usize..(e.offset + e.rec.out_bytes) as usize];
+                    let bytes = &view[e.offset as usize..(e.offset + l.bytes()) as usize];
                     outs.push(Image::new(
                         l.width as u32,
                         l.height as u32,
@@ -784,7 +846,9 @@ impl<'g> Ring<'g> {
                 rb.unmap();
                 self.readback_ns += nanos(t1.elapsed());
                 for (e, out) in f.entries.into_iter().zip(outs) {
-                    e.rec.recycle(self.gpu);
+                    if let Some(rec) = e.rec {
+                        rec.recycle(self.gpu);
+                    }
                     match out {
                         Ok(out) => {
                             let _ = save.send((e.item, out));
@@ -803,6 +867,26 @@ impl<'g> Ring<'g> {
                 }
             }
         }
+    }
+
+    /// The slot's `k`-th persistent upload buffer, grown to at least `bytes`.
+    fn upload_buffer(&mut self, slot: usize, k: usize, bytes: u64) -> wgpu::Buffer {
+        let padded = bytes.max(4).next_multiple_of(4);
+        let up = &mut self.slots[slot].uploads;
+        if up.len() <= k || up[k].size() < padded {
+            let b = self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gpuimg.stream.upload"),
+                size: padded.next_power_of_two(),
+                usage: Gpu::TENSOR_USAGE,
+                mapped_at_creation: false,
+            });
+            if up.len() <= k {
+                up.push(b);
+            } else {
+                up[k] = b;
+            }
+        }
+        up[k].clone()
     }
 
     /// GPU busy time: the union of the submissions' timestamp intervals.

@@ -207,3 +207,53 @@ fn thread_specs_and_progress_lines() {
     assert!(line.contains("30/120 3.0 img/s ETA 0:30"), "{line}");
     assert!(line.contains(&format!("[{}{}]", "#".repeat(7), " ".repeat(23))), "{line}");
 }
+
+#[test]
+fn small_images_of_one_layout_share_dispatches() {
+    let Some(gpu) = gpu_backend() else { return };
+    let Backend::Gpu(g) = &gpu else { unreachable!() };
+    let mut rng = Rng::for_test("small_images_of_one_layout_share_dispatches");
+    let op = ops::ResizeOp(ResizeBilinear::by_factor(1.5, false));
+    // Directly: one recording for three images equals three single ones.
+    let imgs: Vec<Image> = (0..3).map(|_| random_image(&mut rng, 13, 9, 4, 8)).collect();
+    let bytes: Vec<u8> = imgs.iter().flat_map(|i| i.samples.to_le_bytes()).collect();
+    let src = g.upload_bytes(&bytes).unwrap();
+    let refs: Vec<&Image> = imgs.iter().collect();
+    let mut layout = None;
+    let out = ops::run_recorded(g, "group", 3 * 19 * 13 * 4, |enc| {
+        let (rec, l) = op.record_group(&[0, 1, 2], g, enc, &refs, &src)?.expect("resize groups");
+        layout = Some(l);
+        Ok(rec)
+    })
+    .unwrap();
+    let l = layout.unwrap();
+    assert_eq!((l.n, l.width, l.height), (3, 19, 13));
+    for (k, img) in imgs.iter().enumerate() {
+        let want = ops::resize_image(&gpu, img, &op.0).unwrap();
+        let one = 19 * 13 * 4;
+        assert_eq!(&out[k * one..(k + 1) * one], &want.samples.to_le_bytes()[..], "image {k} of the group");
+    }
+    // Through the engine: equal outputs, and the report counts grouped images.
+    let dir = tmpdir("grouped");
+    let jobs: Vec<Job> = (0..64)
+        .map(|i| {
+            let p = dir.join(format!("g{i:02}.png"));
+            image_io::save(&random_image(&mut rng, 16, 12, 3, 8), &p).unwrap();
+            Job { input: p, output: dir.join(format!("g{i:02}_out.png")) }
+        })
+        .collect();
+    let mut cfg = StreamConfig::new();
+    cfg.set_threads("2:1:2").unwrap();
+    cfg.slots = 3;
+    let r = stream::run(&gpu, &op, &jobs, &cfg, &Silent);
+    assert_eq!((r.images, r.failed), (64, 0));
+    for j in &jobs {
+        let got = image_io::load(&j.output).unwrap();
+        let want = ops::resize_image(&gpu, &image_io::load(&j.input).unwrap(), &op.0).unwrap();
+        assert_eq!(got, want, "{}", j.input.display());
+    }
+    eprintln!("{} of 64 images shared dispatches, {} submissions", r.grouped, r.submissions);
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(json["grouped"], r.grouped);
+    assert!(r.grouped <= 64 && r.submissions <= 64);
+}
