@@ -922,7 +922,14 @@ pub struct AugmentOp {
     seed: u64,
     fused: bool,
     jobs: Mutex<Jobs>,
+    decoded: Mutex<std::collections::VecDeque<(std::path::PathBuf, DecodeCell)>>,
 }
+
+/// One input's decode, shared by the jobs (samples) that read it.
+type DecodeCell = Arc<std::sync::OnceLock<std::result::Result<Image, String>>>;
+
+/// Inputs whose decodes are kept for their other samples.
+const DECODE_CACHE: usize = 8;
 
 #[derive(Default)]
 struct Jobs {
@@ -935,7 +942,14 @@ impl AugmentOp {
     /// The op for a spec and seed.
     pub fn new(spec: Spec, seed: u64) -> Result<Self> {
         let norm = normalization(&spec)?;
-        Ok(AugmentOp { spec: without_normalize(&spec), norm, seed, fused: true, jobs: Mutex::new(Jobs::default()) })
+        Ok(AugmentOp {
+            spec: without_normalize(&spec),
+            norm,
+            seed,
+            fused: true,
+            jobs: Mutex::new(Jobs::default()),
+            decoded: Mutex::new(std::collections::VecDeque::new()),
+        })
     }
 
     /// Runs every op as its own pass (the reference) instead of the fused plan.
@@ -981,6 +995,28 @@ impl AugmentOp {
 }
 
 impl StreamOp for AugmentOp {
+    /// Decodes each input once for all its samples (jobs of one input are
+    /// consecutive; the last few decodes are kept, so memory stays bounded).
+    fn load(&self, _job: usize, path: &Path) -> Result<Image> {
+        let cell = {
+            let mut d = self.decoded.lock().expect("decode cache poisoned");
+            match d.iter().find(|(p, _)| p == path) {
+                Some((_, c)) => c.clone(),
+                None => {
+                    let c = DecodeCell::default();
+                    d.push_back((path.to_path_buf(), c.clone()));
+                    if d.len() > DECODE_CACHE {
+                        d.pop_front();
+                    }
+                    c
+                }
+            }
+        };
+        match cell.get_or_init(|| crate::image_io::load(path).map_err(|e| e.to_string())) {
+            Ok(img) => Ok(img.clone()),
+            Err(m) => Err(Error::invalid("augment", m.clone())),
+        }
+    }
     fn prepare(&self, img: Image) -> Result<Image> {
         if img.channels <= 2 {
             crate::ops::grey_to_rgb(&img)
