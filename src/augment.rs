@@ -215,24 +215,21 @@ impl std::fmt::Display for Spec {
     }
 }
 
-/// SplitMix64: the generator every draw uses (the same on every machine).
+/// The generator every draw uses: the project's SplitMix64, seeded per sample
+/// (the same on every machine).
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(crate::train::SplitMix);
 
 impl Rng {
     /// The generator of sample `sample` under `seed`.
     pub fn for_sample(seed: u64, sample: u64) -> Rng {
-        let mut r = Rng(seed ^ 0x5851_f42d_4c95_7f2d);
-        r.next();
+        let mut r = crate::train::SplitMix(seed ^ 0x5851_f42d_4c95_7f2d);
+        r.next_u64();
         r.0 ^= sample.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        r
+        Rng(r)
     }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
@@ -985,11 +982,7 @@ impl AugmentOp {
             None => self.spec.draw(self.seed, sample, w, h)?,
         };
         let plan = if self.fused { Plan::fused(&d, w, h)? } else { Plan::op_by_op(&d, w, h)? };
-        let mut j = self.jobs.lock().expect("jobs poisoned");
-        if j.drawn.len() <= job {
-            j.drawn.resize(job + 1, None);
-        }
-        j.drawn[job] = Some(d);
+        crate::stream::set_job(&mut self.jobs.lock().expect("jobs poisoned").drawn, job, Some(d));
         Ok(plan)
     }
 }

@@ -147,23 +147,28 @@ pub fn eval_codec(
                 let out = crate::codec::decompress(backend, m, &t)?;
                 let (psnr_rgb, psnr_y, ms_ssim) = scores(&rgb8_tensor(&out)?, &x);
                 let bpp = bytes as f64 * 8.0 / pixels;
-                // Binary search of the quality whose size is nearest (size grows with quality).
+                // Binary search of the quality whose size is nearest (size grows
+                // with quality); each quality is encoded once.
+                let mut encoded: std::collections::HashMap<u8, (usize, crate::image_io::Image)> = Default::default();
+                let mut jpeg_bpp = |q: u8| -> Result<f64> {
+                    if let std::collections::hash_map::Entry::Vacant(e) = encoded.entry(q) {
+                        e.insert(jpeg(&img, q)?);
+                    }
+                    Ok(encoded[&q].0 as f64 * 8.0 / pixels)
+                };
                 let (mut lo, mut hi) = (1u8, 100u8);
                 while lo < hi {
                     let mid = (lo + hi) / 2;
-                    if (jpeg(&img, mid)?.0 as f64 * 8.0 / pixels) < bpp {
+                    if jpeg_bpp(mid)? < bpp {
                         lo = mid + 1;
                     } else {
                         hi = mid;
                     }
                 }
-                let q = [lo.saturating_sub(1).max(1), lo]
-                    .into_iter()
-                    .min_by_key(|&q| {
-                        ((jpeg(&img, q).map(|j| j.0).unwrap_or(0) as f64 * 8.0 / pixels - bpp).abs() * 1e6) as u64
-                    })
-                    .unwrap_or(lo);
-                let (jbytes, jimg) = jpeg(&img, q)?;
+                // The lower of the two on a tie.
+                let below = lo.saturating_sub(1).max(1);
+                let q = if (jpeg_bpp(below)? - bpp).abs() <= (jpeg_bpp(lo)? - bpp).abs() { below } else { lo };
+                let (jbytes, jimg) = encoded.remove(&q).expect("encoded above");
                 let (jrgb, _, jms) = scores(&rgb8_tensor(&jimg)?, &x);
                 rows.push(CodecRow {
                     path: path.clone(),

@@ -545,14 +545,13 @@ impl StreamOp for ResizeOp {
     }
     fn record(
         &self,
-        _job: usize,
+        job: usize,
         gpu: &Gpu,
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
         src: &wgpu::Buffer,
     ) -> Result<Option<(Recorded, PixelLayout)>> {
-        let l = img.layout();
-        Ok(Some((record_resize(gpu, enc, &self.0, l, src)?, resize_layout(l, &self.0)?)))
+        self.record_group(&[job], gpu, enc, &[img], src)
     }
     fn record_group(
         &self,

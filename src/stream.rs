@@ -55,7 +55,7 @@ pub trait StreamOp: Send + Sync {
     /// Records the op into `enc` for `img`, whose packed little-endian
     /// samples are in `src`. Returns the recording and the output layout, or
     /// `None` when the image must take the blocking path (too large for one
-    /// pass).
+    /// pass; the default, for ops that have no recorded form).
     fn record(
         &self,
         job: usize,
@@ -63,7 +63,10 @@ pub trait StreamOp: Send + Sync {
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
         src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>>;
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        let _ = (job, gpu, enc, img, src);
+        Ok(None)
+    }
     /// Records the op for several images of one layout at once: `src` holds
     /// their packed samples back to back, and the result is their outputs
     /// back to back, with one dispatch per kernel for the whole group (the
@@ -284,6 +287,14 @@ impl Report {
     }
 }
 
+/// Stores `value` as job `job`'s entry of a per-job table, growing it.
+pub(crate) fn set_job<T: Clone + Default>(table: &mut Vec<T>, job: usize, value: T) {
+    if table.len() <= job {
+        table.resize(job + 1, T::default());
+    }
+    table[job] = value;
+}
+
 /// A JSON string literal.
 pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -350,6 +361,18 @@ impl Shared<'_> {
     fn finish_one(&self) {
         let d = self.done.fetch_add(1, Ordering::SeqCst) + 1;
         self.observer.progress(d, self.jobs.len(), self.started.elapsed());
+    }
+    /// Hands an op's result to the savers, or records its failure.
+    fn deliver(&self, item: Item, r: Result<Image>, save: &mpsc::SyncSender<(Item, Image)>) {
+        match r {
+            Ok(out) => {
+                let _ = save.send((item, out));
+            }
+            Err(e) => {
+                self.release();
+                self.fail(item.job, &e);
+            }
+        }
     }
     fn hold(&self) {
         let n = self.in_memory.fetch_add(1, Ordering::SeqCst) + 1;
@@ -457,15 +480,7 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
                         Err(_) => op.cpu(item.job, &item.img),
                     };
                     cpu_ns += nanos(t.elapsed());
-                    match r {
-                        Ok(out) => {
-                            let _ = save_tx.send((item, out));
-                        }
-                        Err(e) => {
-                            shared.release();
-                            shared.fail(item.job, &e);
-                        }
-                    }
+                    shared.deliver(item, r, &save_tx);
                 }
                 stages.cpu_s = cpu_ns as f64 * 1e-9;
                 stages.input_wait_s = input_ns as f64 * 1e-9;
@@ -793,15 +808,7 @@ impl<'g> Ring<'g> {
             let r = op.gpu(item.job, gpu, &item.img);
             self.wait_ns += nanos(t.elapsed());
             self.submissions += 1;
-            match r {
-                Ok(out) => {
-                    let _ = save.send((item, out));
-                }
-                Err(e) => {
-                    shared.release();
-                    shared.fail(item.job, &e);
-                }
-            }
+            shared.deliver(item, r, save);
         }
     }
 
@@ -849,15 +856,7 @@ impl<'g> Ring<'g> {
                     if let Some(rec) = e.rec {
                         rec.recycle(self.gpu);
                     }
-                    match out {
-                        Ok(out) => {
-                            let _ = save.send((e.item, out));
-                        }
-                        Err(err) => {
-                            shared.release();
-                            shared.fail(e.item.job, &err);
-                        }
-                    }
+                    shared.deliver(e.item, out, save);
                 }
             }
             Err(msg) => {

@@ -59,7 +59,6 @@ use crate::image_io::Image;
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::{PackPixels, UnpackPixels};
 use crate::models::tinycompress::TinyCompress;
-use crate::ops::Recorded;
 use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
 
@@ -209,11 +208,11 @@ impl CompressOp {
         let x = padded_planes(img, self.model.factor())?;
         let lat = run_net(gpu, &self.model.enc, &x)?;
         let (codes, ranges) = quantise(&lat.data, 3, self.planes);
-        let mut side = self.side.lock().expect("side poisoned");
-        if side.len() <= job {
-            side.resize(job + 1, Side::default());
-        }
-        side[job] = Side { ranges, width: img.width, height: img.height };
+        crate::stream::set_job(
+            &mut self.side.lock().expect("side poisoned"),
+            job,
+            Side { ranges, width: img.width, height: img.height },
+        );
         codes_image(&codes, lat.shape.w, lat.shape.h)
     }
 }
@@ -224,16 +223,6 @@ impl StreamOp for CompressOp {
     }
     fn gpu(&self, job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
         self.run(job, Some(gpu), img)
-    }
-    fn record(
-        &self,
-        _job: usize,
-        _gpu: &Gpu,
-        _enc: &mut wgpu::CommandEncoder,
-        _img: &Image,
-        _src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
-        Ok(None)
     }
     fn save(&self, job: usize, out: &Image, path: &Path) -> Result<()> {
         let s = self.side.lock().expect("side poisoned").get(job).cloned().unwrap_or_default();
@@ -281,11 +270,7 @@ impl StreamOp for DecompressOp {
         let t = Tcz::parse(&bytes).map_err(|e| Error::invalid("decompress", format!("{}: {e}", path.display())))?;
         self.model(t.rate)?;
         let (lw, lh) = t.latent_size();
-        let mut side = self.side.lock().expect("side poisoned");
-        if side.len() <= job {
-            side.resize(job + 1, None);
-        }
-        side[job] = Some(t);
+        crate::stream::set_job(&mut self.side.lock().expect("side poisoned"), job, Some(t));
         // The engine carries an image between its stages; this one stands for
         // the latents (1x1: their values wait in `side` until the transform).
         let _ = (lw, lh);
@@ -296,15 +281,5 @@ impl StreamOp for DecompressOp {
     }
     fn gpu(&self, job: usize, gpu: &Gpu, _img: &Image) -> Result<Image> {
         self.run(job, Some(gpu))
-    }
-    fn record(
-        &self,
-        _job: usize,
-        _gpu: &Gpu,
-        _enc: &mut wgpu::CommandEncoder,
-        _img: &Image,
-        _src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
-        Ok(None)
     }
 }

@@ -304,7 +304,7 @@ impl AugmentPass {
         rows.par_iter_mut().enumerate().for_each(|(gy, row)| {
             row.resize(nc * ow, 0.0);
             for gx in 0..ow {
-                let v = pixel(&pr, &prog, &x.data, gx as u32, gy as u32);
+                let v = pixel(self, &pr, &prog, &x.data, gx as u32, gy as u32);
                 for c in 0..nc {
                     row[c * ow + gx] = v[c];
                 }
@@ -324,28 +324,17 @@ impl AugmentPass {
     /// precomputed taps, then colour per pixel. Same arithmetic as the
     /// per-pixel path up to float reassociation. False if not applicable.
     fn cpu_separable(&self, x: &Tensor, y: &mut [f32], pr: &AugmentParams, prog: &[f32]) -> bool {
-        if self.geo.iter().any(|g| g.map[1] != 0.0 || g.map[3] != 0.0) {
+        if !self.is_axis_aligned() {
             return false;
         }
         let s = x.shape;
         let (ow, oh, nc, iw, ih) = (self.out_w, self.out_h, s.c, s.w, s.h);
         let xs: Vec<Axis> = (0..ow).map(|o| self.land_axis(o, 0)).collect();
         let ys: Vec<Axis> = (0..oh).map(|o| self.land_axis(o, 1)).collect();
-        // Taps of one axis: first input index (clamped per tap later) and normalised weights.
-        let taps = |p: f32, f: f32, n: usize| -> (Vec<usize>, Vec<f32>) {
-            if pr.filter == 0 {
-                return (vec![(p.floor() as i64).clamp(0, n as i64 - 1) as usize], vec![1.0]);
-            }
-            let radius = if pr.filter == 1 { 1.0 } else { 2.0 };
-            let u = p - 0.5;
-            let i0 = (u - radius * f).ceil() as i32;
-            let i1 = ((u + radius * f).floor() as i32).min(i0 + MAX_TAPS - 1);
-            let w: Vec<f32> = (i0..=i1).map(|i| kernel_weight(pr.filter, (i as f32 - u) / f)).collect();
-            let sum: f32 = w.iter().sum();
-            ((i0..=i1).map(|i| i.clamp(0, n as i32 - 1) as usize).collect(), w.iter().map(|v| v / sum).collect())
-        };
-        let xt: Vec<Option<(Vec<usize>, Vec<f32>)>> = xs.iter().map(|p| p.ok().map(|p| taps(p, self.fx, iw))).collect();
-        let yt: Vec<Option<(Vec<usize>, Vec<f32>)>> = ys.iter().map(|p| p.ok().map(|p| taps(p, self.fy, ih))).collect();
+        let xt: Vec<Option<(Vec<usize>, Vec<f32>)>> =
+            xs.iter().map(|p| p.ok().map(|p| taps(pr.filter, p, self.fx, iw))).collect();
+        let yt: Vec<Option<(Vec<usize>, Vec<f32>)>> =
+            ys.iter().map(|p| p.ok().map(|p| taps(pr.filter, p, self.fy, ih))).collect();
         // Horizontal pass over the input rows some output row reads.
         let mut needed = vec![usize::MAX; ih];
         let mut rows = 0;
@@ -381,26 +370,17 @@ impl AugmentPass {
         outs.par_iter_mut().enumerate().for_each(|(gy, row)| {
             row.resize(nc * ow, 0.0);
             for gx in 0..ow {
-                let fill = match (xs[gx], ys[gy]) {
-                    (Err(a), Err(b)) => Some(a.max(b)),
-                    (Err(a), _) | (_, Err(a)) => Some(a),
-                    _ => None,
-                };
-                let mut v = [0.0f32; 4];
-                let mut fill_order = -1.0f32;
-                match fill {
-                    Some(k) => {
-                        let o = k * 16;
-                        v[..nc].copy_from_slice(&prog[o + 9..o + 9 + nc]);
-                        fill_order = prog[o + 13];
-                    }
+                let (mut v, fill_order) = match fill_stage(xs[gx], ys[gy]) {
+                    Some(k) => fill_of(prog, k, nc),
                     None => {
                         let (idx, w) = yt[gy].as_ref().expect("row inside");
+                        let mut v = [0.0f32; 4];
                         for (c, vc) in v.iter_mut().enumerate().take(nc) {
                             *vc = idx.iter().zip(w).map(|(&r, &wv)| wv * hbuf[(c * rows + needed[r]) * ow + gx]).sum();
                         }
+                        (v, -1.0)
                     }
-                }
+                };
                 colour(pr, prog, &mut v, fill_order, gy as u32 * pr.out_w + gx as u32);
                 for c in 0..nc {
                     row[c * ow + gx] = v[c];
@@ -504,46 +484,54 @@ fn sample(p: &AugmentParams, x: &[f32], c: u32, px: f32, py: f32) -> f32 {
 }
 
 /// One output pixel, exactly as the shader computes it.
-fn pixel(p: &AugmentParams, prog: &[f32], x: &[f32], gx: u32, gy: u32) -> [f32; 4] {
-    let (mut px, mut py) = (gx as f32 + 0.5, gy as f32 + 0.5);
-    let mut fill_stage: i32 = -1;
-    for k in (0..p.n_geo as usize).rev() {
-        let o = k * 16;
-        let nx = prog[o] * px + prog[o + 1] * py + prog[o + 2];
-        let ny = prog[o + 3] * px + prog[o + 4] * py + prog[o + 5];
-        px = nx;
-        py = ny;
-        let (w, h) = (prog[o + 6], prog[o + 7]);
-        let border = prog[o + 8] as u32;
-        if border != 3 && (px < 0.0 || py < 0.0 || px >= w || py >= h) {
-            if border == 0 {
-                fill_stage = k as i32;
-                break;
-            }
-            let (out_x, out_y) = (px < 0.0 || px >= w, py < 0.0 || py >= h);
-            if border == 1 {
-                px = if out_x { px.clamp(0.5, w - 0.5) } else { px };
-                py = if out_y { py.clamp(0.5, h - 0.5) } else { py };
-            } else {
-                px = if out_x { reflect_index(px - 0.5, w) + 0.5 } else { px };
-                py = if out_y { reflect_index(py - 0.5, h) + 0.5 } else { py };
-            }
-        }
-    }
-    let mut v = [0.0f32; 4];
-    let mut fill_order = -1.0f32;
+fn pixel(pass: &AugmentPass, p: &AugmentParams, prog: &[f32], x: &[f32], gx: u32, gy: u32) -> [f32; 4] {
     let nc = p.channels.min(4) as usize;
-    if fill_stage >= 0 {
-        let o = fill_stage as usize * 16;
-        v[..nc].copy_from_slice(&prog[o + 9..o + 9 + nc]);
-        fill_order = prog[o + 13];
-    } else {
-        for (c, vc) in v.iter_mut().enumerate().take(nc) {
-            *vc = sample(p, x, c as u32, px, py);
+    let (mut v, fill_order) = match pass.land(gx as usize, gy as usize) {
+        Err(k) => fill_of(prog, k, nc),
+        Ok((px, py)) => {
+            let mut v = [0.0f32; 4];
+            for (c, vc) in v.iter_mut().enumerate().take(nc) {
+                *vc = sample(p, x, c as u32, px, py);
+            }
+            (v, -1.0)
         }
-    }
+    };
     colour(p, prog, &mut v, fill_order, gy * p.out_w + gx);
     v
+}
+
+/// The fill colour of geometric stage `k` (first `nc` channels) and its order.
+fn fill_of(prog: &[f32], k: usize, nc: usize) -> ([f32; 4], f32) {
+    let o = k * 16;
+    let mut v = [0.0f32; 4];
+    v[..nc].copy_from_slice(&prog[o + 9..o + 9 + nc]);
+    (v, prog[o + 13])
+}
+
+/// The taps of one axis at input position `p` (pixel centres at i + 0.5)
+/// with footprint `f`: input indices (clamped to 0..n) and normalised
+/// weights, as the shader's `sample` uses them.
+fn taps(filter: u32, p: f32, f: f32, n: usize) -> (Vec<usize>, Vec<f32>) {
+    if filter == 0 {
+        return (vec![(p.floor() as i64).clamp(0, n as i64 - 1) as usize], vec![1.0]);
+    }
+    let radius = if filter == 1 { 1.0 } else { 2.0 };
+    let u = p - 0.5;
+    let i0 = (u - radius * f).ceil() as i32;
+    let i1 = ((u + radius * f).floor() as i32).min(i0 + MAX_TAPS - 1);
+    let w: Vec<f32> = (i0..=i1).map(|i| kernel_weight(filter, (i as f32 - u) / f)).collect();
+    let sum: f32 = w.iter().sum();
+    ((i0..=i1).map(|i| i.clamp(0, n as i32 - 1) as usize).collect(), w.iter().map(|v| v / sum).collect())
+}
+
+/// For an axis-aligned pass: the stage whose fill a pixel gets from its
+/// column's and row's landings (the one met first, last stage first), if any.
+fn fill_stage(x: Axis, y: Axis) -> Option<usize> {
+    match (x, y) {
+        (Err(a), Err(b)) => Some(a.max(b)),
+        (Err(a), _) | (_, Err(a)) => Some(a),
+        _ => None,
+    }
 }
 
 /// The colour stages and the output mode on one pixel's values.
@@ -667,6 +655,12 @@ impl AugmentPass {
         Ok(p)
     }
 
+    /// True when no stage mixes the axes (no rotation but by 180 degrees):
+    /// each output column and row then follows the stages on its own.
+    fn is_axis_aligned(&self) -> bool {
+        self.geo.iter().all(|g| g.map[1] == 0.0 && g.map[3] == 0.0)
+    }
+
     /// True when every stage maps pixel centres onto pixel centres (flips,
     /// quarter turns, crops, pads): sampling is then a plain gather.
     fn is_gather(&self) -> bool {
@@ -713,12 +707,6 @@ impl AugmentPass {
                 dst[c] = T::from_u32(super::pack_pixels::quantise(v[c], maxv));
             }
         };
-        let fill_of = |k: usize| -> ([f32; 4], f32) {
-            let o = k * 16;
-            let mut v = [0.0f32; 4];
-            v[..nc].copy_from_slice(&prog[o + 9..o + 9 + nc]);
-            (v, prog[o + 13])
-        };
         if self.is_gather() {
             out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
                 for gx in 0..ow {
@@ -739,7 +727,7 @@ impl AugmentPass {
                             }
                         }
                         Err(k) => {
-                            let (mut v, order) = fill_of(k);
+                            let (mut v, order) = fill_of(&prog, k, nc);
                             finish(&mut v, order, (gy * ow + gx) as u32, dst);
                         }
                     }
@@ -747,27 +735,14 @@ impl AugmentPass {
             });
             return Some(Ok(out));
         }
-        let taps = |p: f32, f: f32, n: usize| -> (Vec<usize>, Vec<f32>) {
-            if pr.filter == 0 {
-                return (vec![(p.floor() as i64).clamp(0, n as i64 - 1) as usize], vec![1.0]);
-            }
-            let radius = if pr.filter == 1 { 1.0 } else { 2.0 };
-            let u = p - 0.5;
-            let i0 = (u - radius * f).ceil() as i32;
-            let i1 = ((u + radius * f).floor() as i32).min(i0 + MAX_TAPS - 1);
-            let wts: Vec<f32> = (i0..=i1).map(|i| kernel_weight(pr.filter, (i as f32 - u) / f)).collect();
-            let sum: f32 = wts.iter().sum();
-            ((i0..=i1).map(|i| i.clamp(0, n as i32 - 1) as usize).collect(), wts.iter().map(|v| v / sum).collect())
-        };
-        let axis_aligned = self.geo.iter().all(|g| g.map[1] == 0.0 && g.map[3] == 0.0);
-        if axis_aligned {
+        if self.is_axis_aligned() {
             // Per axis: the landing of every output column / row (the other coordinate does not matter).
             let xs: Vec<Axis> = (0..ow).map(|o| self.land_axis(o, 0)).collect();
             let ys: Vec<Axis> = (0..oh).map(|o| self.land_axis(o, 1)).collect();
             let xt: Vec<Option<(Vec<usize>, Vec<f32>)>> =
-                xs.iter().map(|p| p.ok().map(|p| taps(p, self.fx, w))).collect();
+                xs.iter().map(|p| p.ok().map(|p| taps(pr.filter, p, self.fx, w))).collect();
             let yt: Vec<Option<(Vec<usize>, Vec<f32>)>> =
-                ys.iter().map(|p| p.ok().map(|p| taps(p, self.fy, h))).collect();
+                ys.iter().map(|p| p.ok().map(|p| taps(pr.filter, p, self.fy, h))).collect();
             let mut slot = vec![usize::MAX; h];
             let mut rows = Vec::new();
             for (idx, _) in yt.iter().flatten() {
@@ -794,13 +769,8 @@ impl AugmentPass {
             out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
                 for gx in 0..ow {
                     let dst = &mut row[gx * nc..gx * nc + nc];
-                    let fill = match (xs[gx], ys[gy]) {
-                        (Err(a), Err(b)) => Some(a.max(b)),
-                        (Err(a), _) | (_, Err(a)) => Some(a),
-                        _ => None,
-                    };
-                    let (mut v, order) = match fill {
-                        Some(k) => fill_of(k),
+                    let (mut v, order) = match fill_stage(xs[gx], ys[gy]) {
+                        Some(k) => fill_of(&prog, k, nc),
                         None => {
                             let (idx, wts) = yt[gy].as_ref().expect("row inside");
                             let mut v = [0.0f32; 4];
@@ -821,10 +791,10 @@ impl AugmentPass {
             for gx in 0..ow {
                 let dst = &mut row[gx * nc..gx * nc + nc];
                 let (mut v, order) = match self.land(gx, gy) {
-                    Err(k) => fill_of(k),
+                    Err(k) => fill_of(&prog, k, nc),
                     Ok((px, py)) => {
-                        let (xi, xw) = taps(px, self.fx, w);
-                        let (yi, yw) = taps(py, self.fy, h);
+                        let (xi, xw) = taps(pr.filter, px, self.fx, w);
+                        let (yi, yw) = taps(pr.filter, py, self.fy, h);
                         let mut v = [0.0f32; 4];
                         for (&r, &wy) in yi.iter().zip(&yw) {
                             let s = &src[r * w * nc..(r + 1) * w * nc];
