@@ -55,6 +55,8 @@ pub const NAMES: &[&str] = &[
     "zero_dce",
     "augment_chain",
     "augment_chain_op_by_op",
+    "tinycompress_4_encode",
+    "tinycompress_4_decode",
 ];
 
 /// The seed-004 chain (hflip, rotate, jitter, crop, resize) with fixed
@@ -356,6 +358,7 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
             };
             Ok(Case { name, cpu, resident, roundtrip })
         }
+        "tinycompress_4_encode" | "tinycompress_4_decode" => codec_case(name, gpu, w, h),
         _ => unreachable!("every name in NAMES has a case"),
     }
 }
@@ -396,6 +399,53 @@ fn model_case(
                     None => Err(Error::invalid("bench", "image too large for one pass")),
                 })),
                 Some(Box::new(move || run(&b2, &img))),
+            )
+        }
+        None => (None, None),
+    };
+    Ok(Case { name, cpu, resident, roundtrip })
+}
+
+/// TinyCompress-4 (bundled weights) encoding an RGB image into a `.tcz`
+/// or decoding one: the CPU path and the GPU round trip run the whole
+/// codec (transform, quantisation, arithmetic coding, container); GPU
+/// resident is the transform alone on data already uploaded.
+fn codec_case(name: &'static str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Case> {
+    use crate::models::tinycompress::TinyCompress;
+    let m = Arc::new(TinyCompress::bundled(4)?);
+    let img = Arc::new(image(w, h));
+    let encode = name == "tinycompress_4_encode";
+    let tcz = Arc::new(crate::codec::compress(&crate::Backend::Cpu, &m, &img, 8)?);
+    let run = {
+        let (m, img, tcz) = (m.clone(), img.clone(), tcz.clone());
+        Arc::new(move |b: &crate::Backend| {
+            if encode {
+                ok(crate::codec::compress(b, &m, &img, 8))
+            } else {
+                ok(crate::codec::decompress(b, &m, &tcz))
+            }
+        })
+    };
+    let r2 = run.clone();
+    let cpu: Run = Box::new(move || r2(&crate::Backend::Cpu));
+    let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
+        Some(g) => {
+            let net = if encode { m.enc.clone() } else { m.dec.clone() };
+            let side = if encode { 1 } else { 2 };
+            let x = g.upload(&tensor(Shape::new(1, 3, h.div_ceil(2) * 2 / side, w.div_ceil(2) * 2 / side), 5))?;
+            let up = net.upload(g);
+            let (g1, b2) = (g.clone(), crate::Backend::Gpu(g.clone()));
+            (
+                Some(Box::new(move |enc| {
+                    let mut scratch = Vec::new();
+                    let r = net.encode(&g1, enc, &up, &x, &mut scratch);
+                    // Recycled at once: the pool hands them out again only after this submission.
+                    for t in scratch {
+                        g1.recycle(t);
+                    }
+                    ok(r)
+                })),
+                Some(Box::new(move || run(&b2))),
             )
         }
         None => (None, None),

@@ -94,9 +94,12 @@ enum EvalWhat {
     Codec {
         /// Directory of RGB images.
         dir: PathBuf,
-        /// TinyCompress weights (repeat for several rates).
-        #[arg(long, required = true)]
+        /// TinyCompress weights to evaluate (repeat for several rates). Default: the bundled ones of every --rates.
+        #[arg(long)]
         weights: Vec<PathBuf>,
+        /// Rates whose bundled weights are evaluated when no --weights are given, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![4usize, 16, 64])]
+        rates: Vec<usize>,
         /// Bit-plane settings, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = vec![8u32])]
         bitplanes: Vec<u32>,
@@ -185,7 +188,7 @@ enum TrainWhat {
         /// Seed of every random choice.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Start from these weights.
+        /// Start from these weights; weights of a lower rate are repeated into more blocks (a trained -4 starts -16 and -64).
         #[arg(long)]
         init: Option<PathBuf>,
     },
@@ -265,15 +268,15 @@ struct CompressArgs {
     /// Output file (one input) or directory. Default: <stem>.tcz beside the input.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Pixels per latent value: 4, 16 or 64 (must match the weights).
+    /// Pixels per latent value: 4 (about 4 bpp), 16 (about 1.2 bpp) or 64 (about 0.3 bpp).
     #[arg(long, default_value_t = 4)]
     rate: usize,
     /// Bit planes of each latent value kept (1-8).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=8))]
     bitplanes: u32,
-    /// TinyCompress weights (safetensors from `gpuimg train codec`). No weights are bundled yet.
-    #[arg(long, required = true)]
-    weights: PathBuf,
+    /// TinyCompress weights (safetensors from `gpuimg train codec`) instead of the bundled ones for --rate.
+    #[arg(long)]
+    weights: Option<PathBuf>,
     #[command(flatten)]
     stream: StreamArgs,
 }
@@ -286,8 +289,8 @@ struct DecompressArgs {
     /// Output file (one input) or directory. Default: <stem>.png beside the input.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// TinyCompress weights, one file per rate the inputs use (repeat the option).
-    #[arg(long, required = true)]
+    /// TinyCompress weights used instead of the bundled ones of their rate (repeat the option for several rates). Files must be decoded with the weights they were encoded with.
+    #[arg(long)]
     weights: Vec<PathBuf>,
     #[command(flatten)]
     stream: StreamArgs,
@@ -385,8 +388,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Augment(a) => augment(&g, a),
         Command::Bench(a) => bench(&g, a),
         Command::Eval { what: EvalWhat::Sr { dir, scale, weights } } => eval_sr(&g, &dir, scale, weights.as_deref()),
-        Command::Eval { what: EvalWhat::Codec { dir, weights, bitplanes } } => {
-            eval_codec(&g, &dir, &weights, &bitplanes)
+        Command::Eval { what: EvalWhat::Codec { dir, weights, rates, bitplanes } } => {
+            eval_codec(&g, &dir, &weights, &rates, &bitplanes)
         }
         Command::Train { what: TrainWhat::Sr { scale, data, output, steps, batch, seed, lr, init } } => {
             train_sr(&g, scale, data, output, (steps, batch, lr), seed, init)
@@ -977,8 +980,8 @@ fn train_codec(
     }
     if let Some(p) = &init {
         let m = TinyCompress::from_weights(&Weights::load(p)?).with_context(|| format!("{}", p.display()))?;
-        if m.rate() != rate {
-            bail!("--init {}: these weights are for rate {}, not {rate}", p.display(), m.rate());
+        if m.rate() > rate {
+            bail!("--init {}: these weights are for rate {}, more than {rate}", p.display(), m.rate());
         }
         cfg.init = Some(m);
     }
@@ -1002,7 +1005,13 @@ fn train_codec(
             init.as_ref().map(|p| format!(" --init {}", p.display())).unwrap_or_default()
         ),
     );
-    w.metadata.insert("loss".into(), "MSE; Adam(0.9, 0.999), cosine decay to 1%".into());
+    w.metadata.insert(
+        "loss".into(),
+        format!(
+            "MSE inside a {}-pixel patch margin; Adam(0.9, 0.999), cosine decay to 1%",
+            gpuimg::train::codec::margin(rate)
+        ),
+    );
     w.metadata.insert("val_psnr_db".into(), format!("{psnr:.2} (unquantised latents, held-out patches)"));
     w.metadata.insert("train_seconds".into(), format!("{:.0}", started.elapsed().as_secs_f64()));
     w.save(&output)?;
@@ -1043,10 +1052,32 @@ fn load_codec(p: &Path) -> Result<gpuimg::models::tinycompress::TinyCompress> {
         .with_context(|| format!("{}", p.display()))
 }
 
+/// The bundled codecs of every rate, with those in `weights` in place of
+/// the bundled ones of their rate.
+fn codecs(weights: &[PathBuf]) -> Result<Vec<gpuimg::models::tinycompress::TinyCompress>> {
+    let mut models = weights.iter().map(|p| load_codec(p)).collect::<Result<Vec<_>>>()?;
+    for rate in [4, 16, 64] {
+        if !models.iter().any(|m| m.rate() == rate) {
+            models.push(gpuimg::models::tinycompress::TinyCompress::bundled(rate)?);
+        }
+    }
+    Ok(models)
+}
+
 fn compress(g: &Global, a: CompressArgs) -> Result<ExitCode> {
-    let m = load_codec(&a.weights)?;
-    if m.rate() != a.rate {
-        bail!("--weights {}: these weights are for rate {}, not {}", a.weights.display(), m.rate(), a.rate);
+    let m = match &a.weights {
+        Some(p) => {
+            let m = load_codec(p)?;
+            if m.rate() != a.rate {
+                bail!("--weights {}: these weights are for rate {}, not {}", p.display(), m.rate(), a.rate);
+            }
+            m
+        }
+        None => gpuimg::models::tinycompress::TinyCompress::bundled(a.rate)?,
+    };
+    if g.verbose > 0 {
+        let from = a.weights.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "bundled".into());
+        eprintln!("gpuimg: TinyCompress-{} weights: {from} (codec id {:08x})", m.rate(), m.id());
     }
     let op = gpuimg::codec::CompressOp::new(m, a.bitplanes)?;
     let backend = open_backend(g)?;
@@ -1057,7 +1088,7 @@ fn compress(g: &Global, a: CompressArgs) -> Result<ExitCode> {
 }
 
 fn decompress(g: &Global, a: DecompressArgs) -> Result<ExitCode> {
-    let models = a.weights.iter().map(|p| load_codec(p)).collect::<Result<Vec<_>>>()?;
+    let models = codecs(&a.weights)?;
     let op = gpuimg::codec::DecompressOp::new(models);
     let backend = open_backend(g)?;
     let inputs = expand_matching(&a.inputs, |p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tcz")))?;
@@ -1066,11 +1097,18 @@ fn decompress(g: &Global, a: DecompressArgs) -> Result<ExitCode> {
     Ok(batch_jobs(g, &a.inputs, &inputs, outs, dir, &a.stream, &backend, &op, &|_| Ok(()))?.0)
 }
 
-fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], planes: &[u32]) -> Result<ExitCode> {
+fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], planes: &[u32]) -> Result<ExitCode> {
     if let Some(p) = planes.iter().find(|p| !(1..=8).contains(*p)) {
         bail!("--bitplanes {p}: give values from 1 to 8");
     }
-    let models = weights.iter().map(|p| load_codec(p)).collect::<Result<Vec<_>>>()?;
+    let models = if weights.is_empty() {
+        rates
+            .iter()
+            .map(|&r| gpuimg::models::tinycompress::TinyCompress::bundled(r).with_context(|| format!("--rates {r}")))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        weights.iter().map(|p| load_codec(p)).collect::<Result<Vec<_>>>()?
+    };
     let backend = open_backend(g)?;
     let rows =
         gpuimg::eval::eval_codec(&models, planes, &backend, dir).with_context(|| format!("{}", dir.display()))?;

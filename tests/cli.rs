@@ -622,6 +622,37 @@ fn compress_and_decompress_files_and_refuse_bad_ones() {
     }
     let o = gpuimg(&["--device", "cpu", "compress", sample().to_str().unwrap(), "--rate", "4", "--weights", w]);
     assert!(error_lines(&o)[0].contains("rate 16, not 4"), "{}", stderr(&o));
+    // A file made with other weights than the bundled ones is refused by name, not decoded wrongly.
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "decompress",
+        out.join("a.tcz").to_str().unwrap(),
+        "-o",
+        dir.join("x.png").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(error_lines(&o)[0].contains("encoded with other TinyCompress-16 weights"), "{}", stderr(&o));
+    assert!(!dir.join("x.png").exists());
+    // The bundled weights: no --weights on either side.
+    let o =
+        gpuimg(&["--device", "cpu", "compress", sample().to_str().unwrap(), "-o", dir.join("b.tcz").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gpuimg(&[
+        "--device",
+        "cpu",
+        "decompress",
+        dir.join("b.tcz").to_str().unwrap(),
+        "-o",
+        dir.join("b.png").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let back = gpuimg::image_io::load(&dir.join("b.png")).unwrap();
+    let orig = gpuimg::image_io::load(&sample()).unwrap();
+    let (gpuimg::Samples::U8(x), gpuimg::Samples::U8(y)) = (&orig.samples, &back.samples) else { panic!() };
+    let mse = x.iter().zip(y).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>() / x.len() as f64;
+    let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
+    assert!(psnr > 30.0, "bundled -4 round trip: {psnr:.2} dB");
     std::fs::remove_file(inp.join("b.png")).unwrap();
     let o = gpuimg(&["--device", "cpu", "eval", "codec", inp.to_str().unwrap(), "--weights", w, "--bitplanes", "8,4"]);
     assert!(o.status.success(), "{}", stderr(&o));

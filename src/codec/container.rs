@@ -3,18 +3,23 @@
 //! ```text
 //! offset size  field
 //! 0      4     magic "TCZ1"
-//! 4      1     format version (1)
+//! 4      1     format version (2)
 //! 5      1     rate: 4, 16 or 64 (pixels per latent value per channel)
 //! 6      1     bit planes kept, 1..8
 //! 7      1     image channels: 3 (RGB)
 //! 8      4     image width (1..=32768)
 //! 12     4     image height (1..=32768)
 //! 16     1     latent channels: 3
-//! 17     24    per latent channel: minimum f32, maximum f32
-//! 41     4     payload length n
-//! 45     n     payload: the arithmetic-coded latents
-//! 45+n   4     CRC-32 (IEEE) of bytes 0..45+n
+//! 17     4     codec id: CRC-32 of the weights that encoded it (TinyCompress::id)
+//! 21     24    per latent channel: minimum f32, maximum f32
+//! 45     4     payload length n
+//! 49     n     payload: the arithmetic-coded latents
+//! 49+n   4     CRC-32 (IEEE) of bytes 0..49+n
 //! ```
+//!
+//! The codec id lets `decompress` refuse a file made with other weights
+//! (their latents mean something else: decoding would give a wrong image
+//! without any error). Version 1 had no id and is refused.
 //!
 //! The latent size follows from the image size and the rate (padded to the
 //! block factor, so no field to disagree with). Parsing checks every field
@@ -27,10 +32,10 @@ use crate::error::{Error, Result};
 /// The magic bytes.
 pub const MAGIC: &[u8; 4] = b"TCZ1";
 /// The format version this build writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Largest side accepted.
 pub const MAX_SIDE: u32 = 32768;
-const HEADER: usize = 45;
+const HEADER: usize = 49;
 
 /// A parsed `.tcz` file.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +48,8 @@ pub struct Tcz {
     pub width: u32,
     /// Image height.
     pub height: u32,
+    /// Id of the weights that encoded it ([`crate::models::tinycompress::TinyCompress::id`]).
+    pub codec: u32,
     /// Per latent channel (minimum, maximum) of the unquantised latents.
     pub ranges: [(f32, f32); 3],
     /// The coded latents.
@@ -91,6 +98,7 @@ impl Tcz {
         b.extend_from_slice(&self.width.to_le_bytes());
         b.extend_from_slice(&self.height.to_le_bytes());
         b.push(3);
+        b.extend_from_slice(&self.codec.to_le_bytes());
         for (lo, hi) in self.ranges {
             b.extend_from_slice(&lo.to_le_bytes());
             b.extend_from_slice(&hi.to_le_bytes());
@@ -132,12 +140,12 @@ impl Tcz {
         }
         let mut ranges = [(0.0f32, 0.0f32); 3];
         for (c, r) in ranges.iter_mut().enumerate() {
-            *r = (f32_at(17 + 8 * c), f32_at(21 + 8 * c));
+            *r = (f32_at(21 + 8 * c), f32_at(25 + 8 * c));
             if !(r.0.is_finite() && r.1.is_finite() && r.0 <= r.1) {
                 return bad(format!("latent channel {c} range {} .. {} is not a finite interval", r.0, r.1));
             }
         }
-        let n = u32_at(41) as usize;
+        let n = u32_at(45) as usize;
         if b.len() != HEADER + n + 4 {
             return bad(format!(
                 "payload of {n} bytes does not fit a {}-byte file (truncated or trailing bytes)",
@@ -148,6 +156,6 @@ impl Tcz {
         if crc32(&b[..HEADER + n]) != crc {
             return bad("CRC mismatch: the file is corrupt".into());
         }
-        Ok(Tcz { rate, planes, width, height, ranges, payload: b[HEADER..HEADER + n].to_vec() })
+        Ok(Tcz { rate, planes, width, height, codec: u32_at(17), ranges, payload: b[HEADER..HEADER + n].to_vec() })
     }
 }

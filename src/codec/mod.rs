@@ -1,8 +1,8 @@
-//! TinyCompress's non-learned stages (issue #5, in progress): latent
-//! quantisation (per-channel min-max to u8, then bit-plane reduction), the
-//! adaptive arithmetic coder with its neighbour-context model, and the
-//! `.tcz` container. The learned transforms, training, weights, the
-//! `compress` / `decompress` commands and `eval codec` are not built yet.
+//! TinyCompress as a codec: latent quantisation (per-channel min-max to u8,
+//! then bit-plane reduction), the adaptive arithmetic coder with its
+//! neighbour-context model, the `.tcz` container, and `compress` /
+//! `decompress` (blocking and as streamed ops) around the learned
+//! transforms of [`crate::models::tinycompress`].
 
 pub mod container;
 pub mod entropy;
@@ -132,6 +132,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, planes: u32) -
         planes: planes as u8,
         width: img.width,
         height: img.height,
+        codec: m.id(),
         ranges: [ranges[0], ranges[1], ranges[2]],
         payload: entropy::encode_latents(&codes, 3, lw, lh, planes),
     })
@@ -142,12 +143,28 @@ pub fn decompress(backend: &Backend, m: &TinyCompress, t: &Tcz) -> Result<Image>
     decompress_on(gpu_of(backend), m, t)
 }
 
+fn other_weights(t: &Tcz, ids: &[u32]) -> Error {
+    let ids: Vec<String> = ids.iter().map(|i| format!("{i:08x}")).collect();
+    Error::invalid(
+        "weights",
+        format!(
+            "encoded with other TinyCompress-{} weights (codec id {:08x}; these weights: {}): decode with the weights that encoded it (--weights)",
+            t.rate,
+            t.codec,
+            ids.join(", ")
+        ),
+    )
+}
+
 fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, t: &Tcz) -> Result<Image> {
     if m.rate() != t.rate as usize {
         return Err(Error::invalid(
             "decompress",
             format!("the file is rate {}, these weights rate {}", t.rate, m.rate()),
         ));
+    }
+    if m.id() != t.codec {
+        return Err(other_weights(t, &[m.id()]));
     }
     let (lw, lh) = t.latent_size();
     let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.planes as u32);
@@ -232,6 +249,7 @@ impl StreamOp for CompressOp {
             planes: self.planes as u8,
             width: s.width,
             height: s.height,
+            codec: self.model.id(),
             ranges: [s.ranges[0], s.ranges[1], s.ranges[2]],
             payload: entropy::encode_latents(&planar_codes(out), 3, lw, lh, self.planes),
         };
@@ -242,25 +260,31 @@ impl StreamOp for CompressOp {
 /// `gpuimg decompress` as a streamed op: parsing and arithmetic decoding on
 /// the load threads, the transform on the CPU or GPU.
 pub struct DecompressOp {
-    models: Vec<TinyCompress>,
+    models: Vec<(u32, TinyCompress)>,
     side: Mutex<Vec<Option<Tcz>>>,
 }
 
 impl DecompressOp {
-    /// The op with one codec per rate it may meet.
+    /// The op with the codecs it may meet; each file is decoded by the one
+    /// whose id it carries.
     pub fn new(models: Vec<TinyCompress>) -> Self {
-        DecompressOp { models, side: Mutex::new(Vec::new()) }
+        DecompressOp { models: models.into_iter().map(|m| (m.id(), m)).collect(), side: Mutex::new(Vec::new()) }
     }
-    fn model(&self, rate: u8) -> Result<&TinyCompress> {
-        self.models
-            .iter()
-            .find(|m| m.rate() == rate as usize)
-            .ok_or_else(|| Error::invalid("decompress", format!("no weights for rate {rate}")))
+    fn model(&self, t: &Tcz) -> Result<&TinyCompress> {
+        if let Some((_, m)) = self.models.iter().find(|(id, m)| *id == t.codec && m.rate() == t.rate as usize) {
+            return Ok(m);
+        }
+        let ids: Vec<u32> =
+            self.models.iter().filter(|(_, m)| m.rate() == t.rate as usize).map(|(id, _)| *id).collect();
+        if ids.is_empty() {
+            return Err(Error::invalid("weights", format!("none for rate {}", t.rate)));
+        }
+        Err(other_weights(t, &ids))
     }
     fn run(&self, job: usize, gpu: Option<&Gpu>) -> Result<Image> {
         let t = self.side.lock().expect("side poisoned").get_mut(job).and_then(Option::take);
         let t = t.ok_or_else(|| Error::invalid("decompress", "file not loaded"))?;
-        decompress_on(gpu, self.model(t.rate)?, &t)
+        decompress_on(gpu, self.model(&t)?, &t)
     }
 }
 
@@ -268,7 +292,7 @@ impl StreamOp for DecompressOp {
     fn load(&self, job: usize, path: &Path) -> Result<Image> {
         let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
         let t = Tcz::parse(&bytes).map_err(|e| Error::invalid("decompress", format!("{}: {e}", path.display())))?;
-        self.model(t.rate)?;
+        self.model(&t).map_err(|e| Error::invalid("decompress", format!("{}: {e}", path.display())))?;
         let (lw, lh) = t.latent_size();
         crate::stream::set_job(&mut self.side.lock().expect("side poisoned"), job, Some(t));
         // The engine carries an image between its stages; this one stands for
