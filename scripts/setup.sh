@@ -19,4 +19,6 @@ mkdir -p target/demo
 # Four augmented samples of the sample photo (seed-004 style chain).
 ./target/release/gpuimg -v augment assets/chelsea.png -o target/demo/augment --count 4 --seed 1 --overwrite \
   --ops 'hflip:p=0.5;rotate:deg=15;jitter:brightness=0.2,contrast=0.2,saturation=0.2,hue=0.05;random-resized-crop:size=224'
+./target/release/gpuimg -v compress assets/chelsea.png --rate 16 --bitplanes 6 -o target/demo/chelsea_16.tcz --overwrite
+./target/release/gpuimg -v decompress target/demo/chelsea_16.tcz -o target/demo/chelsea_16.png --overwrite
 echo "setup: done; outputs in target/demo/"
