@@ -5,6 +5,13 @@
 //! binary tree of probabilities, chosen by a context made of the channel and
 //! the neighbours' values (left, above). Everything is integer arithmetic on
 //! the CPU, so a stream decodes identically on every machine.
+//!
+//! Why not a crate: `constriction` (the maintained Rust entropy-coding
+//! library) was considered. It brings range and ANS coders over categorical
+//! models, but adaptive binary contexts, the part that matters here, would
+//! still be ours as a custom model, called once per coded bit through its
+//! generic model interface; the binary range coder itself is under a hundred
+//! lines. So the coder stays here, with no dependency.
 
 /// Probability bits (probabilities are of a 0 bit, in 1/2048).
 const PROB_BITS: u32 = 11;

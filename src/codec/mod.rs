@@ -50,7 +50,7 @@ pub fn dequantise(codes: &[u8], ranges: &[(f32, f32)], planes: u32) -> Vec<f32> 
 }
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -91,10 +91,20 @@ fn padded_planes(img: &Image, f: usize) -> Result<Tensor> {
 }
 
 /// Runs a network on the GPU if given, else on the CPU.
-fn run_net(gpu: Option<&Gpu>, net: &crate::models::tinycompress::Net, x: &Tensor) -> Result<Tensor> {
+/// Uploaded parameters of a network ([`crate::models::tinycompress::Net::upload`]).
+type Uploaded = Vec<(wgpu::Buffer, wgpu::Buffer)>;
+
+/// Runs `net` on the CPU or GPU; on the GPU with the parameters in `up`
+/// (uploaded there once, the first time).
+fn run_net(
+    gpu: Option<&Gpu>,
+    net: &crate::models::tinycompress::Net,
+    up: &OnceLock<Uploaded>,
+    x: &Tensor,
+) -> Result<Tensor> {
     match gpu {
         None => net.forward(x, None),
-        Some(gpu) => run_net_gpu(gpu, net, x),
+        Some(gpu) => run_net_gpu(gpu, net, up.get_or_init(|| net.upload(gpu)), x),
     }
 }
 
@@ -105,11 +115,10 @@ fn gpu_of(backend: &Backend) -> Option<&Gpu> {
     }
 }
 
-fn run_net_gpu(gpu: &Gpu, net: &crate::models::tinycompress::Net, x: &Tensor) -> Result<Tensor> {
-    let up = net.upload(gpu);
+fn run_net_gpu(gpu: &Gpu, net: &crate::models::tinycompress::Net, up: &Uploaded, x: &Tensor) -> Result<Tensor> {
     let gx = gpu.upload(x)?;
     let mut scratch = Vec::new();
-    let out = gpu.execute("gpuimg.tinycompress", |enc| net.encode(gpu, enc, &up, &gx, &mut scratch));
+    let out = gpu.execute("gpuimg.tinycompress", |enc| net.encode(gpu, enc, up, &gx, &mut scratch));
     let r = out.and_then(|y| gpu.download(&y));
     gpu.recycle(gx);
     for t in scratch {
@@ -124,7 +133,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, planes: u32) -
         return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
     }
     let x = padded_planes(img, m.factor())?;
-    let lat = run_net(gpu_of(backend), &m.enc, &x)?;
+    let lat = run_net(gpu_of(backend), &m.enc, &OnceLock::new(), &x)?;
     let (lh, lw) = (lat.shape.h, lat.shape.w);
     let (codes, ranges) = quantise(&lat.data, 3, planes);
     Ok(Tcz {
@@ -140,7 +149,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, planes: u32) -
 
 /// Decodes a `.tcz` into an 8-bit RGB image (the codec must have the file's rate).
 pub fn decompress(backend: &Backend, m: &TinyCompress, t: &Tcz) -> Result<Image> {
-    decompress_on(gpu_of(backend), m, t)
+    decompress_on(gpu_of(backend), m, &OnceLock::new(), t)
 }
 
 fn other_weights(t: &Tcz, ids: &[u32]) -> Error {
@@ -156,7 +165,7 @@ fn other_weights(t: &Tcz, ids: &[u32]) -> Error {
     )
 }
 
-fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, t: &Tcz) -> Result<Image> {
+fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t: &Tcz) -> Result<Image> {
     if m.rate() != t.rate as usize {
         return Err(Error::invalid(
             "decompress",
@@ -169,7 +178,7 @@ fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, t: &Tcz) -> Result<Image> 
     let (lw, lh) = t.latent_size();
     let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.planes as u32);
     let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.planes as u32))?;
-    let y = run_net(gpu, &m.dec, &lat)?;
+    let y = run_net(gpu, &m.dec, up, &lat)?;
     let (w, h) = (t.width as usize, t.height as usize);
     let cropped = crate::ops::crop_rows(&y, 0, h);
     let pw = cropped.shape.w;
@@ -209,6 +218,7 @@ fn planar_codes(img: &Image) -> Vec<u8> {
 /// arithmetic coding and the container on the save threads.
 pub struct CompressOp {
     model: TinyCompress,
+    up: OnceLock<Uploaded>,
     planes: u32,
     side: Mutex<Vec<Side>>,
 }
@@ -219,11 +229,11 @@ impl CompressOp {
         if !(1..=8).contains(&planes) {
             return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
         }
-        Ok(CompressOp { model, planes, side: Mutex::new(Vec::new()) })
+        Ok(CompressOp { model, up: OnceLock::new(), planes, side: Mutex::new(Vec::new()) })
     }
     fn run(&self, job: usize, gpu: Option<&Gpu>, img: &Image) -> Result<Image> {
         let x = padded_planes(img, self.model.factor())?;
-        let lat = run_net(gpu, &self.model.enc, &x)?;
+        let lat = run_net(gpu, &self.model.enc, &self.up, &x)?;
         let (codes, ranges) = quantise(&lat.data, 3, self.planes);
         crate::stream::set_job(
             &mut self.side.lock().expect("side poisoned"),
@@ -260,7 +270,7 @@ impl StreamOp for CompressOp {
 /// `gpuimg decompress` as a streamed op: parsing and arithmetic decoding on
 /// the load threads, the transform on the CPU or GPU.
 pub struct DecompressOp {
-    models: Vec<(u32, TinyCompress)>,
+    models: Vec<(u32, TinyCompress, OnceLock<Uploaded>)>,
     side: Mutex<Vec<Option<Tcz>>>,
 }
 
@@ -268,14 +278,17 @@ impl DecompressOp {
     /// The op with the codecs it may meet; each file is decoded by the one
     /// whose id it carries.
     pub fn new(models: Vec<TinyCompress>) -> Self {
-        DecompressOp { models: models.into_iter().map(|m| (m.id(), m)).collect(), side: Mutex::new(Vec::new()) }
-    }
-    fn model(&self, t: &Tcz) -> Result<&TinyCompress> {
-        if let Some((_, m)) = self.models.iter().find(|(id, m)| *id == t.codec && m.rate() == t.rate as usize) {
-            return Ok(m);
+        DecompressOp {
+            models: models.into_iter().map(|m| (m.id(), m, OnceLock::new())).collect(),
+            side: Mutex::new(Vec::new()),
         }
-        let ids: Vec<u32> =
-            self.models.iter().filter(|(_, m)| m.rate() == t.rate as usize).map(|(id, _)| *id).collect();
+    }
+    fn model(&self, t: &Tcz) -> Result<(&TinyCompress, &OnceLock<Uploaded>)> {
+        let rate = t.rate as usize;
+        if let Some((_, m, up)) = self.models.iter().find(|(id, m, _)| *id == t.codec && m.rate() == rate) {
+            return Ok((m, up));
+        }
+        let ids: Vec<u32> = self.models.iter().filter(|(_, m, _)| m.rate() == rate).map(|(id, _, _)| *id).collect();
         if ids.is_empty() {
             return Err(Error::invalid("weights", format!("none for rate {}", t.rate)));
         }
@@ -284,7 +297,8 @@ impl DecompressOp {
     fn run(&self, job: usize, gpu: Option<&Gpu>) -> Result<Image> {
         let t = self.side.lock().expect("side poisoned").get_mut(job).and_then(Option::take);
         let t = t.ok_or_else(|| Error::invalid("decompress", "file not loaded"))?;
-        decompress_on(gpu, self.model(&t)?, &t)
+        let (m, up) = self.model(&t)?;
+        decompress_on(gpu, m, up, &t)
     }
 }
 
