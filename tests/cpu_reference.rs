@@ -41,9 +41,13 @@ fn conv2d_fast_path_matches_direct_loop() {
         Conv2d::pointwise(6, 2),
         Conv2d { cin: 4, cout: 6, k: 5, groups: 2 },
         Conv2d::new(2, 2, 4),
-        Conv2d::new(2, 3, 7), // kernel wider than the 5-pixel image below
+        Conv2d::new(2, 3, 7),  // kernel wider than the 5-pixel image below
+        Conv2d::new(3, 15, 9), // TinyCompress's encoder
     ] {
-        for (w, h) in [(1, 1), (5, 3), (37, 23)] {
+        // Widths that take tiles of 64 and 16 and leave a remainder (151); for
+        // even k, one where a tile would reach one column past the row (18)
+        // and one where it ends flush with the last column (19).
+        for (w, h) in [(1, 1), (5, 3), (37, 23), (151, 9), (18, 4), (19, 4)] {
             let x = rng.tensor(Shape::new(2, conv.cin, h, w), -1.0, 1.0);
             let wt = rng.vec(conv.weight_len(), -1.0, 1.0);
             let b = rng.vec(conv.cout, -1.0, 1.0);
