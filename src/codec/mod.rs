@@ -63,7 +63,9 @@ use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
 
 /// The image as (1, 3, H', W') planes padded (edge) to multiples of `f`.
-fn padded_planes(img: &Image, f: usize) -> Result<Tensor> {
+/// The image as float planes, extended by `m` edge-replicated pixels on
+/// every side and on the right and bottom up to a multiple of `f`.
+fn padded_planes(img: &Image, f: usize, m: usize) -> Result<Tensor> {
     if img.channels != 3 {
         let what = match img.channels {
             1 => "grey",
@@ -77,14 +79,16 @@ fn padded_planes(img: &Image, f: usize) -> Result<Tensor> {
     }
     let x = UnpackPixels(img.layout()).cpu(&img.samples)?;
     let (h, w) = (img.height as usize, img.width as usize);
-    let (ph, pw) = (h.div_ceil(f) * f, w.div_ceil(f) * f);
+    let (ph, pw) = ((h + 2 * m).div_ceil(f) * f, (w + 2 * m).div_ceil(f) * f);
     let mut data = Vec::with_capacity(3 * ph * pw);
     for c in 0..3 {
         let plane = x.plane(0, c);
         for y in 0..ph {
-            let row = &plane[y.min(h - 1) * w..y.min(h - 1) * w + w];
+            let sy = y.saturating_sub(m).min(h - 1);
+            let row = &plane[sy * w..sy * w + w];
+            data.extend(std::iter::repeat_n(row[0], m));
             data.extend_from_slice(row);
-            data.extend(std::iter::repeat_n(row[w - 1], pw - w));
+            data.extend(std::iter::repeat_n(row[w - 1], pw - w - m));
         }
     }
     Tensor::from_vec(Shape::new(1, 3, ph, pw), data)
@@ -132,7 +136,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, planes: u32) -
     if !(1..=8).contains(&planes) {
         return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
     }
-    let x = padded_planes(img, m.factor())?;
+    let x = padded_planes(img, m.factor(), container::margin(m.rate() as u8))?;
     let lat = run_net(gpu_of(backend), &m.enc, &OnceLock::new(), &x)?;
     let (lh, lw) = (lat.shape.h, lat.shape.w);
     let (codes, ranges) = quantise(&lat.data, 3, planes);
@@ -179,13 +183,13 @@ fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t
     let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.planes as u32);
     let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.planes as u32))?;
     let y = run_net(gpu, &m.dec, up, &lat)?;
-    let (w, h) = (t.width as usize, t.height as usize);
-    let cropped = crate::ops::crop_rows(&y, 0, h);
+    let (w, h, m) = (t.width as usize, t.height as usize, container::margin(t.rate));
+    let cropped = crate::ops::crop_rows(&y, m, m + h);
     let pw = cropped.shape.w;
     let mut data = Vec::with_capacity(3 * w * h);
     for c in 0..3 {
         for row in cropped.plane(0, c).chunks_exact(pw) {
-            data.extend_from_slice(&row[..w]);
+            data.extend_from_slice(&row[m..m + w]);
         }
     }
     let l = PixelLayout { n: 1, height: h, width: w, channels: 3, bits: 8 };
@@ -232,7 +236,7 @@ impl CompressOp {
         Ok(CompressOp { model, up: OnceLock::new(), planes, side: Mutex::new(Vec::new()) })
     }
     fn run(&self, job: usize, gpu: Option<&Gpu>, img: &Image) -> Result<Image> {
-        let x = padded_planes(img, self.model.factor())?;
+        let x = padded_planes(img, self.model.factor(), container::margin(self.model.rate() as u8))?;
         let lat = run_net(gpu, &self.model.enc, &self.up, &x)?;
         let (codes, ranges) = quantise(&lat.data, 3, self.planes);
         crate::stream::set_job(
