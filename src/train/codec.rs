@@ -175,3 +175,33 @@ pub fn train(cfg: &CodecTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyC
     }
     Ok((best.1, best.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loss_leaves_the_margin_out() {
+        let shape = Shape::new(2, 3, 9, 11);
+        let x = Tensor { shape, data: (0..shape.len()).map(|i| (i % 7) as f32 / 7.0).collect() };
+        let mut y = x.clone();
+        // An error of 0.5 at one inside pixel of each plane, and of 1 in the margin everywhere.
+        for (i, v) in y.data.iter_mut().enumerate() {
+            let (py, px) = ((i / 11) % 9, i % 11);
+            if py < 2 || py >= 7 || px < 2 || px >= 9 {
+                *v += 1.0;
+            } else if (py, px) == (4, 5) {
+                *v += 0.5;
+            }
+        }
+        let (g, mse) = masked(&x, &y, 2);
+        let n = 2 * 3 * 5 * 7;
+        assert!((mse - 6.0 * 0.25 / n as f64).abs() < 1e-9, "{mse}");
+        for (i, d) in g.data.iter().enumerate() {
+            let (py, px) = ((i / 11) % 9, i % 11);
+            let want = if (py, px) == (4, 5) { 2.0 * 0.5 / n as f32 } else { 0.0 };
+            assert!((d - want).abs() < 1e-7, "pixel {py},{px}: {d} vs {want}");
+        }
+        assert_eq!((margin(4), margin(16), margin(64)), (8, 16, 24));
+    }
+}
