@@ -188,7 +188,7 @@ mod tests {
         // An error of 0.5 at one inside pixel of each plane, and of 1 in the margin everywhere.
         for (i, v) in y.data.iter_mut().enumerate() {
             let (py, px) = ((i / 11) % 9, i % 11);
-            if py < 2 || py >= 7 || px < 2 || px >= 9 {
+            if !(2..7).contains(&py) || !(2..9).contains(&px) {
                 *v += 1.0;
             } else if (py, px) == (4, 5) {
                 *v += 0.5;
