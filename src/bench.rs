@@ -430,9 +430,10 @@ fn codec_case(name: &'static str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) ->
     let cpu: Run = Box::new(move || r2(&crate::Backend::Cpu));
     let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
         Some(g) => {
-            let net = if encode { m.enc.clone() } else { m.dec.clone() };
-            let side = if encode { 1 } else { 2 };
-            let x = g.upload(&tensor(Shape::new(1, 3, h.div_ceil(2) * 2 / side, w.div_ceil(2) * 2 / side), 5))?;
+            // The transform's input: the padded image (encode) or the latents (decode).
+            let (lw, lh) = crate::codec::container::latent_size(4, w, h);
+            let (net, side) = if encode { (m.enc.clone(), 2) } else { (m.dec.clone(), 1) };
+            let x = g.upload(&tensor(Shape::new(1, 3, lh * side, lw * side), 5))?;
             let up = net.upload(g);
             let (g1, b2) = (g.clone(), crate::Backend::Gpu(g.clone()));
             (

@@ -7,7 +7,8 @@ use rayon::prelude::*;
 
 use crate::tensor::{Shape, Tensor};
 
-fn cubic(x: f64) -> f64 {
+/// The Keys cubic kernel with a = -0.5.
+pub(crate) fn cubic(x: f64) -> f64 {
     let a = x.abs();
     let (a2, a3) = (a * a, a * a * a);
     if a <= 1.0 {

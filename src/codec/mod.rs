@@ -62,10 +62,11 @@ use crate::models::tinycompress::TinyCompress;
 use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
 
-/// The image as (1, 3, H', W') planes padded (edge) to multiples of `f`.
-/// The image as float planes, extended by `m` edge-replicated pixels on
-/// every side and on the right and bottom up to a multiple of `f`.
-fn padded_planes(img: &Image, f: usize, m: usize) -> Result<Tensor> {
+/// The image as (1, 3, H', W') float planes, extended by `model`'s margin
+/// of edge-replicated pixels on every side ([`container::margin`]) and on
+/// the right and bottom up to a multiple of its block factor.
+fn padded_planes(img: &Image, model: &TinyCompress) -> Result<Tensor> {
+    let (f, m) = (model.factor(), container::margin(model.rate() as u8));
     if img.channels != 3 {
         let what = match img.channels {
             1 => "grey",
@@ -94,7 +95,6 @@ fn padded_planes(img: &Image, f: usize, m: usize) -> Result<Tensor> {
     Tensor::from_vec(Shape::new(1, 3, ph, pw), data)
 }
 
-/// Runs a network on the GPU if given, else on the CPU.
 /// Uploaded parameters of a network ([`crate::models::tinycompress::Net::upload`]).
 type Uploaded = Vec<(wgpu::Buffer, wgpu::Buffer)>;
 
@@ -136,7 +136,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, planes: u32) -
     if !(1..=8).contains(&planes) {
         return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
     }
-    let x = padded_planes(img, m.factor(), container::margin(m.rate() as u8))?;
+    let x = padded_planes(img, m)?;
     let lat = run_net(gpu_of(backend), &m.enc, &OnceLock::new(), &x)?;
     let (lh, lw) = (lat.shape.h, lat.shape.w);
     let (codes, ranges) = quantise(&lat.data, 3, planes);
@@ -153,6 +153,16 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, planes: u32) -
 
 /// Decodes a `.tcz` into an 8-bit RGB image (the codec must have the file's rate).
 pub fn decompress(backend: &Backend, m: &TinyCompress, t: &Tcz) -> Result<Image> {
+    if m.rate() != t.rate as usize {
+        return Err(Error::invalid(
+            "decompress",
+            format!("the file is rate {}, these weights rate {}", t.rate, m.rate()),
+        ));
+    }
+    let id = m.id();
+    if id != t.codec {
+        return Err(other_weights(t, &[id]));
+    }
     decompress_on(gpu_of(backend), m, &OnceLock::new(), t)
 }
 
@@ -169,16 +179,8 @@ fn other_weights(t: &Tcz, ids: &[u32]) -> Error {
     )
 }
 
+/// Decodes `t` with `m`, whose rate and id the caller has matched to the file's.
 fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t: &Tcz) -> Result<Image> {
-    if m.rate() != t.rate as usize {
-        return Err(Error::invalid(
-            "decompress",
-            format!("the file is rate {}, these weights rate {}", t.rate, m.rate()),
-        ));
-    }
-    if m.id() != t.codec {
-        return Err(other_weights(t, &[m.id()]));
-    }
     let (lw, lh) = t.latent_size();
     let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.planes as u32);
     let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.planes as u32))?;
@@ -222,6 +224,7 @@ fn planar_codes(img: &Image) -> Vec<u8> {
 /// arithmetic coding and the container on the save threads.
 pub struct CompressOp {
     model: TinyCompress,
+    id: u32,
     up: OnceLock<Uploaded>,
     planes: u32,
     side: Mutex<Vec<Side>>,
@@ -233,10 +236,10 @@ impl CompressOp {
         if !(1..=8).contains(&planes) {
             return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
         }
-        Ok(CompressOp { model, up: OnceLock::new(), planes, side: Mutex::new(Vec::new()) })
+        Ok(CompressOp { id: model.id(), model, up: OnceLock::new(), planes, side: Mutex::new(Vec::new()) })
     }
     fn run(&self, job: usize, gpu: Option<&Gpu>, img: &Image) -> Result<Image> {
-        let x = padded_planes(img, self.model.factor(), container::margin(self.model.rate() as u8))?;
+        let x = padded_planes(img, &self.model)?;
         let lat = run_net(gpu, &self.model.enc, &self.up, &x)?;
         let (codes, ranges) = quantise(&lat.data, 3, self.planes);
         crate::stream::set_job(
@@ -263,7 +266,7 @@ impl StreamOp for CompressOp {
             planes: self.planes as u8,
             width: s.width,
             height: s.height,
-            codec: self.model.id(),
+            codec: self.id,
             ranges: [s.ranges[0], s.ranges[1], s.ranges[2]],
             payload: entropy::encode_latents(&planar_codes(out), 3, lw, lh, self.planes),
         };

@@ -123,8 +123,8 @@ impl Conv2d {
         let (b, o) = (plane / self.cout, plane % self.cout);
         let g = o / cout_g;
         yrow.fill(bias[o]);
-        // Columns whose every tap is inside the row go in tiles of TILE
-        // outputs held in registers (one load per multiply-add); the
+        // Columns whose every tap is inside the row go in tiles of outputs
+        // held in registers (one load per multiply-add); the
         // rest tap by tap along the row. Both add the taps in the same
         // order (channel, row, column) onto the bias, so the results
         // are the same to the bit.
@@ -175,13 +175,12 @@ impl Conv2d {
             tile::<16, _>(yrow, j0, dims, weights, rows);
             j0 += 16;
         }
-        let tiled = (pad.min(j0), j0);
-        for (lo, hi) in [(0, tiled.0), (tiled.1, w)] {
+        for (lo, hi) in [(0, pad), (j0, w)] {
             for c in 0..cin_g {
-                let wbase = (o * cin_g + c) * k * k;
+                let wc = &weights[c * k * k..(c + 1) * k * k];
                 for (u, xrow) in rows(c) {
                     for v in 0..k {
-                        let wv = weight[wbase + u * k + v];
+                        let wv = wc[u * k + v];
                         // Output columns j in lo..hi whose input column j + v - pad is inside.
                         let j0 = pad.saturating_sub(v).max(lo);
                         let j1 = (w + pad).saturating_sub(v).min(w).min(hi);

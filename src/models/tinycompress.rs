@@ -308,17 +308,7 @@ impl TinyCompress {
                 }
             }
         }
-        // Bicubic (a = -0.5) weights.
-        let cubic = |t: f32| {
-            let (a, t) = (-0.5f32, t.abs());
-            if t < 1.0 {
-                (a + 2.0) * t * t * t - (a + 3.0) * t * t + 1.0
-            } else if t < 2.0 {
-                a * (t * t * t - 5.0 * t * t + 8.0 * t - 4.0)
-            } else {
-                0.0
-            }
-        };
+        let cubic = |t: f32| crate::resample::cubic(t as f64) as f32;
         let normalised = |v: Vec<f32>| {
             let s: f32 = v.iter().sum();
             v.into_iter().map(|x| x / s).collect::<Vec<f32>>()
