@@ -14,7 +14,7 @@ cargo run -q --bin gpuimg -- info
 echo "== tests"
 cargo test --no-fail-fast
 echo "== gpuimg bench --quick (every kernel and model on the GPU adapter and the CPU)"
-cargo run -q --bin gpuimg -- --device gpu bench --quick --json target/bench-quick.json --chart target/bench-quick.svg
+cargo run -q --bin gpuimg -- --device gpu bench --quick --json target/bench-quick.json --chart target/bench-quick.svg --overwrite
 echo "== example: embedding in a host application"
 cargo run -q --example embed
 echo "== clippy"

@@ -15,6 +15,6 @@ g=target/release/gpuimg
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 $g train codec --rate 4 --data data/train --steps 2000 --lr 5e-4 -o "$tmp/c4-start.safetensors"
-$g train codec --rate 4 --data data/train --steps 4000 --lr 3e-4 --batch 16 --init "$tmp/c4-start.safetensors" -o "$out/tinycompress_4.safetensors"
-$g train codec --rate 16 --data data/train --steps 3000 --lr 5e-4 --init "$out/tinycompress_4.safetensors" -o "$out/tinycompress_16.safetensors"
-$g train codec --rate 64 --data data/train --steps 2000 --patch 128 --lr 3e-4 --init "$out/tinycompress_16.safetensors" -o "$out/tinycompress_64.safetensors"
+$g train codec --rate 4 --data data/train --steps 4000 --lr 3e-4 --batch 16 --init "$tmp/c4-start.safetensors" -o "$out/tinycompress_4.safetensors" --overwrite
+$g train codec --rate 16 --data data/train --steps 3000 --lr 5e-4 --init "$out/tinycompress_4.safetensors" -o "$out/tinycompress_16.safetensors" --overwrite
+$g train codec --rate 64 --data data/train --steps 2000 --patch 128 --lr 3e-4 --init "$out/tinycompress_16.safetensors" -o "$out/tinycompress_64.safetensors" --overwrite

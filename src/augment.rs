@@ -108,9 +108,14 @@ impl OpSpec {
     fn range(&self, k: &str) -> Result<Option<(f64, f64)>> {
         let Some(v) = self.get(k) else { return Ok(None) };
         let bad = || self.err(format!("{k}={v}: give a number or a range lo-hi"));
-        let parts: Vec<&str> = v.splitn(2, ['-', ':']).collect();
-        // A leading minus belongs to the number.
-        let (lo, hi) = if v.starts_with('-') || parts.len() == 1 {
+        // The separator is ':' or a '-' that is neither leading nor an exponent's sign (1e-3).
+        let b = v.as_bytes();
+        let sep = (1..b.len()).find(|&i| b[i] == b':' || (b[i] == b'-' && !matches!(b[i - 1], b'e' | b'E')));
+        let parts: Vec<&str> = match sep {
+            Some(i) => vec![&v[..i], &v[i + 1..]],
+            None => vec![v],
+        };
+        let (lo, hi) = if parts.len() == 1 {
             let x: f64 = v.trim().parse().map_err(|_| bad())?;
             (x, x)
         } else {
@@ -124,6 +129,9 @@ impl OpSpec {
     fn triple(&self, k: &str, d: [f32; 3]) -> Result<[f32; 3]> {
         let Some(v) = self.get(k) else { return Ok(d) };
         let x: Vec<f32> = v.split('/').filter_map(|s| s.trim().parse().ok()).collect();
+        if x.iter().any(|x| !x.is_finite()) || x.len() != v.split('/').count() {
+            return Err(self.err(format!("{k}={v}: give finite numbers, one value or three as r/g/b")));
+        }
         match x.len() {
             1 => Ok([x[0]; 3]),
             3 => Ok([x[0], x[1], x[2]]),
@@ -257,16 +265,20 @@ impl Spec {
     /// Checks every value that does not depend on the image.
     pub fn validate(&self) -> Result<()> {
         let mut rng = Rng::for_sample(0, 0);
-        // Drawing against a large canvas exercises every parser.
-        self.draw_sized(&mut rng, 4096, 4096).map(|_| ())
+        // Every parser runs; checks that need the real image (a crop within
+        // it, reflect padding smaller than it) wait for it. Sizes that are
+        // over the limits on any image (a 1x1 one) are refused here.
+        self.draw_sized(&mut rng, 1, 1, false).map(|_| ())
     }
 
     /// Draws one sample's values for an image of `w` x `h` pixels.
     pub fn draw(&self, seed: u64, sample: u64, w: usize, h: usize) -> Result<Drawn> {
-        self.draw_sized(&mut Rng::for_sample(seed, sample), w, h)
+        self.draw_sized(&mut Rng::for_sample(seed, sample), w, h, true)
     }
 
-    fn draw_sized(&self, rng: &mut Rng, w0: usize, h0: usize) -> Result<Drawn> {
+    /// Draws against a `w0` x `h0` image; `strict` false leaves out the
+    /// checks that depend on the image's size (for [`Spec::validate`]).
+    fn draw_sized(&self, rng: &mut Rng, w0: usize, h0: usize, strict: bool) -> Result<Drawn> {
         let mut out = Vec::new();
         let (mut w, mut h) = (w0 as f64, h0 as f64);
         for o in &self.0 {
@@ -279,7 +291,11 @@ impl Spec {
                 "rot90" => {
                     let k = match o.get("k") {
                         None | Some("random") => (rng.next() % 4) as usize,
-                        Some(_) => o.count("k")? % 4,
+                        Some(v) => match v.trim().parse::<i64>() {
+                            // Negative turns are clockwise, as numpy.rot90's k.
+                            Ok(k) => k.rem_euclid(4) as usize,
+                            Err(_) => return Err(o.err(format!("k={v}: give a whole number of quarter turns"))),
+                        },
                     };
                     if k % 2 == 1 {
                         std::mem::swap(&mut w, &mut h);
@@ -317,6 +333,14 @@ impl Spec {
                             (cw as f64, ch as f64)
                         }
                     };
+                    if !strict {
+                        for k in ["fx", "fy", "x", "y"] {
+                            o.num(k)?;
+                        }
+                        (w, h) = (cw, ch);
+                        out.push(o.clone());
+                        continue;
+                    }
                     if cw > w || ch > h {
                         return Err(o.err(format!("{cw}x{ch} is larger than the {w}x{h} image")));
                     }
@@ -413,7 +437,7 @@ impl Spec {
                     let side = |k: &str| -> Result<usize> { Ok(if o.get(k).is_some() { o.count(k)? } else { all }) };
                     let (l, t, r, b) = (side("left")?, side("top")?, side("right")?, side("bottom")?);
                     let border = o.border("mode")?;
-                    if border == Border::Reflect && (l.max(r) as f64 >= w || t.max(b) as f64 >= h) {
+                    if strict && border == Border::Reflect && (l.max(r) as f64 >= w || t.max(b) as f64 >= h) {
                         return Err(o.err(format!("reflect padding must be smaller than the {w}x{h} image")));
                     }
                     out.push(o.clone());
@@ -450,8 +474,8 @@ impl Spec {
                 }
                 "gamma" => {
                     let (lo, hi) = o.range("g")?.ok_or_else(|| o.err("give g=G or g=LO-HI"))?;
-                    if lo <= 0.0 {
-                        return Err(o.err("gamma must be positive"));
+                    if !(lo >= 0.01 && hi <= 100.0) {
+                        return Err(o.err(format!("g={}: gamma is from 0.01 to 100", o.get("g").unwrap_or(""))));
                     }
                     out.push(fixed("gamma", &[("g", r6(rng.uniform(lo, hi)))]));
                 }
@@ -475,6 +499,13 @@ impl Spec {
                     out.push(o.clone());
                 }
                 _ => return Err(o.err("unknown op")),
+            }
+            let lim = crate::image_io::DecodeLimits::default();
+            if w > lim.max_side as f64 || h > lim.max_side as f64 || w * h > lim.max_pixels as f64 {
+                return Err(o.err(format!(
+                    "makes the image {w}x{h}, over the limit of {} per side and {} pixels",
+                    lim.max_side, lim.max_pixels
+                )));
             }
         }
         Ok(Spec(out))
@@ -894,6 +925,11 @@ pub fn normalized_tensor(img: &Image, mean: [f32; 3], std: [f32; 3]) -> Result<T
 
 /// Writes a tensor as a NumPy `.npy` file (little-endian f32, C order), atomically.
 pub fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
+    write_npy_with(t, path, true)
+}
+
+/// [`write_npy`]; an existing file only when `replace`.
+pub fn write_npy_with(t: &Tensor, path: &Path, replace: bool) -> Result<()> {
     let s = t.shape;
     let mut header =
         format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}, {}), }}", s.n, s.c, s.h, s.w);
@@ -907,7 +943,7 @@ pub fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend_from_slice(bytemuck::cast_slice(&t.data));
-    crate::image_io::write_atomic(path, &bytes)
+    crate::fsutil::write_atomic_with(path, &bytes, replace)
 }
 
 /// `gpuimg augment` as a streamed op. Each job is one sample: by default job
@@ -923,7 +959,7 @@ pub struct AugmentOp {
 }
 
 /// One input's decode, shared by the jobs (samples) that read it.
-type DecodeCell = Arc<std::sync::OnceLock<std::result::Result<Image, String>>>;
+type DecodeCell = Arc<std::sync::OnceLock<std::result::Result<(Image, crate::image_io::Meta), String>>>;
 
 /// Inputs whose decodes are kept for their other samples.
 const DECODE_CACHE: usize = 8;
@@ -990,7 +1026,7 @@ impl AugmentOp {
 impl StreamOp for AugmentOp {
     /// Decodes each input once for all its samples (jobs of one input are
     /// consecutive; the last few decodes are kept, so memory stays bounded).
-    fn load(&self, _job: usize, path: &Path) -> Result<Image> {
+    fn load(&self, _job: usize, path: &Path) -> Result<(Image, crate::image_io::Meta)> {
         let cell = {
             let mut d = self.decoded.lock().expect("decode cache poisoned");
             match d.iter().find(|(p, _)| p == path) {
@@ -1005,7 +1041,8 @@ impl StreamOp for AugmentOp {
                 }
             }
         };
-        match cell.get_or_init(|| crate::image_io::load(path).map_err(|e| e.to_string())) {
+        let limits = crate::image_io::DecodeLimits::default();
+        match cell.get_or_init(|| crate::image_io::load_full(path, limits).map_err(|e| e.to_string())) {
             Ok(img) => Ok(img.clone()),
             Err(m) => Err(Error::invalid("augment", m.clone())),
         }
@@ -1034,10 +1071,10 @@ impl StreamOp for AugmentOp {
     ) -> Result<Option<(Recorded, PixelLayout)>> {
         Ok(Some(self.plan(job, img)?.record_packed(gpu, enc, img.layout(), src)?))
     }
-    fn save(&self, _job: usize, out: &Image, path: &Path) -> Result<()> {
+    fn save(&self, _job: usize, out: &Image, meta: &crate::image_io::Meta, path: &Path, replace: bool) -> Result<()> {
         match self.norm {
-            Some((mean, std)) => write_npy(&normalized_tensor(out, mean, std)?, path),
-            None => crate::image_io::save(out, path),
+            Some((mean, std)) => write_npy_with(&normalized_tensor(out, mean, std)?, path, replace),
+            None => crate::image_io::save_with(out, path, meta, replace),
         }
     }
 }

@@ -39,9 +39,17 @@ pub enum Error {
     /// An unknown name was given where one of a fixed list is expected.
     #[error("unknown {what} '{value}' (valid: {valid})")]
     UnknownValue { what: &'static str, value: String, valid: String },
-    /// Plain I/O failure with the path it concerns.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Plain I/O failure with the path it concerns. (The OS error is part of
+    /// the message, not a `source`: printing the chain would repeat it.)
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+    /// An output exists and was not to be replaced (`--overwrite` not given);
+    /// decided when the file is put in place, so concurrent runs never both write.
+    #[error("{}: exists, skipped (--overwrite replaces it)", path.display())]
+    Exists { path: PathBuf },
+    /// The run was stopped by a signal (SIGINT/SIGTERM) before this job ran.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Shorthand for results in gpuimg.
@@ -51,5 +59,9 @@ impl Error {
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidArgument { op, message: message.into() }
+    }
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io { path: path.into(), error }
     }
 }

@@ -48,13 +48,40 @@ pub fn upscale_rgb(model: &TinyPssr, backend: &Backend, lr: &Tensor) -> Result<T
     Tensor::from_vec(Shape::new(1, s.c, s.h * f, s.w * f), out.data)
 }
 
-/// Scores every image of `dir`.
-pub fn eval_sr(model: &TinyPssr, backend: &Backend, dir: &Path) -> Result<Vec<SrRow>> {
+/// Images an evaluation left out, and why (unreadable, or too small for the protocol).
+pub type Skipped = Vec<(PathBuf, String)>;
+
+/// The smallest side an HR image may have for `eval sr` at `scale`: after
+/// the mod-crop and the `scale`-pixel shave, SSIM's 11x11 window must fit.
+pub fn eval_sr_min_side(scale: usize) -> usize {
+    2 * scale + 11
+}
+
+/// Scores every image of `dir`; images that cannot be read or are too small
+/// for the protocol are left out and listed with the reason.
+pub fn eval_sr(model: &TinyPssr, backend: &Backend, dir: &Path) -> Result<(Vec<SrRow>, Skipped)> {
     let scale = model.scale();
-    let mut rows = Vec::new();
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
     for path in image_files(dir)? {
-        let hr = load_rgb(&path)?;
+        let hr = match load_rgb(&path) {
+            Ok(x) => x,
+            Err(e) => {
+                skipped.push((path, e.to_string()));
+                continue;
+            }
+        };
         let (h, w) = (hr.shape.h / scale * scale, hr.shape.w / scale * scale);
+        let min = eval_sr_min_side(scale);
+        if h < min || w < min {
+            skipped.push((
+                path,
+                format!(
+                    "{}x{} is too small for the protocol at x{scale} (sides of at least {min} after cropping to a multiple of {scale})",
+                    hr.shape.w, hr.shape.h
+                ),
+            ));
+            continue;
+        }
         let hr = crop(&hr, h, w);
         let mut lr = resample::downscale(&hr, scale);
         resample::quantise_u8(&mut lr);
@@ -70,7 +97,7 @@ pub fn eval_sr(model: &TinyPssr, backend: &Backend, dir: &Path) -> Result<Vec<Sr
             ssim_bicubic: ssim_y(&bic, &hr, scale),
         });
     }
-    Ok(rows)
+    Ok((rows, skipped))
 }
 
 /// One (image, codec setting) of `gpuimg eval codec`, next to JPEG at the same rate.
@@ -130,11 +157,23 @@ pub fn eval_codec(
     planes: &[u32],
     backend: &Backend,
     dir: &Path,
-) -> Result<Vec<CodecRow>> {
-    let mut rows = Vec::new();
+) -> Result<(Vec<CodecRow>, Skipped)> {
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
     for path in image_files(dir)? {
-        let img = crate::image_io::load(&path)?;
+        let img = match crate::image_io::load(&path) {
+            Ok(i) => i,
+            Err(e) => {
+                skipped.push((path, e.to_string()));
+                continue;
+            }
+        };
         if img.channels != 3 {
+            skipped.push((path, format!("{} channels: the codec takes RGB", img.channels)));
+            continue;
+        }
+        // MS-SSIM's 11x11 window needs more than 10 pixels a side.
+        if img.width < 11 || img.height < 11 {
+            skipped.push((path, format!("{}x{} is too small for MS-SSIM (11x11 at least)", img.width, img.height)));
             continue;
         }
         let img = crate::image_io::from_dynamic(crate::image_io::to_dynamic(&img)?.to_rgb8().into())?;
@@ -186,5 +225,5 @@ pub fn eval_codec(
             }
         }
     }
-    Ok(rows)
+    Ok((rows, skipped))
 }

@@ -2,9 +2,7 @@
 //! RGBA; 8 or 16 bits kept as they came. Decoding is bounded by limits checked
 //! before any large allocation; writing is atomic (temporary file, then rename).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::{DynamicImage, ImageFormat};
 
@@ -71,6 +69,23 @@ impl Default for DecodeLimits {
     }
 }
 
+impl DecodeLimits {
+    /// Refuses an output of `w` x `h` pixels beyond the limits inputs are
+    /// held to (gpuimg could not read it back, and neither could most tools).
+    pub fn check_output(&self, what: &str, w: u64, h: u64) -> Result<()> {
+        if w == 0 || h == 0 || w > self.max_side as u64 || h > self.max_side as u64 || w * h > self.max_pixels {
+            return Err(Error::invalid(
+                "output",
+                format!(
+                    "{what} would be {w}x{h} pixels, over the limit of {} per side and {} pixels",
+                    self.max_side, self.max_pixels
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// File extensions gpuimg reads and writes.
 pub const EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
 
@@ -87,35 +102,129 @@ pub fn load(path: &Path) -> Result<Image> {
 /// Reads an image; a file that declares dimensions beyond `limits` is refused
 /// before the pixel buffer is allocated.
 pub fn load_with_limits(path: &Path, limits: DecodeLimits) -> Result<Image> {
-    let err = |reason: String| Error::ImageRead { path: path.to_path_buf(), reason };
-    let open = || {
-        image::ImageReader::open(path)
-            .map_err(|e| err(e.to_string()))?
-            .with_guessed_format()
-            .map_err(|e| err(e.to_string()))
-    };
-    let reader = open()?;
-    if reader.format().is_none() {
-        return Err(err("not a recognised image format (PNG, JPEG, WebP, BMP, TIFF)".into()));
+    load_full(path, limits).map(|(img, _)| img)
+}
+
+/// What an image file carries besides its pixels that outputs keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The embedded ICC colour profile, written to outputs that can hold one
+    /// (PNG, JPEG, WebP, TIFF).
+    pub icc: Option<Vec<u8>>,
+}
+
+/// Where a JPEG's entropy-coded data ends: `Some(true)` when an end-of-image
+/// marker follows the first scan, `Some(false)` when the file stops before
+/// it (truncated), `None` when the marker structure is not one this walk
+/// understands (the decoder then decides).
+pub fn jpeg_complete(b: &[u8]) -> Option<bool> {
+    if b.len() < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+        return None;
     }
-    let (w, h) = reader.into_dimensions().map_err(|e| err(format!("cannot read header: {e}")))?;
+    let mut i = 2;
+    loop {
+        if i + 2 > b.len() {
+            return Some(false);
+        }
+        if b[i] != 0xFF {
+            return None;
+        }
+        let m = b[i + 1];
+        match m {
+            0xFF => i += 1,
+            0xDA => break,
+            0xD9 => return Some(true),
+            0x01 | 0xD0..=0xD8 => i += 2,
+            _ => {
+                if i + 4 > b.len() {
+                    return Some(false);
+                }
+                i += 2 + u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+            }
+        }
+    }
+    // Inside entropy-coded data 0xFF is always followed by 0x00 or a restart
+    // marker, so FF D9 here is the end of the image.
+    Some(b[i..].windows(2).any(|w| w == [0xFF, 0xD9]))
+}
+
+/// Reads an image and its [`Meta`], with the EXIF orientation applied (the
+/// pixels come out as every viewer shows them). Refused: dimensions beyond
+/// `limits` (before the pixel buffer is allocated), truncated files
+/// (JPEGs without their end marker included).
+pub fn load_full(path: &Path, limits: DecodeLimits) -> Result<(Image, Meta)> {
+    let err = |reason: String| Error::ImageRead { path: path.to_path_buf(), reason };
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| err(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?;
+    match reader.format() {
+        None => Err(err("not a recognised image format (PNG, JPEG, WebP, BMP, TIFF)".into())),
+        Some(ImageFormat::Jpeg) => {
+            let len = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.len();
+            if len > limits.max_alloc {
+                return Err(err(format!("a {len}-byte JPEG is over the {}-byte limit", limits.max_alloc)));
+            }
+            let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+            if jpeg_complete(&bytes) == Some(false) {
+                return Err(err("truncated JPEG (the file ends before the image data does)".into()));
+            }
+            let r = image::ImageReader::with_format(std::io::Cursor::new(&bytes[..]), ImageFormat::Jpeg);
+            decode_reader(r, limits).map_err(err)
+        }
+        Some(_) => decode_reader(reader, limits).map_err(err),
+    }
+}
+
+/// [`load_full`] on bytes in memory (`name` is used in messages): what a
+/// host application with its own I/O, and the decoder fuzz target, call.
+pub fn decode_bytes(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<(Image, Meta)> {
+    let err = |reason: String| Error::ImageRead { path: name.into(), reason };
+    let reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| err(e.to_string()))?;
+    match reader.format() {
+        None => Err(err("not a recognised image format (PNG, JPEG, WebP, BMP, TIFF)".into())),
+        Some(ImageFormat::Jpeg) if jpeg_complete(bytes) == Some(false) => {
+            Err(err("truncated JPEG (the file ends before the image data does)".into()))
+        }
+        Some(_) => decode_reader(reader, limits).map_err(err),
+    }
+}
+
+fn decode_reader<R: std::io::BufRead + std::io::Seek>(
+    mut reader: image::ImageReader<R>,
+    limits: DecodeLimits,
+) -> std::result::Result<(Image, Meta), String> {
+    use image::ImageDecoder;
+    // The header first, with no limits, so the refusal below names the size;
+    // then the limits, which the decoder enforces on its own allocations.
+    reader.no_limits();
+    let mut dec = reader.into_decoder().map_err(|e| format!("cannot read header: {e}"))?;
+    let (w, h) = dec.dimensions();
     if w == 0 || h == 0 {
-        return Err(err(format!("empty image ({w}x{h})")));
+        return Err(format!("empty image ({w}x{h})"));
     }
     if w > limits.max_side || h > limits.max_side || w as u64 * h as u64 > limits.max_pixels {
-        return Err(err(format!(
+        return Err(format!(
             "declares {w}x{h} pixels, over the limit of {} per side and {} pixels",
             limits.max_side, limits.max_pixels
-        )));
+        ));
     }
-    let mut reader = open()?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);
     l.max_alloc = Some(limits.max_alloc);
-    reader.limits(l);
-    let img = reader.decode().map_err(|e| err(e.to_string()))?;
-    from_dynamic(img).map_err(|e| err(e.to_string()))
+    dec.set_limits(l).map_err(|e| e.to_string())?;
+    if dec.total_bytes() > limits.max_alloc {
+        return Err(format!("needs {} bytes decoded, over the {}-byte limit", dec.total_bytes(), limits.max_alloc));
+    }
+    // A broken profile or orientation tag is not worth refusing the pixels for.
+    let icc = dec.icc_profile().ok().flatten().filter(|p| !p.is_empty());
+    let orientation = dec.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(dec).map_err(|e| e.to_string())?;
+    img.apply_orientation(orientation);
+    let img = from_dynamic(img).map_err(|e| e.to_string())?;
+    Ok((img, Meta { icc }))
 }
 
 /// Converts a decoded `image` crate image, keeping 16 bits where it has them.
@@ -179,6 +288,12 @@ pub fn format_of(path: &Path) -> Result<ImageFormat> {
 /// Encodes for a format, converting what the format cannot hold: JPEG, WebP
 /// and BMP are 8-bit, and JPEG has no alpha (dropped).
 pub fn encode(img: &Image, format: ImageFormat) -> Result<Vec<u8>> {
+    encode_with(img, format, &Meta::default())
+}
+
+/// [`encode`] with the input's [`Meta`]: the ICC profile goes into formats
+/// that hold one (PNG, JPEG, WebP, TIFF; BMP has none).
+pub fn encode_with(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Vec<u8>> {
     let mut d = to_dynamic(img)?;
     let eight_bit_only = matches!(format, ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Bmp);
     if eight_bit_only && img.samples.bits() == 16 {
@@ -200,42 +315,43 @@ pub fn encode(img: &Image, format: ImageFormat) -> Result<Vec<u8>> {
         d = DynamicImage::ImageRgba8(d.into_rgba8());
     }
     let mut out = Vec::new();
-    if format == ImageFormat::Jpeg {
-        let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
-        d.write_with_encoder(enc).map_err(|e| Error::invalid("jpeg encoder", e.to_string()))?;
-    } else {
-        d.write_to(&mut std::io::Cursor::new(&mut out), format)
-            .map_err(|e| Error::invalid("image encoder", e.to_string()))?;
+    let enc_err = |e: image::ImageError| Error::invalid("image encoder", e.to_string());
+    let icc = meta.icc.clone();
+    macro_rules! write {
+        ($enc:expr) => {{
+            let mut enc = $enc;
+            if let Some(p) = icc {
+                // An encoder that cannot take this profile still writes the pixels.
+                let _ = image::ImageEncoder::set_icc_profile(&mut enc, p);
+            }
+            d.write_with_encoder(enc).map_err(enc_err)?;
+        }};
+    }
+    match format {
+        ImageFormat::Jpeg => write!(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)),
+        ImageFormat::Png => write!(image::codecs::png::PngEncoder::new(&mut out)),
+        ImageFormat::WebP => write!(image::codecs::webp::WebPEncoder::new_lossless(&mut out)),
+        ImageFormat::Tiff => write!(image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut out))),
+        _ => d.write_to(&mut std::io::Cursor::new(&mut out), format).map_err(enc_err)?,
     }
     Ok(out)
 }
 
 /// Writes an image atomically in the format its extension names.
 pub fn save(img: &Image, path: &Path) -> Result<()> {
-    let format = format_of(path)?;
-    let bytes =
-        encode(img, format).map_err(|e| Error::ImageWrite { path: path.to_path_buf(), reason: e.to_string() })?;
-    write_atomic(path, &bytes)
+    save_with(img, path, &Meta::default(), true)
 }
 
-/// Writes bytes to `path` through a temporary file in the same directory and a
-/// rename, so a reader never sees a half-written file and a failure leaves none.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io { path: path.to_path_buf(), source: e };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io(std::io::Error::other("no file name")))?;
-    let tmp: PathBuf = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = BufWriter::new(File::create(&tmp)?);
-        f.write_all(bytes)?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+/// [`save`] with the input's [`Meta`]; with `replace` false an existing
+/// file is left alone ([`Error::Exists`]), decided when the file is placed.
+pub fn save_with(img: &Image, path: &Path, meta: &Meta, replace: bool) -> Result<()> {
+    let format = format_of(path)?;
+    let bytes = encode_with(img, format, meta)
+        .map_err(|e| Error::ImageWrite { path: path.to_path_buf(), reason: e.to_string() })?;
+    crate::fsutil::write_atomic_with(path, &bytes, replace)
 }
+
+pub use crate::fsutil::write_atomic;
 
 /// True when two paths name the same existing file (or the same path).
 pub fn same_file(a: &Path, b: &Path) -> bool {

@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -10,9 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gpuimg::kernels::resize_bilinear::{ResizeBilinear, ResizeTarget};
 use gpuimg::models::zero_dce::Arch;
 use gpuimg::models::{TinyPssr, ZeroDce};
-use gpuimg::stream::{self, Job, Observer, ProgressBar, StreamConfig, StreamOp};
+use gpuimg::stream::{self, Job, ProgressBar, StreamConfig, StreamOp};
 use gpuimg::weights::Weights;
-use gpuimg::{image_io, ops, Backend, DeviceChoice};
+use gpuimg::{image_io, ops, outputs, Backend, DeviceChoice};
 
 #[derive(Parser)]
 #[command(
@@ -119,6 +121,9 @@ enum TrainWhat {
         /// Where to write the weights (safetensors).
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the output file if it exists (otherwise refused before training starts).
+        #[arg(long)]
+        overwrite: bool,
         /// Optimiser steps (default: 12000 for x2, 6000 for x4).
         #[arg(long)]
         steps: Option<usize>,
@@ -146,6 +151,9 @@ enum TrainWhat {
         /// Where to write the weights (safetensors, the reference's tensor names).
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the output file if it exists (otherwise refused before training starts).
+        #[arg(long)]
+        overwrite: bool,
         /// Optimiser steps (default: 1000 for zero-dce++, 800 for zero-dce).
         #[arg(long)]
         steps: Option<usize>,
@@ -173,6 +181,9 @@ enum TrainWhat {
         /// Where to write the weights (safetensors).
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the output file if it exists (otherwise refused before training starts).
+        #[arg(long)]
+        overwrite: bool,
         /// Optimiser steps.
         #[arg(long)]
         steps: Option<usize>,
@@ -226,9 +237,9 @@ struct EnhanceArgs {
     /// Run the network on the image downscaled by N (default: min(12, shorter side / 64), at least 1).
     #[arg(long)]
     scale_factor: Option<usize>,
-    /// Curve iterations (zero-dce needs 8: one map set each).
-    #[arg(long, default_value_t = 8)]
-    iterations: usize,
+    /// Curve iterations, 1 to 16 (zero-dce needs 8: one map set each).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=16))]
+    iterations: u64,
     /// Weights (safetensors with the reference's tensor names) instead of the bundled ones.
     #[arg(long)]
     weights: Option<PathBuf>,
@@ -241,7 +252,7 @@ struct ResizeArgs {
     /// Input images or directories.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Output file (one input) or directory. Default: <stem>_resized.<ext> beside the input.
+    /// Output file (one input) or directory (an existing one, or a name ending in /). Default: <stem>_x<F>.<ext> (--scale) or <stem>_<W>x<H>.<ext> beside the input.
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Scale factor on both axes (output = floor(side * scale)).
@@ -346,6 +357,9 @@ struct BenchArgs {
     /// Write a chart (SVG) of time against size and against threads.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
+    /// Replace --json / --chart files that exist (otherwise refused before the run).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// How a batch of files streams through an op (every image command).
@@ -367,6 +381,7 @@ struct StreamArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    install_signal_handler();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -391,13 +406,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval { what: EvalWhat::Codec { dir, weights, rates, bitplanes } } => {
             eval_codec(&g, &dir, &weights, &rates, &bitplanes)
         }
-        Command::Train { what: TrainWhat::Sr { scale, data, output, steps, batch, seed, lr, init } } => {
+        Command::Train { what: TrainWhat::Sr { scale, data, output, overwrite, steps, batch, seed, lr, init } } => {
+            outputs::check_extra(
+                "-o",
+                &output,
+                &[data.clone()].into_iter().chain(init.clone()).collect::<Vec<_>>(),
+                overwrite,
+            )?;
             train_sr(&g, scale, data, output, (steps, batch, lr), seed, init)
         }
-        Command::Train { what: TrainWhat::Enhance { model, data, output, steps, batch, patch, lr, seed } } => {
+        Command::Train {
+            what: TrainWhat::Enhance { model, data, output, overwrite, steps, batch, patch, lr, seed },
+        } => {
+            outputs::check_extra("-o", &output, std::slice::from_ref(&data), overwrite)?;
             train_enhance(&g, &model, data, output, (steps, batch, patch, lr), seed)
         }
-        Command::Train { what: TrainWhat::Codec { rate, data, output, steps, batch, patch, lr, seed, init } } => {
+        Command::Train {
+            what: TrainWhat::Codec { rate, data, output, overwrite, steps, batch, patch, lr, seed, init },
+        } => {
+            outputs::check_extra(
+                "-o",
+                &output,
+                &[data.clone()].into_iter().chain(init.clone()).collect::<Vec<_>>(),
+                overwrite,
+            )?;
             train_codec(&g, rate, data, output, (steps, batch, patch, lr), seed, init)
         }
     }
@@ -466,38 +498,36 @@ fn info(g: &Global) -> Result<ExitCode> {
 
 /// Expands directories into the image files they hold (sorted, not recursive).
 fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    expand_matching(inputs, image_io::is_image_path)
+    Ok(outputs::expand(inputs, image_io::is_image_path)?)
 }
 
-/// Expands directories into the files `keep` accepts (sorted, not recursive).
-fn expand_matching(inputs: &[PathBuf], keep: fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in inputs {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("{}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && keep(f))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
+/// Set by SIGINT/SIGTERM: batches stop taking new images.
+static CANCEL: std::sync::LazyLock<Arc<AtomicBool>> = std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+/// True while a batch runs (a first signal then stops it gracefully).
+static IN_BATCH: AtomicBool = AtomicBool::new(false);
+/// The signal that stopped the run (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-/// Where one input's output goes: `-o` as a file for a single input, `-o` as a
-/// directory, or `<stem>_<suffix>.<ext>` beside the input.
-fn output_path(input: &Path, output: Option<&Path>, many: bool, suffix: &str) -> PathBuf {
-    let ext = input.extension().and_then(|e| e.to_str()).unwrap_or("png");
-    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let name = format!("{stem}_{suffix}.{ext}");
-    match output {
-        Some(o) if many || o.is_dir() => o.join(name),
-        Some(o) => o.to_path_buf(),
-        None => input.with_file_name(name),
+/// SIGINT and SIGTERM: during a batch the first one stops it after the
+/// images in flight (their files are finished, the summary printed, exit
+/// 130 / 143); outside a batch, or on a second signal, temporary files are
+/// removed and the process exits at once with the same codes.
+fn install_signal_handler() {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                SIGNAL.store(sig, Ordering::SeqCst);
+                if !IN_BATCH.load(Ordering::SeqCst) || CANCEL.swap(true, Ordering::SeqCst) {
+                    gpuimg::fsutil::remove_temps();
+                    eprintln!("gpuimg: interrupted");
+                    std::process::exit(128 + sig);
+                }
+                eprintln!("gpuimg: stopping after the images in flight (again to stop at once)");
+            }
+        });
     }
 }
 
@@ -505,31 +535,31 @@ fn output_path(input: &Path, output: Option<&Path>, many: bool, suffix: &str) ->
 /// the batch engine: outputs written atomically, never over an input,
 /// existing ones skipped unless `--overwrite`; carries on past failures,
 /// reports them at the end and exits non-zero if there were any.
+#[allow(clippy::too_many_arguments)]
 fn batch(
     g: &Global,
     inputs_arg: &[PathBuf],
     output: Option<&Path>,
-    suffix: &str,
+    naming: outputs::Naming,
     sa: &StreamArgs,
     backend: &Backend,
     op: &dyn StreamOp,
 ) -> Result<ExitCode> {
     let inputs = expand_inputs(inputs_arg)?;
-    let many = inputs.len() > 1 || inputs_arg.iter().any(|p| p.is_dir());
-    let outs: Vec<Vec<PathBuf>> = inputs.iter().map(|i| vec![output_path(i, output, many, suffix)]).collect();
-    let (code, _) = batch_jobs(g, inputs_arg, &inputs, outs, output.filter(|_| many), sa, backend, op, &|_| Ok(()))?;
+    let plan = outputs::Planned::new(inputs_arg, inputs, output, &naming)?;
+    let (code, _) = batch_jobs(g, inputs_arg, plan, &[], sa, backend, op, &|_| Ok(()))?;
     Ok(code)
 }
 
-/// [`batch`] with the outputs of each input given: input `i`'s outputs are
-/// jobs `sum(outs[..i].len())..`; returns the exit code and the jobs run.
+/// Runs a planned batch: input `i`'s outputs are jobs
+/// `sum(outputs[..i].len())..`; `extra` are the other files the run writes
+/// (checked with the outputs); returns the exit code and the jobs run.
 #[allow(clippy::too_many_arguments)]
 fn batch_jobs(
     g: &Global,
     inputs_arg: &[PathBuf],
-    inputs: &[PathBuf],
-    outs: Vec<Vec<PathBuf>>,
-    out_dir: Option<&Path>,
+    plan: outputs::Planned,
+    extra: &[(&str, &Path)],
     sa: &StreamArgs,
     backend: &Backend,
     op: &dyn StreamOp,
@@ -540,42 +570,49 @@ fn batch_jobs(
         cfg.set_threads(j)?;
     }
     cfg.slots = sa.slots as usize;
-    if inputs.is_empty() {
+    cfg.overwrite = sa.overwrite;
+    cfg.cancel = Some(CANCEL.clone());
+    if plan.inputs.is_empty() {
         bail!(
             "no images found in {}",
             inputs_arg.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
-    let many = outs.iter().map(Vec::len).sum::<usize>() > 1 || inputs_arg.iter().any(|p| p.is_dir());
-    if let Some(o) = out_dir {
+    let mut extra = extra.to_vec();
+    if let Some(r) = &sa.report {
+        extra.push(("--report", r.as_path()));
+    }
+    let (jobs, skipped) = plan.jobs(inputs_arg, &extra, sa.overwrite)?;
+    if let Some(o) = &plan.dir {
         std::fs::create_dir_all(o).with_context(|| format!("{}: cannot create output directory", o.display()))?;
     }
-    let bar = ProgressBar::new("gpuimg", !g.quiet && std::io::stderr().is_terminal());
-    let mut refused = Vec::new();
-    let mut skipped = 0;
-    let mut jobs = Vec::new();
-    for (input, outs) in inputs.iter().zip(outs) {
-        for out in outs {
-            if inputs_arg.iter().chain(inputs.iter()).any(|i| image_io::same_file(i, &out)) {
-                let msg = format!("{}: output would overwrite an input", out.display());
-                bar.failed(input, &msg);
-                refused.push((input.clone(), msg));
-            } else if out.exists() && !sa.overwrite {
-                skipped += 1;
-                if !g.quiet {
-                    eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", out.display());
-                }
-            } else {
-                jobs.push(Job { input: input.clone(), output: out });
+    // Temporaries a killed earlier run left in the folders written to.
+    let mut dirs: Vec<PathBuf> = jobs
+        .iter()
+        .map(|j| j.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        for f in gpuimg::fsutil::clean_stale_temps(&d) {
+            if g.verbose > 0 {
+                eprintln!("gpuimg: removed {}, left by an interrupted run", f.display());
             }
         }
     }
+    let many = plan.many;
+    let bar = ProgressBar::new("gpuimg", !g.quiet && std::io::stderr().is_terminal());
+    if !g.quiet {
+        for s in &skipped {
+            eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", s.display());
+        }
+    }
     before(&jobs)?;
+    IN_BATCH.store(true, Ordering::SeqCst);
     let mut report = stream::run(backend, op, &jobs, &cfg, &bar);
+    IN_BATCH.store(false, Ordering::SeqCst);
     bar.clear();
-    report.skipped = skipped;
-    report.failed += refused.len();
-    report.failures.extend(refused);
+    report.skipped += skipped.len();
     if g.verbose > 0 {
         let s = &report.stages;
         eprintln!(
@@ -583,30 +620,34 @@ fn batch_jobs(
             s.decode_s, s.input_wait_s, s.upload_s, s.record_s, s.submit_s, s.gpu_s, s.cpu_s, s.readback_s, s.encode_s, report.submissions, report.peak_in_memory
         );
     }
-    if !g.quiet && many {
+    if !g.quiet && (many || report.interrupted) {
         let busy = report.gpu_utilization().map(|u| format!("; GPU busy {:.0}%", u * 100.0)).unwrap_or_default();
+        let stopped =
+            if report.interrupted { format!(", {} not run (interrupted)", report.not_run) } else { String::new() };
         eprintln!(
-            "gpuimg: {} written, {skipped} skipped, {} failed, {} inputs in {:.2} s ({:.1} images/s{busy})",
+            "gpuimg: {} written, {} skipped, {} failed{stopped}, {} inputs in {:.2} s ({:.1} images/s{busy})",
             report.images,
+            report.skipped,
             report.failed,
-            inputs.len(),
+            plan.inputs.len(),
             report.wall_s,
             report.throughput()
         );
     }
     if let Some(p) = &sa.report {
-        image_io::write_atomic(p, report.to_json().as_bytes()).with_context(|| format!("--report {}", p.display()))?;
+        gpuimg::fsutil::write_atomic_with(p, report.to_json().as_bytes(), sa.overwrite)
+            .with_context(|| format!("--report {}", p.display()))?;
     }
-    if report.failed == 0 {
-        Ok((ExitCode::SUCCESS, jobs))
-    } else {
-        if many {
-            for (f, _) in &report.failures {
-                eprintln!("gpuimg: failed: {}", f.display());
-            }
+    if report.failed > 0 && many {
+        for (f, _) in &report.failures {
+            eprintln!("gpuimg: failed: {}", f.display());
         }
-        Ok((ExitCode::FAILURE, jobs))
     }
+    if report.interrupted {
+        let sig = SIGNAL.load(Ordering::SeqCst);
+        return Ok((ExitCode::from((128 + sig.clamp(1, 127)) as u8), jobs));
+    }
+    Ok((if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }, jobs))
 }
 
 fn load_sr_model(scale: usize, weights: Option<&Path>) -> Result<TinyPssr> {
@@ -629,7 +670,7 @@ fn sr(g: &Global, a: SrArgs) -> Result<ExitCode> {
     let model = load_sr_model(a.scale, a.weights.as_deref())?;
     let backend = open_backend(g)?;
     let op = ops::SuperResolveOp::new(model);
-    batch(g, &a.inputs, a.output.as_deref(), &format!("x{}", a.scale), &a.stream, &backend, &op)
+    batch(g, &a.inputs, a.output.as_deref(), outputs::Naming::Suffix(format!("x{}", a.scale)), &a.stream, &backend, &op)
 }
 
 fn load_enhance_model(model: Option<&str>, weights: Option<&Path>) -> Result<ZeroDce> {
@@ -654,9 +695,9 @@ fn enhance(g: &Global, a: EnhanceArgs) -> Result<ExitCode> {
     if a.scale_factor == Some(0) {
         bail!("--scale-factor 0: must be at least 1");
     }
-    let op = ops::EnhanceOp::new(model, a.scale_factor, a.iterations)?;
+    let op = ops::EnhanceOp::new(model, a.scale_factor, a.iterations as usize)?;
     let backend = open_backend(g)?;
-    batch(g, &a.inputs, a.output.as_deref(), "enhanced", &a.stream, &backend, &op)
+    batch(g, &a.inputs, a.output.as_deref(), outputs::Naming::Suffix("enhanced".into()), &a.stream, &backend, &op)
 }
 
 fn train_enhance(
@@ -721,12 +762,21 @@ fn train_enhance(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints the images an evaluation left out (the means are over the others;
+/// the exit code is then 1).
+fn report_skipped(skipped: &[(PathBuf, String)]) {
+    for (p, why) in skipped {
+        eprintln!("gpuimg: skipped {}: {why}", p.display());
+    }
+}
+
 fn eval_sr(g: &Global, dir: &Path, scale: usize, weights: Option<&Path>) -> Result<ExitCode> {
     let model = load_sr_model(scale, weights)?;
     let backend = open_backend(g)?;
-    let rows = gpuimg::eval::eval_sr(&model, &backend, dir).with_context(|| format!("{}", dir.display()))?;
+    let (rows, skipped) = gpuimg::eval::eval_sr(&model, &backend, dir).with_context(|| format!("{}", dir.display()))?;
+    report_skipped(&skipped);
     if rows.is_empty() {
-        bail!("{}: no images", dir.display());
+        bail!("{}: no images that can be scored", dir.display());
     }
     println!("| image | bicubic PSNR / SSIM | TinyPSSR x{scale} PSNR / SSIM | gain |");
     println!("| --- | --- | --- | --- |");
@@ -745,7 +795,7 @@ fn eval_sr(g: &Global, dir: &Path, scale: usize, weights: Option<&Path>) -> Resu
     let mean = |f: &dyn Fn(&gpuimg::eval::SrRow) -> f64| rows.iter().map(f).sum::<f64>() / n;
     let (pb, sb, ps, ss) = (mean(&|r| r.psnr_bicubic), mean(&|r| r.ssim_bicubic), mean(&|r| r.psnr), mean(&|r| r.ssim));
     println!("| **mean** | {pb:.2} / {sb:.4} | {ps:.2} / {ss:.4} | {:+.2} dB |", ps - pb);
-    Ok(ExitCode::SUCCESS)
+    Ok(if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn train_sr(
@@ -805,12 +855,17 @@ fn resize(g: &Global, a: ResizeArgs) -> Result<ExitCode> {
             if !(s > 0.0 && s.is_finite()) {
                 bail!("--scale {s}: must be a positive number");
             }
+            let max = image_io::DecodeLimits::default().max_side;
+            if s > max as f64 {
+                bail!("--scale {s}: over {max}, the largest side of an output");
+            }
             ResizeTarget::Factor { h: s, w: s }
         }
         (None, Some(w), Some(h)) => {
             if w == 0 || h == 0 {
                 bail!("--width {w} --height {h}: sides must be positive");
             }
+            image_io::DecodeLimits::default().check_output("--width/--height: the output", w as u64, h as u64)?;
             ResizeTarget::Size { h, w }
         }
         _ => bail!("give --scale F or --width W --height H"),
@@ -821,7 +876,7 @@ fn resize(g: &Global, a: ResizeArgs) -> Result<ExitCode> {
         ResizeTarget::Factor { h, .. } => format!("x{h}"),
         ResizeTarget::Size { h, w } => format!("{w}x{h}"),
     };
-    batch(g, &a.inputs, a.output.as_deref(), &suffix, &a.stream, &backend, &ops::ResizeOp(op))
+    batch(g, &a.inputs, a.output.as_deref(), outputs::Naming::Suffix(suffix), &a.stream, &backend, &ops::ResizeOp(op))
 }
 
 fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
@@ -854,6 +909,16 @@ fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         }
         plan.threads = a.threads.clone();
     }
+    for (what, p) in [("--json", &a.json), ("--chart", &a.chart)] {
+        if let Some(p) = p {
+            outputs::check_extra(what, p, &[], a.overwrite)?;
+        }
+    }
+    if let (Some(j), Some(c)) = (&a.json, &a.chart) {
+        if outputs::normalized(j) == outputs::normalized(c) {
+            bail!("--json and --chart name the same file {}", j.display());
+        }
+    }
     let backend = open_backend(g)?;
     let gpu = match &backend {
         Backend::Gpu(gpu) => Some(gpu.clone()),
@@ -877,13 +942,13 @@ fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         );
     })?;
     if let Some(p) = &a.json {
-        image_io::write_atomic(p, bench::to_json(&rows, &adapter).as_bytes())
+        gpuimg::fsutil::write_atomic_with(p, bench::to_json(&rows, &adapter).as_bytes(), a.overwrite)
             .with_context(|| format!("--json {}", p.display()))?;
     }
     if let Some(p) = &a.chart {
         let title =
             format!("gpuimg bench: GPU {adapter}, CPU up to {} threads", plan.threads.iter().max().unwrap_or(&1));
-        image_io::write_atomic(p, bench::chart_svg(&rows, &title).as_bytes())
+        gpuimg::fsutil::write_atomic_with(p, bench::chart_svg(&rows, &title).as_bytes(), a.overwrite)
             .with_context(|| format!("--chart {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -943,8 +1008,11 @@ fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
         op.set_jobs(info.iter().map(|(s, _, _)| *s).collect(), replay);
         Ok(())
     };
-    let (code, jobs) =
-        batch_jobs(g, &a.inputs, &inputs, outs, Some(&a.output), &a.stream, &backend, &op, &|j| Ok(before(j)?))?;
+    // The --params file is an input too: nothing may be written over it.
+    let inputs_arg: Vec<PathBuf> = a.inputs.iter().chain(a.params.iter()).cloned().collect();
+    let plan = outputs::Planned { inputs, outputs: outs, dir: Some(a.output.clone()), many: true };
+    let extra: Vec<(&str, &Path)> = a.save_params.iter().map(|p| ("--save-params", p.as_path())).collect();
+    let (code, jobs) = batch_jobs(g, &inputs_arg, plan, &extra, &a.stream, &backend, &op, &|j| Ok(before(j)?))?;
     if let Some(p) = &a.save_params {
         let mut text = String::new();
         for (j, d) in jobs.iter().zip(op.drawn()) {
@@ -953,7 +1021,8 @@ fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
                 text += &format!("{f}\t{k}\t{d}\n");
             }
         }
-        image_io::write_atomic(p, text.as_bytes()).with_context(|| format!("--save-params {}", p.display()))?;
+        gpuimg::fsutil::write_atomic_with(p, text.as_bytes(), a.stream.overwrite)
+            .with_context(|| format!("--save-params {}", p.display()))?;
     }
     Ok(code)
 }
@@ -1025,28 +1094,6 @@ fn train_codec(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Outputs `<stem>.<ext>`: `-o` as a file for one input, `-o` as a directory, or beside the input.
-fn renamed_outputs(
-    inputs_arg: &[PathBuf],
-    inputs: &[PathBuf],
-    output: Option<&Path>,
-    ext: &str,
-) -> (Vec<Vec<PathBuf>>, bool) {
-    let many = inputs.len() > 1 || inputs_arg.iter().any(|p| p.is_dir());
-    let outs = inputs
-        .iter()
-        .map(|i| {
-            let name = format!("{}.{ext}", i.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-            vec![match output {
-                Some(o) if many || o.is_dir() => o.join(name),
-                Some(o) => o.to_path_buf(),
-                None => i.with_file_name(name),
-            }]
-        })
-        .collect();
-    (outs, many)
-}
-
 fn load_codec(p: &Path) -> Result<gpuimg::models::tinycompress::TinyCompress> {
     gpuimg::models::tinycompress::TinyCompress::from_weights(&Weights::load(p)?)
         .with_context(|| format!("{}", p.display()))
@@ -1081,20 +1128,16 @@ fn compress(g: &Global, a: CompressArgs) -> Result<ExitCode> {
     }
     let op = gpuimg::codec::CompressOp::new(m, a.bitplanes)?;
     let backend = open_backend(g)?;
-    let inputs = expand_inputs(&a.inputs)?;
-    let (outs, many) = renamed_outputs(&a.inputs, &inputs, a.output.as_deref(), "tcz");
-    let dir = a.output.as_deref().filter(|_| many);
-    Ok(batch_jobs(g, &a.inputs, &inputs, outs, dir, &a.stream, &backend, &op, &|_| Ok(()))?.0)
+    batch(g, &a.inputs, a.output.as_deref(), outputs::Naming::Ext("tcz"), &a.stream, &backend, &op)
 }
 
 fn decompress(g: &Global, a: DecompressArgs) -> Result<ExitCode> {
     let models = codecs(&a.weights)?;
     let op = gpuimg::codec::DecompressOp::new(models);
     let backend = open_backend(g)?;
-    let inputs = expand_matching(&a.inputs, |p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tcz")))?;
-    let (outs, many) = renamed_outputs(&a.inputs, &inputs, a.output.as_deref(), "png");
-    let dir = a.output.as_deref().filter(|_| many);
-    Ok(batch_jobs(g, &a.inputs, &inputs, outs, dir, &a.stream, &backend, &op, &|_| Ok(()))?.0)
+    let inputs = outputs::expand(&a.inputs, |p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tcz")))?;
+    let plan = outputs::Planned::new(&a.inputs, inputs, a.output.as_deref(), &outputs::Naming::Image)?;
+    Ok(batch_jobs(g, &a.inputs, plan, &[], &a.stream, &backend, &op, &|_| Ok(()))?.0)
 }
 
 fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], planes: &[u32]) -> Result<ExitCode> {
@@ -1110,10 +1153,11 @@ fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], plan
         weights.iter().map(|p| load_codec(p)).collect::<Result<Vec<_>>>()?
     };
     let backend = open_backend(g)?;
-    let rows =
+    let (rows, skipped) =
         gpuimg::eval::eval_codec(&models, planes, &backend, dir).with_context(|| format!("{}", dir.display()))?;
+    report_skipped(&skipped);
     if rows.is_empty() {
-        bail!("{}: no RGB images", dir.display());
+        bail!("{}: no RGB images that can be scored", dir.display());
     }
     println!(
         "| image | codec | bpp | PSNR RGB | PSNR Y | MS-SSIM | JPEG q | JPEG bpp | JPEG PSNR RGB | JPEG MS-SSIM |"
@@ -1153,5 +1197,5 @@ fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], plan
             mean(&|r| r.jpeg_ms_ssim)
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -33,9 +33,20 @@ pub fn resize_image(backend: &Backend, img: &Image, resize: &ResizeBilinear) -> 
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
 }
 
-/// [`resize_image`] on the GPU in one submission.
+/// [`resize_image`] on the GPU: in one submission, or in strips of rows
+/// when the image or the result is larger than one tensor may be.
 pub fn resize_gpu(gpu: &Gpu, img: &Image, resize: &ResizeBilinear) -> Result<Image> {
+    resize_gpu_capped(gpu, img, resize, gpu.tensor_cap())
+}
+
+/// [`resize_gpu`] with tensors of at most `cap` bytes: larger images run in
+/// strips of output rows, each with the input rows its taps read, and the
+/// result equals the unsplit resize (tests force strips with a small cap).
+pub fn resize_gpu_capped(gpu: &Gpu, img: &Image, resize: &ResizeBilinear, cap: usize) -> Result<Image> {
     let (inl, outl) = (img.layout(), resize_layout(img.layout(), resize)?);
+    if inl.shape().bytes() > cap as u64 || outl.shape().bytes() > cap as u64 {
+        return resize_gpu_strips(gpu, img, resize, cap);
+    }
     let src = gpu.upload_bytes(&img.samples.to_le_bytes())?;
     let r = run_recorded(gpu, "gpuimg.resize_image", outl.bytes(), |enc| record_resize(gpu, enc, resize, inl, &src));
     gpu.recycle_buffer(src);
@@ -44,6 +55,55 @@ pub fn resize_gpu(gpu: &Gpu, img: &Image, resize: &ResizeBilinear) -> Result<Ima
         outl.height as u32,
         outl.channels,
         Samples::from_le_bytes(outl.bits, &r?, outl.samples()),
+    )
+}
+
+fn resize_gpu_strips(gpu: &Gpu, img: &Image, resize: &ResizeBilinear, cap: usize) -> Result<Image> {
+    let (inl, outl) = (img.layout(), resize_layout(img.layout(), resize)?);
+    let full = inl.shape();
+    let packed = img.samples.to_le_bytes();
+    let sample_bytes = inl.bits as usize / 8;
+    let (in_row, out_row) = (inl.width * inl.channels * sample_bytes, outl.width * outl.channels * sample_bytes);
+    // f32 bytes per row of the unpacked input and output tensors.
+    let (in_f32, out_f32) = (inl.width * inl.channels * 4, outl.width * outl.channels * 4);
+    if in_f32 * 2 > cap || out_f32 > cap {
+        return Err(crate::Error::TooLarge {
+            what: "one row of the resize".into(),
+            needed: (in_f32 * 2) as u64,
+            limit: cap as u64,
+        });
+    }
+    let mut out = crate::fsutil::try_vec("the resized image", outl.height * out_row, 0u8)?;
+    let mut a = 0;
+    while a < outl.height {
+        // As many output rows as fit, fewer while their input rows do not.
+        let mut rows = (cap / out_f32).clamp(1, outl.height - a);
+        let (first, last) = loop {
+            let (f, l) = resize.strip_input_rows(full, a, a + rows)?;
+            if (l - f + 1) * in_f32 <= cap || rows == 1 {
+                break (f, l);
+            }
+            rows = rows.div_ceil(2);
+        };
+        let b = a + rows;
+        let sin = PixelLayout { height: last - first + 1, ..inl };
+        let sout = PixelLayout { height: rows, ..outl };
+        let r = pixel_chain(
+            gpu,
+            "gpuimg.resize_strip",
+            sin,
+            &packed[first * in_row..(last + 1) * in_row],
+            sout,
+            |enc, x, y| resize.encode_strip(gpu, enc, full, x, y, first, a),
+        )?;
+        out[a * out_row..b * out_row].copy_from_slice(&r[..rows * out_row]);
+        a = b;
+    }
+    Image::new(
+        outl.width as u32,
+        outl.height as u32,
+        outl.channels,
+        Samples::from_le_bytes(outl.bits, &out, outl.samples()),
     )
 }
 
@@ -536,7 +596,44 @@ pub fn enhance_gpu(
 #[derive(Debug, Clone)]
 pub struct ResizeOp(pub ResizeBilinear);
 
+/// Peak memory of resizing an image of layout `inl` to `outl` on the CPU
+/// path, in bytes: the input as f32 planes, the output as f32 planes, the
+/// packed output and its encoded copy.
+pub fn resize_peak_bytes(inl: PixelLayout, outl: PixelLayout) -> u64 {
+    let b = outl.bits as u64 / 8;
+    inl.samples() as u64 * 4 + outl.samples() as u64 * (4 + 2 * b)
+}
+
+/// Peak memory of TinyPSSR on an image of `w` x `h` (`scale` x), in bytes,
+/// per output pixel (measured: peak RSS of `gpuimg --device cpu sr` over
+/// image sizes, rounded up).
+pub fn sr_peak_bytes(w: u32, h: u32, scale: usize) -> u64 {
+    w as u64 * h as u64 * (scale * scale) as u64 * SR_BYTES_PER_OUTPUT_PIXEL
+}
+// dev-2c, 1000^2 -> 2000^2 inputs: x2 21 B per output pixel, x4 16.
+const SR_BYTES_PER_OUTPUT_PIXEL: u64 = 24;
+
+/// Peak memory of Zero-DCE(++) enhancement of a `w` x `h` image, in bytes
+/// (measured like [`sr_peak_bytes`]).
+pub fn enhance_peak_bytes(w: u32, h: u32) -> u64 {
+    w as u64 * h as u64 * ENHANCE_BYTES_PER_PIXEL
+}
+// dev-2c, 1000^2 -> 2000^2 images: 50 B/pixel.
+const ENHANCE_BYTES_PER_PIXEL: u64 = 56;
+
 impl StreamOp for ResizeOp {
+    fn check(&self, img: &Image) -> Result<()> {
+        let outl = resize_layout(img.layout(), &self.0)?;
+        crate::image_io::DecodeLimits::default().check_output(
+            "the resized image",
+            outl.width as u64,
+            outl.height as u64,
+        )?;
+        crate::fsutil::check_memory(
+            &format!("resizing to {}x{}", outl.width, outl.height),
+            resize_peak_bytes(img.layout(), outl),
+        )
+    }
     fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
         resize_image(&Backend::Cpu, img, &self.0)
     }
@@ -551,6 +648,10 @@ impl StreamOp for ResizeOp {
         img: &Image,
         src: &wgpu::Buffer,
     ) -> Result<Option<(Recorded, PixelLayout)>> {
+        let (inl, outl) = (img.layout(), resize_layout(img.layout(), &self.0)?);
+        if inl.shape().bytes().max(outl.shape().bytes()) > gpu.tensor_cap() as u64 {
+            return Ok(None); // the blocking path runs it in strips
+        }
         self.record_group(&[job], gpu, enc, &[img], src)
     }
     fn record_group(
@@ -583,6 +684,15 @@ impl SuperResolveOp {
 }
 
 impl StreamOp for SuperResolveOp {
+    fn check(&self, img: &Image) -> Result<()> {
+        let f = self.model.scale() as u64;
+        let (w, h) = (img.width as u64 * f, img.height as u64 * f);
+        crate::image_io::DecodeLimits::default().check_output("the upscaled image", w, h)?;
+        crate::fsutil::check_memory(
+            &format!("upscaling to {w}x{h}"),
+            sr_peak_bytes(img.width, img.height, self.model.scale()),
+        )
+    }
     fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
         super_resolve_layers(&Backend::Cpu, &self.model, img)
     }
@@ -637,6 +747,12 @@ impl EnhanceOp {
 }
 
 impl StreamOp for EnhanceOp {
+    fn check(&self, img: &Image) -> Result<()> {
+        crate::fsutil::check_memory(
+            &format!("enhancing {}x{}", img.width, img.height),
+            enhance_peak_bytes(img.width, img.height),
+        )
+    }
     fn prepare(&self, img: Image) -> Result<Image> {
         if img.channels <= 2 {
             grey_to_rgb(&img)

@@ -19,15 +19,16 @@
 //! On the CPU backend the same pipeline runs with the op on a rayon pool of
 //! `proc_threads` between the load and save threads.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::image_io::{self, Image};
+use crate::image_io::{self, Image, Meta};
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::ops::Recorded;
 use crate::tensor::Samples;
@@ -38,10 +39,18 @@ use crate::tensor::Samples;
 /// `record` (or `gpu` where `record` declines), then `finish` and `save` on
 /// a save thread.
 pub trait StreamOp: Send + Sync {
-    /// Reads an input file (`job`: the job's index in the run).
-    fn load(&self, job: usize, path: &Path) -> Result<Image> {
+    /// Reads an input file (`job`: the job's index in the run), with what
+    /// outputs keep of it (the ICC profile).
+    fn load(&self, job: usize, path: &Path) -> Result<(Image, Meta)> {
         let _ = job;
-        image_io::load(path)
+        image_io::load_full(path, image_io::DecodeLimits::default())
+    }
+    /// Checks, before any work, that the op's output for this (prepared)
+    /// image is within the size limits and its peak memory within the
+    /// budget; refuses it with the numbers otherwise.
+    fn check(&self, img: &Image) -> Result<()> {
+        let _ = img;
+        Ok(())
     }
     /// Turns a decoded image into what the op takes (e.g. grey to RGB).
     fn prepare(&self, img: Image) -> Result<Image> {
@@ -89,10 +98,12 @@ pub trait StreamOp: Send + Sync {
         let _ = (channels, input);
         Ok(out)
     }
-    /// Writes the result (atomically).
-    fn save(&self, job: usize, out: &Image, path: &Path) -> Result<()> {
+    /// Writes the result atomically, with the input's `meta` where the
+    /// format holds it; an existing file only when `replace`
+    /// ([`Error::Exists`] otherwise, decided when the file is placed).
+    fn save(&self, job: usize, out: &Image, meta: &Meta, path: &Path, replace: bool) -> Result<()> {
         let _ = job;
-        image_io::save(out, path)
+        image_io::save_with(out, path, meta, replace)
     }
 }
 
@@ -120,7 +131,16 @@ pub struct StreamConfig {
     pub batch_pixels: usize,
     /// ... up to this many images per submission.
     pub max_batch: usize,
+    /// Replace outputs that exist (otherwise they are skipped, decided when
+    /// each file is placed).
+    pub overwrite: bool,
+    /// Set (by a signal handler, say) to stop the run: no new job starts,
+    /// jobs in flight finish, and the report says it was interrupted.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// The most threads of each kind `-j` accepts.
+pub const MAX_THREADS: usize = 256;
 
 impl StreamConfig {
     /// Defaults for this machine: half the cores (at least 1) loading, as
@@ -135,15 +155,21 @@ impl StreamConfig {
             slots: 2,
             batch_pixels: 256 * 256,
             max_batch: 8,
+            overwrite: false,
+            cancel: None,
         }
     }
 
-    /// Parses `-j LOAD:PROC:SAVE` (each a positive count) into this config.
+    /// Parses `-j LOAD:PROC:SAVE` (each a count from 1 to [`MAX_THREADS`]) into this config.
     pub fn set_threads(&mut self, spec: &str) -> Result<()> {
         let parts: Vec<&str> = spec.split(':').collect();
-        let n: Vec<usize> = parts.iter().filter_map(|p| p.trim().parse().ok()).filter(|&n| n > 0).collect();
+        let n: Vec<usize> =
+            parts.iter().filter_map(|p| p.trim().parse().ok()).filter(|&n| (1..=MAX_THREADS).contains(&n)).collect();
         if parts.len() != 3 || n.len() != 3 {
-            return Err(Error::invalid("-j", format!("'{spec}': give three positive thread counts, LOAD:PROC:SAVE")));
+            return Err(Error::invalid(
+                "-j",
+                format!("'{spec}': give three thread counts from 1 to {MAX_THREADS}, LOAD:PROC:SAVE"),
+            ));
         }
         (self.load_threads, self.proc_threads, self.save_threads) = (n[0], n[1], n[2]);
         Ok(())
@@ -226,8 +252,16 @@ pub struct Report {
     pub submissions: usize,
     /// Images that shared their dispatches with others of the same layout.
     pub grouped: usize,
-    /// Inputs left alone because their output existed (set by the caller).
+    /// Images over the GPU's limits that the op could not split, run on the
+    /// CPU path instead.
+    pub cpu_fallbacks: usize,
+    /// Outputs left alone because they existed (found before the run by the
+    /// caller, or at the moment of writing by the engine).
     pub skipped: usize,
+    /// The run was stopped (SIGINT/SIGTERM) before every job ran.
+    pub interrupted: bool,
+    /// Jobs that never started because the run was stopped.
+    pub not_run: usize,
     /// Most decoded images held at once.
     pub peak_in_memory: usize,
 }
@@ -257,7 +291,7 @@ impl Report {
             .map(|(p, m)| format!("{{\"input\": {}, \"error\": {}}}", json_str(&p.display().to_string()), json_str(m)))
             .collect();
         format!(
-            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"grouped\": {},\n  \"peak_in_memory\": {},\n  \"failures\": [{}]\n}}\n",
+            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"grouped\": {},\n  \"cpu_fallbacks\": {},\n  \"peak_in_memory\": {},\n  \"interrupted\": {},\n  \"not_run\": {},\n  \"failures\": [{}]\n}}\n",
             self.images,
             self.failed,
             self.skipped,
@@ -281,7 +315,10 @@ impl Report {
             self.threads[2],
             self.submissions,
             self.grouped,
+            self.cpu_fallbacks,
             self.peak_in_memory,
+            self.interrupted,
+            self.not_run,
             failures.join(", ")
         )
     }
@@ -320,6 +357,10 @@ pub trait Observer: Sync {
     fn failed(&self, input: &Path, message: &str) {
         let _ = (input, message);
     }
+    /// An output was found to exist when it was to be written, and left alone.
+    fn skipped(&self, output: &Path, message: &str) {
+        let _ = (output, message);
+    }
     /// `done` of `total` inputs are finished (written or failed).
     fn progress(&self, done: usize, total: usize, elapsed: Duration) {
         let _ = (done, total, elapsed);
@@ -335,6 +376,7 @@ struct Item {
     job: usize,
     channels: usize,
     img: Image,
+    meta: Meta,
 }
 
 /// Shared counters of a run.
@@ -342,8 +384,12 @@ struct Shared<'a> {
     jobs: &'a [Job],
     observer: &'a dyn Observer,
     failures: Mutex<Vec<(usize, String)>>,
+    /// Inputs that failed already: later jobs of the same input (augment's
+    /// samples) fail with them without another decode or another message.
+    failed_inputs: Mutex<HashSet<PathBuf>>,
     done: AtomicUsize,
     written: AtomicUsize,
+    skipped: AtomicUsize,
     in_memory: AtomicUsize,
     peak: AtomicUsize,
     decode_ns: AtomicU64,
@@ -353,10 +399,18 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     fn fail(&self, job: usize, e: &dyn std::fmt::Display) {
-        let msg = e.to_string();
-        self.observer.failed(&self.jobs[job].input, &msg);
-        self.failures.lock().expect("failures poisoned").push((job, msg));
+        let input = &self.jobs[job].input;
+        let first = self.failed_inputs.lock().expect("failed inputs poisoned").insert(input.clone());
+        if first {
+            let msg = e.to_string();
+            self.observer.failed(input, &msg);
+            self.failures.lock().expect("failures poisoned").push((job, msg));
+        }
         self.finish_one();
+    }
+    /// True when the input of `job` failed already (its other jobs fail silently).
+    fn input_failed(&self, job: usize) -> bool {
+        self.failed_inputs.lock().expect("failed inputs poisoned").contains(&self.jobs[job].input)
     }
     fn finish_one(&self) {
         let d = self.done.fetch_add(1, Ordering::SeqCst) + 1;
@@ -397,13 +451,20 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
         slots: cfg.slots.max(1),
         batch_pixels: cfg.batch_pixels,
         max_batch: cfg.max_batch.max(1),
+        overwrite: cfg.overwrite,
+        cancel: cfg.cancel.clone(),
     };
+    let cancelled = || cfg.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+    let overwrite = cfg.overwrite;
+    let started_jobs = AtomicUsize::new(0);
     let shared = Shared {
         jobs,
         observer,
         failures: Mutex::new(Vec::new()),
+        failed_inputs: Mutex::new(HashSet::new()),
         done: AtomicUsize::new(0),
         written: AtomicUsize::new(0),
+        skipped: AtomicUsize::new(0),
         in_memory: AtomicUsize::new(0),
         peak: AtomicUsize::new(0),
         decode_ns: AtomicU64::new(0),
@@ -418,25 +479,36 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
     let mut gpu_busy = None;
     let mut submissions = 0;
     let mut grouped = 0;
+    let mut cpu_fallbacks = 0;
     std::thread::scope(|scope| {
         for _ in 0..cfg.load_threads {
             let tx = dec_tx.clone();
-            let (shared, next) = (&shared, &next);
+            let (shared, next, cancelled, started_jobs) = (&shared, &next, &cancelled, &started_jobs);
             scope.spawn(move || loop {
+                if cancelled() {
+                    break;
+                }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= jobs.len() {
                     break;
                 }
+                started_jobs.fetch_add(1, Ordering::SeqCst);
+                if shared.input_failed(i) {
+                    shared.fail(i, &"failed");
+                    continue;
+                }
                 let t = Instant::now();
-                let r = op.load(i, &jobs[i].input).and_then(|img| {
+                let r = op.load(i, &jobs[i].input).and_then(|(img, meta)| {
                     let c = img.channels;
-                    op.prepare(img).map(|p| (c, p))
+                    let p = op.prepare(img)?;
+                    op.check(&p)?;
+                    Ok((c, p, meta))
                 });
                 shared.decode_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
                 match r {
-                    Ok((channels, img)) => {
+                    Ok((channels, img, meta)) => {
                         shared.hold();
-                        if tx.send(Item { job: i, channels, img }).is_err() {
+                        if tx.send(Item { job: i, channels, img, meta }).is_err() {
                             break;
                         }
                     }
@@ -453,13 +525,19 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
                 let t = Instant::now();
                 let r = op
                     .finish(item.channels, &item.img, out)
-                    .and_then(|y| op.save(item.job, &y, &jobs[item.job].output));
+                    .and_then(|y| op.save(item.job, &y, &item.meta, &jobs[item.job].output, overwrite));
                 shared.encode_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
                 drop(item.img);
                 shared.release();
                 match r {
                     Ok(()) => {
                         shared.written.fetch_add(1, Ordering::SeqCst);
+                        shared.finish_one();
+                    }
+                    Err(e @ Error::Exists { .. }) => {
+                        // Another process wrote this output after the run was planned.
+                        shared.skipped.fetch_add(1, Ordering::SeqCst);
+                        shared.observer.skipped(&jobs[item.job].output, &e.to_string());
                         shared.finish_one();
                     }
                     Err(e) => shared.fail(item.job, &e),
@@ -497,6 +575,7 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
                 gpu_busy = ring.busy_s();
                 submissions = ring.submissions;
                 grouped = ring.grouped;
+                cpu_fallbacks = ring.cpu_fallbacks;
             }
         }
         drop(save_tx);
@@ -509,6 +588,8 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
         images: shared.written.load(Ordering::SeqCst),
         failed: failures.len(),
         failures: failures.into_iter().map(|(i, m)| (jobs[i].input.clone(), m)).collect(),
+        interrupted: started_jobs.load(Ordering::SeqCst) < jobs.len(),
+        not_run: jobs.len() - started_jobs.load(Ordering::SeqCst).min(jobs.len()),
         wall_s: shared.started.elapsed().as_secs_f64(),
         stages,
         gpu_busy_s: gpu_busy,
@@ -520,7 +601,8 @@ pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfi
         threads: [cfg.load_threads, cfg.proc_threads, cfg.save_threads],
         submissions,
         grouped,
-        skipped: 0,
+        cpu_fallbacks,
+        skipped: shared.skipped.load(Ordering::SeqCst),
         peak_in_memory: shared.peak.load(Ordering::SeqCst),
     }
 }
@@ -565,6 +647,7 @@ struct Ring<'g> {
     submit_ns: u64,
     input_ns: u64,
     grouped: usize,
+    cpu_fallbacks: usize,
     wait_ns: u64,
     readback_ns: u64,
     submissions: usize,
@@ -598,6 +681,7 @@ impl<'g> Ring<'g> {
             submit_ns: 0,
             input_ns: 0,
             grouped: 0,
+            cpu_fallbacks: 0,
             wait_ns: 0,
             readback_ns: 0,
             submissions: 0,
@@ -746,7 +830,8 @@ impl<'g> Ring<'g> {
                         entries.push(Entry { item, rec: Some(rec), layout, offset });
                         offset += len.next_multiple_of(8);
                     }
-                    Ok(None) => blocking.push(item),
+                    // Too large for one pass: the blocking path splits it (or falls back).
+                    Ok(None) | Err(Error::TooLarge { .. }) => blocking.push(item),
                     Err(e) => {
                         shared.release();
                         shared.fail(item.job, &e);
@@ -805,7 +890,14 @@ impl<'g> Ring<'g> {
         // Images too large for one pass take the blocking (strip) path.
         for item in blocking {
             let t = Instant::now();
-            let r = op.gpu(item.job, gpu, &item.img);
+            let mut r = op.gpu(item.job, gpu, &item.img);
+            if let Err(Error::TooLarge { .. }) = r {
+                // An op with no split form for an image over the device's
+                // limits: the CPU path gives the same result (within the
+                // parity tolerance) instead of a failure.
+                self.cpu_fallbacks += 1;
+                r = op.cpu(item.job, &item.img);
+            }
             self.wait_ns += nanos(t.elapsed());
             self.submissions += 1;
             shared.deliver(item, r, save);
@@ -986,6 +1078,10 @@ impl Observer for ProgressBar {
         } else {
             eprintln!("gpuimg: error: {name}: {message}");
         }
+    }
+    fn skipped(&self, _output: &Path, message: &str) {
+        self.clear();
+        eprintln!("gpuimg: {message}");
     }
     fn progress(&self, done: usize, total: usize, elapsed: Duration) {
         if !self.enabled {

@@ -14,6 +14,9 @@ pub struct Weights {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Largest weights file read (gpuimg's models are kilobytes to a few megabytes).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Weights { path: path.to_path_buf(), reason: reason.into() }
 }
@@ -63,14 +66,35 @@ impl Weights {
                     ))
                 }
             };
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(bad(
+                    path,
+                    format!("tensor '{name}' holds a non-finite value ({} at index {i}): refused", values[i]),
+                ));
+            }
             w.tensors.insert(name, (view.shape().to_vec(), values));
         }
         Ok(w)
     }
 
-    /// Reads a safetensors file.
+    /// Reads a safetensors file. Its header is checked before the file is
+    /// read whole: a file that is not safetensors, declares a header larger
+    /// than itself, or is larger than [`MAX_FILE_BYTES`] is refused unread.
     pub fn load(path: &Path) -> Result<Weights> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        use std::io::Read;
+        let io = |e| Error::io(path, e);
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        let mut head = [0u8; 9];
+        let got = f.read(&mut head).map_err(io)?;
+        let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        if got < 9 || len < 10 || head[8] != b'{' || n > len - 8 || n > 100 << 20 {
+            return Err(bad(path, "not a safetensors file (no valid header at its start)"));
+        }
+        if len > MAX_FILE_BYTES {
+            return Err(bad(path, format!("{len} bytes: larger than any gpuimg model (at most {MAX_FILE_BYTES})")));
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
         Self::from_bytes(&bytes, path)
     }
 

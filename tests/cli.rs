@@ -368,6 +368,7 @@ fn train_enhance_runs_a_few_steps_and_writes_loadable_weights() {
             "2",
             "--patch",
             "32",
+            "--overwrite",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let w = gpuimg::weights::Weights::load(&out).unwrap();
@@ -416,6 +417,10 @@ fn a_gpu_batch_run_writes_a_report_and_fails_on_a_bad_file() {
     );
     assert!(r["failures"][0]["input"].as_str().unwrap().ends_with("b.png"));
     // Again: everything exists, so everything is skipped, and the report says so.
+    // The report itself exists now: refused without --overwrite, before any work.
+    let o = gpuimg(&[&args[..], &["--report", report.to_str().unwrap(), "--quiet"]].concat());
+    assert!(error_lines(&o).len() == 1 && stderr(&o).contains("exists"), "{}", stderr(&o));
+    let report = dir.join("r2.json");
     let o = gpuimg(&[&args[..], &["--report", report.to_str().unwrap(), "--quiet"]].concat());
     assert_eq!(o.status.code(), Some(1), "the bad file still fails");
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -446,6 +451,7 @@ fn bench_quick_writes_rows_and_a_chart() {
             json.to_str().unwrap(),
             "--chart",
             chart.to_str().unwrap(),
+            "--overwrite",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(String::from_utf8_lossy(&o.stdout).contains("| prelu | 128x96 | cpu | host | 2 |"));

@@ -35,7 +35,10 @@ fn latents_round_trip_through_the_coder_at_every_plane_count() {
             let noise: Vec<u8> = (0..3 * w * h).map(|_| rng.below(top) as u8).collect();
             for v in [smooth, noise] {
                 let bytes = entropy::encode_latents(&v, 3, w, h, planes);
-                assert_eq!(entropy::decode_latents(&bytes, 3, w, h, planes), v, "{w}x{h}, {planes} planes");
+                assert_eq!(entropy::decode_latents(&bytes, 3, w, h, planes).unwrap(), v, "{w}x{h}, {planes} planes");
+                // Every byte of the stream is needed: one fewer is an error, never wrong values.
+                let cut = &bytes[..bytes.len() - 1];
+                assert!(entropy::decode_latents(cut, 3, w, h, planes).is_err(), "{w}x{h}, {planes} planes, cut");
             }
         }
     }
@@ -76,7 +79,7 @@ fn containers_round_trip_and_corruption_is_refused() {
     assert_eq!(back, t);
     let (lw, lh) = back.latent_size();
     assert_eq!((lw, lh), (14, 10), "45x31 with a 4-pixel margin on each side (53x39), padded to multiples of 4");
-    assert_eq!(entropy::decode_latents(&back.payload, 3, lw, lh, 6), codes);
+    assert_eq!(entropy::decode_latents(&back.payload, 3, lw, lh, 6).unwrap(), codes);
     // Every truncation and every single-bit flip is an error.
     for n in 0..bytes.len() {
         assert!(Tcz::parse(&bytes[..n]).is_err(), "truncated to {n} bytes");
@@ -147,12 +150,18 @@ fn seeded_mutations_never_panic_or_run_away() {
             let _ = entropy::decode_latents(&t.payload, 3, w, h, t.planes as u32);
         }
     }
-    // The decoder alone on garbage: bounded by the symbol count, no panic.
+    // The decoder alone on garbage: bounded by the symbol count, no panic;
+    // short garbage runs out of bytes and says so.
     for _ in 0..200 {
         let garbage: Vec<u8> = (0..rng.below(64)).map(|_| rng.below(256) as u8).collect();
-        let v = entropy::decode_latents(&garbage, 3, 9, 7, 1 + rng.below(8) as u32);
-        assert_eq!(v.len(), 3 * 9 * 7);
+        match entropy::decode_latents(&garbage, 3, 9, 7, 1 + rng.below(8) as u32) {
+            Ok(v) => assert_eq!(v.len(), 3 * 9 * 7),
+            Err(e) => assert!(e.to_string().contains("payload"), "{e}"),
+        }
     }
+    // A huge declared size with a tiny payload stops early with an error.
+    let e = entropy::decode_latents(&[0u8; 64], 3, 4096, 4096, 8).unwrap_err();
+    assert!(e.to_string().contains("ends early"), "{e}");
 }
 
 fn random_codec(rate: usize, rng: &mut Rng) -> gpuimg::models::tinycompress::TinyCompress {

@@ -96,3 +96,32 @@ fn ops_record_into_a_callers_encoder_on_its_buffers() {
     let want = Prelu.cpu(&conv.cpu(&x, &w, &b).unwrap(), &slopes).unwrap();
     assert_close("conv+prelu in the caller's encoder", &got.data, &want.data, 1e-5, 1e-5);
 }
+
+#[test]
+fn resize_runs_in_strips_when_an_image_is_larger_than_a_tensor_may_be() {
+    use gpuimg::image_io::Image;
+    use gpuimg::kernels::resize_bilinear::ResizeBilinear;
+    use gpuimg::Samples;
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::for_test("resize_strips");
+    for (w, h, c, bits, resize) in [
+        (97usize, 61usize, 3usize, 8u32, ResizeBilinear::by_factor(0.37, false)),
+        (53, 77, 4, 16, ResizeBilinear::by_factor(2.5, false)),
+        (31, 45, 1, 8, ResizeBilinear::to_size(90, 17, true)),
+        (64, 64, 2, 8, ResizeBilinear::to_size(64, 40, false)),
+    ] {
+        let n = w * h * c;
+        let s = if bits == 8 {
+            Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
+        } else {
+            Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
+        };
+        let img = Image::new(w as u32, h as u32, c, s).unwrap();
+        let whole = gpuimg::ops::resize_gpu(gpu, &img, &resize).unwrap();
+        // A cap of a few rows forces many strips (and strips of one row).
+        for cap in [w * c * 4 * 3, w.max(90) * c * 4 * 2] {
+            let strips = gpuimg::ops::resize_gpu_capped(gpu, &img, &resize, cap).unwrap();
+            assert_eq!(strips, whole, "{w}x{h}x{c} {bits}-bit, cap {cap}");
+        }
+    }
+}

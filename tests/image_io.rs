@@ -139,3 +139,113 @@ fn writes_are_atomic_and_unknown_extensions_refused() {
     assert_eq!(names, vec!["ok.png".to_string()], "no temporary files left behind");
     assert!(image_io::same_file(&dir.join("ok.png"), &dir.join("./ok.png")));
 }
+
+/// `jpeg` with an EXIF APP1 segment whose IFD0 holds Orientation = `o`.
+fn with_orientation(jpeg: &[u8], o: u16) -> Vec<u8> {
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend(8u32.to_le_bytes());
+    tiff.extend(1u16.to_le_bytes());
+    tiff.extend(0x0112u16.to_le_bytes());
+    tiff.extend(3u16.to_le_bytes());
+    tiff.extend(1u32.to_le_bytes());
+    tiff.extend(o.to_le_bytes());
+    tiff.extend([0, 0]);
+    tiff.extend(0u32.to_le_bytes());
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend([0xFF, 0xE1]);
+    out.extend(((app1.len() + 2) as u16).to_be_bytes());
+    out.extend(app1);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied_on_decode() {
+    let dir = tmpdir("exif");
+    // 40x30, a red block in the top-left corner, grey elsewhere.
+    let mut s = vec![128u8; 40 * 30 * 3];
+    for y in 0..10 {
+        for x in 0..10 {
+            s[(y * 40 + x) * 3..][..3].copy_from_slice(&[250, 0, 0]);
+        }
+    }
+    let img = Image::new(40, 30, 3, Samples::U8(s)).unwrap();
+    let jpeg = image_io::encode(&img, image::ImageFormat::Jpeg).unwrap();
+    let red = |im: &Image, x: usize, y: usize| {
+        let Samples::U8(v) = &im.samples else { panic!() };
+        let p = &v[(y * im.width as usize + x) * 3..][..3];
+        p[0] > 200 && p[1] < 60
+    };
+    // Orientation 6: the stored image is shown turned 90 degrees clockwise,
+    // so the top-left block appears top-right.
+    let p = dir.join("o6.jpg");
+    std::fs::write(&p, with_orientation(&jpeg, 6)).unwrap();
+    let back = image_io::load(&p).unwrap();
+    assert_eq!((back.width, back.height), (30, 40));
+    assert!(red(&back, 25, 4) && !red(&back, 4, 4));
+    // Orientation 1 (and none): as stored.
+    std::fs::write(&p, with_orientation(&jpeg, 1)).unwrap();
+    let back = image_io::load(&p).unwrap();
+    assert_eq!((back.width, back.height), (40, 30));
+    assert!(red(&back, 4, 4));
+}
+
+#[test]
+fn icc_profiles_travel_to_outputs_that_hold_them() {
+    use image::ImageEncoder;
+    let dir = tmpdir("icc");
+    let icc: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+    let p = dir.join("in.png");
+    let mut bytes = Vec::new();
+    let mut enc = image::codecs::png::PngEncoder::new(&mut bytes);
+    enc.set_icc_profile(icc.clone()).unwrap();
+    enc.write_image(&[10u8; 8 * 6 * 3], 8, 6, image::ExtendedColorType::Rgb8).unwrap();
+    std::fs::write(&p, bytes).unwrap();
+    let (img, meta) = image_io::load_full(&p, Default::default()).unwrap();
+    assert_eq!(meta.icc.as_deref(), Some(&icc[..]));
+    for ext in ["png", "jpg", "webp", "tiff"] {
+        let out = dir.join(format!("out.{ext}"));
+        image_io::save_with(&img, &out, &meta, true).unwrap();
+        if ext == "tiff" {
+            // The image crate's TIFF decoder does not read the tag back; the bytes are there.
+            let b = std::fs::read(&out).unwrap();
+            assert!(b.windows(icc.len()).any(|w| w == &icc[..]), "{ext}");
+            continue;
+        }
+        let (_, m) = image_io::load_full(&out, Default::default()).unwrap();
+        assert_eq!(m.icc.as_deref(), Some(&icc[..]), "{ext}");
+    }
+    // Through the CLI: resize keeps it.
+    let out = dir.join("half.png");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gpuimg"))
+        .args(["--device", "cpu", "resize", p.to_str().unwrap(), "--scale", "0.5", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(image_io::load_full(&out, Default::default()).unwrap().1.icc.as_deref(), Some(&icc[..]));
+}
+
+#[test]
+fn truncated_jpegs_are_refused() {
+    let dir = tmpdir("jpegcut");
+    let mut rng = Rng::for_test("jpegcut");
+    let img = random_image(&mut rng, 50, 40, 3, 8);
+    let jpeg = image_io::encode(&img, image::ImageFormat::Jpeg).unwrap();
+    let p = dir.join("x.jpg");
+    std::fs::write(&p, &jpeg).unwrap();
+    assert!(image_io::load(&p).is_ok());
+    for keep in [0.1, 0.3, 0.5, 0.9, 0.99] {
+        std::fs::write(&p, &jpeg[..(jpeg.len() as f64 * keep) as usize]).unwrap();
+        let e = image_io::load(&p).unwrap_err().to_string();
+        assert!(e.contains("x.jpg"), "{keep}: {e}");
+    }
+    std::fs::write(&p, &jpeg[..jpeg.len() - 1]).unwrap();
+    assert!(image_io::load(&p).unwrap_err().to_string().contains("truncated JPEG"));
+    // Bytes after the end marker (some cameras add them) are fine.
+    let mut padded = jpeg.clone();
+    padded.extend([0u8; 100]);
+    std::fs::write(&p, &padded).unwrap();
+    assert!(image_io::load(&p).is_ok());
+}

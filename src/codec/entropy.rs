@@ -85,9 +85,11 @@ impl Encoder {
     }
 }
 
-/// The range decoder. Reading past the end yields zero bytes: a truncated
-/// or corrupt stream decodes to wrong values, never to a panic or a hang
-/// (the number of symbols is fixed by the caller).
+/// The range decoder. Reading past the end yields zero bytes and is
+/// recorded ([`Decoder::overrun`]): a stream the encoder wrote is read to its
+/// last byte and never beyond (its flush writes exactly the bytes the
+/// decoder's renormalisations consume), so a decoder that needs more bytes
+/// than there are has met a truncated or forged stream.
 #[derive(Debug)]
 pub struct Decoder<'a> {
     data: &'a [u8],
@@ -110,6 +112,16 @@ impl<'a> Decoder<'a> {
         let b = self.data.get(self.pos).copied().unwrap_or(0);
         self.pos += 1;
         b
+    }
+
+    /// True when more bytes were needed than the stream has.
+    pub fn overrun(&self) -> bool {
+        self.pos > self.data.len()
+    }
+
+    /// Bytes consumed so far.
+    pub fn consumed(&self) -> usize {
+        self.pos
     }
 
     /// Decodes one bit with probability `p` (of a 0) and adapts it.
@@ -187,15 +199,30 @@ pub fn encode_latents(values: &[u8], channels: usize, w: usize, h: usize, planes
     e.finish()
 }
 
-/// Decodes what [`encode_latents`] wrote (always `channels * w * h` values).
-pub fn decode_latents(data: &[u8], channels: usize, w: usize, h: usize, planes: u32) -> Vec<u8> {
-    assert!((1..=8).contains(&planes));
+/// Decodes what [`encode_latents`] wrote: `channels * w * h` values, or an
+/// error when the stream ends before them (a truncated or forged payload:
+/// decoding stops at the first row that reads past the end) or has bytes
+/// left after them.
+pub fn decode_latents(data: &[u8], channels: usize, w: usize, h: usize, planes: u32) -> crate::error::Result<Vec<u8>> {
+    use crate::error::Error;
+    if !(1..=8).contains(&planes) {
+        return Err(Error::invalid("tcz", format!("{planes} bit planes (valid: 1-8)")));
+    }
+    let n = channels
+        .checked_mul(w)
+        .and_then(|v| v.checked_mul(h))
+        .ok_or_else(|| Error::invalid("tcz", format!("{channels}x{w}x{h} latent values overflow")))?;
     let mut m = Model::new(channels, planes);
     let mut d = Decoder::new(data);
-    let mut values = vec![0u8; channels * w * h];
+    let mut values = crate::fsutil::try_vec("the decoded latents", n, 0u8)?;
+    let short =
+        || Error::invalid("tcz", format!("the payload ends early ({} bytes for {n} latent values)", data.len()));
     for c in 0..channels {
         let plane = &mut values[c * w * h..(c + 1) * w * h];
         for y in 0..h {
+            if d.overrun() {
+                return Err(short());
+            }
             for x in 0..w {
                 let base = m.tree(plane, w, x, y, c);
                 let mut node = 1usize;
@@ -207,5 +234,14 @@ pub fn decode_latents(data: &[u8], channels: usize, w: usize, h: usize, planes: 
             }
         }
     }
-    values
+    if d.overrun() {
+        return Err(short());
+    }
+    if d.consumed() < data.len() {
+        return Err(Error::invalid(
+            "tcz",
+            format!("{} bytes left over after the latent values (a corrupt payload)", data.len() - d.consumed()),
+        ));
+    }
+    Ok(values)
 }

@@ -182,7 +182,7 @@ fn other_weights(t: &Tcz, ids: &[u32]) -> Error {
 /// Decodes `t` with `m`, whose rate and id the caller has matched to the file's.
 fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t: &Tcz) -> Result<Image> {
     let (lw, lh) = t.latent_size();
-    let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.planes as u32);
+    let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.planes as u32)?;
     let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.planes as u32))?;
     let y = run_net(gpu, &m.dec, up, &lat)?;
     let (w, h, m) = (t.width as usize, t.height as usize, container::margin(t.rate));
@@ -220,6 +220,28 @@ fn planar_codes(img: &Image) -> Vec<u8> {
     (0..p * 3).map(|i| s[(i % p) * 3 + i / p]).collect()
 }
 
+/// Largest `.tcz` file read: 32768 x 32768 at -4 with 8 planes is 805 MB
+/// of raw codes, and the coder never expands much.
+pub const MAX_TCZ_BYTES: u64 = 1 << 30;
+
+/// Peak memory of compressing a `w` x `h` image, in bytes: the network's
+/// activations at full and latent resolution (measured: peak RSS of
+/// `gpuimg --device cpu compress` over image sizes, per pixel of the
+/// image with its margin, rounded up).
+pub fn compress_peak_bytes(w: u32, h: u32) -> u64 {
+    (w as u64 + 8) * (h as u64 + 8) * COMPRESS_BYTES_PER_PIXEL
+}
+
+/// Peak memory of decompressing `t`, in bytes (measured like
+/// [`compress_peak_bytes`]).
+pub fn decompress_peak_bytes(t: &Tcz) -> u64 {
+    (t.width as u64 + 8) * (t.height as u64 + 8) * DECOMPRESS_BYTES_PER_PIXEL
+}
+
+// dev-2c, 1000^2 -> 2000^2 images: compress 132 B/pixel, decompress 70 (any rate).
+const COMPRESS_BYTES_PER_PIXEL: u64 = 140;
+const DECOMPRESS_BYTES_PER_PIXEL: u64 = 80;
+
 /// `gpuimg compress` as a streamed op: the transform on the CPU or GPU, the
 /// arithmetic coding and the container on the save threads.
 pub struct CompressOp {
@@ -252,13 +274,19 @@ impl CompressOp {
 }
 
 impl StreamOp for CompressOp {
+    fn check(&self, img: &Image) -> Result<()> {
+        crate::fsutil::check_memory(
+            &format!("compressing {}x{}", img.width, img.height),
+            compress_peak_bytes(img.width, img.height),
+        )
+    }
     fn cpu(&self, job: usize, img: &Image) -> Result<Image> {
         self.run(job, None, img)
     }
     fn gpu(&self, job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
         self.run(job, Some(gpu), img)
     }
-    fn save(&self, job: usize, out: &Image, path: &Path) -> Result<()> {
+    fn save(&self, job: usize, out: &Image, _meta: &crate::image_io::Meta, path: &Path, replace: bool) -> Result<()> {
         let s = self.side.lock().expect("side poisoned").get(job).cloned().unwrap_or_default();
         let (lw, lh) = (out.width as usize, out.height as usize);
         let t = Tcz {
@@ -270,7 +298,7 @@ impl StreamOp for CompressOp {
             ranges: [s.ranges[0], s.ranges[1], s.ranges[2]],
             payload: entropy::encode_latents(&planar_codes(out), 3, lw, lh, self.planes),
         };
-        crate::image_io::write_atomic(path, &t.to_bytes())
+        crate::fsutil::write_atomic_with(path, &t.to_bytes(), replace)
     }
 }
 
@@ -305,21 +333,40 @@ impl DecompressOp {
         let t = self.side.lock().expect("side poisoned").get_mut(job).and_then(Option::take);
         let t = t.ok_or_else(|| Error::invalid("decompress", "file not loaded"))?;
         let (m, up) = self.model(&t)?;
-        decompress_on(gpu, m, up, &t)
+        let r = decompress_on(gpu, m, up, &t);
+        if let Err(Error::TooLarge { .. }) = r {
+            // The engine retries on the CPU path: keep the file for it.
+            crate::stream::set_job(&mut self.side.lock().expect("side poisoned"), job, Some(t));
+        }
+        r
     }
 }
 
 impl StreamOp for DecompressOp {
-    fn load(&self, job: usize, path: &Path) -> Result<Image> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    fn load(&self, job: usize, path: &Path) -> Result<(Image, crate::image_io::Meta)> {
+        let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        if len > MAX_TCZ_BYTES {
+            return Err(Error::invalid(
+                "decompress",
+                format!("{}: {len} bytes, larger than any .tcz of the largest image ({MAX_TCZ_BYTES})", path.display()),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path.to_path_buf(), e))?;
         let t = Tcz::parse(&bytes).map_err(|e| Error::invalid("decompress", format!("{}: {e}", path.display())))?;
+        // The header's size is from outside: the same pixel limits as any
+        // image, and the memory the decode needs, before anything is allocated.
+        let named = |e: Error| Error::invalid("decompress", format!("{}: {e}", path.display()));
+        crate::image_io::DecodeLimits::default()
+            .check_output("the decoded image", t.width as u64, t.height as u64)
+            .map_err(named)?;
+        crate::fsutil::check_memory("decoding it", decompress_peak_bytes(&t)).map_err(named)?;
         self.model(&t).map_err(|e| Error::invalid("decompress", format!("{}: {e}", path.display())))?;
         let (lw, lh) = t.latent_size();
         crate::stream::set_job(&mut self.side.lock().expect("side poisoned"), job, Some(t));
         // The engine carries an image between its stages; this one stands for
         // the latents (1x1: their values wait in `side` until the transform).
         let _ = (lw, lh);
-        Image::new(1, 1, 3, Samples::U8(vec![0; 3]))
+        Ok((Image::new(1, 1, 3, Samples::U8(vec![0; 3]))?, Default::default()))
     }
     fn cpu(&self, job: usize, _img: &Image) -> Result<Image> {
         self.run(job, None)

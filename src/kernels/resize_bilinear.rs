@@ -20,6 +20,10 @@ pub struct ResizeParams {
     pub align_corners: u32,
     pub scale_h: f32,
     pub scale_w: f32,
+    pub out_row0: u32,
+    pub out_rows: u32,
+    pub in_row0: u32,
+    pub in_rows: u32,
 }
 
 /// Descriptor of the `resize_bilinear` kernel.
@@ -148,10 +152,52 @@ impl ResizeBilinear {
 
     /// Records the resize into `encoder`.
     pub fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
-        let (ay, ax) = self.axes(x.shape)?;
-        let out = Shape::new(x.shape.n, x.shape.c, ay.output, ax.output);
+        self.encode_strip(gpu, encoder, x.shape, x, y, 0, 0)
+    }
+
+    /// Input rows `(first, last)` (inclusive) that output rows `a..b` read
+    /// in a resize of `full`.
+    pub fn strip_input_rows(&self, full: Shape, a: usize, b: usize) -> Result<(usize, usize)> {
+        let (ay, _) = self.axes(full)?;
+        Ok((ay.tap(a, self.align_corners).0, ay.tap(b - 1, self.align_corners).1))
+    }
+
+    /// Records output rows `out_row0 .. out_row0 + y.h` of the resize of a
+    /// `full`-shaped input, `x` holding its rows `in_row0 .. in_row0 + x.h`
+    /// (at least [`ResizeBilinear::strip_input_rows`]): what an image larger
+    /// than one binding runs as.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_strip(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        full: Shape,
+        x: &GpuTensor,
+        y: &GpuTensor,
+        in_row0: usize,
+        out_row0: usize,
+    ) -> Result<()> {
+        let (ay, ax) = self.axes(full)?;
+        let out_rows = y.shape.h;
+        let out = Shape::new(full.n, full.c, out_rows, ax.output);
         y.expect_shape("resize_bilinear", out)?;
+        if out_row0 + out_rows > ay.output || x.shape.w != full.w || (x.shape.n, x.shape.c) != (full.n, full.c) {
+            return Err(Error::invalid("resize_bilinear", format!("strip {out} at row {out_row0} of {full}")));
+        }
+        if out_rows > 0 {
+            let (first, last) = self.strip_input_rows(full, out_row0, out_row0 + out_rows)?;
+            if first < in_row0 || last >= in_row0 + x.shape.h {
+                return Err(Error::invalid(
+                    "resize_bilinear",
+                    format!("input rows {first}..={last} are not all in the strip's {in_row0}+{}", x.shape.h),
+                ));
+            }
+        }
         let p = ResizeParams {
+            out_row0: out_row0 as u32,
+            out_rows: out_rows as u32,
+            in_row0: in_row0 as u32,
+            in_rows: x.shape.h as u32,
             planes: (out.n * out.c) as u32,
             in_h: ay.input as u32,
             in_w: ax.input as u32,
@@ -166,7 +212,7 @@ impl ResizeBilinear {
             &DESC,
             bytemuck::bytes_of(&p),
             &[&x.buffer, &y.buffer],
-            grid_groups(out.w, out.h, out.n * out.c),
+            grid_groups(out.w, out_rows, out.n * out.c),
         )
     }
 

@@ -60,7 +60,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).map_err(|e| Error::Io { path: d.clone(), source: e })?;
+        let rd = std::fs::read_dir(&d).map_err(|e| Error::io(d.clone(), e))?;
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
