@@ -5,7 +5,7 @@
 # stops the run with the input saved under fuzz/artifacts/. Needs a nightly
 # toolchain (`rustup toolchain install nightly`); installs cargo-fuzz if it is
 # missing. Not part of CI (nightly is not something CI can count on).
-# Usage: scripts/fuzz.sh [SECONDS]
+# Usage: scripts/fuzz.sh [SECONDS]   (FUZZ_TARGETS="tcz_decode" runs one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-600}"
@@ -23,7 +23,10 @@ for ext in png jpg webp bmp tiff; do
   $g --device cpu -q resize assets/chelsea.png --width 24 --height 16 -o fuzz/corpus/image_decode/small.$ext --overwrite
 done
 $g --device cpu -q augment assets/chelsea.png --ops "resize:w=20,h=14;grey" -o fuzz/corpus/image_decode --overwrite
-for t in tcz_decode image_decode; do
+targets="${FUZZ_TARGETS:-tcz_decode image_decode}"
+for t in $targets; do
+  # Build on its own first: a build failure must fail the script, not hide in the filtered log.
+  cargo +nightly fuzz build --sanitizer none --release "$t"
   echo "== fuzz $t for $secs s"
   cargo +nightly fuzz run --sanitizer none --release "$t" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -timeout=10 -malloc_limit_mb=1024 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \

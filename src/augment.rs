@@ -226,12 +226,12 @@ impl std::fmt::Display for Spec {
 /// The generator every draw uses: the project's SplitMix64, seeded per sample
 /// (the same on every machine).
 #[derive(Debug, Clone)]
-pub struct Rng(crate::train::SplitMix);
+pub struct Rng(crate::rng::SplitMix);
 
 impl Rng {
     /// The generator of sample `sample` under `seed`.
     pub fn for_sample(seed: u64, sample: u64) -> Rng {
-        let mut r = crate::train::SplitMix(seed ^ 0x5851_f42d_4c95_7f2d);
+        let mut r = crate::rng::SplitMix(seed ^ 0x5851_f42d_4c95_7f2d);
         r.next_u64();
         r.0 ^= sample.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Rng(r)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor};
 use crate::image_io::Image;
-use crate::kernels::tinypssr_fused::{flat_weights, FusedParams};
+use crate::kernels::tinypssr_fused::FusedParams;
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::*;
 use crate::models::tinypssr::{Stage, TinyPssr};
@@ -308,7 +308,7 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
                         _pad: 0,
                     });
                     let src = g.upload_bytes(&img.samples.to_le_bytes())?;
-                    let wts = g.constant("w", &flat_weights(&model.stages[0]));
+                    let wts = g.constant("w", &model.stages[0].flat());
                     let dst = g.take_buffer(op.out_bytes(), Gpu::TENSOR_USAGE);
                     let (g1, g2) = (g.clone(), g.clone());
                     (

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::backend::Backend;
+use crate::data::{image_files, load_rgb};
 use crate::error::Result;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::models::TinyPssr;
 use crate::resample;
 use crate::tensor::{Shape, Tensor};
-use crate::train::sr::{image_files, load_rgb};
 
 /// One image's scores.
 #[derive(Debug, Clone)]

@@ -7,49 +7,9 @@ use std::path::Path;
 use image::{DynamicImage, ImageFormat};
 
 use crate::error::{Error, Result};
-use crate::kernels::unpack_pixels::PixelLayout;
 use crate::tensor::Samples;
 
-/// A decoded image: interleaved samples, 1-4 channels of 8 or 16 bits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA.
-    pub channels: usize,
-    /// The samples, row-major, interleaved.
-    pub samples: Samples,
-}
-
-impl Image {
-    /// Checks that the sample count fits the size and channel count.
-    pub fn new(width: u32, height: u32, channels: usize, samples: Samples) -> Result<Image> {
-        let want = width as usize * height as usize * channels;
-        if !(1..=4).contains(&channels) || samples.len() != want {
-            return Err(Error::invalid(
-                "image",
-                format!("{} samples for {width}x{height} with {channels} channels", samples.len()),
-            ));
-        }
-        Ok(Image { width, height, channels, samples })
-    }
-    /// The pixel layout of this image (one image).
-    pub fn layout(&self) -> PixelLayout {
-        PixelLayout {
-            n: 1,
-            height: self.height as usize,
-            width: self.width as usize,
-            channels: self.channels,
-            bits: self.samples.bits(),
-        }
-    }
-    /// True when the last channel is alpha (grey+alpha or RGBA).
-    pub fn has_alpha(&self) -> bool {
-        self.channels == 2 || self.channels == 4
-    }
-}
+pub use crate::pixel::Image;
 
 /// Limits applied before decoding.
 #[derive(Debug, Clone, Copy)]

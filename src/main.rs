@@ -407,32 +407,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eval_codec(&g, &dir, &weights, &rates, &bitplanes)
         }
         Command::Train { what: TrainWhat::Sr { scale, data, output, overwrite, steps, batch, seed, lr, init } } => {
-            outputs::check_extra(
-                "-o",
-                &output,
-                &[data.clone()].into_iter().chain(init.clone()).collect::<Vec<_>>(),
-                overwrite,
-            )?;
+            check_train_output(&output, &data, init.as_ref(), overwrite)?;
             train_sr(&g, scale, data, output, (steps, batch, lr), seed, init)
         }
         Command::Train {
             what: TrainWhat::Enhance { model, data, output, overwrite, steps, batch, patch, lr, seed },
         } => {
-            outputs::check_extra("-o", &output, std::slice::from_ref(&data), overwrite)?;
+            check_train_output(&output, &data, None, overwrite)?;
             train_enhance(&g, &model, data, output, (steps, batch, patch, lr), seed)
         }
         Command::Train {
             what: TrainWhat::Codec { rate, data, output, overwrite, steps, batch, patch, lr, seed, init },
         } => {
-            outputs::check_extra(
-                "-o",
-                &output,
-                &[data.clone()].into_iter().chain(init.clone()).collect::<Vec<_>>(),
-                overwrite,
-            )?;
+            check_train_output(&output, &data, init.as_ref(), overwrite)?;
             train_codec(&g, rate, data, output, (steps, batch, patch, lr), seed, init)
         }
     }
+}
+
+/// A training run's `-o`: never the data or the starting weights, and an
+/// existing file only with `--overwrite` (checked before training starts).
+fn check_train_output(output: &Path, data: &Path, init: Option<&PathBuf>, overwrite: bool) -> Result<()> {
+    let inputs: Vec<PathBuf> = std::iter::once(data.to_path_buf()).chain(init.cloned()).collect();
+    Ok(outputs::check_extra("-o", output, &inputs, overwrite)?)
 }
 
 fn device_choice(g: &Global) -> Result<DeviceChoice> {

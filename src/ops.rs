@@ -125,50 +125,7 @@ pub fn record_resize(
     record_pixel_chain(gpu, enc, inl, src, outl, |enc, x, y| resize.encode(gpu, enc, x, y))
 }
 
-/// GPU work recorded into an encoder for one image: the buffer its packed
-/// output ends in, that output's length, and the pooled buffers to hand back
-/// once the submission is done.
-#[derive(Debug)]
-pub struct Recorded {
-    /// Packed output samples (little-endian, padded to 4 bytes).
-    pub out: wgpu::Buffer,
-    /// Bytes of output.
-    pub out_bytes: u64,
-    /// Intermediates to recycle after the submission.
-    pub scratch: Vec<wgpu::Buffer>,
-}
-
-impl Recorded {
-    /// Returns every buffer to the pool (after the submission).
-    pub fn recycle(self, gpu: &crate::Gpu) {
-        gpu.recycle_buffer(self.out);
-        for b in self.scratch {
-            gpu.recycle_buffer(b);
-        }
-    }
-}
-
-/// Records with `record`, submits, waits, reads `out_bytes` of the output
-/// back and recycles the recorded buffers: the blocking form of every
-/// streamed op.
-pub fn run_recorded(
-    gpu: &crate::Gpu,
-    op: &str,
-    out_bytes: u64,
-    record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<Recorded>,
-) -> Result<Vec<u8>> {
-    let mut kept = None;
-    let r = gpu.run_and_read(op, out_bytes, |enc| {
-        let rec = record(enc)?;
-        let out = rec.out.clone();
-        kept = Some(rec);
-        Ok(out)
-    });
-    if let Some(rec) = kept {
-        rec.recycle(gpu);
-    }
-    r
-}
+pub use crate::gpu::{run_recorded, Recorded};
 
 /// Records, for packed samples of layout `inl` in `src`: unpack to planar
 /// f32 `x`, `record` from `x` into `y` (planar f32 of layout `outl`), pack `y`.
@@ -317,8 +274,7 @@ pub fn sr_strip_rows(gpu: &crate::Gpu, model: &TinyPssr, l: PixelLayout) -> (usi
 
 /// The fused kernel's weights on the GPU, one buffer per x2 stage.
 pub fn sr_weights(gpu: &crate::Gpu, model: &TinyPssr) -> Vec<wgpu::Buffer> {
-    use crate::kernels::tinypssr_fused::flat_weights;
-    model.stages.iter().map(|s| gpu.constant("gpuimg.tinypssr_fused.weights", &flat_weights(s))).collect()
+    model.stages.iter().map(|s| gpu.constant("gpuimg.tinypssr_fused.weights", &s.flat())).collect()
 }
 
 /// Records the fused super-resolution of `rows` rows of packed samples of

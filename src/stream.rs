@@ -27,10 +27,9 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Recorded};
 use crate::image_io::{self, Image, Meta};
 use crate::kernels::unpack_pixels::PixelLayout;
-use crate::ops::Recorded;
 use crate::tensor::Samples;
 
 /// An image op the engine can stream.

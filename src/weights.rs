@@ -118,7 +118,7 @@ impl Weights {
 
     /// Writes a safetensors file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::image_io::write_atomic(path, &self.to_bytes()?)
+        crate::fsutil::write_atomic(path, &self.to_bytes()?)
     }
 
     /// Total number of values.

@@ -67,8 +67,8 @@ fn codec_gradients_match_finite_differences() {
         let y = m.dec.forward(&lat, Some(&mut di)).unwrap();
         let scale = 2.0 / x.data.len() as f32;
         let dy = Tensor { shape: y.shape, data: y.data.iter().zip(&x.data).map(|(a, b)| (a - b) * scale).collect() };
-        let (gd, dlat) = m.dec.backward(&di, &y, &dy, true);
-        let (ge, _) = m.enc.backward(&ei, &lat, &dlat.unwrap(), false);
+        let (gd, dlat) = gpuimg::train::codec::net_backward(&m.dec, &di, &y, &dy, true);
+        let (ge, _) = gpuimg::train::codec::net_backward(&m.enc, &ei, &lat, &dlat.unwrap(), false);
         let g = [ge, gd].concat();
         let p0 = [m.enc.flatten(), m.dec.flatten()].concat();
         let ne = m.enc.param_count();

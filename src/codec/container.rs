@@ -59,22 +59,7 @@ pub struct Tcz {
     pub payload: Vec<u8>,
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib and PNG).
-pub fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-            *e = c;
-        }
-        t
-    });
-    !data.iter().fold(!0u32, |c, &b| t[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8))
-}
+pub use crate::fsutil::crc32;
 
 /// The block factor per side of a rate (2, 4 or 8).
 pub fn factor(rate: u8) -> Option<usize> {

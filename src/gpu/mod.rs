@@ -4,13 +4,17 @@
 //! The host application owns the device: [`Gpu::new`] opens one for the CLI,
 //! [`Gpu::from_existing`] wraps a device an embedding application already has.
 
+mod kernel;
+mod record;
+pub use kernel::{BindingKind, KernelDesc};
+pub use record::{run_recorded, Recorded};
+
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::kernels::{BindingKind, KernelDesc};
 use crate::tensor::{Shape, Tensor};
 
 /// A tensor living in a GPU storage buffer (f32, NCHW, contiguous).

@@ -2,7 +2,7 @@
 //! borders) sampled once with a separable filter, then a chain of colour
 //! stages, in one dispatch (see `shaders/augment.wgsl` for the semantics).
 //! Every augmentation op is one configuration of this kernel; the planner in
-//! `crate::augment` fuses several into one pass.
+//! the `augment` module fuses several into one pass.
 
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;

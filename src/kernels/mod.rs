@@ -32,47 +32,15 @@ pub use unpack_pixels::UnpackPixels;
 pub use zero_dce_curve::ZeroDceCurve;
 pub use zero_dce_enhance::ZeroDceEnhance;
 
-/// What a binding slot holds. Slot 0 is always the params uniform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindingKind {
-    /// `var<uniform>`: the params struct.
-    Uniform,
-    /// `var<storage, read>`: an input.
-    Read,
-    /// `var<storage, read_write>`: an output.
-    ReadWrite,
-}
-
-/// Static description of a kernel; `tests/shaders.rs` checks it against the
-/// shader as naga reflects it.
-#[derive(Debug)]
-pub struct KernelDesc {
-    /// Kernel name: the shader's file stem.
-    pub name: &'static str,
-    /// WGSL source (entry point `main`, group 0).
-    pub source: &'static str,
-    /// Bindings 0.. in order.
-    pub bindings: &'static [BindingKind],
-    /// Workgroup size declared by the shader.
-    pub workgroup_size: [u32; 3],
-    /// Size of the params uniform in bytes.
-    pub params_size: u64,
-}
-
-impl KernelDesc {
-    /// Debug label: `gpuimg.<name>`.
-    pub fn label(&self) -> String {
-        format!("gpuimg.{}", self.name)
-    }
-}
+pub use crate::gpu::{BindingKind, KernelDesc};
 
 /// Builds a [`KernelDesc`] whose source is `shaders/<name>.wgsl`.
 macro_rules! kernel_desc {
     ($name:literal, $params:ty, [$($b:ident),*], $wg:expr) => {
-        $crate::kernels::KernelDesc {
+        $crate::gpu::KernelDesc {
             name: $name,
             source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
-            bindings: &[$crate::kernels::BindingKind::Uniform, $($crate::kernels::BindingKind::$b),*],
+            bindings: &[$crate::gpu::BindingKind::Uniform, $($crate::gpu::BindingKind::$b),*],
             workgroup_size: $wg,
             params_size: std::mem::size_of::<$params>() as u64,
         }

@@ -5,7 +5,6 @@ use bytemuck::{Pod, Zeroable};
 use super::{kernel_desc, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu};
-use crate::models::tinypssr::Stage;
 
 /// Params uniform of `shaders/tinypssr_fused.wgsl`.
 #[repr(C)]
@@ -35,21 +34,6 @@ pub static DESC: KernelDesc = kernel_desc!("tinypssr_fused", FusedParams, [Read,
 /// Number of weights of one stage in the shader's flat layout.
 pub const FLAT_LEN: usize = 1356;
 
-/// A stage's weights in the shader's order: conv1 w, b, prelu1, conv2 w, b,
-/// prelu2, conv3 w, b, prelu3, conv4 w, b.
-pub fn flat_weights(s: &Stage) -> Vec<f32> {
-    let mut v = Vec::with_capacity(FLAT_LEN);
-    for l in 0..4 {
-        v.extend_from_slice(&s.conv[l].0);
-        v.extend_from_slice(&s.conv[l].1);
-        if l < 3 {
-            v.extend_from_slice(&s.prelu[l]);
-        }
-    }
-    debug_assert_eq!(v.len(), FLAT_LEN);
-    v
-}
-
 /// The fused stage op.
 #[derive(Debug, Clone, Copy)]
 pub struct TinyPssrFused(pub FusedParams);
@@ -67,7 +51,8 @@ impl TinyPssrFused {
     }
 
     /// Records one stage: `src` (packed or planes) to `dst` (which must be
-    /// zeroed first in packed output mode), with `weights` from [`flat_weights`].
+    /// zeroed first in packed output mode), with `weights` from `models::tinypssr::Stage::flat` (the
+    /// shader's order, [`FLAT_LEN`] values).
     pub fn encode(
         &self,
         gpu: &Gpu,

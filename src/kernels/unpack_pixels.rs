@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use super::{kernel_desc, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{linear_groups, Gpu, GpuTensor};
-use crate::tensor::{Samples, Shape, Tensor};
+use crate::tensor::{Samples, Tensor};
 
 /// Params uniform of `shaders/unpack_pixels.wgsl`.
 #[repr(C)]
@@ -21,54 +21,7 @@ pub struct UnpackParams {
 /// Descriptor of the `unpack_pixels` kernel.
 pub static DESC: KernelDesc = kernel_desc!("unpack_pixels", UnpackParams, [Read, ReadWrite], [256, 1, 1]);
 
-/// Layout of interleaved samples: `n` images of `height x width` pixels with
-/// `channels` samples each (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA), `bits` 8 or 16.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PixelLayout {
-    /// Images back to back.
-    pub n: usize,
-    /// Height in pixels.
-    pub height: usize,
-    /// Width in pixels.
-    pub width: usize,
-    /// Samples per pixel, 1..=4.
-    pub channels: usize,
-    /// Bits per sample: 8 or 16.
-    pub bits: u32,
-}
-
-impl PixelLayout {
-    /// Checks the layout itself.
-    pub fn check(&self) -> Result<()> {
-        if !(1..=4).contains(&self.channels) || !(self.bits == 8 || self.bits == 16) {
-            return Err(Error::invalid(
-                "pixels",
-                format!("{} channels of {} bits (need 1-4 channels of 8 or 16 bits)", self.channels, self.bits),
-            ));
-        }
-        Ok(())
-    }
-    /// Planar shape `(n, channels, height, width)`.
-    pub fn shape(&self) -> Shape {
-        Shape::new(self.n, self.channels, self.height, self.width)
-    }
-    /// Number of samples.
-    pub fn samples(&self) -> usize {
-        self.shape().len()
-    }
-    /// Bytes of the packed samples.
-    pub fn bytes(&self) -> u64 {
-        (self.samples() * self.bits as usize / 8) as u64
-    }
-    /// Largest sample value, `2^bits - 1`.
-    pub fn max_value(&self) -> f32 {
-        if self.bits == 8 {
-            255.0
-        } else {
-            65535.0
-        }
-    }
-}
+pub use crate::pixel::PixelLayout;
 
 /// The unpack op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

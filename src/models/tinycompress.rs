@@ -139,43 +139,6 @@ impl Net {
         Ok(cur)
     }
 
-    /// Gradients of all parameters ([`Net::flatten`] layout) and of the
-    /// input, from the kept layer inputs, the output and its gradient.
-    pub fn backward(&self, inputs: &[Tensor], out: &Tensor, dy: &Tensor, need_dx: bool) -> (Vec<f32>, Option<Tensor>) {
-        use crate::train::grad::{conv2d_backward, pixel_shuffle_backward, prelu_backward};
-        let mut grads: Vec<Vec<f32>> = vec![Vec::new(); self.layers.len()];
-        let mut d = dy.clone();
-        let mut next_out = out.clone();
-        for (i, l) in self.layers.iter().enumerate().rev() {
-            let x = &inputs[i];
-            let first = i == 0;
-            match l {
-                Layer::Conv { conv, w, .. } => {
-                    let (dx, dw, db) = conv2d_backward(conv, x, w, &d, !first || need_dx);
-                    let mut g = dw;
-                    g.extend(db);
-                    grads[i] = g;
-                    match dx {
-                        Some(dx) => d = dx,
-                        None => break,
-                    }
-                }
-                Layer::Prelu(a) => {
-                    let (dx, da) = prelu_backward(x, a, &d);
-                    grads[i] = da;
-                    d = dx;
-                }
-                Layer::Unshuffle => d = PixelShuffle { r: 2 }.cpu(&d).expect("unshuffled shape"),
-                Layer::Shuffle => d = pixel_shuffle_backward(2, &d),
-                Layer::Sigmoid => {
-                    d.data.iter_mut().zip(&next_out.data).for_each(|(g, s)| *g *= s * (1.0 - s));
-                }
-            }
-            next_out = x.clone();
-        }
-        (grads.concat(), need_dx.then_some(d))
-    }
-
     /// Records the forward pass on the GPU from `x` into a new pooled
     /// tensor; intermediates are pushed onto `scratch`. `up` holds the
     /// uploaded parameters of [`Net::upload`].
@@ -265,7 +228,7 @@ impl TinyCompress {
     pub fn id(&self) -> u32 {
         let bytes: Vec<u8> =
             self.enc.flatten().iter().chain(&self.dec.flatten()).flat_map(|v| v.to_le_bytes()).collect();
-        crate::codec::container::crc32(&bytes)
+        crate::fsutil::crc32(&bytes)
     }
 
     /// Side factor: 2^blocks.

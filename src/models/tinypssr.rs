@@ -47,6 +47,21 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// The weights in the fused kernel's flat order: conv1 w, b, prelu1,
+    /// conv2 w, b, prelu2, conv3 w, b, prelu3, conv4 w, b.
+    pub fn flat(&self) -> Vec<f32> {
+        let mut v = Vec::with_capacity(crate::kernels::tinypssr_fused::FLAT_LEN);
+        for l in 0..4 {
+            v.extend_from_slice(&self.conv[l].0);
+            v.extend_from_slice(&self.conv[l].1);
+            if l < 3 {
+                v.extend_from_slice(&self.prelu[l]);
+            }
+        }
+        debug_assert_eq!(v.len(), crate::kernels::tinypssr_fused::FLAT_LEN);
+        v
+    }
+
     /// Parameters of one stage (1,356).
     pub fn parameter_count(&self) -> usize {
         self.conv.iter().map(|(w, b)| w.len() + b.len()).sum::<usize>() + self.prelu.iter().map(Vec::len).sum::<usize>()

@@ -12,11 +12,13 @@
 
 use std::path::PathBuf;
 
+use crate::data::{load_rgb, training_files};
 use crate::error::Result;
-use crate::models::tinycompress::TinyCompress;
+use crate::kernels::PixelShuffle;
+use crate::models::tinycompress::{Layer, Net, TinyCompress};
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
-use crate::train::sr::{load_rgb, training_files};
-use crate::train::{Adam, SplitMix};
+use crate::train::Adam;
 
 /// What to train and how.
 #[derive(Debug, Clone)]
@@ -157,8 +159,8 @@ pub fn train(cfg: &CodecTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyC
         let lat = m.enc.forward(&x, Some(&mut enc_in))?;
         let y = m.dec.forward(&lat, Some(&mut dec_in))?;
         let dy = masked(&x, &y, margin).0;
-        let (gd, dlat) = m.dec.backward(&dec_in, &y, &dy, true);
-        let (ge, _) = m.enc.backward(&enc_in, &lat, &dlat.expect("asked for"), false);
+        let (gd, dlat) = net_backward(&m.dec, &dec_in, &y, &dy, true);
+        let (ge, _) = net_backward(&m.enc, &enc_in, &lat, &dlat.expect("asked for"), false);
         let g = [ge, gd].concat();
         let t = step as f32 / cfg.steps as f32;
         adam.lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
@@ -174,6 +176,49 @@ pub fn train(cfg: &CodecTrainConfig, mut log: impl FnMut(&str)) -> Result<(TinyC
         }
     }
     Ok((best.1, best.0))
+}
+
+/// Gradients of all of a TinyCompress [`Net`]'s parameters ([`Net::flatten`] layout) and of the
+/// input, from the kept layer inputs, the output and its gradient.
+pub fn net_backward(
+    net: &Net,
+    inputs: &[Tensor],
+    out: &Tensor,
+    dy: &Tensor,
+    need_dx: bool,
+) -> (Vec<f32>, Option<Tensor>) {
+    use crate::train::grad::{conv2d_backward, pixel_shuffle_backward, prelu_backward};
+    let mut grads: Vec<Vec<f32>> = vec![Vec::new(); net.layers.len()];
+    let mut d = dy.clone();
+    let mut next_out = out.clone();
+    for (i, l) in net.layers.iter().enumerate().rev() {
+        let x = &inputs[i];
+        let first = i == 0;
+        match l {
+            Layer::Conv { conv, w, .. } => {
+                let (dx, dw, db) = conv2d_backward(conv, x, w, &d, !first || need_dx);
+                let mut g = dw;
+                g.extend(db);
+                grads[i] = g;
+                match dx {
+                    Some(dx) => d = dx,
+                    None => break,
+                }
+            }
+            Layer::Prelu(a) => {
+                let (dx, da) = prelu_backward(x, a, &d);
+                grads[i] = da;
+                d = dx;
+            }
+            Layer::Unshuffle => d = PixelShuffle { r: 2 }.cpu(&d).expect("unshuffled shape"),
+            Layer::Shuffle => d = pixel_shuffle_backward(2, &d),
+            Layer::Sigmoid => {
+                d.data.iter_mut().zip(&next_out.data).for_each(|(g, s)| *g *= s * (1.0 - s));
+            }
+        }
+        next_out = x.clone();
+    }
+    (grads.concat(), need_dx.then_some(d))
 }
 
 #[cfg(test)]

@@ -20,12 +20,13 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::grad::conv2d_backward;
-use super::sr::{load_rgb, training_files};
-use super::{Adam, SplitMix};
+use super::Adam;
+use crate::data::{load_rgb, training_files};
 use crate::error::{Error, Result};
 use crate::kernels::ZeroDceCurve;
 use crate::models::zero_dce::{Arch, Trace, ZeroDce, ITERATIONS, LAYERS, WIDTH};
 use crate::resample;
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// Loss weights of the reference training.

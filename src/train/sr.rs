@@ -2,17 +2,17 @@
 //! bicubic the evaluation uses, L1 loss (the paper found MAE gave the best
 //! PSNR), Adam with cosine decay, validation on held-out photos, best kept.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::grad::{conv2d_backward, pixel_shuffle_backward, prelu_backward};
-use super::{Adam, SplitMix};
+use super::Adam;
 use crate::error::{Error, Result};
-use crate::image_io;
-use crate::kernels::{PixelShuffle, Prelu, UnpackPixels};
+use crate::kernels::{PixelShuffle, Prelu};
 use crate::metrics::psnr;
 use crate::models::tinypssr::{Stage, TinyPssr, CONVS};
 use crate::resample;
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// What to train and how.
@@ -55,50 +55,7 @@ impl SrTrainConfig {
     }
 }
 
-/// Every image under `dir` (recursively), sorted.
-pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).map_err(|e| Error::io(d.clone(), e))?;
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if image_io::is_image_path(&p) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// The images under `dir` for training: at least 2 (every 5th is held out).
-pub fn training_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let files = image_files(dir)?;
-    if files.len() < 2 {
-        return Err(Error::invalid(
-            "train",
-            format!("{}: need at least 2 images, found {}", dir.display(), files.len()),
-        ));
-    }
-    Ok(files)
-}
-
-/// An image as (1, 3, H, W) planes in [0, 1] (grey replicated, alpha dropped).
-pub fn load_rgb(path: &Path) -> Result<Tensor> {
-    let img = image_io::load(path)?;
-    let x = UnpackPixels(img.layout()).cpu(&img.samples)?;
-    let (h, w) = (img.height as usize, img.width as usize);
-    let p = h * w;
-    let mut data = Vec::with_capacity(3 * p);
-    for c in 0..3 {
-        let src = if img.channels >= 3 { c } else { 0 };
-        data.extend_from_slice(&x.data[src * p..(src + 1) * p]);
-    }
-    Tensor::from_vec(Shape::new(1, 3, h, w), data)
-}
+pub use crate::data::{image_files, load_rgb, training_files};
 
 /// Activations of one stage kept for the backward pass.
 struct Cache {

@@ -1,0 +1,48 @@
+//! GPU work recorded into an encoder for one image, and its blocking form.
+
+use crate::error::Result;
+
+/// GPU work recorded into an encoder for one image: the buffer its packed
+/// output ends in, that output's length, and the pooled buffers to hand back
+/// once the submission is done.
+#[derive(Debug)]
+pub struct Recorded {
+    /// Packed output samples (little-endian, padded to 4 bytes).
+    pub out: wgpu::Buffer,
+    /// Bytes of output.
+    pub out_bytes: u64,
+    /// Intermediates to recycle after the submission.
+    pub scratch: Vec<wgpu::Buffer>,
+}
+
+impl Recorded {
+    /// Returns every buffer to the pool (after the submission).
+    pub fn recycle(self, gpu: &super::Gpu) {
+        gpu.recycle_buffer(self.out);
+        for b in self.scratch {
+            gpu.recycle_buffer(b);
+        }
+    }
+}
+
+/// Records with `record`, submits, waits, reads `out_bytes` of the output
+/// back and recycles the recorded buffers: the blocking form of every
+/// streamed op.
+pub fn run_recorded(
+    gpu: &super::Gpu,
+    op: &str,
+    out_bytes: u64,
+    record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<Recorded>,
+) -> Result<Vec<u8>> {
+    let mut kept = None;
+    let r = gpu.run_and_read(op, out_bytes, |enc| {
+        let rec = record(enc)?;
+        let out = rec.out.clone();
+        kept = Some(rec);
+        Ok(out)
+    });
+    if let Some(rec) = kept {
+        rec.recycle(gpu);
+    }
+    r
+}
