@@ -326,12 +326,18 @@ pub fn record_sr(
 /// one dispatch per x2 stage (f32 planes between stages), packed pixels out,
 /// in strips of rows whose halo covers the receptive field.
 pub fn super_resolve_fused(gpu: &crate::Gpu, model: &TinyPssr, img: &Image) -> Result<Image> {
+    super_resolve_fused_strips(gpu, model, img, sr_strip_rows(gpu, model, img.layout()).0)
+}
+
+/// [`super_resolve_fused`] in strips of `rows` input rows (each with its
+/// halo): the result is the same for any `rows` (tests force many strips).
+pub fn super_resolve_fused_strips(gpu: &crate::Gpu, model: &TinyPssr, img: &Image, rows: usize) -> Result<Image> {
     let l = img.layout();
     let f = model.scale();
     let bps = (l.bits / 8) as usize;
     let in_row = l.width * l.channels * bps;
     let out_row = l.width * f * l.channels * bps;
-    let (rows, halo) = sr_strip_rows(gpu, model, l);
+    let (rows, halo) = (rows.max(1), sr_strip_rows(gpu, model, l).1);
     let weights = sr_weights(gpu, model);
     let bytes = img.samples.to_le_bytes();
     let mut out = vec![0u8; out_row * l.height * f];

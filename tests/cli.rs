@@ -1,6 +1,10 @@
 //! The command-line tool as a user meets it: exit codes, one-line errors,
 //! outputs never over inputs, batch runs that carry on past a bad file.
 
+mod common;
+
+use common::tmpdir;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -14,13 +18,6 @@ fn stderr(o: &Output) -> String {
 
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/chelsea.png")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gpuimg-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// gpuimg's own error lines (Mesa may add its own noise to stderr).
@@ -76,11 +73,7 @@ fn resize_writes_the_expected_image_on_the_cpu() {
 
 #[test]
 fn resize_on_the_gpu_equals_the_cpu() {
-    if std::env::var_os("CI").is_none()
-        && std::env::var_os("GPUIMG_REQUIRE_GPU").is_none()
-        && gpuimg::gpu::adapters().is_empty()
-    {
-        eprintln!("!!! SKIPPING GPU CLI TEST: no GPU adapter; set GPUIMG_REQUIRE_GPU=1 to make this fail");
+    if !common::cli_gpu("CLI on the GPU") {
         return;
     }
     let dir = tmpdir("resize-gpu");
@@ -228,11 +221,7 @@ fn sr_upscales_and_refuses_bad_scales_and_weights() {
 
 #[test]
 fn sr_on_the_gpu_matches_the_cpu() {
-    if std::env::var_os("CI").is_none()
-        && std::env::var_os("GPUIMG_REQUIRE_GPU").is_none()
-        && gpuimg::gpu::adapters().is_empty()
-    {
-        eprintln!("!!! SKIPPING GPU CLI TEST: no GPU adapter; set GPUIMG_REQUIRE_GPU=1 to make this fail");
+    if !common::cli_gpu("CLI on the GPU") {
         return;
     }
     let dir = tmpdir("sr-gpu");
@@ -306,12 +295,7 @@ fn enhance_brightens_and_refuses_bad_models_weights_and_factors() {
     let input = dir.join("cat.png");
     std::fs::copy(sample(), &input).unwrap();
     for (model, dev) in [("zero-dce++", "cpu"), ("zero-dce", "cpu"), ("zero-dce++", "gpu")] {
-        if dev == "gpu"
-            && std::env::var_os("CI").is_none()
-            && std::env::var_os("GPUIMG_REQUIRE_GPU").is_none()
-            && gpuimg::gpu::adapters().is_empty()
-        {
-            eprintln!("!!! SKIPPING GPU CLI CASE: no GPU adapter");
+        if dev == "gpu" && !common::cli_gpu("enhance on the GPU") {
             continue;
         }
         let o = gpuimg(&["--device", dev, "enhance", "--model", model, input.to_str().unwrap(), "--overwrite"]);

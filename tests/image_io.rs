@@ -2,28 +2,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::Rng;
+use common::{random_image, tmpdir};
 use gpuimg::image_io::{self, Image};
 use gpuimg::Samples;
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gpuimg-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn random_image(rng: &mut Rng, w: u32, h: u32, channels: usize, bits: u32) -> Image {
-    let n = (w * h) as usize * channels;
-    let s = if bits == 8 {
-        Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
-    } else {
-        Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
-    };
-    Image::new(w, h, channels, s).unwrap()
-}
 
 #[test]
 fn lossless_formats_round_trip_depth_and_alpha() {

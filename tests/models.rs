@@ -113,6 +113,11 @@ fn tinypssr_fused_matches_cpu() {
                 let want = gpuimg::ops::super_resolve_layers(&Backend::Cpu, &m, &img).unwrap();
                 let got = gpuimg::ops::super_resolve_fused(gpu, &m, &img).unwrap();
                 assert_eq!((got.width, got.height, got.channels), (want.width, want.height, want.channels));
+                // The multi-strip branch (each strip with its halo) gives the same bytes.
+                if h > 1 {
+                    let strips = gpuimg::ops::super_resolve_fused_strips(gpu, &m, &img, 5).unwrap();
+                    assert!(strips == got, "x{} {w}x{h} {channels}ch {bits}bit: 5-row strips differ", m.scale());
+                }
                 let (g, c) = (samples_i64(&got.samples), samples_i64(&want.samples));
                 // Same arithmetic in another order, then rounding: one step at most.
                 let worst = g.iter().zip(&c).map(|(a, b)| (a - b).abs()).max().unwrap();

@@ -7,29 +7,13 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{gpu_backend, Rng};
+use common::{random_image, tmpdir};
 use gpuimg::image_io::{self, Image};
 use gpuimg::kernels::ResizeBilinear;
 use gpuimg::models::zero_dce::{Arch, ZeroDce};
 use gpuimg::models::TinyPssr;
 use gpuimg::stream::{self, Job, ProgressBar, Silent, StreamConfig, StreamOp};
-use gpuimg::{ops, Backend, Samples};
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gpuimg-stream-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn random_image(rng: &mut Rng, w: u32, h: u32, c: usize, bits: u32) -> Image {
-    let n = (w * h) as usize * c;
-    let samples = if bits == 8 {
-        Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
-    } else {
-        Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
-    };
-    Image::new(w, h, c, samples).unwrap()
-}
+use gpuimg::{ops, Backend};
 
 /// A directory of images of every layout and several sizes (small ones to
 /// batch, one too large to batch), a corrupt file and a truncated PNG.
@@ -96,7 +80,8 @@ fn check_run(
         assert_eq!(got, want, "{} (slots {})", j.input.display(), cfg.slots);
     }
     assert!(r.peak_in_memory >= 1 && r.peak_in_memory <= cfg.max_in_memory());
-    assert!(r.wall_s > 0.0 && r.stages.decode_s > 0.0 && r.stages.encode_s > 0.0);
+    // Every written image was decoded and encoded: their stages took time on the clock.
+    assert!(r.images == 0 || (r.stages.decode_s > 0.0 && r.stages.encode_s > 0.0));
     match backend {
         Backend::Cpu => {
             assert!(r.stages.cpu_s > 0.0 && r.gpu_busy_s.is_none() && r.submissions == 0);
@@ -255,5 +240,8 @@ fn small_images_of_one_layout_share_dispatches() {
     eprintln!("{} of 64 images shared dispatches, {} submissions", r.grouped, r.submissions);
     let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     assert_eq!(json["grouped"], r.grouped);
-    assert!(r.grouped <= 64 && r.submissions <= 64);
+    // At most 8 images a submission (max_batch), and grouping means fewer
+    // submissions than images.
+    assert!(r.submissions >= 64 / 8 && r.submissions <= 64, "{} submissions", r.submissions);
+    assert!(r.grouped == 0 || r.submissions < 64, "{} grouped in {} submissions", r.grouped, r.submissions);
 }

@@ -26,8 +26,7 @@ fn gpu_arc_ref() -> &'static Option<std::sync::Arc<Gpu>> {
             Some(g)
         }
         Err(e) => {
-            let required = std::env::var_os("CI").is_some() || std::env::var_os("GPUIMG_REQUIRE_GPU").is_some();
-            if required {
+            if gpu_required() {
                 panic!("a GPU adapter is required here (CI / GPUIMG_REQUIRE_GPU) but none opened: {e}");
             }
             eprintln!("!!! SKIPPING GPU TEST: no GPU adapter ({e}); set GPUIMG_REQUIRE_GPU=1 to make this fail");
@@ -36,16 +35,56 @@ fn gpu_arc_ref() -> &'static Option<std::sync::Arc<Gpu>> {
     })
 }
 
+/// True when GPU tests must run: in CI (`CI`) or with `GPUIMG_REQUIRE_GPU`.
+pub fn gpu_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("GPUIMG_REQUIRE_GPU").is_some()
+}
+
+/// The one skip rule for tests that drive the CLI on `--device gpu`: false
+/// (with a loud line) only where no adapter exists and none is required.
+pub fn cli_gpu(what: &str) -> bool {
+    if !gpu_required() && gpuimg::gpu::adapters().is_empty() {
+        eprintln!("!!! SKIPPING GPU TEST {what}: no GPU adapter; set GPUIMG_REQUIRE_GPU=1 to make this fail");
+        return false;
+    }
+    true
+}
+
+/// A fresh folder under the system's temporary directory for one test.
+pub fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("gpuimg-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A seeded random image of `w` x `h` with `channels` samples of `bits` bits.
+pub fn random_image(rng: &mut Rng, w: u32, h: u32, channels: usize, bits: u32) -> gpuimg::image_io::Image {
+    let n = (w * h) as usize * channels;
+    let s = if bits == 8 {
+        gpuimg::Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
+    } else {
+        gpuimg::Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
+    };
+    gpuimg::image_io::Image::new(w, h, channels, s).unwrap()
+}
+
 /// SplitMix64: small, seedable, good enough for test inputs.
 pub struct Rng(u64);
 
 impl Rng {
-    /// A generator for a named test. The seed is fresh each run (time-based)
-    /// unless `GPUIMG_TEST_SEED` fixes it; it is printed so a failure can be replayed.
+    /// A generator for a named test: a fixed seed (1) unless
+    /// `GPUIMG_TEST_SEED` sets another (`GPUIMG_TEST_SEED=time` draws one from
+    /// the clock, to explore); it is printed so a failure can be replayed.
     pub fn for_test(name: &str) -> Rng {
-        let base = std::env::var("GPUIMG_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-        });
+        let base = match std::env::var("GPUIMG_TEST_SEED").ok().as_deref() {
+            Some("time") => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1),
+            Some(s) => s.parse().unwrap_or(1),
+            None => 1,
+        };
         let seed = name.bytes().fold(base, |h, b| h.wrapping_mul(0x100000001b3).wrapping_add(b as u64));
         eprintln!("{name}: GPUIMG_TEST_SEED={base}");
         Rng(seed)
