@@ -31,6 +31,7 @@ pub mod augment;
 pub mod backend;
 pub mod bench;
 pub mod codec;
+pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod eval;

@@ -457,15 +457,13 @@ fn open_backend(g: &Global) -> Result<Backend> {
 fn info(g: &Global) -> Result<ExitCode> {
     let reports = gpuimg::gpu::adapter_reports();
     println!("gpuimg {}", env!("CARGO_PKG_VERSION"));
-    #[cfg(target_arch = "x86_64")]
-    let simd = if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        "AVX2+FMA"
-    } else {
-        "SSE2"
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = "portable SIMD";
-    println!("cpu path: {} rayon threads, {simd}", rayon::current_num_threads());
+    let (level, best) = (gpuimg::cpu::level(), gpuimg::cpu::detected());
+    println!(
+        "cpu path: {} rayon threads, level {}{}",
+        rayon::current_num_threads(),
+        level.name(),
+        if level < best { format!(" (GPUIMG_CPU; the machine has {})", best.name()) } else { String::new() }
+    );
     if reports.is_empty() {
         println!("adapters: none (install a Vulkan driver; mesa-vulkan-drivers gives the software adapter lavapipe)");
     }

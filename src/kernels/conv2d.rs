@@ -94,10 +94,12 @@ impl Conv2d {
             return Ok(y);
         }
         let w = out.w;
+        let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
+        let _ = avx2; // read on x86-64 only
         y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each(|(row, yrow)| {
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has just been checked for AVX2 and FMA.
+            if avx2 {
+                // SAFETY: the chosen level is never above what the CPU supports.
                 return unsafe { self.row_avx2(x, weight, bias, out, row, yrow) };
             }
             self.row(x, weight, bias, out, row, yrow)

@@ -199,8 +199,8 @@ fn strip_avx2(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize,
 
 fn run_strip(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has just been checked for AVX2 and FMA.
+    if crate::cpu::level() == crate::cpu::Level::Avx2Fma {
+        // SAFETY: the chosen level is never above what the CPU supports.
         return unsafe { strip_avx2(p, src, h, w, y0, y1, dst) };
     }
     strip(p, src, h, w, y0, y1, dst)

@@ -1,0 +1,59 @@
+//! The CPU path at every feature level the machine supports gives the same
+//! bits (the AVX2+FMA builds keep the summation order and contract nothing),
+//! so the baseline path is tested on AVX2 machines too. Its own test binary:
+//! the level is process-wide.
+
+mod common;
+
+use common::Rng;
+use gpuimg::cpu::{self, Level};
+use gpuimg::kernels::Conv2d;
+use gpuimg::models::tinypssr::{Stage, TinyPssr};
+use gpuimg::Shape;
+
+#[test]
+fn every_level_gives_the_same_bits() {
+    let levels = cpu::supported();
+    eprintln!("levels: {levels:?} (detected {:?})", cpu::detected());
+    assert_eq!(levels[0], Level::Baseline);
+    let mut rng = Rng::for_test("cpu_levels");
+    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
+    let m = {
+        let mut u = || rng.uniform(0.0, 1.0);
+        TinyPssr { stages: (0..2).map(|_| Stage::init_bicubic(&mut u)).collect() }
+    };
+    let x_sr = rng.tensor(Shape::new(2, 1, 37, 71), 0.0, 1.0);
+    let convs: Vec<_> = [(3usize, 5usize, 4usize, 1usize), (8, 8, 3, 8), (4, 6, 1, 1), (3, 3, 9, 1), (2, 4, 4, 2)]
+        .into_iter()
+        .map(|(cin, cout, k, groups)| {
+            let conv = Conv2d { cin, cout, k, groups };
+            let x = rng.tensor(Shape::new(1, cin, 23, 97), -1.0, 1.0);
+            let w = rng.vec(cout * (cin / groups) * k * k, -0.5, 0.5);
+            let b = rng.vec(cout, -0.1, 0.1);
+            (conv, x, w, b)
+        })
+        .collect();
+    for &l in &levels {
+        cpu::set_level(l).unwrap();
+        assert_eq!(cpu::level(), l);
+        let mut r: Vec<Vec<f32>> = convs.iter().map(|(c, x, w, b)| c.cpu(x, w, b).unwrap().data).collect();
+        r.push(m.forward_fast(&x_sr).data);
+        results.push(r);
+    }
+    for (l, r) in levels.iter().zip(&results).skip(1) {
+        for (i, (a, b)) in r.iter().zip(&results[0]).enumerate() {
+            assert!(a == b, "{l:?} differs from the baseline in case {i}");
+        }
+    }
+    // A level the machine lacks is refused; GPUIMG_CPU picks one for `gpuimg info`.
+    if cpu::detected() == Level::Baseline {
+        assert!(cpu::set_level(Level::Avx2Fma).is_err());
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gpuimg"))
+        .arg("info")
+        .env("GPUIMG_CPU", "baseline")
+        .env("GPUIMG_DEVICE", "cpu")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("level baseline"), "{}", String::from_utf8_lossy(&o.stdout));
+}
