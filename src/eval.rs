@@ -39,13 +39,15 @@ fn crop(x: &Tensor, h: usize, w: usize) -> Tensor {
     Tensor::from_vec(Shape::new(s.n, s.c, h, w), data).expect("crop")
 }
 
-/// Upscales (1, 3, h, w) RGB planes with the model (channels as a batch).
+/// Upscales (1, 3, h, w) RGB planes (8-bit values) with the model through
+/// the product path, [`crate::ops::super_resolve`]: what `gpuimg sr` runs on
+/// this backend (the fused kernel on a GPU), on 8-bit pixels in and out.
 pub fn upscale_rgb(model: &TinyPssr, backend: &Backend, lr: &Tensor) -> Result<Tensor> {
     let s = lr.shape;
-    let planes = Tensor::from_vec(Shape::new(s.c, 1, s.h, s.w), lr.data.clone())?;
-    let out = crate::ops::run_tinypssr(backend, model, &planes)?;
-    let f = model.scale();
-    Tensor::from_vec(Shape::new(1, s.c, s.h * f, s.w * f), out.data)
+    let l = crate::pixel::PixelLayout { n: 1, height: s.h, width: s.w, channels: 3, bits: 8 };
+    let img = crate::pixel::Image::new(s.w as u32, s.h as u32, 3, crate::kernels::PackPixels(l).cpu(lr)?)?;
+    let up = crate::ops::super_resolve(backend, model, &img)?;
+    crate::kernels::UnpackPixels(up.layout()).cpu(&up.samples)
 }
 
 /// Images an evaluation left out, and why (unreadable, or too small for the protocol).

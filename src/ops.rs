@@ -234,12 +234,14 @@ pub fn crop_rows(x: &Tensor, a: usize, b: usize) -> Tensor {
 pub fn super_resolve(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
     match backend {
         Backend::Gpu(gpu) => super_resolve_fused(gpu, model, img),
-        Backend::Cpu => super_resolve_layers(backend, model, img),
+        Backend::Cpu => super_resolve_planar(backend, model, img),
     }
 }
 
-/// [`super_resolve`] through the layer-by-layer path (the reference).
-pub fn super_resolve_layers(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
+/// [`super_resolve`] through planar f32 tensors: on the CPU the fast fused
+/// network (the product's CPU path), on the GPU the layer-by-layer path (a
+/// test oracle for the fused kernel, which is what `gpuimg sr` runs there).
+pub fn super_resolve_planar(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
     let l = img.layout();
     let f = model.scale();
     let x = UnpackPixels(l).cpu(&img.samples)?;
@@ -656,7 +658,7 @@ impl StreamOp for SuperResolveOp {
         )
     }
     fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
-        super_resolve_layers(&Backend::Cpu, &self.model, img)
+        super_resolve_planar(&Backend::Cpu, &self.model, img)
     }
     fn gpu(&self, _job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
         super_resolve_fused(gpu, &self.model, img)

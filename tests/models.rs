@@ -110,7 +110,7 @@ fn tinypssr_fused_matches_cpu() {
             }
             for (channels, bits) in [(3, 8), (4, 16), (1, 8), (2, 8)] {
                 let img = random_image(&mut rng, w, h, channels, bits);
-                let want = gpuimg::ops::super_resolve_layers(&Backend::Cpu, &m, &img).unwrap();
+                let want = gpuimg::ops::super_resolve_planar(&Backend::Cpu, &m, &img).unwrap();
                 let got = gpuimg::ops::super_resolve_fused(gpu, &m, &img).unwrap();
                 assert_eq!((got.width, got.height, got.channels), (want.width, want.height, want.channels));
                 // The multi-strip branch (each strip with its halo) gives the same bytes.
