@@ -886,7 +886,7 @@ impl Plan {
         let l = img.layout();
         let (w, h) = self.out_size();
         let outl = PixelLayout { width: w, height: h, ..l };
-        let src = gpu.upload_bytes(&img.samples.to_le_bytes())?;
+        let src = gpu.upload_bytes(&img.samples.le_bytes())?;
         let r = crate::ops::run_recorded(gpu, "gpuimg.augment", outl.bytes(), |enc| {
             self.record_packed(gpu, enc, l, &src).map(|r| r.0)
         });

@@ -254,7 +254,7 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
                 Box::new(move || if unpack { ok(UnpackPixels(l).cpu(&s2)) } else { ok(PackPixels(l).cpu(&t2)) });
             let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
                 Some(g) => {
-                    let src = g.upload_bytes(&samples.to_le_bytes())?;
+                    let src = g.upload_bytes(&samples.le_bytes())?;
                     let planes = g.upload(&t)?;
                     let dst = g.take_buffer((PackPixels(l).words() * 4) as u64, Gpu::TENSOR_USAGE);
                     let y = g.alloc(l.shape())?;
@@ -307,7 +307,7 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
                         out_mode: 0,
                         _pad: 0,
                     });
-                    let src = g.upload_bytes(&img.samples.to_le_bytes())?;
+                    let src = g.upload_bytes(&img.samples.le_bytes())?;
                     let wts = g.constant("w", &model.stages[0].flat());
                     let dst = g.take_buffer(op.out_bytes(), Gpu::TENSOR_USAGE);
                     let (g1, g2) = (g.clone(), g.clone());
@@ -343,7 +343,7 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
             let cpu: Run = Box::new(move || ok(p2.run_image(&crate::Backend::Cpu, &i2)));
             let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
                 Some(g) => {
-                    let src = g.upload_bytes(&img.samples.to_le_bytes())?;
+                    let src = g.upload_bytes(&img.samples.le_bytes())?;
                     let (g1, b2, p3, l) = (g.clone(), crate::Backend::Gpu(g.clone()), plan.clone(), img.layout());
                     (
                         Some(Box::new(move |enc| {
@@ -386,7 +386,7 @@ fn model_case(
                 "zero_dce" => Arc::new(EnhanceOp::new(ZeroDce::bundled(Arch::ZeroDce)?, None, 8)?),
                 _ => Arc::new(EnhanceOp::new(ZeroDce::bundled(Arch::ZeroDcePlus)?, None, 8)?),
             };
-            let src = g.upload_bytes(&img.samples.to_le_bytes())?;
+            let src = g.upload_bytes(&img.samples.le_bytes())?;
             let (g1, b2) = (g.clone(), crate::Backend::Gpu(g.clone()));
             let i3 = img.clone();
             (

@@ -47,7 +47,7 @@ pub fn resize_gpu_capped(gpu: &Gpu, img: &Image, resize: &ResizeBilinear, cap: u
     if inl.shape().bytes() > cap as u64 || outl.shape().bytes() > cap as u64 {
         return resize_gpu_strips(gpu, img, resize, cap);
     }
-    let src = gpu.upload_bytes(&img.samples.to_le_bytes())?;
+    let src = gpu.upload_bytes(&img.samples.le_bytes())?;
     let r = run_recorded(gpu, "gpuimg.resize_image", outl.bytes(), |enc| record_resize(gpu, enc, resize, inl, &src));
     gpu.recycle_buffer(src);
     Image::new(
@@ -61,7 +61,7 @@ pub fn resize_gpu_capped(gpu: &Gpu, img: &Image, resize: &ResizeBilinear, cap: u
 fn resize_gpu_strips(gpu: &Gpu, img: &Image, resize: &ResizeBilinear, cap: usize) -> Result<Image> {
     let (inl, outl) = (img.layout(), resize_layout(img.layout(), resize)?);
     let full = inl.shape();
-    let packed = img.samples.to_le_bytes();
+    let packed = img.samples.le_bytes();
     let sample_bytes = inl.bits as usize / 8;
     let (in_row, out_row) = (inl.width * inl.channels * sample_bytes, outl.width * outl.channels * sample_bytes);
     // f32 bytes per row of the unpacked input and output tensors.
@@ -341,7 +341,7 @@ pub fn super_resolve_fused_strips(gpu: &crate::Gpu, model: &TinyPssr, img: &Imag
     let out_row = l.width * f * l.channels * bps;
     let (rows, halo) = (rows.max(1), sr_strip_rows(gpu, model, l).1);
     let weights = sr_weights(gpu, model);
-    let bytes = img.samples.to_le_bytes();
+    let bytes = img.samples.le_bytes();
     let mut out = vec![0u8; out_row * l.height * f];
     let mut y0 = 0;
     while y0 < l.height {
@@ -505,7 +505,7 @@ pub fn enhance_gpu(
     let curve = model.curve(iterations)?;
     let down = ZeroDce::downscale(h, w, s)?;
     let gm = model.upload(gpu);
-    let bytes = img.samples.to_le_bytes();
+    let bytes = img.samples.le_bytes();
     let out = if enhance_fits(l, max_bytes) {
         let src = gpu.upload_bytes(&bytes)?;
         let r = run_recorded(gpu, "gpuimg.enhance", l.bytes(), |enc| {
@@ -617,6 +617,9 @@ impl StreamOp for ResizeOp {
             return Ok(None); // the blocking path runs it in strips
         }
         self.record_group(&[job], gpu, enc, &[img], src)
+    }
+    fn groups(&self) -> bool {
+        true
     }
     fn record_group(
         &self,

@@ -91,6 +91,11 @@ pub trait StreamOp: Send + Sync {
         let _ = (jobs, gpu, enc, imgs, src);
         Ok(None)
     }
+    /// True when [`StreamOp::record_group`] records groups: the engine then
+    /// uploads runs of small images of one layout as one buffer (and only then).
+    fn groups(&self) -> bool {
+        false
+    }
     /// Turns the op's output back into what is saved. `channels` is the
     /// decoded image's channel count (before `prepare`).
     fn finish(&self, channels: usize, input: &Image, out: Image) -> Result<Image> {
@@ -773,9 +778,14 @@ impl<'g> Ring<'g> {
             while rest.peek().is_some_and(|i| i.img.layout() == key) {
                 group.push(rest.next().expect("peeked"));
             }
-            if group.len() > 1 {
+            // Only ops that can record groups get them uploaded as one buffer
+            // (the others would upload each image twice).
+            if group.len() > 1 && op.groups() {
                 let t = Instant::now();
-                let bytes: Vec<u8> = group.iter().flat_map(|i| i.img.samples.to_le_bytes()).collect();
+                let mut bytes = Vec::with_capacity(group.iter().map(|i| i.img.layout().bytes() as usize).sum());
+                for i in &group {
+                    bytes.extend_from_slice(&i.img.samples.le_bytes());
+                }
                 let src = self.upload_buffer(slot, uploads, bytes.len() as u64);
                 uploads += 1;
                 write_padded(gpu, &src, &bytes);
@@ -814,7 +824,7 @@ impl<'g> Ring<'g> {
             }
             for item in group {
                 let t = Instant::now();
-                let bytes = item.img.samples.to_le_bytes();
+                let bytes = item.img.samples.le_bytes();
                 let src = self.upload_buffer(slot, uploads, bytes.len() as u64);
                 uploads += 1;
                 write_padded(gpu, &src, &bytes);

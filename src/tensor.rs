@@ -106,9 +106,18 @@ impl Samples {
     }
     /// The samples as little-endian bytes, the layout the GPU kernels read.
     pub fn to_le_bytes(&self) -> Vec<u8> {
+        self.le_bytes().into_owned()
+    }
+    /// The samples as little-endian bytes, borrowed where the memory already
+    /// is that (8-bit samples, and 16-bit ones on little-endian machines):
+    /// what uploads take, without a copy.
+    pub fn le_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
-            Samples::U8(v) => v.clone(),
-            Samples::U16(v) => v.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            Samples::U8(v) => std::borrow::Cow::Borrowed(v),
+            #[cfg(target_endian = "little")]
+            Samples::U16(v) => std::borrow::Cow::Borrowed(bytemuck::cast_slice(v)),
+            #[cfg(not(target_endian = "little"))]
+            Samples::U16(v) => std::borrow::Cow::Owned(v.iter().flat_map(|s| s.to_le_bytes()).collect()),
         }
     }
     /// Samples of `bits` bits from little-endian bytes.

@@ -82,7 +82,7 @@ impl UnpackPixels {
     pub fn gpu(&self, gpu: &Gpu, samples: &Samples) -> Result<Tensor> {
         self.check(samples)?;
         let shape = self.0.shape();
-        let src = gpu.upload_bytes(&samples.to_le_bytes())?;
+        let src = gpu.upload_bytes(&samples.le_bytes())?;
         let y = gpu.alloc(shape)?;
         let r = gpu.run_and_read("gpuimg.unpack_pixels", shape.bytes(), |enc| {
             self.encode(gpu, enc, &src, &y)?;
