@@ -380,6 +380,13 @@ struct StreamArgs {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`gpuimg info | head -1`)
+    // would panic; like other command-line tools, end quietly instead.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     install_signal_handler();
     match run(cli) {

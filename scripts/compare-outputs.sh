@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs a fixed set of CPU-path commands with the binary of a reference commit
+# and with the working tree's, and compares every output byte for byte: a
+# refactor must change none. The reference is built in a git worktree with
+# the same target folder, so only gpuimg itself is compiled again.
+# Usage: scripts/compare-outputs.sh [REF]   (default: origin/main, else HEAD~1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+ref="${1:-$(git rev-parse -q --verify origin/main || git rev-parse HEAD~1)}"
+work=$(mktemp -d)
+trap 'git worktree remove --force "$work/ref" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+git worktree add -q --detach "$work/ref" "$ref"
+echo "== building $ref"
+(cd "$work/ref" && CARGO_TARGET_DIR="$root/target" cargo build --release -q --bin gpuimg)
+cp target/release/gpuimg "$work/gpuimg-ref"
+echo "== building the working tree"
+cargo build --release -q --bin gpuimg
+cp target/release/gpuimg "$work/gpuimg-new"
+a=assets/chelsea.png
+d=assets/chelsea_dark.png
+cmds=(
+  "resize $a --scale 0.37 -o OUT/r1.png"
+  "resize $a --width 640 --height 333 --align-corners -o OUT/r2.png"
+  "resize $a --scale 2.5 -o OUT/r3.jpg"
+  "sr --scale 2 $a -o OUT/s2.png"
+  "sr --scale 4 $d -o OUT/s4.png"
+  "enhance $d -o OUT/e1.png"
+  "enhance --model zero-dce $d -o OUT/e2.png"
+  "compress --rate 4 $a -o OUT/c4.tcz"
+  "compress --rate 16 --bitplanes 6 $a -o OUT/c16.tcz"
+  "compress --rate 64 $a -o OUT/c64.tcz"
+  "decompress OUT/c16.tcz -o OUT/c16.png"
+  "augment $a -o OUT/aug --count 3 --seed 7 --ops hflip;rotate:deg=20;jitter:brightness=0.3,hue=0.1;random-resized-crop:size=96"
+  "augment $a -o OUT/npy --seed 3 --ops resize:w=64,h=48;normalize"
+)
+fail=0
+for v in ref new; do
+  mkdir -p "$work/$v"
+  for c in "${cmds[@]}"; do
+    # shellcheck disable=SC2086
+    "$work/gpuimg-$v" --device cpu -q ${c//OUT/$work/$v} >/dev/null
+  done
+  "$work/gpuimg-$v" --device cpu eval sr --scale 2 ../shared/data/CSet5 > "$work/$v/eval.txt" 2>/dev/null || true
+done
+n=0
+while IFS= read -r f; do
+  n=$((n + 1))
+  if ! cmp -s "$work/ref/$f" "$work/new/$f"; then
+    echo "DIFFERS: $f"; fail=1
+  fi
+done < <(cd "$work/ref" && find . -type f | sort)
+[ "$(cd "$work/ref" && find . -type f | sort)" = "$(cd "$work/new" && find . -type f | sort)" ] || { echo "different file sets"; fail=1; }
+if [ $fail -eq 0 ]; then echo "compare-outputs: $n files byte-identical to $ref"; else exit 1; fi
