@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 root=$PWD
 ref="${1:-$(git rev-parse -q --verify origin/main || git rev-parse HEAD~1)}"
 work=$(mktemp -d)
-trap 'git worktree remove --force "$work/ref" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-git worktree add -q --detach "$work/ref" "$ref"
+trap 'git worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+git worktree add -q --detach "$work/tree" "$ref"
 echo "== building $ref"
-(cd "$work/ref" && CARGO_TARGET_DIR="$root/target" cargo build --release -q --bin gpuimg)
+(cd "$work/tree" && CARGO_TARGET_DIR="$root/target" cargo build --release -q --bin gpuimg)
 cp target/release/gpuimg "$work/gpuimg-ref"
 echo "== building the working tree"
 cargo build --release -q --bin gpuimg
@@ -36,19 +36,19 @@ cmds=(
 )
 fail=0
 for v in ref new; do
-  mkdir -p "$work/$v"
+  mkdir -p "$work/out-$v"
   for c in "${cmds[@]}"; do
     # shellcheck disable=SC2086
-    "$work/gpuimg-$v" --device cpu -q ${c//OUT/$work/$v} >/dev/null
+    "$work/gpuimg-$v" --device cpu -q ${c//OUT/$work/out-$v} >/dev/null
   done
-  "$work/gpuimg-$v" --device cpu eval sr --scale 2 ../shared/data/CSet5 > "$work/$v/eval.txt" 2>/dev/null || true
+  "$work/gpuimg-$v" --device cpu eval sr --scale 2 ../shared/data/CSet5 > "$work/out-$v/eval.txt" 2>/dev/null || true
 done
 n=0
 while IFS= read -r f; do
   n=$((n + 1))
-  if ! cmp -s "$work/ref/$f" "$work/new/$f"; then
+  if ! cmp -s "$work/out-ref/$f" "$work/out-new/$f"; then
     echo "DIFFERS: $f"; fail=1
   fi
-done < <(cd "$work/ref" && find . -type f | sort)
-[ "$(cd "$work/ref" && find . -type f | sort)" = "$(cd "$work/new" && find . -type f | sort)" ] || { echo "different file sets"; fail=1; }
+done < <(cd "$work/out-ref" && find . -type f | sort)
+[ "$(cd "$work/out-ref" && find . -type f | sort)" = "$(cd "$work/out-new" && find . -type f | sort)" ] || { echo "different file sets"; fail=1; }
 if [ $fail -eq 0 ]; then echo "compare-outputs: $n files byte-identical to $ref"; else exit 1; fi
