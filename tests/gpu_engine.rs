@@ -99,9 +99,7 @@ fn ops_record_into_a_callers_encoder_on_its_buffers() {
 
 #[test]
 fn resize_runs_in_strips_when_an_image_is_larger_than_a_tensor_may_be() {
-    use gpuimg::image_io::Image;
     use gpuimg::kernels::resize_bilinear::ResizeBilinear;
-    use gpuimg::Samples;
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::for_test("resize_strips");
     for (w, h, c, bits, resize) in [
@@ -110,13 +108,7 @@ fn resize_runs_in_strips_when_an_image_is_larger_than_a_tensor_may_be() {
         (31, 45, 1, 8, ResizeBilinear::to_size(90, 17, true)),
         (64, 64, 2, 8, ResizeBilinear::to_size(64, 40, false)),
     ] {
-        let n = w * h * c;
-        let s = if bits == 8 {
-            Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
-        } else {
-            Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
-        };
-        let img = Image::new(w as u32, h as u32, c, s).unwrap();
+        let img = common::random_image(&mut rng, w as u32, h as u32, c, bits);
         let whole = gpuimg::ops::resize_gpu(gpu, &img, &resize).unwrap();
         // A cap of a few rows forces many strips (and strips of one row).
         for cap in [w * c * 4 * 3, w.max(90) * c * 4 * 2] {
