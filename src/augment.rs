@@ -895,6 +895,32 @@ impl Plan {
     }
 }
 
+/// One line of a `--save-params` file: the input's file name, the sample
+/// number and the drawn chain, tab-separated.
+pub fn params_line(file: &str, sample: u64, drawn: &Drawn) -> String {
+    format!("{file}\t{sample}\t{drawn}\n")
+}
+
+/// Reads a `--save-params` file: drawn chains by (file name, sample). A line
+/// that is not FILE<TAB>SAMPLE<TAB>CHAIN, or whose chain does not parse, is an
+/// error naming the line.
+pub fn read_params(path: &std::path::Path) -> Result<std::collections::HashMap<(String, u64), Drawn>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut m = std::collections::HashMap::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = |msg: String| Error::invalid("--params", format!("{} line {}: {msg}", path.display(), n + 1));
+        let parts: Vec<&str> = line.splitn(3, '\t').collect();
+        let bad = || at("expected FILE<TAB>SAMPLE<TAB>CHAIN".into());
+        if parts.len() != 3 {
+            return Err(bad());
+        }
+        let k: u64 = parts[1].trim().parse().map_err(|_| bad())?;
+        let d: Drawn = parts[2].parse().map_err(|e: Error| at(e.to_string()))?;
+        m.insert((parts[0].to_string(), k), d);
+    }
+    Ok(m)
+}
+
 /// The normalisation at the end of a chain, if any: (mean, std).
 pub fn normalization(spec: &Spec) -> Result<Option<([f32; 3], [f32; 3])>> {
     match spec.0.last() {

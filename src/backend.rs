@@ -8,6 +8,7 @@ use crate::gpu::{AdapterRequest, Gpu};
 
 /// What `--device` (or `GPUIMG_DEVICE`) asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum DeviceChoice {
     /// A hardware GPU if there is one, else the CPU path (with a notice).
     #[default]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use gpuimg::kernels::resize_bilinear::{ResizeBilinear, ResizeTarget};
 use gpuimg::models::zero_dce::Arch;
@@ -33,20 +33,13 @@ struct Cli {
 struct Global {
     /// Where to run: a hardware GPU if present (auto), any GPU adapter including software ones (gpu), or the CPU path (cpu). Default: $GPUIMG_DEVICE or auto.
     #[arg(long, global = true, value_enum)]
-    device: Option<DeviceArg>,
+    device: Option<DeviceChoice>,
     /// Print nothing but errors.
     #[arg(short, long, global = true)]
     quiet: bool,
     /// More detail (adapter, timings).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    Auto,
-    Gpu,
-    Cpu,
 }
 
 #[derive(Subcommand)]
@@ -440,12 +433,10 @@ fn check_train_output(output: &Path, data: &Path, init: Option<&PathBuf>, overwr
 }
 
 fn device_choice(g: &Global) -> Result<DeviceChoice> {
-    Ok(match g.device {
-        Some(DeviceArg::Auto) => DeviceChoice::Auto,
-        Some(DeviceArg::Gpu) => DeviceChoice::Gpu,
-        Some(DeviceArg::Cpu) => DeviceChoice::Cpu,
-        None => DeviceChoice::from_env().context("GPUIMG_DEVICE")?,
-    })
+    match g.device {
+        Some(d) => Ok(d),
+        None => DeviceChoice::from_env().context("GPUIMG_DEVICE"),
+    }
 }
 
 fn open_backend(g: &Global) -> Result<Backend> {
@@ -957,7 +948,7 @@ fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
 }
 
 fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
-    use gpuimg::augment::{normalization, AugmentOp, Drawn, Spec};
+    use gpuimg::augment::{normalization, AugmentOp, Spec};
     let spec: Spec = a.ops.parse()?;
     let npy = normalization(&spec)?.is_some();
     let inputs = expand_inputs(&a.inputs)?;
@@ -982,25 +973,7 @@ fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
         }
         outs.push(v);
     }
-    let saved: Option<std::collections::HashMap<(String, u64), Drawn>> = match &a.params {
-        None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("--params {}", p.display()))?;
-            let mut m = std::collections::HashMap::new();
-            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let parts: Vec<&str> = line.splitn(3, '\t').collect();
-                let bad =
-                    || anyhow::anyhow!("--params {} line {}: expected FILE<TAB>SAMPLE<TAB>CHAIN", p.display(), n + 1);
-                if parts.len() != 3 {
-                    return Err(bad());
-                }
-                let k: u64 = parts[1].trim().parse().map_err(|_| bad())?;
-                let d: Drawn = parts[2].parse().with_context(|| format!("--params {} line {}", p.display(), n + 1))?;
-                m.insert((parts[0].to_string(), k), d);
-            }
-            Some(m)
-        }
-    };
+    let saved = a.params.as_deref().map(gpuimg::augment::read_params).transpose()?;
     let op = AugmentOp::new(spec, a.seed)?;
     let op = if a.op_by_op { op.op_by_op() } else { op };
     let backend = open_backend(g)?;
@@ -1020,7 +993,7 @@ fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
         for (j, d) in jobs.iter().zip(op.drawn()) {
             if let Some(d) = d {
                 let (_, f, k) = &sample_of[&j.output];
-                text += &format!("{f}\t{k}\t{d}\n");
+                text += &gpuimg::augment::params_line(f, *k, &d);
             }
         }
         gpuimg::fsutil::write_atomic_with(p, text.as_bytes(), a.stream.overwrite)

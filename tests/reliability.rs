@@ -494,6 +494,18 @@ fn cases() -> Vec<Case> {
             creates: &[],
         },
         Case {
+            name: "params-bad-line",
+            setup: |d| {
+                one_png(d);
+                std::fs::write(d.join("p.tsv"), "a.png\t0\thflip:p=1\nnot a params line\n").unwrap();
+            },
+            args: "--device cpu augment {d}/a.png -o {d}/out --ops hflip --params {d}/p.tsv",
+            env: &[],
+            code: 1,
+            says: "p.tsv line 2: expected FILE<TAB>SAMPLE<TAB>CHAIN",
+            creates: &[],
+        },
+        Case {
             name: "normalize-nan",
             setup: one_png,
             args: "--device cpu augment {d}/a.png -o {d}/out --ops normalize:mean=nan",
