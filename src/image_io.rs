@@ -125,12 +125,9 @@ pub fn load_full(path: &Path, limits: DecodeLimits) -> Result<(Image, Meta)> {
             if len > limits.max_alloc {
                 return Err(err(format!("a {len}-byte JPEG is over the {}-byte limit", limits.max_alloc)));
             }
+            // Read whole for the end-marker check, then decoded from memory.
             let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-            if jpeg_complete(&bytes) == Some(false) {
-                return Err(err("truncated JPEG (the file ends before the image data does)".into()));
-            }
-            let r = image::ImageReader::with_format(std::io::Cursor::new(&bytes[..]), ImageFormat::Jpeg);
-            decode_reader(r, limits).map_err(err)
+            decode_bytes(&bytes, &path.to_string_lossy(), limits)
         }
         Some(_) => decode_reader(reader, limits).map_err(err),
     }
