@@ -130,20 +130,20 @@ impl Planned {
         overwrite: bool,
     ) -> Result<(Vec<Job>, Vec<PathBuf>)> {
         let inputs: Vec<PathBuf> = inputs_arg.iter().chain(&self.inputs).map(|p| normalized(p)).collect();
-        let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
-        for (what, p) in extra {
+        // The extra files by normalized path (each normalized once).
+        let mut extra_names: HashMap<PathBuf, (&str, &Path)> = HashMap::new();
+        for &(what, p) in extra {
             let n = normalized(p);
             if inputs.contains(&n) {
                 return Err(Error::invalid("output", format!("{what} {}: would overwrite an input", p.display())));
             }
-            if let Some(other) = seen.insert(n, p) {
+            if let Some((_, other)) = extra_names.insert(n, (what, p)) {
                 return Err(Error::invalid(
                     "output",
                     format!("{what} {}: the same file as {}", p.display(), other.display()),
                 ));
             }
         }
-        let extra_names: HashMap<PathBuf, &str> = extra.iter().map(|(w, p)| (normalized(p), *w)).collect();
         let mut owner: HashMap<PathBuf, &Path> = HashMap::new();
         let (mut jobs, mut skipped) = (Vec::new(), Vec::new());
         for (input, outs) in self.inputs.iter().zip(&self.outputs) {
@@ -155,7 +155,7 @@ impl Planned {
                         format!("{}: output of {} would overwrite an input", out.display(), input.display()),
                     ));
                 }
-                if let Some(what) = extra_names.get(&n) {
+                if let Some((what, _)) = extra_names.get(&n) {
                     return Err(Error::invalid(
                         "output",
                         format!("{}: output of {} is also the {what} file", out.display(), input.display()),
