@@ -9,7 +9,7 @@
 use std::sync::{Arc, OnceLock};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
-use gpuimg::bench::{case, NAMES};
+use gpuimg::bench::{case, names};
 use gpuimg::Gpu;
 
 /// Kernel sizes; the whole-image models run at 640x480, 1200x900 and 1080p.
@@ -34,7 +34,7 @@ fn gpu() -> Option<&'static Arc<Gpu>> {
 }
 
 fn all(c: &mut Criterion) {
-    for &name in NAMES {
+    for name in names() {
         let mut g = c.benchmark_group(name);
         g.sample_size(10)
             .sampling_mode(SamplingMode::Flat)

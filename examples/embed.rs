@@ -4,7 +4,7 @@
 //!
 //! cargo run --example embed
 
-use gpuimg::kernels::{Conv2d, ZeroDceCurve};
+use gpuimg::kernels::{Conv2d, ZeroDceEnhance};
 use gpuimg::wgpu::{self, util::DeviceExt};
 use gpuimg::{Gpu, GpuTensor, Shape, Tensor};
 
@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conv = Conv2d::pointwise(3, 3);
     let weights = gpu.constant("app.conv.w", &vec![0.0; conv.weight_len()]);
     let bias = gpu.constant("app.conv.b", &[-0.25, -0.25, -0.25]);
-    let curve = ZeroDceCurve { iterations: 8, per_iteration: false };
+    let curve = ZeroDceEnhance { iterations: 8, per_iteration: false, colour: 3 };
 
     let x = GpuTensor { buffer: img_buf, shape };
     let maps = GpuTensor { buffer: maps_buf, shape };

@@ -4,7 +4,7 @@
 // CPU twin: src/kernels/activation.rs (Activation::cpu).
 //
 // bindings: 0 uniform Params | 1 x (len) | 2 y (len)
-// dispatch: gpu::linear_groups(len, 256); index = gid.x + gid.y * num_workgroups.x * 256
+// dispatch: gpu::linear_groups(len, 256); index = linear_index (shaders/lib/linear_index.wgsl)
 
 struct Params {
     len: u32,
@@ -21,7 +21,7 @@ const WG: u32 = 256u;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * WG;
+    let idx = linear_index(gid, nwg, WG);
     if (idx >= p.len) {
         return;
     }

@@ -36,7 +36,7 @@ fn quantise(k: u32, maxv: f32) -> u32 {
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let wi = gid.x + gid.y * nwg.x * WG;
+    let wi = linear_index(gid, nwg, WG);
     if (wi >= p.words) {
         return;
     }

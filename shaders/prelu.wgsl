@@ -22,7 +22,7 @@ const WG: u32 = 256u;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * WG;
+    let idx = linear_index(gid, nwg, WG);
     if (idx >= p.len) {
         return;
     }

@@ -38,33 +38,9 @@ struct Params {
 
 const WG: u32 = 8u;
 
-struct Tap {
-    i0: u32,
-    i1: u32,
-    l0: f32,
-    l1: f32,
-}
-
+// Taps: bilinear_tap from shaders/lib/bilinear.wgsl.
 fn tap(dst: u32, in_size: u32, out_size: u32, scale: f32) -> Tap {
-    var t: Tap;
-    if (in_size == out_size) {
-        t.i0 = dst;
-        t.i1 = dst;
-        t.l0 = 1.0;
-        t.l1 = 0.0;
-        return t;
-    }
-    var src: f32;
-    if (p.align_corners != 0u) {
-        src = scale * f32(dst);
-    } else {
-        src = max(scale * (f32(dst) + 0.5) - 0.5, 0.0);
-    }
-    t.i0 = min(u32(floor(src)), in_size - 1u);
-    t.l1 = clamp(src - f32(t.i0), 0.0, 1.0);
-    t.l0 = 1.0 - t.l1;
-    t.i1 = t.i0 + select(0u, 1u, t.i0 < in_size - 1u);
-    return t;
+    return bilinear_tap(dst, in_size, out_size, scale, p.align_corners != 0u);
 }
 
 @compute @workgroup_size(WG, WG, 1)

@@ -30,7 +30,7 @@ fn sample(k: u32) -> f32 {
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = gid.x + gid.y * nwg.x * WG;
+    let k = linear_index(gid, nwg, WG);
     if (k >= p.n * p.pixels) {
         return;
     }

@@ -40,29 +40,9 @@ struct Params {
 
 const WG: u32 = 8u;
 
-struct Tap {
-    i0: u32,
-    i1: u32,
-    l0: f32,
-    l1: f32,
-}
-
-// align_corners = true tap, as resize_bilinear computes it.
+// align_corners = true taps: bilinear_tap from shaders/lib/bilinear.wgsl, as resize_bilinear computes them.
 fn tap(dst: u32, in_size: u32, out_size: u32, scale: f32) -> Tap {
-    var t: Tap;
-    if (in_size == out_size) {
-        t.i0 = dst;
-        t.i1 = dst;
-        t.l0 = 1.0;
-        t.l1 = 0.0;
-        return t;
-    }
-    let src = scale * f32(dst);
-    t.i0 = min(u32(floor(src)), in_size - 1u);
-    t.l1 = clamp(src - f32(t.i0), 0.0, 1.0);
-    t.l0 = 1.0 - t.l1;
-    t.i1 = t.i0 + select(0u, 1u, t.i0 < in_size - 1u);
-    return t;
+    return bilinear_tap(dst, in_size, out_size, scale, true);
 }
 
 @compute @workgroup_size(WG, WG, 1)

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::Gpu;
 use crate::image_io::Image;
-use crate::kernels::tinypssr_fused::FusedParams;
-use crate::kernels::unpack_pixels::PixelLayout;
-use crate::kernels::*;
-use crate::models::tinypssr::{Stage, TinyPssr};
+use crate::kernels::{Entry, GpuData};
+use crate::models::tinypssr::TinyPssr;
 use crate::models::zero_dce::{Arch, ZeroDce};
 use crate::tensor::{Samples, Shape, Tensor};
 
@@ -36,19 +34,8 @@ pub struct Case {
     pub roundtrip: Option<Run>,
 }
 
-/// Every case: the kernels (by their registry names), then the models.
-pub const NAMES: &[&str] = &[
-    "activation",
-    "conv2d",
-    "pack_pixels",
-    "pixel_shuffle",
-    "pixel_unshuffle",
-    "prelu",
-    "resize_bilinear",
-    "tinypssr_fused",
-    "unpack_pixels",
-    "zero_dce_curve",
-    "zero_dce_enhance",
+/// The model cases, after the kernels (which come from the registry).
+pub const MODELS: &[&str] = &[
     "tinypssr_x2",
     "tinypssr_x4",
     "zero_dce_pp",
@@ -58,6 +45,11 @@ pub const NAMES: &[&str] = &[
     "tinycompress_4_encode",
     "tinycompress_4_decode",
 ];
+
+/// Every case: the kernels by their registry names, then the models.
+pub fn names() -> Vec<&'static str> {
+    crate::kernels::ALL.iter().map(|e| e.desc.name).chain(MODELS.iter().copied()).collect()
+}
 
 /// The seed-004 chain (hflip, rotate, jitter, crop, resize) with fixed
 /// values for a w x h image: crop to 80% of each side, resize to half of the crop.
@@ -91,238 +83,44 @@ fn ok<T>(r: Result<T>) -> Result<()> {
     r.map(|_| ())
 }
 
-/// A case whose kernel maps one tensor to one tensor.
-fn unary<C, E, R>(
-    name: &'static str,
-    gpu: Option<&Arc<Gpu>>,
-    x: Tensor,
-    out: Shape,
-    cpu: C,
-    encode: E,
-    rt: R,
-) -> Result<Case>
-where
-    C: Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
-    E: Fn(&Gpu, &mut wgpu::CommandEncoder, &GpuTensor, &GpuTensor) -> Result<()> + Send + Sync + 'static,
-    R: Fn(&Gpu, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
-{
-    let x = Arc::new(x);
+/// A kernel's registry bench case: the CPU twin, the kernel recorded on
+/// inputs already resident, and the trait's default end-to-end GPU run.
+fn kernel_case(entry: &'static Entry, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Case> {
+    let kc = Arc::new((entry.bench)(w, h)?);
+    let k1 = kc.clone();
+    let cpu: Run = Box::new(move || ok(k1.kernel.cpu(&k1.refs())));
     let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
         Some(g) => {
-            let (gx, gy) = (g.upload(&x)?, g.alloc(out)?);
-            let (g1, g2, x2) = (g.clone(), g.clone(), x.clone());
-            (Some(Box::new(move |enc| encode(&g1, enc, &gx, &gy))), Some(Box::new(move || ok(rt(&g2, &x2)))))
+            let mut ins = Vec::with_capacity(kc.inputs.len());
+            for d in &kc.inputs {
+                ins.push(GpuData::upload(g, d)?);
+            }
+            let out = GpuData::alloc(g, kc.kernel.output(&kc.refs())?)?;
+            let (g1, g2, k2, k3) = (g.clone(), g.clone(), kc.clone(), kc);
+            (
+                Some(Box::new(move |enc| {
+                    let refs: Vec<&GpuData> = ins.iter().collect();
+                    k2.kernel.encode(&g1, enc, &refs, &out)
+                })),
+                Some(Box::new(move || ok(k3.kernel.gpu(&g2, &k3.refs())))),
+            )
         }
         None => (None, None),
     };
-    Ok(Case { name, cpu: Box::new(move || ok(cpu(&x))), resident, roundtrip })
+    Ok(Case { name: entry.desc.name, cpu, resident, roundtrip })
 }
 
 /// The case `name` at `w` x `h` pixels (GPU forms when `gpu` is given).
 pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Case> {
-    let rgb = Shape::new(1, 3, h, w);
-    let c16 = Shape::new(1, 16, h, w);
-    let name: &'static str = NAMES.iter().copied().find(|n| *n == name).ok_or_else(|| Error::UnknownValue {
+    if let Some(entry) = crate::kernels::find(name) {
+        return kernel_case(entry, gpu, w, h);
+    }
+    let name: &'static str = MODELS.iter().copied().find(|n| *n == name).ok_or_else(|| Error::UnknownValue {
         what: "bench case",
         value: name.into(),
-        valid: NAMES.join(", "),
+        valid: names().join(", "),
     })?;
     match name {
-        "activation" => {
-            let op = Activation(ActivationKind::Tanh);
-            unary(
-                name,
-                gpu,
-                tensor(c16, 3),
-                c16,
-                move |x| Ok(op.cpu(x)),
-                move |g, e, x, y| op.encode(g, e, x, y),
-                move |g, x| op.gpu(g, x),
-            )
-        }
-        "pixel_shuffle" => {
-            let op = PixelShuffle { r: 2 };
-            let s = Shape::new(1, 4, h / 2, w / 2);
-            unary(
-                name,
-                gpu,
-                tensor(s, 3),
-                op.out_shape(s)?,
-                move |x| op.cpu(x),
-                move |g, e, x, y| op.encode(g, e, x, y),
-                move |g, x| op.gpu(g, x),
-            )
-        }
-        "pixel_unshuffle" => {
-            let op = PixelUnshuffle { r: 2 };
-            let s = Shape::new(1, 3, h / 2 * 2, w / 2 * 2);
-            unary(
-                name,
-                gpu,
-                tensor(s, 3),
-                op.out_shape(s)?,
-                move |x| op.cpu(x),
-                move |g, e, x, y| op.encode(g, e, x, y),
-                move |g, x| op.gpu(g, x),
-            )
-        }
-        "resize_bilinear" => {
-            let op = ResizeBilinear::by_factor(1.0 / 12.0, false);
-            let out = op.out_shape(rgb)?;
-            unary(
-                name,
-                gpu,
-                tensor(rgb, 3),
-                out,
-                move |x| op.cpu(x),
-                move |g, e, x, y| op.encode(g, e, x, y),
-                move |g, x| op.gpu(g, x),
-            )
-        }
-        "prelu" => {
-            let slopes = Arc::new(vec![0.25f32; 16]);
-            let buf = gpu.map(|g| g.constant("slopes", &slopes));
-            let s2 = slopes.clone();
-            unary(
-                name,
-                gpu,
-                tensor(c16, 4),
-                c16,
-                move |x| Prelu.cpu(x, &slopes),
-                move |g, e, x, y| Prelu.encode(g, e, x, buf.as_ref().expect("GPU case"), y),
-                move |g, x| Prelu.gpu(g, x, &s2),
-            )
-        }
-        "conv2d" => {
-            // TinyPSSR's widest layer: 5x5, 1 -> 16.
-            let op = Conv2d::new(1, 16, 5);
-            let x = tensor(Shape::new(1, 1, h, w), 1);
-            let (wt, b) = (Arc::new(tensor(Shape::new(1, 1, 1, op.weight_len()), 2).data), Arc::new(vec![0.1f32; 16]));
-            let out = op.check(x.shape, wt.len(), 16)?;
-            let bufs = gpu.map(|g| (g.constant("w", &wt), g.constant("b", &b)));
-            let (wt2, b2, wt3, b3) = (wt.clone(), b.clone(), wt, b);
-            unary(
-                name,
-                gpu,
-                x,
-                out,
-                move |x| op.cpu(x, &wt2, &b2),
-                move |g, e, x, y| {
-                    let (wb, bb) = bufs.as_ref().expect("GPU case");
-                    op.encode(g, e, x, wb, bb, y)
-                },
-                move |g, x| op.gpu(g, x, &wt3, &b3),
-            )
-        }
-        "zero_dce_curve" | "zero_dce_enhance" => {
-            let x = Arc::new(tensor(rgb, 5));
-            let curve = ZeroDceCurve { iterations: 8, per_iteration: false };
-            let fused = ZeroDceEnhance { iterations: 8, per_iteration: false, colour: 3 };
-            let is_curve = name == "zero_dce_curve";
-            let maps = if is_curve { rgb } else { Shape::new(1, 3, (h / 12).max(1), (w / 12).max(1)) };
-            let r = Arc::new(tensor(maps, 6));
-            let (x2, r2) = (x.clone(), r.clone());
-            let cpu: Run = Box::new(move || if is_curve { ok(curve.cpu(&x2, &r2)) } else { ok(fused.cpu(&x2, &r2)) });
-            let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
-                Some(g) => {
-                    let (gx, gr, gy) = (g.upload(&x)?, g.upload(&r)?, g.alloc(rgb)?);
-                    let (g1, g2) = (g.clone(), g.clone());
-                    (
-                        Some(Box::new(move |enc| {
-                            if is_curve {
-                                curve.encode(&g1, enc, &gx, &gr, &gy)
-                            } else {
-                                fused.encode(&g1, enc, &gx, &gr, &gy)
-                            }
-                        })),
-                        Some(Box::new(
-                            move || if is_curve { ok(curve.gpu(&g2, &x, &r)) } else { ok(fused.gpu(&g2, &x, &r)) },
-                        )),
-                    )
-                }
-                None => (None, None),
-            };
-            Ok(Case { name, cpu, resident, roundtrip })
-        }
-        "unpack_pixels" | "pack_pixels" => {
-            let l = PixelLayout { n: 1, height: h, width: w, channels: 4, bits: 8 };
-            let samples = Arc::new(Samples::U8((0..l.samples()).map(|i| (i * 31) as u8).collect()));
-            let t = Arc::new(tensor(l.shape(), 7));
-            let unpack = name == "unpack_pixels";
-            let (s2, t2) = (samples.clone(), t.clone());
-            let cpu: Run =
-                Box::new(move || if unpack { ok(UnpackPixels(l).cpu(&s2)) } else { ok(PackPixels(l).cpu(&t2)) });
-            let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
-                Some(g) => {
-                    let src = g.upload_bytes(&samples.le_bytes())?;
-                    let planes = g.upload(&t)?;
-                    let dst = g.take_buffer((PackPixels(l).words() * 4) as u64, Gpu::TENSOR_USAGE);
-                    let y = g.alloc(l.shape())?;
-                    let (g1, g2) = (g.clone(), g.clone());
-                    (
-                        Some(Box::new(move |enc| {
-                            if unpack {
-                                UnpackPixels(l).encode(&g1, enc, &src, &y)
-                            } else {
-                                PackPixels(l).encode(&g1, enc, &planes, &dst)
-                            }
-                        })),
-                        Some(Box::new(move || {
-                            if unpack {
-                                ok(UnpackPixels(l).gpu(&g2, &samples))
-                            } else {
-                                ok(PackPixels(l).gpu(&g2, &t))
-                            }
-                        })),
-                    )
-                }
-                None => (None, None),
-            };
-            Ok(Case { name, cpu, resident, roundtrip })
-        }
-        "tinypssr_fused" => {
-            // One x2 stage with bicubic-initialised weights, 8-bit RGB in and out.
-            let mut seed = 7u32;
-            let mut u = move || {
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                (seed >> 8) as f32 / (1u32 << 24) as f32
-            };
-            let model = Arc::new(TinyPssr { stages: vec![Stage::init_bicubic(&mut u)] });
-            let img = Arc::new(image(w, h));
-            let planes = Tensor::from_vec(Shape::new(3, 1, h, w), UnpackPixels(img.layout()).cpu(&img.samples)?.data)?;
-            let m2 = model.clone();
-            let cpu: Run = Box::new(move || {
-                m2.forward_fast(&planes);
-                Ok(())
-            });
-            let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
-                Some(g) => {
-                    let op = TinyPssrFused(FusedParams {
-                        w: w as u32,
-                        h: h as u32,
-                        channels: 3,
-                        colour: 3,
-                        bits: 8,
-                        in_mode: 0,
-                        out_mode: 0,
-                        _pad: 0,
-                    });
-                    let src = g.upload_bytes(&img.samples.le_bytes())?;
-                    let wts = g.constant("w", &model.stages[0].flat());
-                    let dst = g.take_buffer(op.out_bytes(), Gpu::TENSOR_USAGE);
-                    let (g1, g2) = (g.clone(), g.clone());
-                    (
-                        Some(Box::new(move |enc| {
-                            enc.clear_buffer(&dst, 0, None);
-                            op.encode(&g1, enc, &src, &wts, &dst)
-                        })),
-                        Some(Box::new(move || ok(crate::ops::super_resolve_fused(&g2, &model, &img)))),
-                    )
-                }
-                None => (None, None),
-            };
-            Ok(Case { name, cpu, resident, roundtrip })
-        }
         "tinypssr_x2" | "tinypssr_x4" => {
             let model = Arc::new(TinyPssr::bundled(if name == "tinypssr_x2" { 2 } else { 4 })?);
             model_case(name, gpu, image(w, h), move |b, img| ok(crate::ops::super_resolve(b, &model, img)))
@@ -359,7 +157,7 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
             Ok(Case { name, cpu, resident, roundtrip })
         }
         "tinycompress_4_encode" | "tinycompress_4_decode" => codec_case(name, gpu, w, h),
-        _ => unreachable!("every name in NAMES has a case"),
+        _ => unreachable!("every name in MODELS has a case"),
     }
 }
 
@@ -503,7 +301,7 @@ impl Plan {
         let mut threads = vec![1, n];
         threads.dedup();
         Plan {
-            names: NAMES.iter().map(|s| s.to_string()).collect(),
+            names: names().iter().map(|s| s.to_string()).collect(),
             sizes: vec![(64, 48), (128, 96)],
             threads,
             min_runs: 2,
@@ -518,7 +316,7 @@ impl Plan {
             std::iter::successors(Some(1usize), |t| Some(t * 2)).take_while(|&t| t < n).collect();
         threads.push(n);
         Plan {
-            names: NAMES.iter().map(|s| s.to_string()).collect(),
+            names: names().iter().map(|s| s.to_string()).collect(),
             sizes: vec![(320, 240), (640, 480), (1280, 720), (1920, 1080)],
             threads,
             min_runs: 5,

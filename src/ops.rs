@@ -168,7 +168,7 @@ pub fn pixel_chain(
 pub fn run_tinypssr(backend: &Backend, model: &TinyPssr, x: &Tensor) -> Result<Tensor> {
     let limit = match backend {
         // The fast CPU path works in strips of its own.
-        Backend::Cpu => return Ok(model.forward_fast(x)),
+        Backend::Cpu => return model.forward_fast(x),
         Backend::Gpu(g) => g.tensor_cap(),
     };
     run_tinypssr_tiled(backend, model, x, limit)

@@ -37,7 +37,7 @@ fn every_level_gives_the_same_bits() {
         cpu::set_level(l).unwrap();
         assert_eq!(cpu::level(), l);
         let mut r: Vec<Vec<f32>> = convs.iter().map(|(c, x, w, b)| c.cpu(x, w, b).unwrap().data).collect();
-        r.push(m.forward_fast(&x_sr).data);
+        r.push(m.forward_fast(&x_sr).unwrap().data);
         results.push(r);
     }
     for (l, r) in levels.iter().zip(&results).skip(1) {

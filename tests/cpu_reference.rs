@@ -136,19 +136,19 @@ fn resize_matches_pytorch_values() {
 fn curve_hand_cases() {
     let mut rng = Rng::for_test("curve_identity");
     for per_iteration in [true, false] {
-        let op = ZeroDceCurve { iterations: 8, per_iteration };
+        let op = ZeroDceEnhance { iterations: 8, per_iteration, colour: 3 };
         let x = rng.tensor(Shape::new(1, 3, 4, 5), 0.0, 1.0);
         let sets = if per_iteration { 8 } else { 1 };
         let zero = Tensor::zeros(Shape::new(1, 3 * sets, 4, 5));
         assert_eq!(op.cpu(&x, &zero).unwrap(), x, "zero maps must leave the image unchanged");
     }
     // One iteration, r = -1 (alpha = 1): 0.5 -> 0.5 + 0.5 * 0.5 = 0.75; r = 1 darkens to 0.25.
-    let op = ZeroDceCurve { iterations: 1, per_iteration: false };
+    let op = ZeroDceEnhance { iterations: 1, per_iteration: false, colour: 2 };
     let x = t(Shape::new(1, 2, 1, 1), &[0.5, 0.5]);
     let r = t(Shape::new(1, 2, 1, 1), &[-1.0, 1.0]);
     assert_eq!(op.cpu(&x, &r).unwrap().data, vec![0.75, 0.25]);
     // Per-iteration maps: iteration 0 uses r = -1 (0.5 -> 0.75), iteration 1 uses 0 (stays).
-    let op = ZeroDceCurve { iterations: 2, per_iteration: true };
+    let op = ZeroDceEnhance { iterations: 2, per_iteration: true, colour: 1 };
     let x = t(Shape::new(1, 1, 1, 1), &[0.5]);
     let r = t(Shape::new(1, 2, 1, 1), &[-1.0, 0.0]);
     assert_eq!(op.cpu(&x, &r).unwrap().data, vec![0.75]);

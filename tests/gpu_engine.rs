@@ -3,7 +3,8 @@
 mod common;
 
 use common::{assert_close, gpu, Rng};
-use gpuimg::kernels::{Conv2d, Prelu};
+use gpuimg::kernels::contract::constants;
+use gpuimg::kernels::{Conv2d, Data, Kernel, Prelu};
 use gpuimg::{Error, Gpu, GpuTensor, Shape, Tensor};
 
 #[test]
@@ -30,7 +31,8 @@ fn validation_errors_come_back_as_results() {
     }
     // The device still works afterwards.
     let t = Tensor::from_vec(shape, vec![-1.0; 16]).unwrap();
-    assert_eq!(Prelu.gpu(gpu, &t, &[0.5]).unwrap().data, vec![-0.5; 16]);
+    let got = Kernel::gpu(&Prelu, gpu, &[&Data::Planes(t), &constants(vec![0.5])]).unwrap();
+    assert_eq!(got, Data::Planes(Tensor::from_vec(shape, vec![-0.5; 16]).unwrap()));
 }
 
 #[test]
@@ -52,13 +54,14 @@ fn repeated_runs_reuse_pooled_buffers() {
     let mut rng = Rng::for_test("pool");
     let conv = Conv2d::new(2, 3, 3);
     let x = rng.tensor(Shape::new(1, 2, 17, 9), -1.0, 1.0);
-    let (w, b) = (rng.vec(conv.weight_len(), -1.0, 1.0), rng.vec(3, -1.0, 1.0));
+    let (w, b) = (constants(rng.vec(conv.weight_len(), -1.0, 1.0)), constants(rng.vec(3, -1.0, 1.0)));
+    let x = Data::Planes(x);
     assert_eq!(gpu.pooled_buffers(), 0);
-    let first = conv.gpu(&gpu, &x, &w, &b).unwrap();
+    let first = Kernel::gpu(&conv, &gpu, &[&x, &w, &b]).unwrap();
     let after_first = gpu.pooled_buffers();
-    assert!(after_first >= 3, "input, output and staging go back to the pool (have {after_first})");
+    assert!(after_first >= 5, "inputs, weights, output and staging go back to the pool (have {after_first})");
     for _ in 0..3 {
-        assert_eq!(conv.gpu(&gpu, &x, &w, &b).unwrap(), first);
+        assert_eq!(Kernel::gpu(&conv, &gpu, &[&x, &w, &b]).unwrap(), first);
         assert_eq!(gpu.pooled_buffers(), after_first, "a repeated run must take its buffers from the pool");
     }
 }

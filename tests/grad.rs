@@ -133,7 +133,7 @@ fn tinypssr_loss_gradient_matches_finite_differences() {
 
 mod zero_dce {
     use super::*;
-    use gpuimg::kernels::ZeroDceCurve;
+    use gpuimg::kernels::ZeroDceEnhance;
     use gpuimg::models::zero_dce::{Arch, ZeroDce};
     use gpuimg::train::enhance::{
         colour_loss, curve_backward, exposure_loss, loss_and_grad, losses_and_map_grad, network_backward, spatial_loss,
@@ -191,7 +191,7 @@ mod zero_dce {
         for (per_iteration, sets) in [(false, 1), (true, 8)] {
             let a = rng.tensor(Shape::new(2, 3 * sets, 5, 7), -1.0, 1.0);
             let r = rng.tensor(x.shape, -1.0, 1.0);
-            let curve = ZeroDceCurve { iterations: 8, per_iteration };
+            let curve = ZeroDceEnhance { iterations: 8, per_iteration, colour: 3 };
             let da = curve_backward(&x, &a, &r, 8, per_iteration);
             check_tensor(&format!("curve da (per_iteration {per_iteration})"), &a, &da, 5, 1e-3, 1e-3, |a| {
                 dot(&curve.cpu(&x, a).unwrap(), &r)

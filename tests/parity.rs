@@ -1,195 +1,71 @@
-//! GPU against CPU for every kernel, on fresh seeded random inputs at odd sizes
-//! (1x1, 37x23, 256x256). Tolerances are stated per kernel.
+//! GPU against CPU for every kernel in the registry, on fresh seeded random
+//! inputs at odd sizes (1x1, 37x23, 256x256): each kernel's registry line
+//! carries its cases and tolerances (`kernels::Entry::parity`). Then whole
+//! pipelines (resize of packed images, augmentation plans) against the CPU.
 
 mod common;
 
-use common::{assert_close, assert_exact, gpu, Rng, SIZES};
-use gpuimg::kernels::resize_bilinear::ResizeTarget;
+use common::{assert_close, gpu, Rng, SIZES};
 use gpuimg::kernels::unpack_pixels::PixelLayout;
-use gpuimg::kernels::*;
+use gpuimg::kernels::{self, Data, Kernel, Tolerance};
+use gpuimg::kernels::{Prelu, ResizeBilinear};
 use gpuimg::{Samples, Shape};
 
 #[test]
-fn conv2d_matches_cpu() {
+fn every_kernel_matches_cpu() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("conv2d_matches_cpu");
-    let convs = [
-        (2, Conv2d::new(3, 5, 3)),                        // dense, batch of 2
-        (1, Conv2d::new(1, 4, 5)),                        // TinyPSSR's first layer shape
-        (1, Conv2d::depthwise(6, 3)),                     // depthwise
-        (1, Conv2d::pointwise(7, 4)),                     // pointwise
-        (1, Conv2d { cin: 4, cout: 6, k: 5, groups: 2 }), // grouped
-        (1, Conv2d::new(2, 3, 4)),                        // even kernel: PyTorch 'same' padding
-    ];
-    for (w, h) in SIZES {
-        for (n, conv) in convs {
-            let x = rng.tensor(Shape::new(n, conv.cin, h, w), -1.0, 1.0);
-            let wt = rng.vec(conv.weight_len(), -0.5, 0.5);
-            let b = rng.vec(conv.cout, -0.5, 0.5);
-            let want = conv.cpu(&x, &wt, &b).unwrap();
-            let got = conv.gpu(gpu, &x, &wt, &b).unwrap();
-            assert_close(&format!("conv2d {conv:?} {w}x{h}"), &got.data, &want.data, 1e-4, 1e-4);
-        }
-    }
-}
-
-#[test]
-fn activation_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("activation_matches_cpu");
-    for (w, h) in SIZES {
-        let x = rng.tensor(Shape::new(1, 3, h, w), -6.0, 6.0);
-        for kind in ActivationKind::ALL {
-            let op = Activation(kind);
-            // tanh/exp are not correctly rounded on GPUs: 2e-6 absolute on values in [-1, 1] and (0, 1).
-            assert_close(&format!("{kind:?} {w}x{h}"), &op.gpu(gpu, &x).unwrap().data, &op.cpu(&x).data, 2e-6, 1e-6);
-        }
-    }
-}
-
-#[test]
-fn prelu_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("prelu_matches_cpu");
-    for (w, h) in SIZES {
-        let x = rng.tensor(Shape::new(2, 5, h, w), -2.0, 2.0);
-        let a = rng.vec(5, -0.5, 0.5);
-        // One multiply or a copy: bit-exact.
-        assert_close(
-            &format!("prelu {w}x{h}"),
-            &Prelu.gpu(gpu, &x, &a).unwrap().data,
-            &Prelu.cpu(&x, &a).unwrap().data,
-            0.0,
-            0.0,
-        );
-    }
-}
-
-#[test]
-fn pixel_shuffle_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("pixel_shuffle_matches_cpu");
-    for (w, h) in SIZES {
-        for r in [2, 3] {
-            let x = rng.tensor(Shape::new(2, 2 * r * r, h, w), -1.0, 1.0);
-            let op = PixelShuffle { r };
-            // A permutation: bit-exact.
-            assert_close(
-                &format!("pixel_shuffle r={r} {w}x{h}"),
-                &op.gpu(gpu, &x).unwrap().data,
-                &op.cpu(&x).unwrap().data,
-                0.0,
-                0.0,
-            );
-        }
-    }
-}
-
-#[test]
-fn pixel_unshuffle_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("pixel_unshuffle_matches_cpu");
-    for (w, h) in SIZES {
-        for r in [2, 3] {
-            let x = rng.tensor(Shape::new(2, 3, h * r, w * r), -1.0, 1.0);
-            let op = PixelUnshuffle { r };
-            assert_close(
-                &format!("pixel_unshuffle r={r} {w}x{h}"),
-                &op.gpu(gpu, &x).unwrap().data,
-                &op.cpu(&x).unwrap().data,
-                0.0,
-                0.0,
-            );
-        }
-    }
-}
-
-#[test]
-fn resize_bilinear_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("resize_bilinear_matches_cpu");
-    for (w, h) in SIZES {
-        let x = rng.tensor(Shape::new(1, 3, h, w), 0.0, 1.0);
-        let ops = [
-            ResizeBilinear::to_size(2 * h + 1, 3 * w + 2, false),
-            ResizeBilinear::to_size(2 * h + 1, 3 * w + 2, true),
-            ResizeBilinear::to_size(h.div_ceil(3), w.div_ceil(2), false),
-            ResizeBilinear::by_factor(1.0 / 12.0, false), // Zero-DCE++ downscale
-            ResizeBilinear { target: ResizeTarget::Factor { h: 1.5, w: 0.75 }, align_corners: true },
-            ResizeBilinear::to_size(h, w, false), // identity
-        ];
-        for op in ops {
-            let Ok(shape) = op.out_shape(x.shape) else { continue }; // 1/12 of a 1x1 image is empty
-            let got = op.gpu(gpu, &x).unwrap();
-            assert_eq!(got.shape, shape);
-            assert_close(&format!("{op:?} {w}x{h}"), &got.data, &op.cpu(&x).unwrap().data, FMA_TOL, 0.0);
-        }
-    }
-}
-
-/// Tolerance of the kernels whose arithmetic a hardware compiler may contract
-/// into fused multiply-adds (the CPU twins do not): NVIDIA's does, and the
-/// source coordinate `scale * (dst + 0.5) - 0.5` then differs by one ulp (3e-5
-/// at 500 pixels), which moves a bilinear weight by as much; the Zero-DCE
-/// curve's eight iterations of `x + r (x^2 - x)` gather a few ulps. Measured on
-/// an H200: up to 7.1e-6 (lavapipe: within 2e-6). A 16-bit level is 1.5e-5.
-const FMA_TOL: f32 = 1e-5;
-
-#[test]
-fn zero_dce_curve_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("zero_dce_curve_matches_cpu");
-    for (w, h) in SIZES {
-        for per_iteration in [true, false] {
-            let op = ZeroDceCurve { iterations: 8, per_iteration };
-            let x = rng.tensor(Shape::new(2, 3, h, w), 0.0, 1.0);
-            let sets = if per_iteration { 8 } else { 1 };
-            let r = rng.tensor(Shape::new(2, 3 * sets, h, w), -1.0, 1.0);
-            assert_close(
-                &format!("{op:?} {w}x{h}"),
-                &op.gpu(gpu, &x, &r).unwrap().data,
-                &op.cpu(&x, &r).unwrap().data,
-                FMA_TOL,
-                0.0,
-            );
-        }
-    }
-}
-
-#[test]
-fn zero_dce_enhance_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("zero_dce_enhance_matches_cpu");
-    for (w, h) in SIZES {
-        for (per_iteration, channels) in [(true, 3), (false, 4)] {
-            let op = ZeroDceEnhance { iterations: 8, per_iteration, colour: 3 };
-            let x = rng.tensor(Shape::new(2, channels, h, w), 0.0, 1.0);
-            let sets = if per_iteration { 8 } else { 1 };
-            // Low-resolution maps (about 1/12 of the image, at least 1x1), and maps at full size.
-            for (mh, mw) in [(h.div_ceil(12), w.div_ceil(12)), (h, w)] {
-                let maps = rng.tensor(Shape::new(2, 3 * sets, mh, mw), -1.0, 1.0);
-                assert_close(
-                    &format!("{op:?} {w}x{h} maps {mw}x{mh}"),
-                    &op.gpu(gpu, &x, &maps).unwrap().data,
-                    &op.cpu(&x, &maps).unwrap().data,
-                    FMA_TOL,
-                    0.0,
-                );
+    let mut failures = Vec::new();
+    for entry in kernels::ALL {
+        let name = entry.desc.name;
+        let mut rng = Rng::for_test(&format!("{name}_matches_cpu")).split_mix();
+        let mut cases = 0;
+        for (w, h) in SIZES {
+            for case in (entry.parity)(&mut rng, w, h) {
+                cases += 1;
+                let ins = case.refs();
+                let want = case.kernel.cpu(&ins).unwrap_or_else(|e| panic!("{name} {}: CPU: {e}", case.what));
+                let got = case.kernel.gpu(gpu, &ins).unwrap_or_else(|e| panic!("{name} {}: GPU: {e}", case.what));
+                assert_eq!(case.kernel.output(&ins).unwrap(), want.output(), "{name} {}: output()", case.what);
+                if let Err(m) = case.tolerance.check(&got, &want) {
+                    failures.push(format!("{name} {}: {m}", case.what));
+                }
             }
         }
+        assert!(cases >= SIZES.len(), "{name}: only {cases} parity cases over {} sizes", SIZES.len());
+        eprintln!("{name}: {cases} cases");
+    }
+    assert!(failures.is_empty(), "{} case(s) differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_bench_case_runs_on_the_cpu() {
+    // The bench cases are built from the registry too: each runs and writes what it promises.
+    for entry in kernels::ALL {
+        let case = (entry.bench)(64, 48).unwrap();
+        let ins = case.refs();
+        let out = case.kernel.cpu(&ins).unwrap();
+        assert_eq!(out.output(), case.kernel.output(&ins).unwrap(), "{}", entry.desc.name);
+        assert_eq!(case.kernel.desc().name, entry.desc.name, "bench case of {} runs another kernel", entry.desc.name);
     }
 }
 
 #[test]
-fn zero_dce_enhance_with_full_size_maps_is_the_curve() {
-    let mut rng = Rng::for_test("zero_dce_enhance_is_curve");
-    for per_iteration in [true, false] {
-        let x = rng.tensor(Shape::new(1, 3, 23, 37), 0.0, 1.0);
-        let maps = rng.tensor(Shape::new(1, if per_iteration { 24 } else { 3 }, 23, 37), -1.0, 1.0);
-        let fused = ZeroDceEnhance { iterations: 8, per_iteration, colour: 3 }.cpu(&x, &maps).unwrap();
-        let curve = ZeroDceCurve { iterations: 8, per_iteration }.cpu(&x, &maps).unwrap();
-        assert_exact(&format!("per_iteration {per_iteration}"), &fused.data, &curve.data);
-    }
+fn the_parity_check_can_fail() {
+    // A GPU result one step off, a wrong shape, a wrong input kind: each is caught.
+    let x = Data::Planes(gpuimg::Tensor::from_vec(Shape::new(1, 1, 1, 3), vec![0.5, -1.0, 2.0]).unwrap());
+    let a = kernels::contract::constants(vec![0.25]);
+    let want = Kernel::cpu(&Prelu, &[&x, &a]).unwrap();
+    let Data::Planes(mut t) = want.clone() else { panic!("planes") };
+    t.data[1] += 1e-6;
+    let off = Data::Planes(t);
+    assert!(Tolerance::EXACT.check(&off, &want).unwrap_err().contains("index 1"));
+    assert!(Tolerance { abs: 2e-6, rel: 0.0 }.check(&off, &want).is_ok());
+    let packed = Data::Packed(Samples::U8(vec![1, 2, 3]));
+    assert!(Tolerance::FMA.check(&packed, &want).is_err());
+    assert!(Kernel::cpu(&Prelu, &[&packed, &a]).is_err());
+    assert!(Tolerance { abs: 1.0, rel: 0.0 }.check(&Data::Packed(Samples::U8(vec![1, 3, 3])), &packed).is_ok());
+    assert!(Tolerance { abs: 1.0, rel: 0.0 }.check(&Data::Packed(Samples::U8(vec![1, 4, 3])), &packed).is_err());
+    assert!(ResizeBilinear::to_size(0, 3, false).output(&[&x]).is_err());
 }
 
 fn random_samples(rng: &mut Rng, l: PixelLayout) -> Samples {
@@ -198,53 +74,6 @@ fn random_samples(rng: &mut Rng, l: PixelLayout) -> Samples {
         Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
     } else {
         Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
-    }
-}
-
-#[test]
-fn unpack_pixels_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("unpack_pixels_matches_cpu");
-    for (w, h) in SIZES {
-        for channels in 1..=4 {
-            for bits in [8, 16] {
-                let l = PixelLayout { n: 2, height: h, width: w, channels, bits };
-                let s = random_samples(&mut rng, l);
-                let op = UnpackPixels(l);
-                // One division of an integer: within 1e-7 of the correctly rounded value.
-                assert_close(
-                    &format!("unpack {l:?}"),
-                    &op.gpu(gpu, &s).unwrap().data,
-                    &op.cpu(&s).unwrap().data,
-                    1e-7,
-                    0.0,
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn pack_pixels_matches_cpu() {
-    let Some(gpu) = gpu() else { return };
-    let mut rng = Rng::for_test("pack_pixels_matches_cpu");
-    for (w, h) in SIZES {
-        for channels in 1..=4 {
-            for bits in [8, 16] {
-                let l = PixelLayout { n: 2, height: h, width: w, channels, bits };
-                // Past both ends of [0, 1] so clamping is exercised.
-                let x = rng.tensor(l.shape(), -0.1, 1.1);
-                let op = PackPixels(l);
-                // Integer output: bit-exact. (A value within an ulp of a rounding
-                // tie could round either way with FMA; random inputs essentially never land there.)
-                let (got, want) = (op.gpu(gpu, &x).unwrap(), op.cpu(&x).unwrap());
-                match (got, want) {
-                    (Samples::U8(g), Samples::U8(wt)) => assert_exact(&format!("pack {l:?}"), &g, &wt),
-                    (Samples::U16(g), Samples::U16(wt)) => assert_exact(&format!("pack {l:?}"), &g, &wt),
-                    _ => panic!("pack {l:?}: bit depth changed"),
-                }
-            }
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Every shader parses and validates with naga (no GPU needed), every shader
-//! file has a registry entry and back, and what naga reflects (bindings,
-//! workgroup size, uniform size) matches the Rust descriptor.
+//! file has a registry entry and back, every shared snippet is used and
+//! composed as named, and what naga reflects (bindings, workgroup size,
+//! uniform size) matches the Rust descriptor.
 
 use gpuimg::kernels::{self, BindingKind};
 use gpuimg::wgpu::naga;
@@ -17,7 +18,7 @@ fn parse_and_validate(name: &str, source: &str) -> Result<(naga::Module, naga::v
 fn every_shader_validates() {
     let errors: Vec<String> = kernels::ALL
         .iter()
-        .filter_map(|d| parse_and_validate(&format!("shaders/{}.wgsl", d.name), d.source).err())
+        .filter_map(|e| parse_and_validate(&format!("shaders/{}.wgsl", e.desc.name), e.desc.source).err())
         .collect();
     assert!(errors.is_empty(), "{} shader(s) failed naga validation:\n{}", errors.len(), errors.join("\n"));
 }
@@ -32,22 +33,33 @@ fn registry_and_shader_files_match() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    let mut names: Vec<String> = kernels::ALL.iter().map(|d| d.name.to_string()).collect();
+    let mut names: Vec<String> = kernels::ALL.iter().map(|e| e.desc.name.to_string()).collect();
     names.sort();
     let mut dedup = names.clone();
     dedup.dedup();
     assert_eq!(names, dedup, "duplicate kernel names in the registry");
     assert_eq!(files, names, "shaders/*.wgsl and kernels::ALL differ");
-    for d in kernels::ALL {
-        let on_disk = std::fs::read_to_string(dir.join(format!("{}.wgsl", d.name))).unwrap();
-        assert_eq!(on_disk, d.source, "{}: descriptor source is not shaders/{}.wgsl", d.name, d.name);
-        assert!(kernels::find(d.name).is_some());
+    let mut used = std::collections::BTreeSet::new();
+    for d in kernels::ALL.iter().map(|e| e.desc) {
+        let mut want = String::new();
+        for lib in d.snippets {
+            want += &std::fs::read_to_string(dir.join("lib").join(format!("{lib}.wgsl"))).unwrap();
+            used.insert(lib.to_string());
+        }
+        want += &std::fs::read_to_string(dir.join(format!("{}.wgsl", d.name))).unwrap();
+        assert_eq!(want, d.source, "{}: descriptor source is not its snippets + shaders/{}.wgsl", d.name, d.name);
+        assert!(std::ptr::eq(kernels::find(d.name).unwrap().desc, d));
     }
+    let libs: std::collections::BTreeSet<String> = std::fs::read_dir(dir.join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(libs, used, "shaders/lib/*.wgsl and the snippets the descriptors name differ");
 }
 
 #[test]
 fn reflection_matches_descriptors() {
-    for d in kernels::ALL {
+    for d in kernels::ALL.iter().map(|e| e.desc) {
         let (module, _) = parse_and_validate(d.name, d.source).unwrap();
         assert_eq!(module.entry_points.len(), 1, "{}: one entry point expected", d.name);
         let ep = &module.entry_points[0];

@@ -18,8 +18,11 @@ pub enum BindingKind {
 pub struct KernelDesc {
     /// Kernel name: the shader's file stem.
     pub name: &'static str,
-    /// WGSL source (entry point `main`, group 0).
+    /// WGSL source (entry point `main`, group 0): the shared snippets it
+    /// names, then `shaders/<name>.wgsl`.
     pub source: &'static str,
+    /// Shared snippets composed before the shader (`shaders/lib/<snippet>.wgsl`).
+    pub snippets: &'static [&'static str],
     /// Bindings 0.. in order.
     pub bindings: &'static [BindingKind],
     /// Workgroup size declared by the shader.

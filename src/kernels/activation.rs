@@ -3,10 +3,12 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::{kernel_desc, KernelDesc};
 use crate::error::Result;
 use crate::gpu::{linear_groups, Gpu, GpuTensor};
-use crate::tensor::Tensor;
+use crate::rng::SplitMix;
+use crate::tensor::{Shape, Tensor};
 
 /// Params uniform of `shaders/activation.wgsl`.
 #[repr(C)]
@@ -19,7 +21,8 @@ pub struct ActivationParams {
 }
 
 /// Descriptor of the `activation` kernel.
-pub static DESC: KernelDesc = kernel_desc!("activation", ActivationParams, [Read, ReadWrite], [256, 1, 1]);
+pub static DESC: KernelDesc =
+    kernel_desc!("activation", ActivationParams, [Read, ReadWrite], [256, 1, 1], ["linear_index"]);
 
 /// Which function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +70,41 @@ impl Activation {
         let p = ActivationParams { len: len as u32, mode: self.0 as u32, _pad0: 0, _pad1: 0 };
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], linear_groups(len, 256))
     }
+}
 
-    /// Runs end to end on the GPU.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        gpu.run_tensors("gpuimg.activation", &[x], x.shape, |enc, ins, y| self.encode(gpu, enc, &ins[0], y))
+impl Kernel for Activation {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
     }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Output::Planes(x.shape))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Data::Planes(Activation::cpu(self, x)))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x] = gpu_planes(DESC.name, inputs)?;
+        Activation::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?)
+    }
+}
+
+/// tanh/exp are not correctly rounded on GPUs: 2e-6 absolute on values in [-1, 1] and (0, 1).
+const TOLERANCE: Tolerance = Tolerance { abs: 2e-6, rel: 1e-6 };
+
+/// The registry line of `activation`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let x = rng.planes(Shape::new(1, 3, h, w), -6.0, 6.0);
+    ActivationKind::ALL
+        .iter()
+        .map(|&k| Case::new(format!("{k:?} {w}x{h}"), Activation(k), vec![x.clone()], TOLERANCE))
+        .collect()
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let x = bench_rng().planes(Shape::new(1, 16, h, w), -1.0, 1.0);
+    Ok(Case::new("tanh on 16 channels", Activation(ActivationKind::Tanh), vec![x], TOLERANCE))
 }

@@ -7,9 +7,11 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::{kernel_desc, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// Params uniform of `shaders/augment.wgsl`.
@@ -423,14 +425,6 @@ impl AugmentPass {
             grid_groups(self.out_w, self.out_h, 1),
         )
     }
-
-    /// Runs end to end on the GPU.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        self.check(x.shape)?;
-        gpu.run_tensors("gpuimg.augment", &[x], self.out_shape(x.shape), |enc, ins, y| {
-            self.encode(gpu, enc, &ins[0], y, 0)
-        })
-    }
 }
 
 fn kernel_weight(filter: u32, t: f32) -> f32 {
@@ -815,4 +809,76 @@ impl AugmentPass {
         });
         Some(Ok(out))
     }
+}
+
+impl Kernel for AugmentPass {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
+    }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x] = planes(DESC.name, inputs)?;
+        self.check(x.shape)?;
+        Ok(Output::Planes(self.out_shape(x.shape)))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Data::Planes(AugmentPass::cpu(self, x)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x] = gpu_planes(DESC.name, inputs)?;
+        self.check(x.shape)?;
+        AugmentPass::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?, 0)
+    }
+}
+
+/// Transcendentals (cos/log for noise, pow for gamma) are not correctly rounded on GPUs.
+const TOLERANCE: Tolerance = Tolerance { abs: 2e-5, rel: 2e-5 };
+
+/// The registry line of `augment`. Its parity cases are single passes built
+/// here; `tests/parity.rs` also checks whole augmentation plans op by op.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+/// A pass of `w` x `h` output: a rotation by `angle` about the centre of a
+/// `w` x `h` input, then the seed-004 jitter, a gamma and (with `noise`) Gaussian noise.
+fn rotate_jitter(w: usize, h: usize, angle: f32, border: Border, filter: Filter, noise: bool) -> AugmentPass {
+    let (s, c) = angle.to_radians().sin_cos();
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let map = [c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy];
+    let geo = vec![GeoStage { map, w: w as f32, h: h as f32, border, order: 0.0 }];
+    let jitter = ColourOp::Affine { m: [1.1, 0.05, 0.0, 0.0, 0.9, 0.1, 0.02, 0.0, 1.05], t: [0.01, -0.02, 0.0] };
+    let mut colour = vec![(jitter, 1.0), (ColourOp::Gamma(0.8), 2.0)];
+    if noise {
+        colour.push((ColourOp::Noise(0.05), 3.0));
+    }
+    AugmentPass { out_w: w, out_h: h, geo, colour, filter, fx: 1.0, fy: 1.0, out_mode: OutMode::Clamp, seed: 7 }
+}
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    // Rotated sample points are one ulp apart between GPU and CPU (3e-5 pixels
+    // at 256): on random-noise images that moves a bilinear value by as much,
+    // and flips a nearest pick at a near-tie, which at 65,536 pixels happens a
+    // few times per image. Up to 64 pixels a side neither shows.
+    if w > 64 || h > 64 {
+        return cases;
+    }
+    for c in [3, 4] {
+        let x = rng.planes(Shape::new(1, c, h, w), 0.0, 1.0);
+        for (angle, border, filter, noise) in [
+            (17.5, Border::Constant([0.2, 0.4, 0.6, 1.0]), Filter::Bilinear, false),
+            (-33.0, Border::Reflect, Filter::Bicubic, true),
+            (50.0, Border::Edge, Filter::Nearest, false),
+        ] {
+            let pass = rotate_jitter(w, h, angle, border, filter, noise);
+            let what = format!("rotate {angle} {border:?} {filter:?} noise {noise} on {w}x{h}x{c}");
+            cases.push(Case::new(what, pass, vec![x.clone()], TOLERANCE));
+        }
+    }
+    cases
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let x = bench_rng().planes(Shape::new(1, 3, h, w), 0.0, 1.0);
+    let pass = rotate_jitter(w, h, 10.0, Border::Constant([0.0; 4]), Filter::Bilinear, false);
+    Ok(Case::new("rotate, jitter, gamma, RGB", pass, vec![x], TOLERANCE))
 }

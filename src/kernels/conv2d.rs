@@ -3,9 +3,13 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{
+    bench_rng, constants, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance,
+};
 use super::{kernel_desc, rows_per_task, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// Params uniform of `shaders/conv2d.wgsl`.
@@ -224,14 +228,6 @@ impl Conv2d {
         let groups = grid_groups(out.w, out.h, out.n * out.c);
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, weight, bias, &y.buffer], groups)
     }
-
-    /// Runs end to end on the GPU: upload, dispatch, read back.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor, weight: &[f32], bias: &[f32]) -> Result<Tensor> {
-        let out = self.check(x.shape, weight.len(), bias.len())?;
-        let wb = gpu.constant("gpuimg.conv2d.weight", weight);
-        let bb = gpu.constant("gpuimg.conv2d.bias", bias);
-        gpu.run_tensors("gpuimg.conv2d", &[x], out, |enc, ins, y| self.encode(gpu, enc, &ins[0], &wb, &bb, y))
-    }
 }
 
 /// The plain direct loop, kept as the reference the fast paths are tested against.
@@ -266,4 +262,58 @@ pub fn reference(conv: &Conv2d, x: &Tensor, weight: &[f32], bias: &[f32]) -> Res
         }
     }
     Ok(y)
+}
+
+impl Kernel for Conv2d {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
+    }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x, wt, b] = planes(DESC.name, inputs)?;
+        Ok(Output::Planes(self.check(x.shape, wt.data.len(), b.data.len())?))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x, wt, b] = planes(DESC.name, inputs)?;
+        Ok(Data::Planes(Conv2d::cpu(self, x, &wt.data, &b.data)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x, wt, b] = gpu_planes(DESC.name, inputs)?;
+        self.check(x.shape, wt.shape.len(), b.shape.len())?;
+        Conv2d::encode(self, gpu, encoder, x, &wt.buffer, &b.buffer, out.planes(DESC.name, 0)?)
+    }
+}
+
+/// Sums of up to 100 products in another order.
+const TOLERANCE: Tolerance = Tolerance { abs: 1e-4, rel: 1e-4 };
+
+/// The registry line of `conv2d`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let convs = [
+        (2, Conv2d::new(3, 5, 3)),                        // dense, batch of 2
+        (1, Conv2d::new(1, 4, 5)),                        // TinyPSSR's first layer shape
+        (1, Conv2d::depthwise(6, 3)),                     // depthwise
+        (1, Conv2d::pointwise(7, 4)),                     // pointwise
+        (1, Conv2d { cin: 4, cout: 6, k: 5, groups: 2 }), // grouped
+        (1, Conv2d::new(2, 3, 4)),                        // even kernel: PyTorch 'same' padding
+    ];
+    convs
+        .into_iter()
+        .map(|(n, conv)| {
+            let x = rng.planes(Shape::new(n, conv.cin, h, w), -1.0, 1.0);
+            let wt = rng.constants(conv.weight_len(), -0.5, 0.5);
+            let b = rng.constants(conv.cout, -0.5, 0.5);
+            Case::new(format!("{conv:?} {w}x{h}"), conv, vec![x, wt, b], TOLERANCE)
+        })
+        .collect()
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    // TinyPSSR's widest layer: 5x5, 1 -> 16.
+    let conv = Conv2d::new(1, 16, 5);
+    let mut rng = bench_rng();
+    let x = rng.planes(Shape::new(1, 1, h, w), 0.0, 1.0);
+    let wt = rng.constants(conv.weight_len(), -0.5, 0.5);
+    Ok(Case::new("5x5, 1 -> 16", conv, vec![x, wt, constants(vec![0.1; 16])], TOLERANCE))
 }

@@ -1,13 +1,16 @@
 //! The kernel registry. One WGSL file per kernel in `shaders/`; per kernel a
-//! module here with its params struct, its descriptor, its CPU implementation
-//! and its GPU op (`encode` into a caller's encoder, `run` end to end).
+//! module here with its params struct, its descriptor, its CPU twin, its GPU
+//! recording (`encode` into a caller's encoder), its [`Kernel`] impl and its
+//! registry line ([`Entry`]: parity cases and a bench case).
 //!
 //! A kernel called `conv2d` is `shaders/conv2d.wgsl`, `src/kernels/conv2d.rs`,
-//! the label `gpuimg.conv2d`, the test `conv2d_matches_cpu`, the bench group
-//! `conv2d` and `Conv2d` in Rust.
+//! the label `gpuimg.conv2d`, the registry line `conv2d::ENTRY` (its parity
+//! cases run by `tests/parity.rs`, its bench case by `gpuimg bench` and the
+//! criterion benches under the name `conv2d`) and `Conv2d` in Rust.
 
 pub mod activation;
 pub mod augment;
+pub mod contract;
 pub mod conv2d;
 pub mod pack_pixels;
 pub mod pixel_shuffle;
@@ -16,11 +19,11 @@ pub mod prelu;
 pub mod resize_bilinear;
 pub mod tinypssr_fused;
 pub mod unpack_pixels;
-pub mod zero_dce_curve;
 pub mod zero_dce_enhance;
 
 pub use activation::{Activation, ActivationKind};
 pub use augment::AugmentPass;
+pub use contract::{Case, Data, Entry, GpuData, Kernel, Output, Tolerance};
 pub use conv2d::Conv2d;
 pub use pack_pixels::PackPixels;
 pub use pixel_shuffle::PixelShuffle;
@@ -29,17 +32,21 @@ pub use prelu::Prelu;
 pub use resize_bilinear::ResizeBilinear;
 pub use tinypssr_fused::TinyPssrFused;
 pub use unpack_pixels::UnpackPixels;
-pub use zero_dce_curve::ZeroDceCurve;
 pub use zero_dce_enhance::ZeroDceEnhance;
 
 pub use crate::gpu::{BindingKind, KernelDesc};
 
-/// Builds a [`KernelDesc`] whose source is `shaders/<name>.wgsl`.
+/// Builds a [`KernelDesc`] whose source is `shaders/<name>.wgsl`, after the
+/// shared snippets it names (`shaders/lib/<snippet>.wgsl`, in order).
 macro_rules! kernel_desc {
     ($name:literal, $params:ty, [$($b:ident),*], $wg:expr) => {
+        $crate::kernels::kernel_desc!($name, $params, [$($b),*], $wg, [])
+    };
+    ($name:literal, $params:ty, [$($b:ident),*], $wg:expr, [$($lib:literal),*]) => {
         $crate::gpu::KernelDesc {
             name: $name,
-            source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
+            source: concat!($(include_str!(concat!("../../shaders/lib/", $lib, ".wgsl")),)* include_str!(concat!("../../shaders/", $name, ".wgsl"))),
+            snippets: &[$($lib),*],
             bindings: &[$crate::gpu::BindingKind::Uniform, $($crate::gpu::BindingKind::$b),*],
             workgroup_size: $wg,
             params_size: std::mem::size_of::<$params>() as u64,
@@ -48,25 +55,24 @@ macro_rules! kernel_desc {
 }
 pub(crate) use kernel_desc;
 
-/// Every kernel, in no particular order.
-pub static ALL: &[&KernelDesc] = &[
-    &activation::DESC,
-    &augment::DESC,
-    &conv2d::DESC,
-    &pack_pixels::DESC,
-    &pixel_shuffle::DESC,
-    &pixel_unshuffle::DESC,
-    &prelu::DESC,
-    &resize_bilinear::DESC,
-    &tinypssr_fused::DESC,
-    &unpack_pixels::DESC,
-    &zero_dce_curve::DESC,
-    &zero_dce_enhance::DESC,
+/// Every kernel's registry line, in name order.
+pub static ALL: &[&Entry] = &[
+    &activation::ENTRY,
+    &augment::ENTRY,
+    &conv2d::ENTRY,
+    &pack_pixels::ENTRY,
+    &pixel_shuffle::ENTRY,
+    &pixel_unshuffle::ENTRY,
+    &prelu::ENTRY,
+    &resize_bilinear::ENTRY,
+    &tinypssr_fused::ENTRY,
+    &unpack_pixels::ENTRY,
+    &zero_dce_enhance::ENTRY,
 ];
 
 /// Looks a kernel up by name.
-pub fn find(name: &str) -> Option<&'static KernelDesc> {
-    ALL.iter().copied().find(|d| d.name == name)
+pub fn find(name: &str) -> Option<&'static Entry> {
+    ALL.iter().copied().find(|e| e.desc.name == name)
 }
 
 /// Rows per rayon task: enough work per task to amortise scheduling.

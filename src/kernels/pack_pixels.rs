@@ -3,10 +3,12 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::unpack_pixels::PixelLayout;
 use super::{kernel_desc, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{linear_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Samples, Tensor};
 
 /// Params uniform of `shaders/pack_pixels.wgsl`.
@@ -22,7 +24,7 @@ pub struct PackParams {
 }
 
 /// Descriptor of the `pack_pixels` kernel.
-pub static DESC: KernelDesc = kernel_desc!("pack_pixels", PackParams, [Read, ReadWrite], [256, 1, 1]);
+pub static DESC: KernelDesc = kernel_desc!("pack_pixels", PackParams, [Read, ReadWrite], [256, 1, 1], ["linear_index"]);
 
 /// The pack op: the inverse of [`super::UnpackPixels`] up to rounding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,20 +109,47 @@ impl PackPixels {
         };
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, dst], linear_groups(words, 256))
     }
+}
 
-    /// Runs end to end on the GPU.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Samples> {
-        self.check(x)?;
-        let bytes = (self.words() * 4) as u64;
-        gpu.check_size("packed pixels", bytes)?;
-        let gx = gpu.upload(x)?;
-        let dst = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
-        let r = gpu.run_and_read("gpuimg.pack_pixels", bytes, |enc| {
-            self.encode(gpu, enc, &gx, &dst)?;
-            Ok(dst.clone())
-        });
-        gpu.recycle(gx);
-        gpu.recycle_buffer(dst);
-        Ok(Samples::from_le_bytes(self.0.bits, &r?, self.0.samples()))
+impl Kernel for PackPixels {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
     }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x] = planes(DESC.name, inputs)?;
+        self.check(x)?;
+        Ok(Output::Packed { bits: self.0.bits, len: self.0.samples() })
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Data::Packed(PackPixels::cpu(self, x)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x] = gpu_planes(DESC.name, inputs)?;
+        PackPixels::encode(self, gpu, encoder, x, out.buffer())
+    }
+}
+
+/// The registry line of `pack_pixels`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for channels in 1..=4 {
+        for bits in [8, 16] {
+            let l = PixelLayout { n: 2, height: h, width: w, channels, bits };
+            // Past both ends of [0, 1] so clamping is exercised.
+            let x = rng.planes(l.shape(), -0.1, 1.1);
+            // Integer output: bit-exact. (A value within an ulp of a rounding
+            // tie could round either way with FMA; random inputs essentially never land there.)
+            cases.push(Case::new(format!("{l:?}"), PackPixels(l), vec![x], Tolerance::EXACT));
+        }
+    }
+    cases
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let l = PixelLayout { n: 1, height: h, width: w, channels: 4, bits: 8 };
+    let x = bench_rng().planes(l.shape(), 0.0, 1.0);
+    Ok(Case::new("8-bit RGBA", PackPixels(l), vec![x], Tolerance::EXACT))
 }

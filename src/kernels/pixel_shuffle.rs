@@ -3,9 +3,11 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::{kernel_desc, rows_per_task, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// Params uniform of `shaders/pixel_shuffle.wgsl` and `shaders/pixel_unshuffle.wgsl`:
@@ -72,14 +74,44 @@ impl PixelShuffle {
             grid_groups(out.w, out.h, out.n * out.c),
         )
     }
-
-    /// Runs end to end on the GPU.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        let out = self.out_shape(x.shape)?;
-        gpu.run_tensors("gpuimg.pixel_shuffle", &[x], out, |enc, ins, y| self.encode(gpu, enc, &ins[0], y))
-    }
 }
 
 pub(crate) fn params(n: usize, c: usize, h: usize, w: usize, r: usize) -> ShuffleParams {
     ShuffleParams { n: n as u32, c: c as u32, h: h as u32, w: w as u32, r: r as u32, _pad: [0; 3] }
+}
+
+impl Kernel for PixelShuffle {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
+    }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Output::Planes(self.out_shape(x.shape)?))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Data::Planes(PixelShuffle::cpu(self, x)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x] = gpu_planes(DESC.name, inputs)?;
+        PixelShuffle::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?)
+    }
+}
+
+/// The registry line of `pixel_shuffle`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for r in [2, 3] {
+        let x = rng.planes(Shape::new(2, 2 * r * r, h, w), -1.0, 1.0);
+        // A permutation: bit-exact.
+        cases.push(Case::new(format!("r={r} {w}x{h}"), PixelShuffle { r }, vec![x], Tolerance::EXACT));
+    }
+    cases
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let x = bench_rng().planes(Shape::new(1, 4, h / 2, w / 2), 0.0, 1.0);
+    Ok(Case::new("r=2, 4 channels", PixelShuffle { r: 2 }, vec![x], Tolerance::EXACT))
 }

@@ -2,10 +2,12 @@
 
 use rayon::prelude::*;
 
+use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::pixel_shuffle::{params, ShuffleParams};
 use super::{kernel_desc, rows_per_task, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// Descriptor of the `pixel_unshuffle` kernel.
@@ -60,10 +62,40 @@ impl PixelUnshuffle {
             grid_groups(out.w, out.h, out.n * out.c),
         )
     }
+}
 
-    /// Runs end to end on the GPU.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        let out = self.out_shape(x.shape)?;
-        gpu.run_tensors("gpuimg.pixel_unshuffle", &[x], out, |enc, ins, y| self.encode(gpu, enc, &ins[0], y))
+impl Kernel for PixelUnshuffle {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
     }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Output::Planes(self.out_shape(x.shape)?))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Data::Planes(PixelUnshuffle::cpu(self, x)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x] = gpu_planes(DESC.name, inputs)?;
+        PixelUnshuffle::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?)
+    }
+}
+
+/// The registry line of `pixel_unshuffle`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for r in [2, 3] {
+        let x = rng.planes(Shape::new(2, 3, h * r, w * r), -1.0, 1.0);
+        // A permutation: bit-exact.
+        cases.push(Case::new(format!("r={r} {w}x{h}"), PixelUnshuffle { r }, vec![x], Tolerance::EXACT));
+    }
+    cases
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let x = bench_rng().planes(Shape::new(1, 3, h / 2 * 2, w / 2 * 2), 0.0, 1.0);
+    Ok(Case::new("r=2, RGB", PixelUnshuffle { r: 2 }, vec![x], Tolerance::EXACT))
 }

@@ -3,9 +3,13 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{
+    bench_rng, constants, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance,
+};
 use super::{kernel_desc, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{linear_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// Params uniform of `shaders/prelu.wgsl`.
@@ -19,7 +23,8 @@ pub struct PreluParams {
 }
 
 /// Descriptor of the `prelu` kernel.
-pub static DESC: KernelDesc = kernel_desc!("prelu", PreluParams, [Read, Read, ReadWrite], [256, 1, 1]);
+pub static DESC: KernelDesc =
+    kernel_desc!("prelu", PreluParams, [Read, Read, ReadWrite], [256, 1, 1], ["linear_index"]);
 
 /// PReLU: `y = x >= 0 ? x : a[c] * x`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,11 +70,39 @@ impl Prelu {
             linear_groups(s.len(), 256),
         )
     }
+}
 
-    /// Runs end to end on the GPU.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor, slopes: &[f32]) -> Result<Tensor> {
-        Self::check(x.shape, slopes.len())?;
-        let a = gpu.constant("gpuimg.prelu.slopes", slopes);
-        gpu.run_tensors("gpuimg.prelu", &[x], x.shape, |enc, ins, y| self.encode(gpu, enc, &ins[0], &a, y))
+impl Kernel for Prelu {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
     }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x, a] = planes(DESC.name, inputs)?;
+        Self::check(x.shape, a.data.len())?;
+        Ok(Output::Planes(x.shape))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x, a] = planes(DESC.name, inputs)?;
+        Ok(Data::Planes(Prelu::cpu(self, x, &a.data)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x, a] = gpu_planes(DESC.name, inputs)?;
+        Self::check(x.shape, a.shape.len())?;
+        Prelu::encode(self, gpu, encoder, x, &a.buffer, out.planes(DESC.name, 0)?)
+    }
+}
+
+/// The registry line of `prelu`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let x = rng.planes(Shape::new(2, 5, h, w), -2.0, 2.0);
+    let a = rng.constants(5, -0.5, 0.5);
+    // One multiply or a copy: bit-exact.
+    vec![Case::new(format!("{w}x{h}"), Prelu, vec![x, a], Tolerance::EXACT)]
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let x = bench_rng().planes(Shape::new(1, 16, h, w), -1.0, 1.0);
+    Ok(Case::new("16 channels", Prelu, vec![x, constants(vec![0.25; 16])], Tolerance::EXACT))
 }

@@ -3,9 +3,11 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::{kernel_desc, rows_per_task, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// Params uniform of `shaders/resize_bilinear.wgsl`.
@@ -27,7 +29,7 @@ pub struct ResizeParams {
 }
 
 /// Descriptor of the `resize_bilinear` kernel.
-pub static DESC: KernelDesc = kernel_desc!("resize_bilinear", ResizeParams, [Read, ReadWrite], [8, 8, 1]);
+pub static DESC: KernelDesc = kernel_desc!("resize_bilinear", ResizeParams, [Read, ReadWrite], [8, 8, 1], ["bilinear"]);
 
 /// What size to resize to.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -215,10 +217,46 @@ impl ResizeBilinear {
             grid_groups(out.w, out_rows, out.n * out.c),
         )
     }
+}
 
-    /// Runs end to end on the GPU.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        let out = self.out_shape(x.shape)?;
-        gpu.run_tensors("gpuimg.resize_bilinear", &[x], out, |enc, ins, y| self.encode(gpu, enc, &ins[0], y))
+impl Kernel for ResizeBilinear {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
     }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Output::Planes(self.out_shape(x.shape)?))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x] = planes(DESC.name, inputs)?;
+        Ok(Data::Planes(ResizeBilinear::cpu(self, x)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x] = gpu_planes(DESC.name, inputs)?;
+        ResizeBilinear::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?)
+    }
+}
+
+/// The registry line of `resize_bilinear`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let x = rng.tensor(Shape::new(1, 3, h, w), 0.0, 1.0);
+    let ops = [
+        ResizeBilinear::to_size(2 * h + 1, 3 * w + 2, false),
+        ResizeBilinear::to_size(2 * h + 1, 3 * w + 2, true),
+        ResizeBilinear::to_size(h.div_ceil(3), w.div_ceil(2), false),
+        ResizeBilinear::by_factor(1.0 / 12.0, false), // Zero-DCE++ downscale
+        ResizeBilinear { target: ResizeTarget::Factor { h: 1.5, w: 0.75 }, align_corners: true },
+        ResizeBilinear::to_size(h, w, false), // identity
+    ];
+    ops.into_iter()
+        .filter(|op| op.out_shape(x.shape).is_ok()) // 1/12 of a 1x1 image is empty
+        .map(|op| Case::new(format!("{op:?} {w}x{h}"), op, vec![Data::Planes(x.clone())], Tolerance::FMA))
+        .collect()
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let x = bench_rng().planes(Shape::new(1, 3, h, w), 0.0, 1.0);
+    Ok(Case::new("to 1/12, RGB", ResizeBilinear::by_factor(1.0 / 12.0, false), vec![x], Tolerance::FMA))
 }

@@ -3,9 +3,11 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{bench_rng, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::{kernel_desc, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{linear_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Samples, Tensor};
 
 /// Params uniform of `shaders/unpack_pixels.wgsl`.
@@ -19,7 +21,8 @@ pub struct UnpackParams {
 }
 
 /// Descriptor of the `unpack_pixels` kernel.
-pub static DESC: KernelDesc = kernel_desc!("unpack_pixels", UnpackParams, [Read, ReadWrite], [256, 1, 1]);
+pub static DESC: KernelDesc =
+    kernel_desc!("unpack_pixels", UnpackParams, [Read, ReadWrite], [256, 1, 1], ["linear_index"]);
 
 pub use crate::pixel::PixelLayout;
 
@@ -77,19 +80,45 @@ impl UnpackPixels {
         let p = UnpackParams { pixels: pixels as u32, channels: l.channels as u32, bits: l.bits, n: l.n as u32 };
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[src, &y.buffer], linear_groups(l.n * pixels, 256))
     }
+}
 
-    /// Runs end to end on the GPU: upload the packed bytes, unpack, read back.
-    pub fn gpu(&self, gpu: &Gpu, samples: &Samples) -> Result<Tensor> {
-        self.check(samples)?;
-        let shape = self.0.shape();
-        let src = gpu.upload_bytes(&samples.le_bytes())?;
-        let y = gpu.alloc(shape)?;
-        let r = gpu.run_and_read("gpuimg.unpack_pixels", shape.bytes(), |enc| {
-            self.encode(gpu, enc, &src, &y)?;
-            Ok(y.buffer.clone())
-        });
-        gpu.recycle_buffer(src);
-        gpu.recycle(y);
-        Tensor::from_vec(shape, bytemuck::pod_collect_to_vec(&r?))
+impl Kernel for UnpackPixels {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
     }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        super::contract::count(DESC.name, inputs.len(), 1)?;
+        self.check(inputs[0].packed(DESC.name, 0)?)?;
+        Ok(Output::Planes(self.0.shape()))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        super::contract::count(DESC.name, inputs.len(), 1)?;
+        Ok(Data::Planes(UnpackPixels::cpu(self, inputs[0].packed(DESC.name, 0)?)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        super::contract::count(DESC.name, inputs.len(), 1)?;
+        UnpackPixels::encode(self, gpu, encoder, inputs[0].buffer(), out.planes(DESC.name, 0)?)
+    }
+}
+
+/// The registry line of `unpack_pixels`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for channels in 1..=4 {
+        for bits in [8, 16] {
+            let l = PixelLayout { n: 2, height: h, width: w, channels, bits };
+            let s = Data::Packed(rng.samples(l));
+            // One division of an integer: within 1e-7 of the correctly rounded value.
+            cases.push(Case::new(format!("{l:?}"), UnpackPixels(l), vec![s], Tolerance { abs: 1e-7, rel: 0.0 }));
+        }
+    }
+    cases
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let l = PixelLayout { n: 1, height: h, width: w, channels: 4, bits: 8 };
+    let s = Data::Packed(bench_rng().samples(l));
+    Ok(Case::new("8-bit RGBA", UnpackPixels(l), vec![s], Tolerance { abs: 1e-7, rel: 0.0 }))
 }

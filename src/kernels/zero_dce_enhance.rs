@@ -4,10 +4,12 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::resize_bilinear::{Axis, ResizeBilinear};
 use super::{kernel_desc, rows_per_task, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
 /// Params uniform of `shaders/zero_dce_enhance.wgsl`.
@@ -31,14 +33,20 @@ pub struct EnhanceParams {
 }
 
 /// Descriptor of the `zero_dce_enhance` kernel.
-pub static DESC: KernelDesc = kernel_desc!("zero_dce_enhance", EnhanceParams, [Read, Read, ReadWrite], [8, 8, 1]);
+pub static DESC: KernelDesc =
+    kernel_desc!("zero_dce_enhance", EnhanceParams, [Read, Read, ReadWrite], [8, 8, 1], ["bilinear"]);
 
 /// Upsample low-resolution curve maps to the image and apply the curve.
 ///
 /// `x` is (N, C, H, W); the maps are (N, colour * sets, h, w) with
 /// `sets = iterations` (Zero-DCE) or 1 (Zero-DCE++). Channels `colour..C`
-/// (alpha) pass through. With maps at the image's size this is exactly
-/// [`super::ZeroDceCurve`].
+/// (alpha) pass through. With maps at the image's size (the full-resolution
+/// Zero-DCE curve, as training runs it) the upsampling is the identity and
+/// the CPU twin takes a direct path with the same result, bit for bit.
+///
+/// `per_iteration = true` (Zero-DCE): the maps have `colour * iterations`
+/// channels and iteration `t` uses channels `t*colour..(t+1)*colour`.
+/// `false` (Zero-DCE++): `colour` channels shared by every iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZeroDceEnhance {
     /// Curve iterations (8 in both papers).
@@ -50,8 +58,18 @@ pub struct ZeroDceEnhance {
 }
 
 impl ZeroDceEnhance {
-    fn sets(&self) -> usize {
-        super::ZeroDceCurve { iterations: self.iterations, per_iteration: self.per_iteration }.sets()
+    /// The RGB curve as Zero-DCE and Zero-DCE++ apply it (8 iterations).
+    pub fn rgb(per_iteration: bool) -> Self {
+        ZeroDceEnhance { iterations: 8, per_iteration, colour: 3 }
+    }
+
+    /// Map sets: `iterations` with one set per iteration, else 1.
+    pub fn sets(&self) -> usize {
+        if self.per_iteration {
+            self.iterations
+        } else {
+            1
+        }
     }
 
     /// Checks the shapes; returns the row and column axes of the upsampling.
@@ -73,6 +91,9 @@ impl ZeroDceEnhance {
     /// computed once, row taps once per row, the curve in registers.
     pub fn cpu(&self, x: &Tensor, maps: &Tensor) -> Result<Tensor> {
         let (ay, ax) = self.check(x.shape, maps.shape)?;
+        if (maps.shape.h, maps.shape.w) == (x.shape.h, x.shape.w) {
+            return Ok(self.curve(x, maps));
+        }
         let s = x.shape;
         let (h, w) = (s.h, s.w);
         let cols: Vec<(usize, usize, f32, f32)> = (0..w).map(|j| ax.tap(j, true)).collect();
@@ -104,6 +125,31 @@ impl ZeroDceEnhance {
             }
         });
         Ok(y)
+    }
+
+    /// Maps at the image's size: the curve alone, rayon over planes, each
+    /// value iterating in registers. (With an identity upsampling the general
+    /// path's taps are 1 and 0: the same values.)
+    fn curve(&self, x: &Tensor, maps: &Tensor) -> Tensor {
+        let (c, plane) = (x.shape.c, x.shape.plane());
+        let mut y = x.clone();
+        y.data.par_chunks_mut(plane).enumerate().for_each(|(bc, yp)| {
+            let (b, ch) = (bc / c, bc % c);
+            if ch >= self.colour {
+                return;
+            }
+            let rows: Vec<&[f32]> = (0..self.iterations)
+                .map(|t| maps.plane(b, (if self.per_iteration { t } else { 0 }) * self.colour + ch))
+                .collect();
+            for (k, v) in yp.iter_mut().enumerate() {
+                let mut s = *v;
+                for m in &rows {
+                    s += m[k] * (s * s - s);
+                }
+                *v = s;
+            }
+        });
+        y
     }
 
     /// Records the fused pass into `encoder`.
@@ -161,12 +207,49 @@ impl ZeroDceEnhance {
             grid_groups(s.w, s.h, s.n),
         )
     }
+}
 
-    /// Runs end to end on the GPU.
-    pub fn gpu(&self, gpu: &Gpu, x: &Tensor, maps: &Tensor) -> Result<Tensor> {
-        self.check(x.shape, maps.shape)?;
-        gpu.run_tensors("gpuimg.zero_dce_enhance", &[x, maps], x.shape, |enc, ins, y| {
-            self.encode(gpu, enc, &ins[0], &ins[1], y)
-        })
+impl Kernel for ZeroDceEnhance {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
     }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        let [x, maps] = planes(DESC.name, inputs)?;
+        self.check(x.shape, maps.shape)?;
+        Ok(Output::Planes(x.shape))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        let [x, maps] = planes(DESC.name, inputs)?;
+        Ok(Data::Planes(ZeroDceEnhance::cpu(self, x, maps)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        let [x, maps] = gpu_planes(DESC.name, inputs)?;
+        ZeroDceEnhance::encode(self, gpu, encoder, x, maps, out.planes(DESC.name, 0)?)
+    }
+}
+
+/// The registry line of `zero_dce_enhance`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (per_iteration, channels) in [(true, 3), (false, 4)] {
+        let op = ZeroDceEnhance::rgb(per_iteration);
+        let x = rng.planes(Shape::new(2, channels, h, w), 0.0, 1.0);
+        // Low-resolution maps (about 1/12 of the image, at least 1x1), and
+        // maps at full size (the curve alone, as Zero-DCE and training use it).
+        for (mh, mw) in [(h.div_ceil(12), w.div_ceil(12)), (h, w)] {
+            let maps = rng.planes(Shape::new(2, 3 * op.sets(), mh, mw), -1.0, 1.0);
+            let what = format!("{op:?} {w}x{h}x{channels} maps {mw}x{mh}");
+            cases.push(Case::new(what, op, vec![x.clone(), maps], Tolerance::FMA));
+        }
+    }
+    cases
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let mut rng = bench_rng();
+    let x = rng.planes(Shape::new(1, 3, h, w), 0.0, 1.0);
+    let maps = rng.planes(Shape::new(1, 3, (h / 12).max(1), (w / 12).max(1)), -1.0, 1.0);
+    Ok(Case::new("Zero-DCE++ maps at 1/12, RGB", ZeroDceEnhance::rgb(false), vec![x, maps], Tolerance::FMA))
 }

@@ -2,7 +2,6 @@
 
 pub mod tinycompress;
 pub mod tinypssr;
-pub mod tinypssr_cpu;
 pub mod zero_dce;
 
 pub use tinypssr::TinyPssr;

@@ -22,6 +22,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor};
+use crate::kernels::tinypssr_fused::stage_cpu;
 use crate::kernels::{Conv2d, PixelShuffle, Prelu};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
@@ -221,6 +222,17 @@ impl TinyPssr {
         w.metadata.insert("model".into(), "tinypssr".into());
         w.metadata.insert("scale".into(), self.scale().to_string());
         w
+    }
+
+    /// The fast CPU forward pass, (N, 1, H, W) to (N, 1, H*s, W*s): each x2
+    /// stage is the `tinypssr_fused` kernel's CPU twin
+    /// ([`crate::kernels::tinypssr_fused::stage_cpu`]).
+    pub fn forward_fast(&self, x: &Tensor) -> Result<Tensor> {
+        let mut cur = stage_cpu(&self.stages[0].flat(), x)?;
+        for s in &self.stages[1..] {
+            cur = stage_cpu(&s.flat(), &cur)?;
+        }
+        Ok(cur)
     }
 
     /// Layer-by-layer forward pass on the CPU: `x` is (N, 1, H, W), the result

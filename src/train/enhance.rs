@@ -23,7 +23,7 @@ use super::grad::conv2d_backward;
 use super::Adam;
 use crate::data::{load_rgb, training_files};
 use crate::error::{Error, Result};
-use crate::kernels::ZeroDceCurve;
+use crate::kernels::ZeroDceEnhance;
 use crate::models::zero_dce::{Arch, Trace, ZeroDce, ITERATIONS, LAYERS, WIDTH};
 use crate::resample;
 use crate::rng::SplitMix;
@@ -257,7 +257,7 @@ pub fn tv_loss(a: &Tensor, weight: f64, da: &mut Tensor) -> f64 {
 pub fn curve_backward(x: &Tensor, a: &Tensor, de: &Tensor, iterations: usize, per_iteration: bool) -> Tensor {
     let s = x.shape;
     let (c, p) = (s.c, s.plane());
-    let sets = ZeroDceCurve { iterations, per_iteration }.sets();
+    let sets = ZeroDceEnhance { iterations, per_iteration, colour: 3 }.sets();
     let mut da = Tensor::zeros(a.shape);
     // One task per (batch item, map set): each writes its own planes.
     da.data.par_chunks_mut(c * p).enumerate().for_each(|(bs, dplanes)| {
@@ -291,7 +291,7 @@ pub fn curve_backward(x: &Tensor, a: &Tensor, de: &Tensor, iterations: usize, pe
 
 /// The losses of enhancing `x` with maps `a`, and their gradient with respect to `a`.
 pub fn losses_and_map_grad(arch: Arch, x: &Tensor, a: &Tensor) -> (Losses, Tensor) {
-    let curve = ZeroDceCurve { iterations: ITERATIONS, per_iteration: arch.per_iteration() };
+    let curve = ZeroDceEnhance { iterations: ITERATIONS, per_iteration: arch.per_iteration(), colour: 3 };
     let e = curve.cpu(x, a).expect("maps fit the image");
     let mut de = Tensor::zeros(e.shape);
     let spa = spatial_loss(&e, x, &mut de);
@@ -497,7 +497,8 @@ pub struct Validation {
 pub fn validate(m: &ZeroDce, dark: &Tensor, clean: &Tensor) -> Result<Validation> {
     let maps = m.maps_cpu(dark)?;
     let (losses, _) = losses_and_map_grad(m.arch, dark, &maps);
-    let e = ZeroDceCurve { iterations: ITERATIONS, per_iteration: m.arch.per_iteration() }.cpu(dark, &maps)?;
+    let e =
+        ZeroDceEnhance { iterations: ITERATIONS, per_iteration: m.arch.per_iteration(), colour: 3 }.cpu(dark, &maps)?;
     let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as f64 / 255.0;
     let per = 3 * dark.shape.plane();
     let (mut pd, mut pe) = (0.0, 0.0);

@@ -100,6 +100,10 @@ impl Rng {
     pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
         lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
     }
+    /// The library's generator, seeded from this one (for registry cases).
+    pub fn split_mix(&mut self) -> gpuimg::rng::SplitMix {
+        gpuimg::rng::SplitMix(self.next_u64())
+    }
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
