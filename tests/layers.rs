@@ -15,14 +15,14 @@ fn rust_files(p: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// `crate::NAME` references of each top-level module (lib.rs and main.rs excluded).
+/// `crate::NAME` references of each top-level module (lib.rs and the CLI in bin/ excluded).
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut g = BTreeMap::new();
     for e in std::fs::read_dir(&src).unwrap().flatten() {
         let p = e.path();
         let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-        if name == "lib" || name == "main" {
+        if name == "lib" || name == "bin" {
             continue;
         }
         let mut files = Vec::new();

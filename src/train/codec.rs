@@ -10,7 +10,7 @@
 //! working bicubic codec), or from given weights, repeated into more blocks
 //! where the rate asks for them ([`TinyCompress::deepened`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::data::{load_rgb, training_files};
 use crate::error::Result;
@@ -219,6 +219,64 @@ pub fn net_backward(
         next_out = x.clone();
     }
     (grads.concat(), need_dx.then_some(d))
+}
+
+impl CodecTrainConfig {
+    /// The command line that repeats this run (`init`: where the starting
+    /// weights came from), stored in the weights' metadata.
+    pub fn recipe(&self, init: Option<&Path>) -> String {
+        format!(
+            "gpuimg train codec --rate {} --data {} --steps {} --batch {} --patch {} --lr {} --seed {}{}",
+            self.rate,
+            self.data.display(),
+            self.steps,
+            self.batch,
+            self.patch,
+            self.lr,
+            self.seed,
+            init.map(|p| format!(" --init {}", p.display())).unwrap_or_default()
+        )
+    }
+}
+
+/// Trains with `cfg` (starting from the weights at `init` if given: a lower
+/// rate's blocks are repeated) and writes the weights to `output` with the
+/// recipe, the loss and the held-out PSNR in their metadata. Returns the
+/// one-line summary.
+pub fn train_to_file(
+    cfg: &CodecTrainConfig,
+    init: Option<&Path>,
+    output: &Path,
+    log: impl FnMut(&str),
+) -> Result<String> {
+    let mut cfg = cfg.clone();
+    if cfg.patch == 0 || !cfg.patch.is_multiple_of(8) {
+        return Err(crate::error::Error::invalid("--patch", format!("{} is not a positive multiple of 8", cfg.patch)));
+    }
+    if let Some(p) = init {
+        let w = crate::weights::Weights::load(p)?;
+        let m = TinyCompress::from_weights(&w)
+            .map_err(|e| crate::error::Error::invalid("--init", format!("{}: {e}", p.display())))?;
+        if m.rate() > cfg.rate {
+            return Err(crate::error::Error::invalid(
+                "--init",
+                format!("{}: these weights are for rate {}, more than {}", p.display(), m.rate(), cfg.rate),
+            ));
+        }
+        cfg.init = Some(m);
+    }
+    let started = std::time::Instant::now();
+    let (m, psnr) = train(&cfg, log)?;
+    let mut w = m.to_weights();
+    w.metadata.insert("recipe".into(), cfg.recipe(init));
+    w.metadata.insert(
+        "loss".into(),
+        format!("MSE inside a {}-pixel patch margin; Adam(0.9, 0.999), cosine decay to 1%", margin(cfg.rate)),
+    );
+    w.metadata.insert("val_psnr_db".into(), format!("{psnr:.2} (unquantised latents, held-out patches)"));
+    w.metadata.insert("train_seconds".into(), format!("{:.0}", started.elapsed().as_secs_f64()));
+    w.save(output)?;
+    Ok(format!("wrote {} ({:.0} s, held-out PSNR {psnr:.2} dB)", output.display(), started.elapsed().as_secs_f64()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 
 use gpuimg::kernels::resize_bilinear::{ResizeBilinear, ResizeTarget};
 use gpuimg::models::zero_dce::Arch;
@@ -16,361 +16,9 @@ use gpuimg::stream::{self, Job, ProgressBar, StreamConfig, StreamOp};
 use gpuimg::weights::Weights;
 use gpuimg::{image_io, ops, outputs, Backend, DeviceChoice};
 
-#[derive(Parser)]
-#[command(
-    name = "gpuimg",
-    version,
-    about = "Tiny neural image models and image preprocessing on any GPU, with a fast CPU fallback"
-)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: Command,
-}
+mod args;
 
-#[derive(Args, Clone)]
-struct Global {
-    /// Where to run: a hardware GPU if present (auto), any GPU adapter including software ones (gpu), or the CPU path (cpu). Default: $GPUIMG_DEVICE or auto.
-    #[arg(long, global = true, value_enum)]
-    device: Option<DeviceChoice>,
-    /// Print nothing but errors.
-    #[arg(short, long, global = true)]
-    quiet: bool,
-    /// More detail (adapter, timings).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// List GPU adapters, the one gpuimg would choose, its limits and timestamp support.
-    Info,
-    /// Resize images bilinearly (PyTorch semantics) on the GPU or CPU.
-    Resize(ResizeArgs),
-    /// Super-resolution with TinyPSSR (x2, x4).
-    Sr(SrArgs),
-    /// Low-light enhancement with Zero-DCE++ (default) or Zero-DCE.
-    Enhance(EnhanceArgs),
-    /// Compress RGB images with TinyCompress into .tcz files.
-    Compress(CompressArgs),
-    /// Decompress .tcz files into PNG images.
-    Decompress(DecompressArgs),
-    /// Augment images for training (flip, rotate, jitter, crop, resize, ...).
-    Augment(AugmentArgs),
-    /// Benchmark every kernel and model: GPU resident, GPU round trip, CPU at 1..N threads.
-    Bench(BenchArgs),
-    /// Evaluate a model on a data set (PSNR, SSIM).
-    Eval {
-        #[command(subcommand)]
-        what: EvalWhat,
-    },
-    /// Train a model's weights.
-    Train {
-        #[command(subcommand)]
-        what: TrainWhat,
-    },
-}
-
-#[derive(Subcommand)]
-enum EvalWhat {
-    /// Super-resolution: Y PSNR/SSIM of TinyPSSR against bicubic (standard protocol).
-    Sr {
-        /// Directory of HR images (e.g. CSet5).
-        dir: PathBuf,
-        /// Upscale factor.
-        #[arg(long, default_value_t = 2)]
-        scale: usize,
-        /// Weights to evaluate instead of the bundled ones.
-        #[arg(long)]
-        weights: Option<PathBuf>,
-    },
-    /// Learned compression: bpp, PSNR (RGB, Y) and MS-SSIM per rate and bit-plane setting, next to JPEG at the same bpp.
-    Codec {
-        /// Directory of RGB images.
-        dir: PathBuf,
-        /// TinyCompress weights to evaluate (repeat for several rates). Default: the bundled ones of every --rates.
-        #[arg(long)]
-        weights: Vec<PathBuf>,
-        /// Rates whose bundled weights are evaluated when no --weights are given, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = vec![4usize, 16, 64])]
-        rates: Vec<usize>,
-        /// Bit-plane settings, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = vec![8u32])]
-        bitplanes: Vec<u32>,
-    },
-}
-
-#[derive(Subcommand)]
-enum TrainWhat {
-    /// Train TinyPSSR on a directory of photos (scripts/get-data.sh installs them).
-    Sr {
-        /// Upscale factor (2 or 4).
-        #[arg(long, default_value_t = 2)]
-        scale: usize,
-        /// Directory of training photos (searched recursively; every 5th is held out for validation).
-        #[arg(long)]
-        data: PathBuf,
-        /// Where to write the weights (safetensors).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Replace the output file if it exists (otherwise refused before training starts).
-        #[arg(long)]
-        overwrite: bool,
-        /// Optimiser steps (default: 12000 for x2, 6000 for x4).
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Patches per step.
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Seed of every random choice.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Initial learning rate (cosine decay to 1% of it).
-        #[arg(long)]
-        lr: Option<f32>,
-        /// Start from these weights (for x4: the trained x2 model, used for both stages).
-        #[arg(long)]
-        init: Option<PathBuf>,
-    },
-    /// Zero-DCE / Zero-DCE++ with the zero-reference losses, on dark versions of normal photos.
-    Enhance {
-        /// Which network.
-        #[arg(long, default_value = "zero-dce++")]
-        model: String,
-        /// Directory of normal photos (searched recursively; every 5th is held out for validation).
-        #[arg(long)]
-        data: PathBuf,
-        /// Where to write the weights (safetensors, the reference's tensor names).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Replace the output file if it exists (otherwise refused before training starts).
-        #[arg(long)]
-        overwrite: bool,
-        /// Optimiser steps (default: 1000 for zero-dce++, 800 for zero-dce).
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Images per step.
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Patch side in pixels.
-        #[arg(long)]
-        patch: Option<usize>,
-        /// Initial learning rate (cosine decay to 1% of it).
-        #[arg(long)]
-        lr: Option<f32>,
-        /// Seed of every random choice.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
-    /// TinyCompress: the autoencoder with MSE on patches of the training photos.
-    Codec {
-        /// 4, 16 or 64.
-        #[arg(long, default_value_t = 4)]
-        rate: usize,
-        /// Directory of photos (searched recursively; every 5th is held out for validation).
-        #[arg(long)]
-        data: PathBuf,
-        /// Where to write the weights (safetensors).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Replace the output file if it exists (otherwise refused before training starts).
-        #[arg(long)]
-        overwrite: bool,
-        /// Optimiser steps.
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Patches per step.
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Patch side (a multiple of 8).
-        #[arg(long)]
-        patch: Option<usize>,
-        /// Initial learning rate (cosine decay to 1% of it).
-        #[arg(long)]
-        lr: Option<f32>,
-        /// Seed of every random choice.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Start from these weights; weights of a lower rate are repeated into more blocks (a trained -4 starts -16 and -64).
-        #[arg(long)]
-        init: Option<PathBuf>,
-    },
-}
-
-#[derive(Args)]
-struct SrArgs {
-    /// Input images or directories.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Upscale factor.
-    #[arg(long, default_value_t = 4)]
-    scale: usize,
-    /// Output file (one input) or directory. Default: <stem>_x<scale>.<ext> beside the input.
-    #[arg(short, long)]
-    output: Option<PathBuf>,
-    /// TinyPSSR weights (safetensors) instead of the bundled ones.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    #[command(flatten)]
-    stream: StreamArgs,
-}
-
-#[derive(Args)]
-struct EnhanceArgs {
-    /// Input images or directories.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Output file (one input) or directory. Default: <stem>_enhanced.<ext> beside the input.
-    #[arg(short, long)]
-    output: Option<PathBuf>,
-    /// Network: zero-dce++ or zero-dce (default: zero-dce++, or what --weights holds).
-    #[arg(long)]
-    model: Option<String>,
-    /// Run the network on the image downscaled by N (default: min(12, shorter side / 64), at least 1).
-    #[arg(long)]
-    scale_factor: Option<usize>,
-    /// Curve iterations, 1 to 16 (zero-dce needs 8: one map set each).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=16))]
-    iterations: u64,
-    /// Weights (safetensors with the reference's tensor names) instead of the bundled ones.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    #[command(flatten)]
-    stream: StreamArgs,
-}
-
-#[derive(Args)]
-struct ResizeArgs {
-    /// Input images or directories.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Output file (one input) or directory (an existing one, or a name ending in /). Default: <stem>_x<F>.<ext> (--scale) or <stem>_<W>x<H>.<ext> beside the input.
-    #[arg(short, long)]
-    output: Option<PathBuf>,
-    /// Scale factor on both axes (output = floor(side * scale)).
-    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["width", "height"])]
-    scale: Option<f64>,
-    /// Output width (with --height).
-    #[arg(long, requires = "height")]
-    width: Option<usize>,
-    /// Output height (with --width).
-    #[arg(long, requires = "width")]
-    height: Option<usize>,
-    /// PyTorch's align_corners = True convention.
-    #[arg(long)]
-    align_corners: bool,
-    #[command(flatten)]
-    stream: StreamArgs,
-}
-
-#[derive(Args)]
-struct CompressArgs {
-    /// Input images or directories.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Output file (one input) or directory. Default: <stem>.tcz beside the input.
-    #[arg(short, long)]
-    output: Option<PathBuf>,
-    /// Pixels per latent value: 4 (about 4 bpp), 16 (about 1.2 bpp) or 64 (about 0.3 bpp).
-    #[arg(long, default_value_t = 4)]
-    rate: usize,
-    /// Bit planes of each latent value kept (1-8).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=8))]
-    bitplanes: u32,
-    /// TinyCompress weights (safetensors from `gpuimg train codec`) instead of the bundled ones for --rate.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    #[command(flatten)]
-    stream: StreamArgs,
-}
-
-#[derive(Args)]
-struct DecompressArgs {
-    /// Input .tcz files or directories.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Output file (one input) or directory. Default: <stem>.png beside the input.
-    #[arg(short, long)]
-    output: Option<PathBuf>,
-    /// TinyCompress weights used instead of the bundled ones of their rate (repeat the option for several rates). Files must be decoded with the weights they were encoded with.
-    #[arg(long)]
-    weights: Vec<PathBuf>,
-    #[command(flatten)]
-    stream: StreamArgs,
-}
-
-#[derive(Args)]
-struct AugmentArgs {
-    /// Input images or directories.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Output directory: <stem>_<k>.<ext> for sample k of each input (.npy when the chain ends with normalize).
-    #[arg(short, long, required = true)]
-    output: PathBuf,
-    /// The chain: ops separated by ';', each `name` or `name:key=value,key=value` (see the README for ops and keys).
-    #[arg(long, required = true)]
-    ops: String,
-    /// Samples per input.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100000))]
-    count: u64,
-    /// Seed of every random choice: the same seed gives the same outputs.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Write the drawn values of every sample (one line each: file, sample, chain).
-    #[arg(long, value_name = "FILE")]
-    save_params: Option<PathBuf>,
-    /// Replay values saved with --save-params (matched by file name and sample) instead of drawing.
-    #[arg(long, value_name = "FILE", conflicts_with = "save_params")]
-    params: Option<PathBuf>,
-    /// Run each op as its own pass (the reference) instead of the fused plan.
-    #[arg(long)]
-    op_by_op: bool,
-    #[command(flatten)]
-    stream: StreamArgs,
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    /// Seconds, not minutes: two small sizes, 1 and all threads, two runs each after a warm-up (what CI runs).
-    #[arg(long)]
-    quick: bool,
-    /// Only these cases, comma-separated (default: every kernel and model).
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
-    /// Image sizes WxH, comma-separated (default: 320x240,640x480,1280x720,1920x1080; --quick: 64x48,128x96).
-    #[arg(long, value_delimiter = ',')]
-    sizes: Vec<String>,
-    /// CPU thread counts, comma-separated (default: 1, 2, 4, ... and all cores; --quick: 1 and all).
-    #[arg(long, value_delimiter = ',')]
-    threads: Vec<usize>,
-    /// Write the measurements as JSON: {adapter, cpu_threads, rows: [{name, backend, mode, width, height, threads, median_ms}]}.
-    #[arg(long, value_name = "FILE.json")]
-    json: Option<PathBuf>,
-    /// Write a chart (SVG) of time against size and against threads.
-    #[arg(long, value_name = "FILE.svg")]
-    chart: Option<PathBuf>,
-    /// Replace --json / --chart files that exist (otherwise refused before the run).
-    #[arg(long)]
-    overwrite: bool,
-}
-
-/// How a batch of files streams through an op (every image command).
-#[derive(Args)]
-struct StreamArgs {
-    /// Replace outputs that already exist (otherwise they are skipped).
-    #[arg(long)]
-    overwrite: bool,
-    /// Thread counts LOAD:PROC:SAVE: decoding, the CPU path's op, encoding and writing. Default: half the cores, all of them, half of them.
-    #[arg(short = 'j', long = "jobs", value_name = "LOAD:PROC:SAVE")]
-    jobs: Option<String>,
-    /// GPU submissions in flight (ring depth); 1 turns the overlap of transfers and compute off.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
-    slots: u64,
-    /// Write a JSON report of the run: counts, per-stage times, GPU busy time and utilisation.
-    #[arg(long, value_name = "FILE.json")]
-    report: Option<PathBuf>,
-}
+use args::*;
 
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so printing into a closed pipe (`gpuimg info | head -1`)
@@ -406,30 +54,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval { what: EvalWhat::Codec { dir, weights, rates, bitplanes } } => {
             eval_codec(&g, &dir, &weights, &rates, &bitplanes)
         }
-        Command::Train { what: TrainWhat::Sr { scale, data, output, overwrite, steps, batch, seed, lr, init } } => {
-            check_train_output(&output, &data, init.as_ref(), overwrite)?;
-            train_sr(&g, scale, data, output, (steps, batch, lr), seed, init)
-        }
-        Command::Train {
-            what: TrainWhat::Enhance { model, data, output, overwrite, steps, batch, patch, lr, seed },
-        } => {
-            check_train_output(&output, &data, None, overwrite)?;
-            train_enhance(&g, &model, data, output, (steps, batch, patch, lr), seed)
-        }
-        Command::Train {
-            what: TrainWhat::Codec { rate, data, output, overwrite, steps, batch, patch, lr, seed, init },
-        } => {
-            check_train_output(&output, &data, init.as_ref(), overwrite)?;
-            train_codec(&g, rate, data, output, (steps, batch, patch, lr), seed, init)
-        }
+        Command::Train { what } => train(&g, what),
     }
 }
 
-/// A training run's `-o`: never the data or the starting weights, and an
-/// existing file only with `--overwrite` (checked before training starts).
-fn check_train_output(output: &Path, data: &Path, init: Option<&PathBuf>, overwrite: bool) -> Result<()> {
-    let inputs: Vec<PathBuf> = std::iter::once(data.to_path_buf()).chain(init.cloned()).collect();
-    Ok(outputs::check_extra("-o", output, &inputs, overwrite)?)
+/// `gpuimg train *`: the config from the model's defaults and the
+/// arguments, then the library's `train_to_file` (weights and recipe).
+fn train(g: &Global, what: TrainWhat) -> Result<ExitCode> {
+    let quiet = g.quiet;
+    let log = |what: String| {
+        move |line: &str| {
+            if !quiet {
+                eprintln!("gpuimg: train {what}: {line}");
+            }
+        }
+    };
+    let summary = match what {
+        TrainWhat::Sr { scale, common, init } => {
+            common.check_output(init.as_ref())?;
+            TinyPssr::stages_for(scale)?;
+            let mut cfg = gpuimg::train::sr::SrTrainConfig::defaults(scale, common.data.clone());
+            common.apply(&mut cfg.steps, &mut cfg.batch, &mut cfg.lr, &mut cfg.seed);
+            gpuimg::train::sr::train_to_file(&cfg, init.as_deref(), &common.output, log(format!("sr x{scale}")))?
+        }
+        TrainWhat::Enhance { model, common, patch } => {
+            common.check_output(None)?;
+            let arch = Arch::parse(&model)?;
+            let mut cfg = gpuimg::train::enhance::EnhanceTrainConfig::defaults(arch, common.data.clone());
+            common.apply(&mut cfg.steps, &mut cfg.batch, &mut cfg.lr, &mut cfg.seed);
+            cfg.patch = patch.unwrap_or(cfg.patch);
+            gpuimg::train::enhance::train_to_file(&cfg, &common.output, log(format!("enhance {}", arch.name())))?
+        }
+        TrainWhat::Codec { rate, common, patch, init } => {
+            common.check_output(init.as_ref())?;
+            gpuimg::models::tinycompress::TinyCompress::new(rate)?;
+            let mut cfg = gpuimg::train::codec::CodecTrainConfig::defaults(rate, common.data.clone());
+            common.apply(&mut cfg.steps, &mut cfg.batch, &mut cfg.lr, &mut cfg.seed);
+            cfg.batch = cfg.batch.max(1);
+            cfg.patch = patch.unwrap_or(cfg.patch);
+            gpuimg::train::codec::train_to_file(&cfg, init.as_deref(), &common.output, log(format!("codec -{rate}")))?
+        }
+    };
+    if !quiet {
+        eprintln!("gpuimg: {summary}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn device_choice(g: &Global) -> Result<DeviceChoice> {
@@ -693,68 +362,6 @@ fn enhance(g: &Global, a: EnhanceArgs) -> Result<ExitCode> {
     batch(g, &a.inputs, a.output.as_deref(), outputs::Naming::Suffix("enhanced".into()), &a.stream, &backend, &op)
 }
 
-fn train_enhance(
-    g: &Global,
-    model: &str,
-    data: PathBuf,
-    output: PathBuf,
-    (steps, batch, patch, lr): (Option<usize>, Option<usize>, Option<usize>, Option<f32>),
-    seed: u64,
-) -> Result<ExitCode> {
-    let arch = Arch::parse(model)?;
-    let mut cfg = gpuimg::train::enhance::EnhanceTrainConfig::defaults(arch, data);
-    cfg.steps = steps.unwrap_or(cfg.steps);
-    cfg.batch = batch.unwrap_or(cfg.batch);
-    cfg.patch = patch.unwrap_or(cfg.patch);
-    cfg.lr = lr.unwrap_or(cfg.lr);
-    cfg.seed = seed;
-    let quiet = g.quiet;
-    let started = std::time::Instant::now();
-    let (m, v) = gpuimg::train::enhance::train(&cfg, |line| {
-        if !quiet {
-            eprintln!("gpuimg: train enhance {}: {line}", arch.name());
-        }
-    })?;
-    let mut w = m.to_weights();
-    w.metadata.insert(
-        "recipe".into(),
-        format!(
-            "gpuimg train enhance --model {} --data {} --steps {} --batch {} --patch {} --lr {} --seed {seed}",
-            arch.name(),
-            cfg.data.display(),
-            cfg.steps,
-            cfg.batch,
-            cfg.patch,
-            cfg.lr
-        ),
-    );
-    w.metadata.insert(
-        "losses".into(),
-        "spatial x1, exposure(0.6, 16x16) x10, colour x5, illumination TV x1600 (zero-dce++) / x200 (zero-dce)".into(),
-    );
-    w.metadata.insert(
-        "optimiser".into(),
-        format!("Adam(0.9, 0.999), lr {} cosine to 1%, weight decay 1e-4, grad-norm clip 0.1", cfg.lr),
-    );
-    w.metadata.insert("val_loss".into(), format!("{:.4}", v.losses.total()));
-    w.metadata.insert("val_psnr_db".into(), format!("{:.2} (dark inputs {:.2})", v.psnr_enhanced, v.psnr_dark));
-    w.metadata.insert("val_mean".into(), format!("{:.3} (dark inputs {:.3})", v.mean_enhanced, v.mean_dark));
-    w.metadata.insert("train_seconds".into(), format!("{:.0}", started.elapsed().as_secs_f64()));
-    w.metadata.insert("threads".into(), rayon::current_num_threads().to_string());
-    w.save(&output)?;
-    if !quiet {
-        eprintln!(
-            "gpuimg: wrote {} ({:.0} s; validation loss {}, PSNR vs the clean photos {:.2} dB, dark inputs {:.2} dB)",
-            output.display(),
-            started.elapsed().as_secs_f64(),
-            v.losses,
-            v.psnr_enhanced,
-            v.psnr_dark
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Prints the images an evaluation left out (the means are over the others;
 /// the exit code is then 1).
 fn report_skipped(skipped: &[(PathBuf, String)]) {
@@ -789,57 +396,6 @@ fn eval_sr(g: &Global, dir: &Path, scale: usize, weights: Option<&Path>) -> Resu
     let (pb, sb, ps, ss) = (mean(&|r| r.psnr_bicubic), mean(&|r| r.ssim_bicubic), mean(&|r| r.psnr), mean(&|r| r.ssim));
     println!("| **mean** | {pb:.2} / {sb:.4} | {ps:.2} / {ss:.4} | {:+.2} dB |", ps - pb);
     Ok(if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-fn train_sr(
-    g: &Global,
-    scale: usize,
-    data: PathBuf,
-    output: PathBuf,
-    (steps, batch, lr): (Option<usize>, Option<usize>, Option<f32>),
-    seed: u64,
-    init: Option<PathBuf>,
-) -> Result<ExitCode> {
-    TinyPssr::stages_for(scale)?;
-    let mut cfg = gpuimg::train::sr::SrTrainConfig::defaults(scale, data);
-    cfg.steps = steps.unwrap_or(cfg.steps);
-    cfg.batch = batch.unwrap_or(cfg.batch);
-    cfg.lr = lr.unwrap_or(cfg.lr);
-    cfg.seed = seed;
-    if let Some(p) = &init {
-        cfg.init = Some(TinyPssr::from_weights(&Weights::load(p)?).with_context(|| format!("{}", p.display()))?);
-    }
-    let quiet = g.quiet;
-    let started = std::time::Instant::now();
-    let (model, gain) = gpuimg::train::sr::train(&cfg, |line| {
-        if !quiet {
-            eprintln!("gpuimg: train sr x{scale}: {line}");
-        }
-    })?;
-    let mut w = model.to_weights();
-    let recipe = format!(
-        "gpuimg train sr --scale {scale} --data {} --steps {} --batch {} --lr {} --seed {seed}{}",
-        cfg.data.display(),
-        cfg.steps,
-        cfg.batch,
-        cfg.lr,
-        init.as_ref().map(|p| format!(" --init {}", p.display())).unwrap_or_default()
-    );
-    w.metadata.insert("recipe".into(), recipe);
-    w.metadata.insert("patch".into(), cfg.patch.to_string());
-    w.metadata.insert("lr".into(), format!("{} cosine to 1%, Adam(0.9, 0.999), L1 loss", cfg.lr));
-    w.metadata.insert("val_gain_db".into(), format!("{gain:.3}"));
-    w.metadata.insert("train_seconds".into(), format!("{:.0}", started.elapsed().as_secs_f64()));
-    w.metadata.insert("threads".into(), rayon::current_num_threads().to_string());
-    w.save(&output)?;
-    if !quiet {
-        eprintln!(
-            "gpuimg: wrote {} ({:.0} s, validation gain over bicubic {gain:+.2} dB)",
-            output.display(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn resize(g: &Global, a: ResizeArgs) -> Result<ExitCode> {
@@ -1000,73 +556,6 @@ fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
             .with_context(|| format!("--save-params {}", p.display()))?;
     }
     Ok(code)
-}
-
-fn train_codec(
-    g: &Global,
-    rate: usize,
-    data: PathBuf,
-    output: PathBuf,
-    (steps, batch, patch, lr): (Option<usize>, Option<usize>, Option<usize>, Option<f32>),
-    seed: u64,
-    init: Option<PathBuf>,
-) -> Result<ExitCode> {
-    use gpuimg::models::tinycompress::TinyCompress;
-    TinyCompress::new(rate)?;
-    let mut cfg = gpuimg::train::codec::CodecTrainConfig::defaults(rate, data);
-    cfg.steps = steps.unwrap_or(cfg.steps);
-    cfg.batch = batch.unwrap_or(cfg.batch).max(1);
-    cfg.patch = patch.unwrap_or(cfg.patch);
-    cfg.lr = lr.unwrap_or(cfg.lr);
-    cfg.seed = seed;
-    if cfg.patch == 0 || !cfg.patch.is_multiple_of(8) {
-        bail!("--patch {}: give a positive multiple of 8", cfg.patch);
-    }
-    if let Some(p) = &init {
-        let m = TinyCompress::from_weights(&Weights::load(p)?).with_context(|| format!("{}", p.display()))?;
-        if m.rate() > rate {
-            bail!("--init {}: these weights are for rate {}, more than {rate}", p.display(), m.rate());
-        }
-        cfg.init = Some(m);
-    }
-    let quiet = g.quiet;
-    let started = std::time::Instant::now();
-    let (m, psnr) = gpuimg::train::codec::train(&cfg, |line| {
-        if !quiet {
-            eprintln!("gpuimg: train codec -{rate}: {line}");
-        }
-    })?;
-    let mut w = m.to_weights();
-    w.metadata.insert(
-        "recipe".into(),
-        format!(
-            "gpuimg train codec --rate {rate} --data {} --steps {} --batch {} --patch {} --lr {} --seed {seed}{}",
-            cfg.data.display(),
-            cfg.steps,
-            cfg.batch,
-            cfg.patch,
-            cfg.lr,
-            init.as_ref().map(|p| format!(" --init {}", p.display())).unwrap_or_default()
-        ),
-    );
-    w.metadata.insert(
-        "loss".into(),
-        format!(
-            "MSE inside a {}-pixel patch margin; Adam(0.9, 0.999), cosine decay to 1%",
-            gpuimg::train::codec::margin(rate)
-        ),
-    );
-    w.metadata.insert("val_psnr_db".into(), format!("{psnr:.2} (unquantised latents, held-out patches)"));
-    w.metadata.insert("train_seconds".into(), format!("{:.0}", started.elapsed().as_secs_f64()));
-    w.save(&output)?;
-    if !quiet {
-        eprintln!(
-            "gpuimg: wrote {} ({:.0} s, held-out PSNR {psnr:.2} dB)",
-            output.display(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn load_codec(p: &Path) -> Result<gpuimg::models::tinycompress::TinyCompress> {

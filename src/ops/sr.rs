@@ -1,0 +1,306 @@
+//! Super-resolution with TinyPSSR: the fused product path on both backends,
+//! the layer path kept as the test oracle, strips, alpha, the streamed op.
+
+use std::sync::OnceLock;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::image_io::Image;
+use crate::kernels::pack_pixels::quantise;
+use crate::kernels::unpack_pixels::PixelLayout;
+use crate::kernels::{PackPixels, UnpackPixels};
+use crate::models::tinypssr::{TinyPssr, HALO};
+use crate::stream::StreamOp;
+use crate::tensor::{Samples, Shape, Tensor};
+
+use super::*;
+
+/// Runs TinyPSSR on (N, 1, H, W) planes: the fast fused CPU path, or the GPU
+/// layer path in horizontal strips whose halo covers the receptive field (so
+/// the result equals the untiled network while memory stays bounded).
+pub fn run_tinypssr(backend: &Backend, model: &TinyPssr, x: &Tensor) -> Result<Tensor> {
+    let limit = match backend {
+        // The fast CPU path works in strips of its own.
+        Backend::Cpu => return model.forward_fast(x),
+        Backend::Gpu(g) => g.tensor_cap(),
+    };
+    run_tinypssr_tiled(backend, model, x, limit)
+}
+
+/// The layer-by-layer path in strips, with an explicit bound on the bytes of
+/// one intermediate (on the CPU backend: the plain reference layers).
+pub fn run_tinypssr_tiled(backend: &Backend, model: &TinyPssr, x: &Tensor, max_bytes: usize) -> Result<Tensor> {
+    let s = x.shape;
+    let f = model.scale();
+    // Halo in input pixels: HALO for the first stage, HALO/2 for the second, ...
+    let halo = (0..model.stages.len()).map(|i| HALO.div_ceil(1 << i)).sum::<usize>();
+    // The widest intermediate is 16 channels at the last stage's input scale.
+    let row_bytes = s.n * 16 * s.w * 4 * (f / 2) * (f / 2);
+    let rows = (max_bytes / row_bytes.max(1)).saturating_sub(2 * halo).max(8);
+    let gpu_model = match backend {
+        Backend::Gpu(g) => Some(model.upload(g)),
+        Backend::Cpu => None,
+    };
+    let mut out = Tensor::zeros(Shape::new(s.n, 1, s.h * f, s.w * f));
+    let mut y0 = 0;
+    while y0 < s.h {
+        let y1 = (y0 + rows).min(s.h);
+        let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(s.h));
+        let strip = crop_rows(x, a, b);
+        let up = match (backend, &gpu_model) {
+            (Backend::Gpu(gpu), Some(g)) => {
+                let out = g.out_shape(strip.shape);
+                let mut scratch = Vec::new();
+                let r = gpu.run_tensors("gpuimg.tinypssr", &[&strip], out, |enc, ins, y| {
+                    g.encode(gpu, enc, &ins[0], y, &mut scratch)
+                });
+                for t in scratch {
+                    gpu.recycle(t);
+                }
+                r?
+            }
+            _ => model.forward_cpu(&strip)?,
+        };
+        let (ow, skip) = (s.w * f, (y0 - a) * f);
+        for n in 0..s.n {
+            let src = &up.data[n * up.shape.plane() + skip * ow..][..(y1 - y0) * f * ow];
+            out.data[n * out.shape.plane() + y0 * f * ow..][..src.len()].copy_from_slice(src);
+        }
+        y0 = y1;
+    }
+    Ok(out)
+}
+
+/// Rows `a..b` of every plane.
+pub fn crop_rows(x: &Tensor, a: usize, b: usize) -> Tensor {
+    let s = x.shape;
+    let mut data = Vec::with_capacity(s.n * s.c * (b - a) * s.w);
+    for p in 0..s.n * s.c {
+        data.extend_from_slice(&x.data[p * s.plane() + a * s.w..p * s.plane() + b * s.w]);
+    }
+    Tensor { shape: Shape::new(s.n, s.c, b - a, s.w), data }
+}
+
+/// Super-resolves an image: colour channels through the model as one batch,
+/// alpha upscaled bicubically, bit depth and channel layout kept. On the GPU
+/// the fused kernel runs on packed pixels; on the CPU the layer path.
+pub fn super_resolve(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
+    match backend {
+        Backend::Gpu(gpu) => super_resolve_fused(gpu, model, img),
+        Backend::Cpu => super_resolve_planar(backend, model, img),
+    }
+}
+
+/// [`super_resolve`] through planar f32 tensors: on the CPU the fast fused
+/// network (the product's CPU path), on the GPU the layer-by-layer path (a
+/// test oracle for the fused kernel, which is what `gpuimg sr` runs there).
+pub fn super_resolve_planar(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
+    let l = img.layout();
+    let f = model.scale();
+    let x = UnpackPixels(l).cpu(&img.samples)?;
+    let colour = if img.has_alpha() { l.channels - 1 } else { l.channels };
+    let p = l.height * l.width;
+    let planes = Tensor { shape: Shape::new(colour, 1, l.height, l.width), data: x.data[..colour * p].to_vec() };
+    let up = run_tinypssr(backend, model, &planes)?;
+    let mut data = up.data;
+    if img.has_alpha() {
+        let alpha = Tensor { shape: Shape::new(1, 1, l.height, l.width), data: x.data[colour * p..].to_vec() };
+        data.extend(crate::resample::upscale(&alpha, f).data);
+    }
+    let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
+    let y = Tensor::from_vec(outl.shape(), data)?;
+
+    let samples = PackPixels(outl).cpu(&y)?;
+    Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
+}
+
+/// Input rows of one strip of the fused GPU super-resolution of an image of
+/// layout `l` (the image runs in one pass when this is at least its height),
+/// and the halo rows each strip takes on both sides.
+pub fn sr_strip_rows(gpu: &crate::Gpu, model: &TinyPssr, l: PixelLayout) -> (usize, usize) {
+    let f = model.scale();
+    let colour = if l.channels == 2 || l.channels == 4 { l.channels - 1 } else { l.channels };
+    let out_row = l.width * f * l.channels * (l.bits / 8) as usize;
+    let halo = (0..model.stages.len()).map(|i| HALO.div_ceil(1 << i)).sum::<usize>();
+    // Largest buffer per input row: the f32 planes between stages or the packed output.
+    let per_row = (colour * 4 * 2 * l.width * 4).max(out_row * f);
+    ((gpu.tensor_cap() / per_row.max(1)).saturating_sub(2 * halo).max(8), halo)
+}
+
+/// The fused kernel's weights on the GPU, one buffer per x2 stage.
+pub fn sr_weights(gpu: &crate::Gpu, model: &TinyPssr) -> Vec<wgpu::Buffer> {
+    model.stages.iter().map(|s| gpu.constant("gpuimg.tinypssr_fused.weights", &s.flat())).collect()
+}
+
+/// Records the fused super-resolution of `rows` rows of packed samples of
+/// layout `l` (only height differs) in `src`: one dispatch per x2 stage,
+/// packed output. Alpha comes out zero; [`sr_alpha`] fills it in.
+pub fn record_sr(
+    gpu: &crate::Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    weights: &[wgpu::Buffer],
+    l: PixelLayout,
+    rows: usize,
+    src: &wgpu::Buffer,
+) -> Result<Recorded> {
+    use crate::kernels::tinypssr_fused::{FusedParams, TinyPssrFused};
+    let colour = if l.channels == 2 || l.channels == 4 { l.channels - 1 } else { l.channels };
+    let mut bufs = Vec::new();
+    let (mut w, mut h) = (l.width as u32, rows as u32);
+    let mut ops = Vec::new();
+    for i in 0..weights.len() {
+        let last = i + 1 == weights.len();
+        let p = FusedParams {
+            w,
+            h,
+            channels: l.channels as u32,
+            colour: colour as u32,
+            bits: l.bits,
+            in_mode: u32::from(i > 0),
+            out_mode: u32::from(!last),
+            _pad: 0,
+        };
+        let op = TinyPssrFused(p);
+        gpu.check_size("tinypssr output", op.out_bytes())?;
+        bufs.push(gpu.take_buffer(op.out_bytes(), crate::Gpu::TENSOR_USAGE));
+        ops.push(op);
+        w *= 2;
+        h *= 2;
+    }
+    let out = bufs.pop().ok_or_else(|| crate::Error::invalid("tinypssr", "no stages"))?;
+    let out_bytes = ops.last().map(|o| o.out_bytes()).unwrap_or(0);
+    enc.clear_buffer(&out, 0, None);
+    for (i, op) in ops.iter().enumerate() {
+        let input = if i == 0 { src } else { &bufs[i - 1] };
+        op.encode(gpu, enc, input, &weights[i], bufs.get(i).unwrap_or(&out))?;
+    }
+    Ok(Recorded { out, out_bytes, scratch: bufs })
+}
+
+/// [`super_resolve`] on the GPU with the fused kernel: packed pixels in,
+/// one dispatch per x2 stage (f32 planes between stages), packed pixels out,
+/// in strips of rows whose halo covers the receptive field.
+pub fn super_resolve_fused(gpu: &crate::Gpu, model: &TinyPssr, img: &Image) -> Result<Image> {
+    super_resolve_fused_strips(gpu, model, img, sr_strip_rows(gpu, model, img.layout()).0)
+}
+
+/// [`super_resolve_fused`] in strips of `rows` input rows (each with its
+/// halo): the result is the same for any `rows` (tests force many strips).
+pub fn super_resolve_fused_strips(gpu: &crate::Gpu, model: &TinyPssr, img: &Image, rows: usize) -> Result<Image> {
+    let l = img.layout();
+    let f = model.scale();
+    let bps = (l.bits / 8) as usize;
+    let in_row = l.width * l.channels * bps;
+    let out_row = l.width * f * l.channels * bps;
+    let (rows, halo) = (rows.max(1), sr_strip_rows(gpu, model, l).1);
+    let weights = sr_weights(gpu, model);
+    let bytes = img.samples.le_bytes();
+    let mut out = vec![0u8; out_row * l.height * f];
+    let mut y0 = 0;
+    while y0 < l.height {
+        let y1 = (y0 + rows).min(l.height);
+        let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(l.height));
+        let src = gpu.upload_bytes(&bytes[a * in_row..b * in_row])?;
+        let out_bytes = (out_row * f * (b - a)) as u64;
+        let r =
+            run_recorded(gpu, "gpuimg.tinypssr_fused", out_bytes, |enc| record_sr(gpu, enc, &weights, l, b - a, &src));
+        gpu.recycle_buffer(src);
+        let strip = r?;
+        let skip = (y0 - a) * f * out_row;
+        let len = (y1 - y0) * f * out_row;
+        out[y0 * f * out_row..][..len].copy_from_slice(&strip[skip..skip + len]);
+        y0 = y1;
+    }
+    let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
+    let up = Image::new(
+        outl.width as u32,
+        outl.height as u32,
+        outl.channels,
+        Samples::from_le_bytes(outl.bits, &out, outl.samples()),
+    )?;
+    sr_alpha(img, up, f)
+}
+
+/// Fills the alpha channel of `up` (the fused kernel's output for `img`)
+/// with `img`'s alpha upscaled bicubically by `f`; images without alpha pass.
+pub fn sr_alpha(img: &Image, mut up: Image, f: usize) -> Result<Image> {
+    if !img.has_alpha() {
+        return Ok(up);
+    }
+    let l = img.layout();
+    let colour = l.channels - 1;
+    let x = UnpackPixels(l).cpu(&img.samples)?;
+    let p = l.height * l.width;
+    let alpha = Tensor { shape: Shape::new(1, 1, l.height, l.width), data: x.data[colour * p..].to_vec() };
+    let a = crate::resample::upscale(&alpha, f);
+    let maxv = up.layout().max_value();
+    let c = l.channels;
+    match &mut up.samples {
+        Samples::U8(s) => a.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u8),
+        Samples::U16(s) => a.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u16),
+    }
+    Ok(up)
+}
+
+/// Peak memory of TinyPSSR on an image of `w` x `h` (`scale` x), in bytes,
+/// per output pixel (measured: peak RSS of `gpuimg --device cpu sr` over
+/// image sizes, rounded up).
+pub fn sr_peak_bytes(w: u32, h: u32, scale: usize) -> u64 {
+    w as u64 * h as u64 * (scale * scale) as u64 * SR_BYTES_PER_OUTPUT_PIXEL
+}
+// dev-2c, 1000^2 -> 2000^2 inputs: x2 21 B per output pixel, x4 16.
+pub(super) const SR_BYTES_PER_OUTPUT_PIXEL: u64 = 24;
+
+/// [`super_resolve`] as a streamed op. The fused kernel's weights are
+/// uploaded once, to the first GPU the op runs on: use one op per GPU.
+#[derive(Debug)]
+pub struct SuperResolveOp {
+    model: TinyPssr,
+    weights: OnceLock<Vec<wgpu::Buffer>>,
+}
+
+impl SuperResolveOp {
+    /// The op for a model.
+    pub fn new(model: TinyPssr) -> Self {
+        SuperResolveOp { model, weights: OnceLock::new() }
+    }
+}
+
+impl StreamOp for SuperResolveOp {
+    fn check(&self, img: &Image) -> Result<()> {
+        let f = self.model.scale() as u64;
+        let (w, h) = (img.width as u64 * f, img.height as u64 * f);
+        crate::image_io::DecodeLimits::default().check_output("the upscaled image", w, h)?;
+        crate::fsutil::check_memory(
+            &format!("upscaling to {w}x{h}"),
+            sr_peak_bytes(img.width, img.height, self.model.scale()),
+        )
+    }
+    fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
+        super_resolve_planar(&Backend::Cpu, &self.model, img)
+    }
+    fn gpu(&self, _job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
+        super_resolve_fused(gpu, &self.model, img)
+    }
+    fn record(
+        &self,
+        _job: usize,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        img: &Image,
+        src: &wgpu::Buffer,
+    ) -> Result<Option<(Recorded, PixelLayout)>> {
+        let l = img.layout();
+        if sr_strip_rows(gpu, &self.model, l).0 < l.height {
+            return Ok(None);
+        }
+        let f = self.model.scale();
+        let weights = self.weights.get_or_init(|| sr_weights(gpu, &self.model));
+        let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
+        Ok(Some((record_sr(gpu, enc, weights, l, l.height, src)?, outl)))
+    }
+    fn finish(&self, _channels: usize, input: &Image, out: Image) -> Result<Image> {
+        sr_alpha(input, out, self.model.scale())
+    }
+}
