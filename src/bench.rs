@@ -146,7 +146,7 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
                     (
                         Some(Box::new(move |enc| {
                             // Recycled at once: the pool hands it out again only after this submission.
-                            p3.record_packed(&g1, enc, l, &src)?.0.recycle(&g1);
+                            p3.record_packed(&g1, enc, l, &src)?.recycle(&g1);
                             Ok(())
                         })),
                         Some(Box::new(move || ok(plan.run_image(&b2, &img)))),
@@ -189,7 +189,7 @@ fn model_case(
             let i3 = img.clone();
             (
                 Some(Box::new(move |enc| match op.record(0, &g1, enc, &i3, &src)? {
-                    Some((rec, _)) => {
+                    Some(rec) => {
                         // Recycled at once: the pool hands it out again only after this submission.
                         rec.recycle(&g1);
                         Ok(())

@@ -251,6 +251,9 @@ pub fn encode(img: &Image, format: ImageFormat) -> Result<Vec<u8>> {
 /// [`encode`] with the input's [`Meta`]: the ICC profile goes into formats
 /// that hold one (PNG, JPEG, WebP, TIFF; BMP has none).
 pub fn encode_with(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Vec<u8>> {
+    if let Some(out) = encode_borrowed(img, format, meta)? {
+        return Ok(out);
+    }
     let mut d = to_dynamic(img)?;
     let eight_bit_only = matches!(format, ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Bmp);
     if eight_bit_only && img.samples.bits() == 16 {
@@ -292,6 +295,63 @@ pub fn encode_with(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Vec<
         _ => d.write_to(&mut std::io::Cursor::new(&mut out), format).map_err(enc_err)?,
     }
     Ok(out)
+}
+
+/// Encodes straight from the image's samples, without the copy into an
+/// `image` crate buffer, where the format holds the image as it is (what
+/// `DynamicImage::write_with_encoder` would pass the encoder, byte for byte);
+/// `None` where a conversion is needed first (or for BMP).
+fn encode_borrowed(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Option<Vec<u8>>> {
+    use image::ExtendedColorType as C;
+    let (c, bits) = (img.channels, img.samples.bits());
+    let converts = match format {
+        ImageFormat::Png | ImageFormat::Tiff => false,
+        ImageFormat::Jpeg => bits == 16 || c == 2 || c == 4,
+        ImageFormat::WebP => bits == 16 || c == 2,
+        _ => true,
+    };
+    if converts {
+        return Ok(None);
+    }
+    if img.samples.len() != img.width as usize * img.height as usize * c {
+        let (w, h) = (img.width, img.height);
+        return Err(Error::invalid("image", format!("{w}x{h} does not match the sample count")));
+    }
+    let colour = match (bits, c) {
+        (8, 1) => C::L8,
+        (8, 2) => C::La8,
+        (8, 3) => C::Rgb8,
+        (8, 4) => C::Rgba8,
+        (16, 1) => C::L16,
+        (16, 2) => C::La16,
+        (16, 3) => C::Rgb16,
+        (16, 4) => C::Rgba16,
+        _ => return Ok(None),
+    };
+    // Native-endian bytes, as the image crate's own buffers hand them over.
+    let bytes: &[u8] = match &img.samples {
+        Samples::U8(v) => v,
+        Samples::U16(v) => bytemuck::cast_slice(v),
+    };
+    let mut out = Vec::new();
+    let enc_err = |e: image::ImageError| Error::invalid("image encoder", e.to_string());
+    macro_rules! write {
+        ($enc:expr) => {{
+            let mut enc = $enc;
+            if let Some(p) = meta.icc.clone() {
+                // An encoder that cannot take this profile still writes the pixels.
+                let _ = image::ImageEncoder::set_icc_profile(&mut enc, p);
+            }
+            image::ImageEncoder::write_image(enc, bytes, img.width, img.height, colour).map_err(enc_err)?;
+        }};
+    }
+    match format {
+        ImageFormat::Jpeg => write!(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)),
+        ImageFormat::Png => write!(image::codecs::png::PngEncoder::new(&mut out)),
+        ImageFormat::WebP => write!(image::codecs::webp::WebPEncoder::new_lossless(&mut out)),
+        _ => write!(image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut out))),
+    }
+    Ok(Some(out))
 }
 
 /// Writes an image atomically in the format its extension names.

@@ -231,3 +231,39 @@ fn truncated_jpegs_are_refused() {
     std::fs::write(&p, &padded).unwrap();
     assert!(image_io::load(&p).is_ok());
 }
+
+#[test]
+fn encoding_from_borrowed_samples_matches_the_image_crate_buffers() {
+    // Where no conversion is needed, encode writes from the samples without
+    // copying them into an image-crate buffer: the bytes must be the same.
+    use gpuimg::image_io::{encode, to_dynamic};
+    use image::ImageFormat as F;
+    let mut rng = common::Rng::for_test("borrowed_encode");
+    for (format, bits, channels) in [
+        (F::Png, 8, 1..=4),
+        (F::Png, 16, 1..=4),
+        (F::Tiff, 8, 1..=4),
+        (F::Tiff, 16, 1..=4),
+        (F::Jpeg, 8, 1..=1),
+        (F::Jpeg, 8, 3..=3),
+        (F::WebP, 8, 3..=4),
+    ] {
+        for c in channels {
+            let img = common::random_image(&mut rng, 13, 7, c, bits);
+            let mut want = Vec::new();
+            let d = to_dynamic(&img).unwrap();
+            let r = match format {
+                F::Png => d.write_with_encoder(image::codecs::png::PngEncoder::new(&mut want)),
+                F::Tiff => d.write_with_encoder(image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut want))),
+                F::Jpeg => d.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut want, 95)),
+                _ => d.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut want)),
+            };
+            match (encode(&img, format), r) {
+                (Ok(got), Ok(())) => assert!(got == want, "{format:?} {c} channels {bits} bits: bytes differ"),
+                // TIFF has no grey+alpha: refused either way.
+                (Err(_), Err(_)) => assert_eq!((format, c), (F::Tiff, 2)),
+                (got, r) => panic!("{format:?} {c} channels {bits} bits: {got:?} vs {r:?}"),
+            }
+        }
+    }
+}

@@ -206,8 +206,8 @@ fn small_images_of_one_layout_share_dispatches() {
     let refs: Vec<&Image> = imgs.iter().collect();
     let mut layout = None;
     let out = ops::run_recorded(g, "group", 3 * 19 * 13 * 4, |enc| {
-        let (rec, l) = op.record_group(&[0, 1, 2], g, enc, &refs, &src)?.expect("resize groups");
-        layout = Some(l);
+        let rec = op.record_group(&[0, 1, 2], g, enc, &refs, &src)?.expect("resize groups");
+        layout = Some(rec.layout);
         Ok(rec)
     })
     .unwrap();

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use crate::backend::Backend;
 use crate::gpu::Gpu;
 use crate::image_io::Image;
-use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::UnpackPixels;
 use crate::ops::Recorded;
 use crate::stream::StreamOp;
@@ -175,7 +174,7 @@ impl StreamOp for AugmentOp {
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
         src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
+    ) -> Result<Option<Recorded>> {
         Ok(Some(self.plan(job, img)?.record_packed(gpu, enc, img.layout(), src)?))
     }
     fn save(&self, _job: usize, out: &Image, meta: &crate::image_io::Meta, path: &Path, replace: bool) -> Result<()> {

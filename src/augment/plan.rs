@@ -336,14 +336,14 @@ impl Plan {
         enc: &mut wgpu::CommandEncoder,
         l: PixelLayout,
         src: &wgpu::Buffer,
-    ) -> Result<(Recorded, PixelLayout)> {
+    ) -> Result<Recorded> {
         let (w, h) = self.out_size();
         let outl = PixelLayout { width: w, height: h, ..l };
         let mut scratch = Vec::new();
         let mut rec =
             record_pixel_chain(gpu, enc, l, src, outl, |enc, x, y| self.encode(gpu, enc, x, y, 0, &mut scratch))?;
         rec.scratch.extend(scratch.into_iter().map(|t| t.buffer));
-        Ok((rec, outl))
+        Ok(rec)
     }
 
     /// Runs the plan on an image (RGB or RGBA, 8 or 16 bits) on a backend;
@@ -377,9 +377,8 @@ impl Plan {
         let (w, h) = self.out_size();
         let outl = PixelLayout { width: w, height: h, ..l };
         let src = gpu.upload_bytes(&img.samples.le_bytes())?;
-        let r = crate::ops::run_recorded(gpu, "gpuimg.augment", outl.bytes(), |enc| {
-            self.record_packed(gpu, enc, l, &src).map(|r| r.0)
-        });
+        let r =
+            crate::ops::run_recorded(gpu, "gpuimg.augment", outl.bytes(), |enc| self.record_packed(gpu, enc, l, &src));
         gpu.recycle_buffer(src);
         Image::new(w as u32, h as u32, l.channels, Samples::from_le_bytes(outl.bits, &r?, outl.samples()))
     }

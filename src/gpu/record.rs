@@ -1,5 +1,7 @@
 //! GPU work recorded into an encoder for one image, and its blocking form.
 
+use crate::pixel::PixelLayout;
+
 use crate::error::Result;
 
 /// GPU work recorded into an encoder for one image: the buffer its packed
@@ -11,6 +13,8 @@ pub struct Recorded {
     pub out: wgpu::Buffer,
     /// Bytes of output.
     pub out_bytes: u64,
+    /// The output's layout (`n` images back to back for a group).
+    pub layout: PixelLayout,
     /// Intermediates to recycle after the submission.
     pub scratch: Vec<wgpu::Buffer>,
 }

@@ -216,13 +216,13 @@ impl StreamOp for EnhanceOp {
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
         src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
+    ) -> Result<Option<Recorded>> {
         let l = img.layout();
         if !enhance_fits(l, gpu.tensor_cap()) {
             return Ok(None);
         }
         let gm = self.uploaded.get_or_init(|| self.model.upload(gpu));
-        Ok(Some((record_enhance(gpu, enc, &self.model, gm, l, src, self.s(img), self.iterations)?, l)))
+        Ok(Some(record_enhance(gpu, enc, &self.model, gm, l, src, self.s(img), self.iterations)?))
     }
     fn finish(&self, channels: usize, _input: &Image, out: Image) -> Result<Image> {
         if channels <= 2 {

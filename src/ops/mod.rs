@@ -39,7 +39,7 @@ pub fn record_pixel_chain(
     UnpackPixels(inl).encode(gpu, enc, src, &x)?;
     record(enc, &x, &y)?;
     pack.encode(gpu, enc, &y, &dst)?;
-    Ok(Recorded { out: dst, out_bytes: outl.bytes(), scratch: vec![x.buffer, y.buffer] })
+    Ok(Recorded { out: dst, out_bytes: outl.bytes(), layout: outl, scratch: vec![x.buffer, y.buffer] })
 }
 
 /// [`record_pixel_chain`] in one submission on packed `bytes`, read back.

@@ -151,20 +151,6 @@ impl StreamOp for ResizeOp {
     fn gpu(&self, _job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
         resize_gpu(gpu, img, &self.0)
     }
-    fn record(
-        &self,
-        job: usize,
-        gpu: &Gpu,
-        enc: &mut wgpu::CommandEncoder,
-        img: &Image,
-        src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
-        let (inl, outl) = (img.layout(), resize_layout(img.layout(), &self.0)?);
-        if inl.shape().bytes().max(outl.shape().bytes()) > gpu.tensor_cap() as u64 {
-            return Ok(None); // the blocking path runs it in strips
-        }
-        self.record_group(&[job], gpu, enc, &[img], src)
-    }
     fn groups(&self) -> bool {
         true
     }
@@ -175,9 +161,14 @@ impl StreamOp for ResizeOp {
         enc: &mut wgpu::CommandEncoder,
         imgs: &[&Image],
         src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
+    ) -> Result<Option<Recorded>> {
         // One unpack, one resize and one pack over an (N, C, H, W) batch.
         let l = PixelLayout { n: imgs.len(), ..imgs[0].layout() };
-        Ok(Some((record_resize(gpu, enc, &self.0, l, src)?, resize_layout(l, &self.0)?)))
+        let outl = resize_layout(l, &self.0)?;
+        if l.shape().bytes().max(outl.shape().bytes()) > gpu.tensor_cap() as u64 {
+            // Alone, the blocking path runs it in strips; a group is recorded image by image.
+            return Ok(None);
+        }
+        Ok(Some(record_resize(gpu, enc, &self.0, l, src)?))
     }
 }

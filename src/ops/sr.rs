@@ -175,7 +175,8 @@ pub fn record_sr(
         let input = if i == 0 { src } else { &bufs[i - 1] };
         op.encode(gpu, enc, input, &weights[i], bufs.get(i).unwrap_or(&out))?;
     }
-    Ok(Recorded { out, out_bytes, scratch: bufs })
+    let layout = PixelLayout { height: h as usize, width: w as usize, ..l };
+    Ok(Recorded { out, out_bytes, layout, scratch: bufs })
 }
 
 /// [`super_resolve`] on the GPU with the fused kernel: packed pixels in,
@@ -290,15 +291,13 @@ impl StreamOp for SuperResolveOp {
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
         src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
+    ) -> Result<Option<Recorded>> {
         let l = img.layout();
         if sr_strip_rows(gpu, &self.model, l).0 < l.height {
             return Ok(None);
         }
-        let f = self.model.scale();
         let weights = self.weights.get_or_init(|| sr_weights(gpu, &self.model));
-        let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
-        Ok(Some((record_sr(gpu, enc, weights, l, l.height, src)?, outl)))
+        Ok(Some(record_sr(gpu, enc, weights, l, l.height, src)?))
     }
     fn finish(&self, _channels: usize, input: &Image, out: Image) -> Result<Image> {
         sr_alpha(input, out, self.model.scale())

@@ -29,7 +29,6 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorded};
 use crate::image_io::{self, Image, Meta};
-use crate::kernels::unpack_pixels::PixelLayout;
 
 mod progress;
 mod report;
@@ -69,9 +68,10 @@ pub trait StreamOp: Send + Sync {
     /// The op on the GPU, blocking: for images `record` declines.
     fn gpu(&self, job: usize, gpu: &Gpu, img: &Image) -> Result<Image>;
     /// Records the op into `enc` for `img`, whose packed little-endian
-    /// samples are in `src`. Returns the recording and the output layout, or
-    /// `None` when the image must take the blocking path (too large for one
-    /// pass; the default, for ops that have no recorded form).
+    /// samples are in `src`. Returns the recording (with its output layout),
+    /// or `None` when the image must take the blocking path (too large for
+    /// one pass, or no recorded form). The default is
+    /// [`StreamOp::record_group`] of one image.
     fn record(
         &self,
         job: usize,
@@ -79,15 +79,14 @@ pub trait StreamOp: Send + Sync {
         enc: &mut wgpu::CommandEncoder,
         img: &Image,
         src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
-        let _ = (job, gpu, enc, img, src);
-        Ok(None)
+    ) -> Result<Option<Recorded>> {
+        self.record_group(&[job], gpu, enc, &[img], src)
     }
     /// Records the op for several images of one layout at once: `src` holds
     /// their packed samples back to back, and the result is their outputs
     /// back to back, with one dispatch per kernel for the whole group (the
-    /// returned layout has `n` = the number of images). `None` (the default):
-    /// not supported, each image is recorded alone.
+    /// recording's layout has `n` = the number of images). `None` (the
+    /// default): not supported, or this group is too large for one pass.
     fn record_group(
         &self,
         jobs: &[usize],
@@ -95,7 +94,7 @@ pub trait StreamOp: Send + Sync {
         enc: &mut wgpu::CommandEncoder,
         imgs: &[&Image],
         src: &wgpu::Buffer,
-    ) -> Result<Option<(Recorded, PixelLayout)>> {
+    ) -> Result<Option<Recorded>> {
         let _ = (jobs, gpu, enc, imgs, src);
         Ok(None)
     }

@@ -198,7 +198,8 @@ impl<'g> Ring<'g> {
                 let r = op.record_group(&jobs, gpu, &mut enc, &imgs, &src);
                 self.record_ns += nanos(t1.elapsed());
                 match r {
-                    Ok(Some((rec, l))) => {
+                    Ok(Some(rec)) => {
+                        let l = rec.layout;
                         let one = PixelLayout { n: 1, ..l };
                         let len = rec.out_bytes.max(4).next_multiple_of(4);
                         let mut rec = Some(rec);
@@ -236,9 +237,9 @@ impl<'g> Ring<'g> {
                 let r = op.record(item.job, gpu, &mut enc, &item.img, &src);
                 self.record_ns += nanos(t1.elapsed());
                 match r {
-                    Ok(Some((rec, layout))) => {
+                    Ok(Some(rec)) => {
                         let len = rec.out_bytes.max(4).next_multiple_of(4);
-                        entries.push(Entry { item, rec: Some(rec), layout, offset });
+                        entries.push(Entry { item, layout: rec.layout, rec: Some(rec), offset });
                         offset += len.next_multiple_of(8);
                     }
                     // Too large for one pass: the blocking path splits it (or falls back).
