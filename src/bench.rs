@@ -280,7 +280,7 @@ impl Row {
 
 /// How much to measure.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Sweep {
     /// Cases to run.
     pub names: Vec<String>,
     /// Image sizes (width, height).
@@ -293,14 +293,14 @@ pub struct Plan {
     pub budget: Duration,
 }
 
-impl Plan {
+impl Sweep {
     /// Seconds for CI (about a minute on a 2-core VM with the software
     /// adapter): two small sizes, 1 and all threads, two runs after a warm-up.
     pub fn quick() -> Self {
         let n = rayon::current_num_threads();
         let mut threads = vec![1, n];
         threads.dedup();
-        Plan {
+        Sweep {
             names: names().iter().map(|s| s.to_string()).collect(),
             sizes: vec![(64, 48), (128, 96)],
             threads,
@@ -315,7 +315,7 @@ impl Plan {
         let mut threads: Vec<usize> =
             std::iter::successors(Some(1usize), |t| Some(t * 2)).take_while(|&t| t < n).collect();
         threads.push(n);
-        Plan {
+        Sweep {
             names: names().iter().map(|s| s.to_string()).collect(),
             sizes: vec![(320, 240), (640, 480), (1280, 720), (1920, 1080)],
             threads,
@@ -341,7 +341,7 @@ pub fn time(mut f: impl FnMut() -> Result<()>, min_runs: usize, budget: Duration
 }
 
 /// Runs a plan, calling `row` as each measurement lands.
-pub fn run(plan: &Plan, gpu: Option<&Arc<Gpu>>, mut row: impl FnMut(&Row)) -> Result<Vec<Row>> {
+pub fn run(plan: &Sweep, gpu: Option<&Arc<Gpu>>, mut row: impl FnMut(&Row)) -> Result<Vec<Row>> {
     let pools: Vec<(usize, rayon::ThreadPool)> = plan
         .threads
         .iter()

@@ -110,7 +110,7 @@ pub struct CodecRow {
     /// TinyCompress rate (4, 16, 64).
     pub rate: usize,
     /// Bit planes kept.
-    pub planes: u32,
+    pub bitplanes: u32,
     /// Bits per pixel of the .tcz file (header included).
     pub bpp: f64,
     /// PSNR over R, G, B (8-bit), dB.
@@ -156,7 +156,7 @@ fn jpeg(img: &crate::image_io::Image, q: u8) -> Result<(usize, crate::image_io::
 /// JPEG (the image crate's encoder) at the quality whose size is nearest.
 pub fn eval_codec(
     models: &[crate::models::tinycompress::TinyCompress],
-    planes: &[u32],
+    bitplanes: &[u32],
     backend: &Backend,
     dir: &Path,
 ) -> Result<(Vec<CodecRow>, Skipped)> {
@@ -182,7 +182,7 @@ pub fn eval_codec(
         let x = rgb8_tensor(&img)?;
         let pixels = (img.width * img.height) as f64;
         for m in models {
-            for &p in planes {
+            for &p in bitplanes {
                 let t = crate::codec::compress(backend, m, &img, p)?;
                 let bytes = t.to_bytes().len();
                 let out = crate::codec::decompress(backend, m, &t)?;
@@ -214,7 +214,7 @@ pub fn eval_codec(
                 rows.push(CodecRow {
                     path: path.clone(),
                     rate: m.rate(),
-                    planes: p,
+                    bitplanes: p,
                     bpp,
                     psnr_rgb,
                     psnr_y,

@@ -585,7 +585,7 @@ fn compress_and_decompress_files_and_refuse_bad_ones() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(out.join("a.tcz").exists() && !out.join("b.tcz").exists());
     let t = gpuimg::codec::Tcz::parse(&std::fs::read(out.join("a.tcz")).unwrap()).unwrap();
-    assert_eq!((t.rate, t.planes, t.width, t.height), (16, 6, 451, 300));
+    assert_eq!((t.rate, t.bitplanes, t.width, t.height), (16, 6, 451, 300));
     let o = gpuimg(&[
         "--device",
         "gpu",

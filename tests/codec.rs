@@ -8,14 +8,14 @@ mod common;
 use common::Rng;
 use gpuimg::codec::{dequantise, entropy, quantise, Tcz};
 
-fn valid_file(rng: &mut Rng, w: u32, h: u32, rate: u8, planes: u8) -> (Tcz, Vec<u8>) {
+fn valid_file(rng: &mut Rng, w: u32, h: u32, rate: u8, bitplanes: u8) -> (Tcz, Vec<u8>) {
     let (lw, lh) = gpuimg::codec::container::latent_size(rate, w as usize, h as usize);
     let latents: Vec<f32> = (0..3 * lw * lh).map(|i| ((i % lw) as f32 * 0.1).sin() + rng.uniform(-0.1, 0.1)).collect();
-    let (codes, ranges) = quantise(&latents, 3, planes as u32);
-    let payload = entropy::encode_latents(&codes, 3, lw, lh, planes as u32);
+    let (codes, ranges) = quantise(&latents, 3, bitplanes as u32);
+    let payload = entropy::encode_latents(&codes, 3, lw, lh, bitplanes as u32);
     let t = Tcz {
         rate,
-        planes,
+        bitplanes,
         width: w,
         height: h,
         codec: rng.below(1 << 30) as u32,
@@ -29,16 +29,20 @@ fn valid_file(rng: &mut Rng, w: u32, h: u32, rate: u8, planes: u8) -> (Tcz, Vec<
 fn latents_round_trip_through_the_coder_at_every_plane_count() {
     let mut rng = Rng::for_test("latents_round_trip_through_the_coder_at_every_plane_count");
     for (w, h) in [(1usize, 1usize), (37, 23), (64, 61)] {
-        for planes in 1..=8u32 {
-            let top = 1u64 << planes;
+        for bitplanes in 1..=8u32 {
+            let top = 1u64 << bitplanes;
             let smooth: Vec<u8> = (0..3 * w * h).map(|i| (((i % w) * top as usize) / w.max(1)) as u8).collect();
             let noise: Vec<u8> = (0..3 * w * h).map(|_| rng.below(top) as u8).collect();
             for v in [smooth, noise] {
-                let bytes = entropy::encode_latents(&v, 3, w, h, planes);
-                assert_eq!(entropy::decode_latents(&bytes, 3, w, h, planes).unwrap(), v, "{w}x{h}, {planes} planes");
+                let bytes = entropy::encode_latents(&v, 3, w, h, bitplanes);
+                assert_eq!(
+                    entropy::decode_latents(&bytes, 3, w, h, bitplanes).unwrap(),
+                    v,
+                    "{w}x{h}, {bitplanes} planes"
+                );
                 // Every byte of the stream is needed: one fewer is an error, never wrong values.
                 let cut = &bytes[..bytes.len() - 1];
-                assert!(entropy::decode_latents(cut, 3, w, h, planes).is_err(), "{w}x{h}, {planes} planes, cut");
+                assert!(entropy::decode_latents(cut, 3, w, h, bitplanes).is_err(), "{w}x{h}, {bitplanes} planes, cut");
             }
         }
     }
@@ -53,20 +57,20 @@ fn arithmetic_coding_beats_raw_bit_planes_on_image_like_latents() {
     let x = gpuimg::kernels::UnpackPixels(img.layout()).cpu(&img.samples).unwrap();
     let small = gpuimg::kernels::ResizeBilinear::by_factor(0.5, false).cpu(&x).unwrap();
     let (w, h) = (small.shape.w, small.shape.h);
-    for planes in [8u32, 6, 4] {
-        let (codes, ranges) = quantise(&small.data, 3, planes);
-        let bytes = entropy::encode_latents(&codes, 3, w, h, planes);
-        let raw = (3 * w * h * planes as usize).div_ceil(8);
+    for bitplanes in [8u32, 6, 4] {
+        let (codes, ranges) = quantise(&small.data, 3, bitplanes);
+        let bytes = entropy::encode_latents(&codes, 3, w, h, bitplanes);
+        let raw = (3 * w * h * bitplanes as usize).div_ceil(8);
         let saving = 1.0 - bytes.len() as f64 / raw as f64;
-        eprintln!("{planes} planes: {} bytes coded, {raw} raw, {:.1}% saved", bytes.len(), saving * 100.0);
-        assert!(saving >= 0.12, "{planes} planes: only {:.1}% saved over raw bit planes", saving * 100.0);
+        eprintln!("{bitplanes} planes: {} bytes coded, {raw} raw, {:.1}% saved", bytes.len(), saving * 100.0);
+        assert!(saving >= 0.12, "{bitplanes} planes: only {:.1}% saved over raw bit planes", saving * 100.0);
         // Dequantised values are within half a step of the originals.
-        let back = dequantise(&codes, &ranges, planes);
+        let back = dequantise(&codes, &ranges, bitplanes);
         // Two roundings: to 0..=255, then to the kept planes.
         let span = ranges.iter().map(|(lo, hi)| hi - lo).fold(0.0f32, f32::max);
-        let step = span / ((1u32 << planes) - 1) as f32;
+        let step = span / ((1u32 << bitplanes) - 1) as f32;
         let worst = back.iter().zip(&small.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst <= 0.5 * step + 0.5 * span / 255.0 + 1e-5, "{planes} planes: error {worst} for step {step}");
+        assert!(worst <= 0.5 * step + 0.5 * span / 255.0 + 1e-5, "{bitplanes} planes: error {worst} for step {step}");
     }
 }
 
@@ -147,7 +151,7 @@ fn seeded_mutations_never_panic_or_run_away() {
         if let Ok(t) = Tcz::parse(&b) {
             // Only a CRC collision gets here; decoding is bounded by the header's size anyway.
             let (w, h) = t.latent_size();
-            let _ = entropy::decode_latents(&t.payload, 3, w, h, t.planes as u32);
+            let _ = entropy::decode_latents(&t.payload, 3, w, h, t.bitplanes as u32);
         }
     }
     // The decoder alone on garbage: bounded by the symbol count, no panic;
@@ -187,8 +191,8 @@ fn any_size_round_trips_and_devices_agree() {
         assert_eq!(back, m, "weights round-trip");
         for (w, h) in [(37u32, 23u32), (8, 8), (1, 1)] {
             let img = Image::new(w, h, 3, Samples::U8((0..w * h * 3).map(|_| rng.below(256) as u8).collect())).unwrap();
-            for planes in [8, 3] {
-                let t = gpuimg::codec::compress(&Backend::Cpu, &m, &img, planes).unwrap();
+            for bitplanes in [8, 3] {
+                let t = gpuimg::codec::compress(&Backend::Cpu, &m, &img, bitplanes).unwrap();
                 let parsed = Tcz::parse(&t.to_bytes()).unwrap();
                 assert_eq!(parsed, t);
                 let cpu = gpuimg::codec::decompress(&Backend::Cpu, &m, &parsed).unwrap();
@@ -199,7 +203,7 @@ fn any_size_round_trips_and_devices_agree() {
                     let worst = a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap();
                     assert!(worst <= 1, "-{rate} {w}x{h}: GPU and CPU decodes differ by {worst} levels");
                     // The GPU encoder's file decodes too (its latents may round differently).
-                    let tg = gpuimg::codec::compress(g, &m, &img, planes).unwrap();
+                    let tg = gpuimg::codec::compress(g, &m, &img, bitplanes).unwrap();
                     assert_eq!((tg.width, tg.height, tg.rate), (w, h, rate as u8));
                 }
             }

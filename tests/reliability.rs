@@ -63,7 +63,7 @@ fn forged_tcz(w: u32, h: u32, rate: u8, payload: &[u8]) -> Vec<u8> {
     let m = gpuimg::models::tinycompress::TinyCompress::bundled(rate as usize).unwrap();
     gpuimg::codec::Tcz {
         rate,
-        planes: 8,
+        bitplanes: 8,
         width: w,
         height: h,
         codec: m.id(),

@@ -46,7 +46,7 @@ pub struct Tcz {
     /// 4, 16 or 64.
     pub rate: u8,
     /// Bit planes kept (1..=8).
-    pub planes: u8,
+    pub bitplanes: u8,
     /// Image width.
     pub width: u32,
     /// Image height.
@@ -102,7 +102,7 @@ impl Tcz {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(HEADER + self.payload.len() + 4);
         b.extend_from_slice(MAGIC);
-        b.extend_from_slice(&[VERSION, self.rate, self.planes, 3]);
+        b.extend_from_slice(&[VERSION, self.rate, self.bitplanes, 3]);
         b.extend_from_slice(&self.width.to_le_bytes());
         b.extend_from_slice(&self.height.to_le_bytes());
         b.push(3);
@@ -132,12 +132,12 @@ impl Tcz {
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let f32_at = |o: usize| f32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let (rate, planes, channels, latent_c) = (b[5], b[6], b[7], b[16]);
+        let (rate, bitplanes, channels, latent_c) = (b[5], b[6], b[7], b[16]);
         if factor(rate).is_none() {
             return bad(format!("rate {rate} (valid: 4, 16, 64)"));
         }
-        if !(1..=8).contains(&planes) {
-            return bad(format!("{planes} bit planes (valid: 1-8)"));
+        if !(1..=8).contains(&bitplanes) {
+            return bad(format!("{bitplanes} bit planes (valid: 1-8)"));
         }
         if channels != 3 || latent_c != 3 {
             return bad(format!("{channels} image / {latent_c} latent channels (this version codes RGB: 3 / 3)"));
@@ -164,6 +164,6 @@ impl Tcz {
         if crc32(&b[..HEADER + n]) != crc {
             return bad("CRC mismatch: the file is corrupt".into());
         }
-        Ok(Tcz { rate, planes, width, height, codec: u32_at(17), ranges, payload: b[HEADER..HEADER + n].to_vec() })
+        Ok(Tcz { rate, bitplanes, width, height, codec: u32_at(17), ranges, payload: b[HEADER..HEADER + n].to_vec() })
     }
 }

@@ -148,16 +148,16 @@ impl<'a> Decoder<'a> {
 /// Context buckets per channel (from the neighbours' mean).
 const BUCKETS: usize = 16;
 
-/// The adaptive model of `planes`-bit latent values: per channel and
+/// The adaptive model of `bitplanes`-bit latent values: per channel and
 /// neighbour bucket, a binary tree of 2^planes probabilities.
 struct Model {
-    planes: u32,
+    bitplanes: u32,
     probs: Vec<u16>,
 }
 
 impl Model {
-    fn new(channels: usize, planes: u32) -> Self {
-        Model { planes, probs: vec![PROB_ONE / 2; channels * BUCKETS * (1 << planes)] }
+    fn new(channels: usize, bitplanes: u32) -> Self {
+        Model { bitplanes, probs: vec![PROB_ONE / 2; channels * BUCKETS * (1 << bitplanes)] }
     }
     /// The tree of channel `c` at (x, y) of a plane `w` wide, given the values so far.
     fn tree(&self, plane: &[u8], w: usize, x: usize, y: usize, c: usize) -> usize {
@@ -169,17 +169,17 @@ impl Model {
             0
         };
         let up = if y > 0 { plane[(y - 1) * w + x] as usize } else { left };
-        let mean = (left + up) << (8 - self.planes) >> 1; // on the 8-bit scale
+        let mean = (left + up) << (8 - self.bitplanes) >> 1; // on the 8-bit scale
         let bucket = (mean * BUCKETS) >> 8;
-        (c * BUCKETS + bucket) << self.planes
+        (c * BUCKETS + bucket) << self.bitplanes
     }
 }
 
 /// Codes latent planes (`channels` planes of `w` x `h` values below
-/// 2^`planes`), in raster order, channel by channel.
-pub fn encode_latents(values: &[u8], channels: usize, w: usize, h: usize, planes: u32) -> Vec<u8> {
-    assert!((1..=8).contains(&planes) && values.len() == channels * w * h);
-    let mut m = Model::new(channels, planes);
+/// 2^`bitplanes`), in raster order, channel by channel.
+pub fn encode_latents(values: &[u8], channels: usize, w: usize, h: usize, bitplanes: u32) -> Vec<u8> {
+    assert!((1..=8).contains(&bitplanes) && values.len() == channels * w * h);
+    let mut m = Model::new(channels, bitplanes);
     let mut e = Encoder::new();
     for c in 0..channels {
         let plane = &values[c * w * h..(c + 1) * w * h];
@@ -188,7 +188,7 @@ pub fn encode_latents(values: &[u8], channels: usize, w: usize, h: usize, planes
                 let base = m.tree(plane, w, x, y, c);
                 let v = plane[y * w + x] as usize;
                 let mut node = 1usize;
-                for b in (0..planes).rev() {
+                for b in (0..bitplanes).rev() {
                     let bit = (v >> b) & 1 == 1;
                     e.bit(&mut m.probs[base + node], bit);
                     node = (node << 1) | bit as usize;
@@ -203,16 +203,22 @@ pub fn encode_latents(values: &[u8], channels: usize, w: usize, h: usize, planes
 /// error when the stream ends before them (a truncated or forged payload:
 /// decoding stops at the first row that reads past the end) or has bytes
 /// left after them.
-pub fn decode_latents(data: &[u8], channels: usize, w: usize, h: usize, planes: u32) -> crate::error::Result<Vec<u8>> {
+pub fn decode_latents(
+    data: &[u8],
+    channels: usize,
+    w: usize,
+    h: usize,
+    bitplanes: u32,
+) -> crate::error::Result<Vec<u8>> {
     use crate::error::Error;
-    if !(1..=8).contains(&planes) {
-        return Err(Error::invalid("tcz", format!("{planes} bit planes (valid: 1-8)")));
+    if !(1..=8).contains(&bitplanes) {
+        return Err(Error::invalid("tcz", format!("{bitplanes} bit planes (valid: 1-8)")));
     }
     let n = channels
         .checked_mul(w)
         .and_then(|v| v.checked_mul(h))
         .ok_or_else(|| Error::invalid("tcz", format!("{channels}x{w}x{h} latent values overflow")))?;
-    let mut m = Model::new(channels, planes);
+    let mut m = Model::new(channels, bitplanes);
     let mut d = Decoder::new(data);
     let mut values = crate::fsutil::try_vec("the decoded latents", n, 0u8)?;
     let short =
@@ -226,11 +232,11 @@ pub fn decode_latents(data: &[u8], channels: usize, w: usize, h: usize, planes: 
             for x in 0..w {
                 let base = m.tree(plane, w, x, y, c);
                 let mut node = 1usize;
-                for _ in 0..planes {
+                for _ in 0..bitplanes {
                     let bit = d.bit(&mut m.probs[base + node]);
                     node = (node << 1) | bit as usize;
                 }
-                plane[y * w + x] = (node - (1 << planes)) as u8;
+                plane[y * w + x] = (node - (1 << bitplanes)) as u8;
             }
         }
     }

@@ -10,12 +10,12 @@ pub mod entropy;
 pub use container::Tcz;
 
 /// Quantises planar latents (`channels` planes of `plane` values) to
-/// `planes`-bit codes: min-max normalised per channel to 0..=255, then the
-/// low `8 - planes` bits dropped (rounding). Returns the codes and each
+/// `bitplanes`-bit codes: min-max normalised per channel to 0..=255, then the
+/// low `8 - bitplanes` bits dropped (rounding). Returns the codes and each
 /// channel's (minimum, maximum).
-pub fn quantise(latents: &[f32], channels: usize, planes: u32) -> (Vec<u8>, Vec<(f32, f32)>) {
+pub fn quantise(latents: &[f32], channels: usize, bitplanes: u32) -> (Vec<u8>, Vec<(f32, f32)>) {
     let plane = latents.len() / channels.max(1);
-    let top = (1u32 << planes) - 1;
+    let top = (1u32 << bitplanes) - 1;
     let mut codes = Vec::with_capacity(latents.len());
     let mut ranges = Vec::with_capacity(channels);
     for c in 0..channels {
@@ -25,7 +25,7 @@ pub fn quantise(latents: &[f32], channels: usize, planes: u32) -> (Vec<u8>, Vec<
         let span = hi - lo;
         for &x in v {
             let u8v = if span > 0.0 { ((x - lo) / span * 255.0).round().clamp(0.0, 255.0) as u32 } else { 0 };
-            // Keep the top `planes` bits, rounded.
+            // Keep the top `bitplanes` bits, rounded.
             let code = ((u8v * top + 127) / 255).min(top);
             codes.push(code as u8);
         }
@@ -35,10 +35,10 @@ pub fn quantise(latents: &[f32], channels: usize, planes: u32) -> (Vec<u8>, Vec<
 }
 
 /// Inverts [`quantise`]: codes back to latent values.
-pub fn dequantise(codes: &[u8], ranges: &[(f32, f32)], planes: u32) -> Vec<f32> {
+pub fn dequantise(codes: &[u8], ranges: &[(f32, f32)], bitplanes: u32) -> Vec<f32> {
     let channels = ranges.len().max(1);
     let plane = codes.len() / channels;
-    let top = ((1u32 << planes) - 1) as f32;
+    let top = ((1u32 << bitplanes) - 1) as f32;
     codes
         .iter()
         .enumerate()
@@ -131,23 +131,23 @@ fn run_net_gpu(gpu: &Gpu, net: &crate::models::tinycompress::Net, up: &Uploaded,
     r
 }
 
-/// Encodes an 8- or 16-bit RGB image into a `.tcz` with `planes` bit planes.
-pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, planes: u32) -> Result<Tcz> {
-    if !(1..=8).contains(&planes) {
-        return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
+/// Encodes an 8- or 16-bit RGB image into a `.tcz` with `bitplanes` bit planes.
+pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, bitplanes: u32) -> Result<Tcz> {
+    if !(1..=8).contains(&bitplanes) {
+        return Err(Error::invalid("compress", format!("{bitplanes} bit planes (valid: 1-8)")));
     }
     let x = padded_planes(img, m)?;
     let lat = run_net(gpu_of(backend), &m.enc, &OnceLock::new(), &x)?;
     let (lh, lw) = (lat.shape.h, lat.shape.w);
-    let (codes, ranges) = quantise(&lat.data, 3, planes);
+    let (codes, ranges) = quantise(&lat.data, 3, bitplanes);
     Ok(Tcz {
         rate: m.rate() as u8,
-        planes: planes as u8,
+        bitplanes: bitplanes as u8,
         width: img.width,
         height: img.height,
         codec: m.id(),
         ranges: [ranges[0], ranges[1], ranges[2]],
-        payload: entropy::encode_latents(&codes, 3, lw, lh, planes),
+        payload: entropy::encode_latents(&codes, 3, lw, lh, bitplanes),
     })
 }
 
@@ -182,8 +182,8 @@ fn other_weights(t: &Tcz, ids: &[u32]) -> Error {
 /// Decodes `t` with `m`, whose rate and id the caller has matched to the file's.
 fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t: &Tcz) -> Result<Image> {
     let (lw, lh) = t.latent_size();
-    let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.planes as u32)?;
-    let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.planes as u32))?;
+    let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.bitplanes as u32)?;
+    let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.bitplanes as u32))?;
     let y = run_net(gpu, &m.dec, up, &lat)?;
     let (w, h, m) = (t.width as usize, t.height as usize, container::margin(t.rate));
     let cropped = crate::ops::crop_rows(&y, m, m + h);
@@ -248,22 +248,22 @@ pub struct CompressOp {
     model: TinyCompress,
     id: u32,
     up: OnceLock<Uploaded>,
-    planes: u32,
+    bitplanes: u32,
     side: Mutex<Vec<Side>>,
 }
 
 impl CompressOp {
     /// The op for a codec and bit-plane count.
-    pub fn new(model: TinyCompress, planes: u32) -> Result<Self> {
-        if !(1..=8).contains(&planes) {
-            return Err(Error::invalid("compress", format!("{planes} bit planes (valid: 1-8)")));
+    pub fn new(model: TinyCompress, bitplanes: u32) -> Result<Self> {
+        if !(1..=8).contains(&bitplanes) {
+            return Err(Error::invalid("compress", format!("{bitplanes} bit planes (valid: 1-8)")));
         }
-        Ok(CompressOp { id: model.id(), model, up: OnceLock::new(), planes, side: Mutex::new(Vec::new()) })
+        Ok(CompressOp { id: model.id(), model, up: OnceLock::new(), bitplanes, side: Mutex::new(Vec::new()) })
     }
     fn run(&self, job: usize, gpu: Option<&Gpu>, img: &Image) -> Result<Image> {
         let x = padded_planes(img, &self.model)?;
         let lat = run_net(gpu, &self.model.enc, &self.up, &x)?;
-        let (codes, ranges) = quantise(&lat.data, 3, self.planes);
+        let (codes, ranges) = quantise(&lat.data, 3, self.bitplanes);
         crate::stream::set_job(
             &mut self.side.lock().expect("side poisoned"),
             job,
@@ -291,12 +291,12 @@ impl StreamOp for CompressOp {
         let (lw, lh) = (out.width as usize, out.height as usize);
         let t = Tcz {
             rate: self.model.rate() as u8,
-            planes: self.planes as u8,
+            bitplanes: self.bitplanes as u8,
             width: s.width,
             height: s.height,
             codec: self.id,
             ranges: [s.ranges[0], s.ranges[1], s.ranges[2]],
-            payload: entropy::encode_latents(&planar_codes(out), 3, lw, lh, self.planes),
+            payload: entropy::encode_latents(&planar_codes(out), 3, lw, lh, self.bitplanes),
         };
         crate::fsutil::write_atomic_with(path, &t.to_bytes(), replace)
     }

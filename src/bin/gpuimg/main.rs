@@ -429,8 +429,8 @@ fn resize(g: &Global, a: ResizeArgs) -> Result<ExitCode> {
 }
 
 fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
-    use gpuimg::bench::{self, Plan};
-    let mut plan = if a.quick { Plan::quick() } else { Plan::full() };
+    use gpuimg::bench::{self, Sweep};
+    let mut plan = if a.quick { Sweep::quick() } else { Sweep::full() };
     if !a.only.is_empty() {
         for n in &a.only {
             if !bench::names().contains(&n.as_str()) {
@@ -604,8 +604,8 @@ fn decompress(g: &Global, a: DecompressArgs) -> Result<ExitCode> {
     Ok(batch_jobs(g, &a.inputs, plan, &[], &a.stream, &backend, &op, &|_| Ok(()))?.0)
 }
 
-fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], planes: &[u32]) -> Result<ExitCode> {
-    if let Some(p) = planes.iter().find(|p| !(1..=8).contains(*p)) {
+fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], bitplanes: &[u32]) -> Result<ExitCode> {
+    if let Some(p) = bitplanes.iter().find(|p| !(1..=8).contains(*p)) {
         bail!("--bitplanes {p}: give values from 1 to 8");
     }
     let models = if weights.is_empty() {
@@ -618,7 +618,7 @@ fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], plan
     };
     let backend = open_backend(g)?;
     let (rows, skipped) =
-        gpuimg::eval::eval_codec(&models, planes, &backend, dir).with_context(|| format!("{}", dir.display()))?;
+        gpuimg::eval::eval_codec(&models, bitplanes, &backend, dir).with_context(|| format!("{}", dir.display()))?;
     report_skipped(&skipped);
     if rows.is_empty() {
         bail!("{}: no RGB images that can be scored", dir.display());
@@ -632,7 +632,7 @@ fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], plan
         println!(
             "| {name} | -{} / {} planes | {:.3} | {:.2} | {:.2} | {:.4} | {} | {:.3} | {:.2} | {:.4} |",
             r.rate,
-            r.planes,
+            r.bitplanes,
             r.bpp,
             r.psnr_rgb,
             r.psnr_y,
@@ -643,11 +643,11 @@ fn eval_codec(g: &Global, dir: &Path, weights: &[PathBuf], rates: &[usize], plan
             r.jpeg_ms_ssim
         );
     }
-    let mut keys: Vec<(usize, u32)> = rows.iter().map(|r| (r.rate, r.planes)).collect();
+    let mut keys: Vec<(usize, u32)> = rows.iter().map(|r| (r.rate, r.bitplanes)).collect();
     keys.sort();
     keys.dedup();
     for (rate, p) in keys {
-        let sel: Vec<_> = rows.iter().filter(|r| r.rate == rate && r.planes == p).collect();
+        let sel: Vec<_> = rows.iter().filter(|r| r.rate == rate && r.bitplanes == p).collect();
         let n = sel.len() as f64;
         let mean = |f: &dyn Fn(&gpuimg::eval::CodecRow) -> f64| sel.iter().map(|r| f(r)).sum::<f64>() / n;
         println!(
