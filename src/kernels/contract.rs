@@ -178,6 +178,38 @@ pub fn count(kernel: &'static str, got: usize, want: usize) -> Result<()> {
     Ok(())
 }
 
+/// `impl Kernel` for a kernel of one f32-planes input and output whose typed
+/// methods are `out_shape(Shape) -> Result<Shape>`, `cpu(&Tensor) ->
+/// Result<Tensor>` and `encode(gpu, encoder, x, y)`, with `DESC` in scope.
+macro_rules! unary_kernel {
+    ($ty:ty) => {
+        impl $crate::kernels::Kernel for $ty {
+            fn desc(&self) -> &'static $crate::gpu::KernelDesc {
+                &DESC
+            }
+            fn output(&self, inputs: &[&$crate::kernels::Data]) -> $crate::error::Result<$crate::kernels::Output> {
+                let [x] = $crate::kernels::contract::planes(DESC.name, inputs)?;
+                Ok($crate::kernels::Output::Planes(<$ty>::out_shape(self, x.shape)?))
+            }
+            fn cpu(&self, inputs: &[&$crate::kernels::Data]) -> $crate::error::Result<$crate::kernels::Data> {
+                let [x] = $crate::kernels::contract::planes(DESC.name, inputs)?;
+                Ok($crate::kernels::Data::Planes(<$ty>::cpu(self, x)?))
+            }
+            fn encode(
+                &self,
+                gpu: &$crate::gpu::Gpu,
+                encoder: &mut wgpu::CommandEncoder,
+                inputs: &[&$crate::kernels::GpuData],
+                out: &$crate::kernels::GpuData,
+            ) -> $crate::error::Result<()> {
+                let [x] = $crate::kernels::contract::gpu_planes(DESC.name, inputs)?;
+                <$ty>::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?)
+            }
+        }
+    };
+}
+pub(crate) use unary_kernel;
+
 /// A GPU kernel with its CPU twin.
 pub trait Kernel: fmt::Debug + Send + Sync {
     /// The kernel's descriptor (shader, bindings, workgroup size).

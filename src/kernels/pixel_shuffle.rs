@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
+use super::contract::{bench_rng, Case, Draw, Entry, Tolerance};
 use super::{kernel_desc, rows_per_task, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
@@ -80,23 +80,7 @@ pub(crate) fn params(n: usize, c: usize, h: usize, w: usize, r: usize) -> Shuffl
     ShuffleParams { n: n as u32, c: c as u32, h: h as u32, w: w as u32, r: r as u32, _pad: [0; 3] }
 }
 
-impl Kernel for PixelShuffle {
-    fn desc(&self) -> &'static KernelDesc {
-        &DESC
-    }
-    fn output(&self, inputs: &[&Data]) -> Result<Output> {
-        let [x] = planes(DESC.name, inputs)?;
-        Ok(Output::Planes(self.out_shape(x.shape)?))
-    }
-    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
-        let [x] = planes(DESC.name, inputs)?;
-        Ok(Data::Planes(PixelShuffle::cpu(self, x)?))
-    }
-    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
-        let [x] = gpu_planes(DESC.name, inputs)?;
-        PixelShuffle::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?)
-    }
-}
+super::contract::unary_kernel!(PixelShuffle);
 
 /// The registry line of `pixel_shuffle`.
 pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
+use super::contract::{bench_rng, Case, Draw, Entry, Tolerance};
 use super::pixel_shuffle::{params, ShuffleParams};
 use super::{kernel_desc, rows_per_task, KernelDesc};
 use crate::error::{Error, Result};
@@ -64,23 +64,7 @@ impl PixelUnshuffle {
     }
 }
 
-impl Kernel for PixelUnshuffle {
-    fn desc(&self) -> &'static KernelDesc {
-        &DESC
-    }
-    fn output(&self, inputs: &[&Data]) -> Result<Output> {
-        let [x] = planes(DESC.name, inputs)?;
-        Ok(Output::Planes(self.out_shape(x.shape)?))
-    }
-    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
-        let [x] = planes(DESC.name, inputs)?;
-        Ok(Data::Planes(PixelUnshuffle::cpu(self, x)?))
-    }
-    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
-        let [x] = gpu_planes(DESC.name, inputs)?;
-        PixelUnshuffle::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?)
-    }
-}
+super::contract::unary_kernel!(PixelUnshuffle);
 
 /// The registry line of `pixel_unshuffle`.
 pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };

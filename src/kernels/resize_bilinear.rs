@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
+use super::contract::{bench_rng, Case, Data, Draw, Entry, Tolerance};
 use super::{kernel_desc, rows_per_task, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
@@ -219,23 +219,7 @@ impl ResizeBilinear {
     }
 }
 
-impl Kernel for ResizeBilinear {
-    fn desc(&self) -> &'static KernelDesc {
-        &DESC
-    }
-    fn output(&self, inputs: &[&Data]) -> Result<Output> {
-        let [x] = planes(DESC.name, inputs)?;
-        Ok(Output::Planes(self.out_shape(x.shape)?))
-    }
-    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
-        let [x] = planes(DESC.name, inputs)?;
-        Ok(Data::Planes(ResizeBilinear::cpu(self, x)?))
-    }
-    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
-        let [x] = gpu_planes(DESC.name, inputs)?;
-        ResizeBilinear::encode(self, gpu, encoder, x, out.planes(DESC.name, 0)?)
-    }
-}
+super::contract::unary_kernel!(ResizeBilinear);
 
 /// The registry line of `resize_bilinear`.
 pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
