@@ -45,7 +45,7 @@ macro_rules! kernel_desc {
     ($name:literal, $params:ty, [$($b:ident),*], $wg:expr, [$($lib:literal),*]) => {
         $crate::gpu::KernelDesc {
             name: $name,
-            source: concat!($(include_str!(concat!("../../shaders/lib/", $lib, ".wgsl")),)* include_str!(concat!("../../shaders/", $name, ".wgsl"))),
+            source: concat!($(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/lib/", $lib, ".wgsl")),)* include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $name, ".wgsl"))),
             snippets: &[$($lib),*],
             bindings: &[$crate::gpu::BindingKind::Uniform, $($crate::gpu::BindingKind::$b),*],
             workgroup_size: $wg,
