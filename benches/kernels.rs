@@ -12,11 +12,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Samplin
 use gpuimg::bench::{case, names};
 use gpuimg::Gpu;
 
-/// Kernel sizes; the whole-image models run at 640x480, 1200x900 and 1080p.
+/// Kernel sizes; the whole-image cases (`bench::MODELS`) run at 640x480, 1200x900 and 1080p.
 const SIZES: [(usize, usize); 3] = [(256, 256), (1024, 1024), (1920, 1080)];
 const MODEL_SIZES: [(usize, usize); 3] = [(640, 480), (1200, 900), (1920, 1080)];
-const MODELS: [&str; 6] =
-    ["tinypssr_x2", "tinypssr_x4", "zero_dce_pp", "zero_dce", "augment_chain", "augment_chain_op_by_op"];
 
 fn gpu() -> Option<&'static Arc<Gpu>> {
     static G: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
@@ -40,7 +38,7 @@ fn all(c: &mut Criterion) {
             .sampling_mode(SamplingMode::Flat)
             .measurement_time(std::time::Duration::from_secs(2))
             .warm_up_time(std::time::Duration::from_millis(300));
-        let sizes: &[(usize, usize)] = if MODELS.contains(&name) { &MODEL_SIZES } else { &SIZES };
+        let sizes: &[(usize, usize)] = if gpuimg::bench::MODELS.contains(&name) { &MODEL_SIZES } else { &SIZES };
         for &(w, h) in sizes {
             let id = format!("{w}x{h}");
             g.throughput(Throughput::Elements((w * h) as u64));

@@ -36,6 +36,8 @@ pub struct Case {
 
 /// The model cases, after the kernels (which come from the registry).
 pub const MODELS: &[&str] = &[
+    "resize_quarter",
+    "resize_quarter_unfused",
     "tinypssr_x2",
     "tinypssr_x4",
     "zero_dce_pp",
@@ -121,6 +123,19 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
         valid: names().join(", "),
     })?;
     match name {
+        "resize_quarter" => {
+            // `gpuimg resize --scale 0.25`: packed pixels in and out.
+            let op = crate::kernels::ResizeBilinear::by_factor(0.25, false);
+            model_case(name, gpu, image(w, h), move |b, img| ok(crate::ops::resize_image(b, img, &op)))
+        }
+        "resize_quarter_unfused" => {
+            // The same resize as three CPU steps (unpack to f32, resize, pack):
+            // the baseline the fused CPU path is measured against, in the same run.
+            let (op, img) = (crate::kernels::ResizeBilinear::by_factor(0.25, false), Arc::new(image(w, h)));
+            let outl = crate::ops::resize_layout(img.layout(), &op)?;
+            let cpu: Run = Box::new(move || ok(crate::ops::resize_packed_reference(&img, &op, outl)));
+            Ok(Case { name, cpu, resident: None, roundtrip: None })
+        }
         "tinypssr_x2" | "tinypssr_x4" => {
             let model = Arc::new(TinyPssr::bundled(if name == "tinypssr_x2" { 2 } else { 4 })?);
             model_case(name, gpu, image(w, h), move |b, img| ok(crate::ops::super_resolve(b, &model, img)))
@@ -170,7 +185,7 @@ fn model_case(
     img: Image,
     run: impl Fn(&crate::Backend, &Image) -> Result<()> + Send + Sync + 'static,
 ) -> Result<Case> {
-    use crate::ops::{EnhanceOp, SuperResolveOp};
+    use crate::ops::{EnhanceOp, ResizeOp, SuperResolveOp};
     use crate::stream::StreamOp;
     let img = Arc::new(img);
     let run = Arc::new(run);
@@ -179,6 +194,7 @@ fn model_case(
     let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
         Some(g) => {
             let op: Arc<dyn StreamOp> = match name {
+                "resize_quarter" => Arc::new(ResizeOp(crate::kernels::ResizeBilinear::by_factor(0.25, false))),
                 "tinypssr_x2" => Arc::new(SuperResolveOp::new(TinyPssr::bundled(2)?)),
                 "tinypssr_x4" => Arc::new(SuperResolveOp::new(TinyPssr::bundled(4)?)),
                 "zero_dce" => Arc::new(EnhanceOp::new(ZeroDce::bundled(Arch::ZeroDce)?, None, 8)?),
@@ -341,7 +357,7 @@ pub fn time(mut f: impl FnMut() -> Result<()>, min_runs: usize, budget: Duration
 }
 
 /// Runs a plan, calling `row` as each measurement lands.
-pub fn run(plan: &Sweep, gpu: Option<&Arc<Gpu>>, mut row: impl FnMut(&Row)) -> Result<Vec<Row>> {
+pub fn run_sweep(plan: &Sweep, gpu: Option<&Arc<Gpu>>, mut row: impl FnMut(&Row)) -> Result<Vec<Row>> {
     let pools: Vec<(usize, rayon::ThreadPool)> = plan
         .threads
         .iter()

@@ -180,3 +180,28 @@ fn pack_unpack_round_trip_and_rounding() {
     assert_eq!(p, Samples::U8(vec![0, 255, 51, 128]));
     assert!(UnpackPixels(PixelLayout { channels: 5, ..l }).cpu(&Samples::U8(vec![0; 20])).is_err());
 }
+
+#[test]
+fn fused_packed_resize_gives_the_bytes_of_unpack_resize_pack() {
+    // The CPU path of `gpuimg resize` fuses unpack, resize and pack per row;
+    // it must give exactly the bytes of the three steps one after another.
+    use gpuimg::kernels::resize_bilinear::ResizeTarget;
+    use gpuimg::ops::{resize_layout, resize_packed_cpu, resize_packed_reference};
+    let mut rng = Rng::for_test("fused_packed_resize");
+    for (w, h) in [(1, 1), (37, 23), (256, 131)] {
+        for (channels, bits) in [(1, 8), (2, 16), (3, 8), (4, 8), (3, 16)] {
+            let img = common::random_image(&mut rng, w, h, channels, bits);
+            for op in [
+                ResizeBilinear::to_size(h as usize * 2 + 1, w as usize * 3, false),
+                ResizeBilinear::to_size((h as usize).div_ceil(4), (w as usize).div_ceil(4), true),
+                ResizeBilinear { target: ResizeTarget::Factor { h: 0.37, w: 0.37 }, align_corners: false },
+                ResizeBilinear::to_size(h as usize, w as usize, false),
+            ] {
+                let Ok(outl) = resize_layout(img.layout(), &op) else { continue }; // 0.37 of 1 px is empty
+                let got = resize_packed_cpu(&img, &op, outl).unwrap();
+                let want = resize_packed_reference(&img, &op, outl).unwrap();
+                assert!(got == want, "{op:?} on {w}x{h}x{channels} {bits}-bit: the fused path differs");
+            }
+        }
+    }
+}

@@ -64,7 +64,7 @@ fn check_run(
     for j in jobs {
         let _ = std::fs::remove_file(&j.output);
     }
-    let r = stream::run(backend, op, jobs, cfg, &Silent);
+    let r = stream::run_batch(backend, op, jobs, cfg, &Silent);
     let good = jobs.len() - bad.len();
     assert_eq!(r.images, good, "{:?}", r.failures);
     assert_eq!(r.failed, bad.len());
@@ -163,7 +163,7 @@ fn a_thousand_images_stream_in_bounded_memory() {
     let mut backends = vec![Backend::Cpu];
     backends.extend(gpu_backend());
     for b in &backends {
-        let r = stream::run(b, &op, &jobs, &cfg, &Silent);
+        let r = stream::run_batch(b, &op, &jobs, &cfg, &Silent);
         assert_eq!((r.images, r.failed), (1000, 0), "{:?}", r.failures.first());
         let bound = cfg.max_in_memory();
         assert!(bound < 100, "the bound ({bound}) does not grow with the number of files");
@@ -230,7 +230,7 @@ fn small_images_of_one_layout_share_dispatches() {
     let mut cfg = StreamConfig::new();
     cfg.set_threads("2:1:2").unwrap();
     cfg.slots = 3;
-    let r = stream::run(&gpu, &op, &jobs, &cfg, &Silent);
+    let r = stream::run_batch(&gpu, &op, &jobs, &cfg, &Silent);
     assert_eq!((r.images, r.failed), (64, 0));
     for j in &jobs {
         let got = image_io::load(&j.output).unwrap();

@@ -18,14 +18,81 @@ pub fn resize_image(backend: &Backend, img: &Image, resize: &ResizeBilinear) -> 
     let inl = img.layout();
     let outl = resize_layout(inl, resize)?;
     let samples = match backend {
-        Backend::Cpu => {
-            let x = UnpackPixels(inl).cpu(&img.samples)?;
-            let y = resize.cpu(&x)?;
-            PackPixels(outl).cpu(&y)?
-        }
+        Backend::Cpu => resize_packed_cpu(img, resize, outl)?,
         Backend::Gpu(gpu) => return resize_gpu(gpu, img, resize),
     };
     Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
+}
+
+/// The CPU path of [`resize_image`]: unpack, resize and pack fused per output
+/// row, reading only the two input rows that row's taps touch. The arithmetic
+/// is that of `UnpackPixels::cpu` (`sample / max`), `ResizeBilinear::cpu`
+/// (`ly0 * (lx0 a + lx1 b) + ly1 * (lx0 c + lx1 d)`) and `PackPixels::cpu`
+/// (`quantise`), in the same order, so the bytes are the same
+/// ([`resize_packed_reference`] is that three-step path, kept for the test)
+/// without the two full f32 copies of the image.
+pub fn resize_packed_cpu(img: &Image, resize: &ResizeBilinear, outl: PixelLayout) -> Result<Samples> {
+    let inl = img.layout();
+    let (ay, ax) = resize.axes(inl.shape())?;
+    let align = resize.align_corners;
+    let cols: Vec<(usize, usize, f32, f32)> = (0..ax.output).map(|j| ax.tap(j, align)).collect();
+    let maxv = inl.max_value();
+    Ok(match &img.samples {
+        Samples::U8(s) => {
+            let lut: Vec<f32> = (0..256u32).map(|v| v as f32 / maxv).collect();
+            Samples::U8(fused_rows(s, inl, outl, &ay, &cols, align, |v: u8| lut[v as usize], |q| q as u8))
+        }
+        Samples::U16(s) => {
+            Samples::U16(fused_rows(s, inl, outl, &ay, &cols, align, |v: u16| v as f32 / maxv, |q| q as u16))
+        }
+    })
+}
+
+/// The unfused CPU path (unpack to f32 planes, resize, pack): the reference
+/// [`resize_packed_cpu`] is tested against.
+pub fn resize_packed_reference(img: &Image, resize: &ResizeBilinear, outl: PixelLayout) -> Result<Samples> {
+    let x = UnpackPixels(img.layout()).cpu(&img.samples)?;
+    let y = resize.cpu(&x)?;
+    PackPixels(outl).cpu(&y)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fused_rows<T: Copy + Send + Sync + Default>(
+    src: &[T],
+    inl: PixelLayout,
+    outl: PixelLayout,
+    ay: &crate::kernels::resize_bilinear::Axis,
+    cols: &[(usize, usize, f32, f32)],
+    align: bool,
+    value: impl Fn(T) -> f32 + Sync,
+    sample: impl Fn(u32) -> T + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let c = inl.channels;
+    let irow = inl.width * c;
+    let orow = outl.width * c;
+    let maxv = outl.max_value();
+    let mut out = vec![T::default(); outl.samples()];
+    if orow == 0 {
+        return out;
+    }
+    let rows = crate::kernels::rows_per_task(orow);
+    out.par_chunks_mut(orow).with_min_len(rows).enumerate().for_each(|(row, dst)| {
+        // Images back to back (n > 1): each has its own rows.
+        let (img, i) = (row / outl.height, row % outl.height);
+        let (y0, y1, ly0, ly1) = ay.tap(i, align);
+        let base = img * inl.height * irow;
+        let r0 = &src[base + y0 * irow..base + (y0 + 1) * irow];
+        let r1 = &src[base + y1 * irow..base + (y1 + 1) * irow];
+        for (px, &(x0, x1, lx0, lx1)) in dst.chunks_exact_mut(c).zip(cols) {
+            for (ch, d) in px.iter_mut().enumerate() {
+                let top = lx0 * value(r0[x0 * c + ch]) + lx1 * value(r0[x1 * c + ch]);
+                let bot = lx0 * value(r1[x0 * c + ch]) + lx1 * value(r1[x1 * c + ch]);
+                *d = sample(crate::kernels::pack_pixels::quantise(ly0 * top + ly1 * bot, maxv));
+            }
+        }
+    });
+    out
 }
 
 /// [`resize_image`] on the GPU: in one submission, or in strips of rows

@@ -306,7 +306,13 @@ fn nanos(d: Duration) -> u64 {
 
 /// Runs `op` over `jobs` on `backend`. Never stops at a bad input: each
 /// failure goes to the observer and into the report.
-pub fn run(backend: &Backend, op: &dyn StreamOp, jobs: &[Job], cfg: &StreamConfig, observer: &dyn Observer) -> Report {
+pub fn run_batch(
+    backend: &Backend,
+    op: &dyn StreamOp,
+    jobs: &[Job],
+    cfg: &StreamConfig,
+    observer: &dyn Observer,
+) -> Report {
     let cfg = StreamConfig {
         load_threads: cfg.load_threads.max(1),
         proc_threads: cfg.proc_threads.max(1),

@@ -271,7 +271,7 @@ fn batch_jobs(
     }
     before(&jobs)?;
     IN_BATCH.store(true, Ordering::SeqCst);
-    let mut report = stream::run(backend, op, &jobs, &cfg, &bar);
+    let mut report = stream::run_batch(backend, op, &jobs, &cfg, &bar);
     IN_BATCH.store(false, Ordering::SeqCst);
     bar.clear();
     report.skipped += skipped.len();
@@ -477,7 +477,7 @@ fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
     println!("gpuimg bench: GPU {adapter}; CPU {} threads available", rayon::current_num_threads());
     println!("| case | size | backend | mode | threads | median ms | Mpix/s |");
     println!("| --- | --- | --- | --- | ---: | ---: | ---: |");
-    let rows = bench::run(&plan, gpu.as_ref(), |r| {
+    let rows = bench::run_sweep(&plan, gpu.as_ref(), |r| {
         println!(
             "| {} | {}x{} | {} | {} | {} | {:.3} | {:.1} |",
             r.name,
