@@ -54,29 +54,35 @@ impl PackPixels {
         (self.0.bytes() as usize).div_ceil(4)
     }
 
-    /// CPU implementation, rayon over pixel rows.
+    /// CPU implementation, rayon over pixel rows: each row interleaves the
+    /// same row of every channel plane.
     pub fn cpu(&self, x: &Tensor) -> Result<Samples> {
         self.check(x)?;
         let l = self.0;
-        let (c, pix, maxv) = (l.channels, l.height * l.width, l.max_value());
-        let row = l.width.max(1) * c;
-        let value = |k: usize| {
-            let p = k / c;
-            x.data[((p / pix) * c + k % c) * pix + p % pix]
-        };
         Ok(if l.bits == 8 {
-            let mut s = vec![0u8; l.samples()];
-            s.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
-                out.iter_mut().enumerate().for_each(|(i, o)| *o = quantise(value(r * row + i), maxv) as u8)
-            });
-            Samples::U8(s)
+            Samples::U8(self.interleave(x, |v| v as u8))
         } else {
-            let mut s = vec![0u16; l.samples()];
-            s.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
-                out.iter_mut().enumerate().for_each(|(i, o)| *o = quantise(value(r * row + i), maxv) as u16)
-            });
-            Samples::U16(s)
+            Samples::U16(self.interleave(x, |v| v as u16))
         })
+    }
+
+    fn interleave<T: Copy + Default + Send>(&self, x: &Tensor, sample: impl Fn(u32) -> T + Sync) -> Vec<T> {
+        let l = self.0;
+        let (c, w, maxv) = (l.channels, l.width, l.max_value());
+        let mut s = vec![T::default(); l.samples()];
+        if w == 0 || l.height == 0 {
+            return s;
+        }
+        s.par_chunks_mut(w * c).with_min_len(super::rows_per_task(w * c)).enumerate().for_each(|(r, out)| {
+            let (b, y) = (r / l.height, r % l.height);
+            for ch in 0..c {
+                let plane = &x.data[((b * c + ch) * l.height + y) * w..][..w];
+                for (o, &v) in out[ch..].iter_mut().step_by(c).zip(plane) {
+                    *o = sample(quantise(v, maxv));
+                }
+            }
+        });
+        s
     }
 
     /// Records the pack of `x` into `dst` (at least `4 * words()` bytes).

@@ -113,6 +113,25 @@ impl ZeroDceEnhance {
                     (&m[i0 * maps.shape.w..(i0 + 1) * maps.shape.w], &m[i1 * maps.shape.w..(i1 + 1) * maps.shape.w])
                 })
                 .collect();
+            if !self.per_iteration {
+                // One map set shared by every iteration: its sample is the same
+                // each time, so it is taken once (the same value, bit for bit).
+                let (top, bot) = rows.first().copied().unwrap_or((&[], &[]));
+                for (v, &(j0, j1, l0x, l1x)) in yr.iter_mut().zip(&cols) {
+                    if top.is_empty() {
+                        break; // no iterations: the image is unchanged
+                    }
+                    let t = l0x * top[j0] + l1x * top[j1];
+                    let u = l0x * bot[j0] + l1x * bot[j1];
+                    let r = l0y * t + l1y * u;
+                    let mut s = *v;
+                    for _ in 0..self.iterations {
+                        s += r * (s * s - s);
+                    }
+                    *v = s;
+                }
+                return;
+            }
             for (v, &(j0, j1, l0x, l1x)) in yr.iter_mut().zip(&cols) {
                 let mut s = *v;
                 for (top, bot) in &rows {
