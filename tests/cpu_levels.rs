@@ -7,7 +7,7 @@ mod common;
 
 use common::Rng;
 use gpuimg::cpu::{self, Level};
-use gpuimg::kernels::Conv2d;
+use gpuimg::kernels::{Conv2d, ZeroDceEnhance};
 use gpuimg::models::tinypssr::{Stage, TinyPssr};
 use gpuimg::Shape;
 
@@ -33,11 +33,21 @@ fn every_level_gives_the_same_bits() {
             (conv, x, w, b)
         })
         .collect();
+    // The Zero-DCE curve: maps at 1/12 (shared and per iteration) and at full size.
+    let x_dce = rng.tensor(Shape::new(1, 4, 29, 53), 0.0, 1.0);
+    let dce: Vec<_> = [(false, 3, 5), (true, 3, 5), (false, 29, 53), (true, 29, 53)]
+        .into_iter()
+        .map(|(per_iteration, mh, mw)| {
+            let op = ZeroDceEnhance::rgb(per_iteration);
+            (op, rng.tensor(Shape::new(1, 3 * op.sets(), mh, mw), -1.0, 1.0))
+        })
+        .collect();
     for &l in &levels {
         cpu::set_level(l).unwrap();
         assert_eq!(cpu::level(), l);
         let mut r: Vec<Vec<f32>> = convs.iter().map(|(c, x, w, b)| c.cpu(x, w, b).unwrap().data).collect();
         r.push(m.forward_fast(&x_sr).unwrap().data);
+        r.extend(dce.iter().map(|(op, maps)| op.cpu(&x_dce, maps).unwrap().data));
         results.push(r);
     }
     for (l, r) in levels.iter().zip(&results).skip(1) {

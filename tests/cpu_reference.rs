@@ -205,3 +205,35 @@ fn fused_packed_resize_gives_the_bytes_of_unpack_resize_pack() {
         }
     }
 }
+
+#[test]
+fn enhance_is_the_curve_on_bilinearly_upsampled_maps_bit_for_bit() {
+    // The CPU twin samples each map row once and runs the iterations over the
+    // whole row; it must equal, bit for bit, the maps upsampled by
+    // resize_bilinear (align_corners) and the curve applied one pixel at a time.
+    let mut rng = Rng::for_test("enhance_reference");
+    for per_iteration in [false, true] {
+        let op = ZeroDceEnhance::rgb(per_iteration);
+        for (w, h, mw, mh) in [(53, 29, 5, 3), (40, 31, 40, 31), (7, 9, 1, 1)] {
+            let x = rng.tensor(Shape::new(2, 4, h, w), 0.0, 1.0);
+            let maps = rng.tensor(Shape::new(2, 3 * op.sets(), mh, mw), -1.0, 1.0);
+            let up = ResizeBilinear::to_size(h, w, true).cpu(&maps).unwrap();
+            let mut want = x.clone();
+            for n in 0..2 {
+                for c in 0..3 {
+                    for k in 0..h * w {
+                        let mut s = x.plane(n, c)[k];
+                        for t in 0..8 {
+                            let set = if per_iteration { t } else { 0 };
+                            let r = up.plane(n, set * 3 + c)[k];
+                            s += r * (s * s - s);
+                        }
+                        want.data[(n * 4 + c) * h * w + k] = s;
+                    }
+                }
+            }
+            let got = op.cpu(&x, &maps).unwrap();
+            assert!(got == want, "per_iteration {per_iteration}, {w}x{h} maps {mw}x{mh}: differs");
+        }
+    }
+}

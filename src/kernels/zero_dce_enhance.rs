@@ -88,7 +88,10 @@ impl ZeroDceEnhance {
     }
 
     /// CPU implementation: rayon over rows of every plane; column taps
-    /// computed once, row taps once per row, the curve in registers.
+    /// computed once, row taps once per row. Per row, the map is sampled into
+    /// a row buffer, then each curve iteration runs over the whole row (the
+    /// pixel loop innermost, so it vectorises; every value sees the same
+    /// operations in the same order as one pixel at a time would).
     pub fn cpu(&self, x: &Tensor, maps: &Tensor) -> Result<Tensor> {
         let (ay, ax) = self.check(x.shape, maps.shape)?;
         if (maps.shape.h, maps.shape.w) == (x.shape.h, x.shape.w) {
@@ -98,75 +101,69 @@ impl ZeroDceEnhance {
         let (h, w) = (s.h, s.w);
         let cols: Vec<(usize, usize, f32, f32)> = (0..w).map(|j| ax.tap(j, true)).collect();
         let mut y = x.clone();
-        y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each(|(row, yr)| {
-            let i = row % h;
-            let plane = row / h;
-            let (b, c) = (plane / s.c, plane % s.c);
-            if c >= self.colour {
-                return;
-            }
-            let (i0, i1, l0y, l1y) = ay.tap(i, true);
-            let rows: Vec<(&[f32], &[f32])> = (0..self.iterations)
-                .map(|t| {
-                    let set = if self.per_iteration { t } else { 0 };
+        y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each_init(
+            || vec![0.0f32; w],
+            |r, (row, yr)| {
+                let i = row % h;
+                let plane = row / h;
+                let (b, c) = (plane / s.c, plane % s.c);
+                if c >= self.colour {
+                    return;
+                }
+                let (i0, i1, l0y, l1y) = ay.tap(i, true);
+                let mw = maps.shape.w;
+                let sample = |r: &mut [f32], set: usize| {
                     let m = maps.plane(b, set * self.colour + c);
-                    (&m[i0 * maps.shape.w..(i0 + 1) * maps.shape.w], &m[i1 * maps.shape.w..(i1 + 1) * maps.shape.w])
-                })
-                .collect();
-            if !self.per_iteration {
-                // One map set shared by every iteration: its sample is the same
-                // each time, so it is taken once (the same value, bit for bit).
-                let (top, bot) = rows.first().copied().unwrap_or((&[], &[]));
-                for (v, &(j0, j1, l0x, l1x)) in yr.iter_mut().zip(&cols) {
-                    if top.is_empty() {
-                        break; // no iterations: the image is unchanged
+                    let (top, bot) = (&m[i0 * mw..(i0 + 1) * mw], &m[i1 * mw..(i1 + 1) * mw]);
+                    for (rv, &(j0, j1, l0x, l1x)) in r.iter_mut().zip(&cols) {
+                        let t = l0x * top[j0] + l1x * top[j1];
+                        let u = l0x * bot[j0] + l1x * bot[j1];
+                        *rv = l0y * t + l1y * u;
                     }
-                    let t = l0x * top[j0] + l1x * top[j1];
-                    let u = l0x * bot[j0] + l1x * bot[j1];
-                    let r = l0y * t + l1y * u;
-                    let mut s = *v;
-                    for _ in 0..self.iterations {
-                        s += r * (s * s - s);
+                };
+                if self.per_iteration {
+                    for t in 0..self.iterations {
+                        sample(r, t);
+                        curve_steps(yr, r, 1);
                     }
-                    *v = s;
+                } else if self.iterations > 0 {
+                    // One map set shared by every iteration: sampled once.
+                    sample(r, 0);
+                    curve_steps(yr, r, self.iterations);
                 }
-                return;
-            }
-            for (v, &(j0, j1, l0x, l1x)) in yr.iter_mut().zip(&cols) {
-                let mut s = *v;
-                for (top, bot) in &rows {
-                    let t = l0x * top[j0] + l1x * top[j1];
-                    let u = l0x * bot[j0] + l1x * bot[j1];
-                    let r = l0y * t + l1y * u;
-                    s += r * (s * s - s);
-                }
-                *v = s;
-            }
-        });
+            },
+        );
         Ok(y)
     }
 
-    /// Maps at the image's size: the curve alone, rayon over planes, each
-    /// value iterating in registers. (With an identity upsampling the general
-    /// path's taps are 1 and 0: the same values.)
+    /// Maps at the image's size: the curve alone, rayon over blocks of each
+    /// plane, each iteration over the whole block (the same values as one
+    /// pixel at a time; with an identity upsampling the general path's taps
+    /// are 1 and 0, so the same values as that path too).
     fn curve(&self, x: &Tensor, maps: &Tensor) -> Tensor {
+        const BLOCK: usize = 4096;
         let (c, plane) = (x.shape.c, x.shape.plane());
         let mut y = x.clone();
+        if plane == 0 {
+            return y;
+        }
         y.data.par_chunks_mut(plane).enumerate().for_each(|(bc, yp)| {
             let (b, ch) = (bc / c, bc % c);
             if ch >= self.colour {
                 return;
             }
-            let rows: Vec<&[f32]> = (0..self.iterations)
-                .map(|t| maps.plane(b, (if self.per_iteration { t } else { 0 }) * self.colour + ch))
-                .collect();
-            for (k, v) in yp.iter_mut().enumerate() {
-                let mut s = *v;
-                for m in &rows {
-                    s += m[k] * (s * s - s);
+            yp.par_chunks_mut(BLOCK).enumerate().for_each(|(k, block)| {
+                let at = k * BLOCK;
+                if self.per_iteration {
+                    for t in 0..self.iterations {
+                        let m = &maps.plane(b, t * self.colour + ch)[at..at + block.len()];
+                        curve_steps(block, m, 1);
+                    }
+                } else {
+                    let m = &maps.plane(b, ch)[at..at + block.len()];
+                    curve_steps(block, m, self.iterations);
                 }
-                *v = s;
-            }
+            });
         });
         y
     }
@@ -225,6 +222,34 @@ impl ZeroDceEnhance {
             &[&x.buffer, &maps.buffer, &y.buffer],
             grid_groups(s.w, s.h, s.n),
         )
+    }
+}
+
+/// `iterations` curve steps `v <- v + r (v^2 - v)` on every value of `v`
+/// with its own `r`: the iteration loop outside, the value loop inside, so
+/// the value loop vectorises (AVX2 when the CPU level allows; no FMA
+/// contraction either way, so the same bits at every level).
+fn curve_steps(v: &mut [f32], r: &[f32], iterations: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::level() == crate::cpu::Level::Avx2Fma {
+        // SAFETY: the chosen level is never above what the CPU supports.
+        return unsafe { curve_steps_avx2(v, r, iterations) };
+    }
+    curve_steps_body(v, r, iterations)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn curve_steps_avx2(v: &mut [f32], r: &[f32], iterations: usize) {
+    curve_steps_body(v, r, iterations)
+}
+
+#[inline(always)]
+fn curve_steps_body(v: &mut [f32], r: &[f32], iterations: usize) {
+    for _ in 0..iterations {
+        for (x, &r) in v.iter_mut().zip(r) {
+            *x += r * (*x * *x - *x);
+        }
     }
 }
 
