@@ -251,9 +251,45 @@ pub fn encode(img: &Image, format: ImageFormat) -> Result<Vec<u8>> {
 /// [`encode`] with the input's [`Meta`]: the ICC profile goes into formats
 /// that hold one (PNG, JPEG, WebP, TIFF; BMP has none).
 pub fn encode_with(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Vec<u8>> {
-    if let Some(out) = encode_borrowed(img, format, meta)? {
-        return Ok(out);
+    let mut out = Vec::new();
+    let enc_err = |e: image::ImageError| Error::invalid("image encoder", e.to_string());
+    // The image's own samples where the format holds them as they are (no
+    // copy); otherwise a converted `image` crate buffer. Either way the
+    // encoder gets what `DynamicImage::write_with_encoder` would pass it.
+    let converted;
+    let (bytes, colour): (&[u8], image::ExtendedColorType) = match as_encoded(img, format)? {
+        Some(b) => b,
+        None => {
+            converted = convert_for(img, format)?;
+            if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Tiff) {
+                converted.write_to(&mut std::io::Cursor::new(&mut out), format).map_err(enc_err)?;
+                return Ok(out);
+            }
+            (converted.as_bytes(), converted.color().into())
+        }
+    };
+    macro_rules! write {
+        ($enc:expr) => {{
+            let mut enc = $enc;
+            if let Some(p) = meta.icc.clone() {
+                // An encoder that cannot take this profile still writes the pixels.
+                let _ = image::ImageEncoder::set_icc_profile(&mut enc, p);
+            }
+            image::ImageEncoder::write_image(enc, bytes, img.width, img.height, colour).map_err(enc_err)?;
+        }};
     }
+    match format {
+        ImageFormat::Jpeg => write!(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)),
+        ImageFormat::Png => write!(image::codecs::png::PngEncoder::new(&mut out)),
+        ImageFormat::WebP => write!(image::codecs::webp::WebPEncoder::new_lossless(&mut out)),
+        _ => write!(image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut out))),
+    }
+    Ok(out)
+}
+
+/// The image in an `image` crate buffer converted to what `format` holds:
+/// JPEG, WebP and BMP are 8-bit, JPEG has no alpha, WebP and BMP no grey+alpha.
+fn convert_for(img: &Image, format: ImageFormat) -> Result<DynamicImage> {
     let mut d = to_dynamic(img)?;
     let eight_bit_only = matches!(format, ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Bmp);
     if eight_bit_only && img.samples.bits() == 16 {
@@ -274,34 +310,14 @@ pub fn encode_with(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Vec<
     if matches!(format, ImageFormat::WebP | ImageFormat::Bmp) && img.channels == 2 {
         d = DynamicImage::ImageRgba8(d.into_rgba8());
     }
-    let mut out = Vec::new();
-    let enc_err = |e: image::ImageError| Error::invalid("image encoder", e.to_string());
-    let icc = meta.icc.clone();
-    macro_rules! write {
-        ($enc:expr) => {{
-            let mut enc = $enc;
-            if let Some(p) = icc {
-                // An encoder that cannot take this profile still writes the pixels.
-                let _ = image::ImageEncoder::set_icc_profile(&mut enc, p);
-            }
-            d.write_with_encoder(enc).map_err(enc_err)?;
-        }};
-    }
-    match format {
-        ImageFormat::Jpeg => write!(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)),
-        ImageFormat::Png => write!(image::codecs::png::PngEncoder::new(&mut out)),
-        ImageFormat::WebP => write!(image::codecs::webp::WebPEncoder::new_lossless(&mut out)),
-        ImageFormat::Tiff => write!(image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut out))),
-        _ => d.write_to(&mut std::io::Cursor::new(&mut out), format).map_err(enc_err)?,
-    }
-    Ok(out)
+    Ok(d)
 }
 
-/// Encodes straight from the image's samples, without the copy into an
-/// `image` crate buffer, where the format holds the image as it is (what
-/// `DynamicImage::write_with_encoder` would pass the encoder, byte for byte);
-/// `None` where a conversion is needed first (or for BMP).
-fn encode_borrowed(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Option<Vec<u8>>> {
+/// The image's samples as the encoder takes them (native-endian bytes, as
+/// the image crate's own buffers hand them over) and their colour type,
+/// where `format` holds the image without a conversion; `None` otherwise
+/// (and for BMP, which goes through the image crate's `write_to`).
+fn as_encoded(img: &Image, format: ImageFormat) -> Result<Option<(&[u8], image::ExtendedColorType)>> {
     use image::ExtendedColorType as C;
     let (c, bits) = (img.channels, img.samples.bits());
     let converts = match format {
@@ -328,30 +344,11 @@ fn encode_borrowed(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Opti
         (16, 4) => C::Rgba16,
         _ => return Ok(None),
     };
-    // Native-endian bytes, as the image crate's own buffers hand them over.
     let bytes: &[u8] = match &img.samples {
         Samples::U8(v) => v,
         Samples::U16(v) => bytemuck::cast_slice(v),
     };
-    let mut out = Vec::new();
-    let enc_err = |e: image::ImageError| Error::invalid("image encoder", e.to_string());
-    macro_rules! write {
-        ($enc:expr) => {{
-            let mut enc = $enc;
-            if let Some(p) = meta.icc.clone() {
-                // An encoder that cannot take this profile still writes the pixels.
-                let _ = image::ImageEncoder::set_icc_profile(&mut enc, p);
-            }
-            image::ImageEncoder::write_image(enc, bytes, img.width, img.height, colour).map_err(enc_err)?;
-        }};
-    }
-    match format {
-        ImageFormat::Jpeg => write!(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)),
-        ImageFormat::Png => write!(image::codecs::png::PngEncoder::new(&mut out)),
-        ImageFormat::WebP => write!(image::codecs::webp::WebPEncoder::new_lossless(&mut out)),
-        _ => write!(image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut out))),
-    }
-    Ok(Some(out))
+    Ok(Some((bytes, colour)))
 }
 
 /// Writes an image atomically in the format its extension names.

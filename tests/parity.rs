@@ -6,7 +6,6 @@
 mod common;
 
 use common::{assert_close, gpu, Rng, SIZES};
-use gpuimg::kernels::unpack_pixels::PixelLayout;
 use gpuimg::kernels::{self, Data, Kernel, Tolerance};
 use gpuimg::kernels::{Prelu, ResizeBilinear};
 use gpuimg::{Samples, Shape};
@@ -68,15 +67,6 @@ fn the_parity_check_can_fail() {
     assert!(ResizeBilinear::to_size(0, 3, false).output(&[&x]).is_err());
 }
 
-fn random_samples(rng: &mut Rng, l: PixelLayout) -> Samples {
-    let n = l.samples();
-    if l.bits == 8 {
-        Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())
-    } else {
-        Samples::U16((0..n).map(|_| rng.below(65536) as u16).collect())
-    }
-}
-
 #[test]
 fn resize_image_pipeline_matches_cpu() {
     let Some(gpu) = gpu() else { return };
@@ -87,8 +77,7 @@ fn resize_image_pipeline_matches_cpu() {
     )));
     for (w, h) in SIZES {
         for (channels, bits) in [(3, 8), (4, 16), (1, 8)] {
-            let l = PixelLayout { n: 1, height: h, width: w, channels, bits };
-            let img = gpuimg::image_io::Image::new(w as u32, h as u32, channels, random_samples(&mut rng, l)).unwrap();
+            let img = common::random_image(&mut rng, w as u32, h as u32, channels, bits);
             let op = ResizeBilinear::to_size(h * 2 + 1, w * 2 + 1, false);
             let g = gpuimg::ops::resize_image(&gpu_backend, &img, &op).unwrap();
             let c = gpuimg::ops::resize_image(&gpuimg::Backend::Cpu, &img, &op).unwrap();

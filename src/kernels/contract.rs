@@ -231,28 +231,18 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     /// every buffer.
     fn gpu(&self, gpu: &Gpu, inputs: &[&Data]) -> Result<Data> {
         let out = self.output(inputs)?;
+        // Everything uploaded so far goes back to the pool, whatever fails.
         let mut resident = Vec::with_capacity(inputs.len());
-        let mut res = Ok(Vec::new());
-        for d in inputs {
-            match GpuData::upload(gpu, d) {
-                Ok(g) => resident.push(g),
-                Err(e) => {
-                    res = Err(e);
-                    break;
-                }
-            }
-        }
-        if res.is_ok() {
-            res = GpuData::alloc(gpu, out).and_then(|y| {
-                let refs: Vec<&GpuData> = resident.iter().collect();
-                let r = gpu.run_and_read(&self.desc().label(), out.bytes(), |enc| {
-                    self.encode(gpu, enc, &refs, &y)?;
-                    Ok(y.buffer().clone())
-                });
-                y.recycle(gpu);
-                r
+        let res = inputs.iter().try_for_each(|d| GpuData::upload(gpu, d).map(|g| resident.push(g))).and_then(|()| {
+            let y = GpuData::alloc(gpu, out)?;
+            let refs: Vec<&GpuData> = resident.iter().collect();
+            let r = gpu.run_and_read(&self.desc().label(), out.bytes(), |enc| {
+                self.encode(gpu, enc, &refs, &y)?;
+                Ok(y.buffer().clone())
             });
-        }
+            y.recycle(gpu);
+            r
+        });
         for g in resident {
             g.recycle(gpu);
         }

@@ -69,8 +69,8 @@ pub fn random_image(rng: &mut Rng, w: u32, h: u32, channels: usize, bits: u32) -
     gpuimg::image_io::Image::new(w, h, channels, s).unwrap()
 }
 
-/// SplitMix64: small, seedable, good enough for test inputs.
-pub struct Rng(u64);
+/// The library's SplitMix64 with a per-test seed.
+pub struct Rng(gpuimg::rng::SplitMix);
 
 impl Rng {
     /// A generator for a named test: a fixed seed (1) unless
@@ -87,18 +87,14 @@ impl Rng {
         };
         let seed = name.bytes().fold(base, |h, b| h.wrapping_mul(0x100000001b3).wrapping_add(b as u64));
         eprintln!("{name}: GPUIMG_TEST_SEED={base}");
-        Rng(seed)
+        Rng(gpuimg::rng::SplitMix(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in [lo, hi).
     pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+        lo + (hi - lo) * self.0.unit()
     }
     /// The library's generator, seeded from this one (for registry cases).
     pub fn split_mix(&mut self) -> gpuimg::rng::SplitMix {
