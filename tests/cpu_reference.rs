@@ -43,11 +43,13 @@ fn conv2d_fast_path_matches_direct_loop() {
         Conv2d::new(2, 2, 4),
         Conv2d::new(2, 3, 7),  // kernel wider than the 5-pixel image below
         Conv2d::new(3, 15, 9), // TinyCompress's encoder
+        Conv2d::new(9, 6, 3),  // output channels in a block and a half of 4
     ] {
         // Widths that take tiles of 64 and 16 and leave a remainder (151); for
         // even k, one where a tile would reach one column past the row (18)
         // and one where it ends flush with the last column (19).
-        for (w, h) in [(1, 1), (5, 3), (37, 23), (151, 9), (18, 4), (19, 4)] {
+        // 300: more than one column chunk (256) with a ragged end.
+        for (w, h) in [(1, 1), (5, 3), (37, 23), (151, 9), (18, 4), (19, 4), (300, 3)] {
             let x = rng.tensor(Shape::new(2, conv.cin, h, w), -1.0, 1.0);
             let wt = rng.vec(conv.weight_len(), -1.0, 1.0);
             let b = rng.vec(conv.cout, -1.0, 1.0);
@@ -56,6 +58,40 @@ fn conv2d_fast_path_matches_direct_loop() {
             assert_close(&format!("{conv:?} {w}x{h}"), &fast.data, &slow.data, 1e-5, 1e-5);
         }
     }
+}
+
+#[test]
+fn conv2d_cat_with_activation_is_concat_conv_activation() {
+    // cpu_cat reads its inputs as one tensor concatenated along channels and
+    // applies the activation as it stores: the same bits as doing each step.
+    let mut rng = Rng::for_test("conv2d_cat");
+    for conv in [Conv2d::new(7, 5, 3), Conv2d::pointwise(7, 3), Conv2d::depthwise(7, 3)] {
+        let a = rng.tensor(Shape::new(2, 3, 13, 29), -1.0, 1.0);
+        let b = rng.tensor(Shape::new(2, 4, 13, 29), -1.0, 1.0);
+        let mut cat = Tensor::zeros(Shape::new(2, 7, 13, 29));
+        for n in 0..2 {
+            let (pa, pb) = (a.plane(n, 0).len() * 3, b.plane(n, 0).len() * 4);
+            let at = n * (pa + pb);
+            cat.data[at..at + pa].copy_from_slice(&a.data[n * pa..(n + 1) * pa]);
+            cat.data[at + pa..at + pa + pb].copy_from_slice(&b.data[n * pb..(n + 1) * pb]);
+        }
+        let wt = rng.vec(conv.weight_len(), -0.5, 0.5);
+        let bias = rng.vec(conv.cout, -0.1, 0.1);
+        for act in [None, Some(ActivationKind::Relu), Some(ActivationKind::Tanh)] {
+            let fused = conv.cpu_cat(&[&a, &b], &wt, &bias, act).unwrap();
+            let mut plain = conv.cpu(&cat, &wt, &bias).unwrap();
+            if let Some(f) = act {
+                plain.data.iter_mut().for_each(|v| *v = f.apply(*v));
+            }
+            assert!(fused.data == plain.data, "{conv:?} {act:?}");
+        }
+    }
+    let x = Tensor::zeros(Shape::new(1, 2, 4, 4));
+    let y = Tensor::zeros(Shape::new(1, 1, 4, 5));
+    let e = Conv2d::new(3, 1, 3).cpu_cat(&[&x, &y], &[0.0; 27], &[0.0], None).unwrap_err();
+    assert!(e.to_string().contains("differ in batch or size"), "{e}");
+    let e = Conv2d::new(3, 1, 3).cpu_cat(&[], &[0.0; 27], &[0.0], None).unwrap_err();
+    assert!(e.to_string().contains("no input"), "{e}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use common::{gpu, gpu_backend, Rng};
 use gpuimg::image_io::Image;
 use gpuimg::models::zero_dce::{default_scale_factor, Arch, ZeroDce};
 use gpuimg::weights::Weights;
-use gpuimg::{Backend, Samples};
+use gpuimg::{Backend, Samples, Shape};
 
 /// Planes of one image, f64.
 type Planes = Vec<Vec<f64>>;
@@ -309,5 +309,44 @@ fn bundled_weights_brighten_a_dark_photo_without_a_cast() {
         assert!(e.iter().all(|&c| (c - em).abs() < 0.25 * em), "{}: channel means {e:?}", arch.name());
         let blown = o.iter().filter(|&&v| v == 255).count() as f64 / o.len() as f64;
         assert!(blown < 0.02, "{}: {:.1}% of samples clipped at 255", arch.name(), 100.0 * blown);
+    }
+}
+
+#[test]
+fn inference_maps_equal_the_training_forward_pass() {
+    // maps_cpu (activations fused into the convolutions, skip connections
+    // read in place) against forward_trace (concatenation copies, activation
+    // passes): the same sums in the same order, so the same bits.
+    let mut rng = Rng::for_test("zero_dce_maps_cpu");
+    for (name, m) in models(&mut rng) {
+        for (w, h) in [(1, 1), (37, 23), (100, 75)] {
+            let x = rng.tensor(Shape::new(1, 3, h, w), 0.0, 1.0);
+            let fast = m.maps_cpu(&x).unwrap();
+            let traced = m.forward_trace(&x).unwrap().outs.pop().unwrap();
+            assert_eq!(fast.shape, traced.shape, "{name} {w}x{h}");
+            assert!(fast.data == traced.data, "{name} {w}x{h}: maps_cpu differs from forward_trace");
+        }
+    }
+}
+
+#[test]
+fn fused_cpu_enhance_gives_the_unfused_bytes() {
+    // enhance_packed_cpu (downscale from packed rows, curve per row) against
+    // unpack -> enhance_cpu -> pack: the same arithmetic in the same order.
+    let mut rng = Rng::for_test("zero_dce_fused_cpu");
+    for (name, m) in models(&mut rng) {
+        for (w, h, channels, s) in [(1, 1, 3, 1), (37, 23, 4, 3), (130, 97, 3, 12), (64, 65, 3, 1), (151, 70, 4, 5)] {
+            let mut img = random_rgb(&mut rng, w, h, channels);
+            for bits in [8, 16] {
+                if bits == 16 {
+                    let Samples::U8(v) = &img.samples else { unreachable!() };
+                    let wide = v.iter().map(|&x| x as u16 * 257 + (x as u16 % 7)).collect();
+                    img = Image::new(img.width, img.height, img.channels, Samples::U16(wide)).unwrap();
+                }
+                let fused = gpuimg::ops::enhance_packed_cpu(&m, &img, s, 8).unwrap();
+                let plain = gpuimg::ops::enhance_unfused_cpu(&m, &img, s, 8).unwrap();
+                assert!(fused == plain, "{name} {w}x{h}x{channels} {bits}-bit s={s}: fused CPU enhance differs");
+            }
+        }
     }
 }

@@ -87,19 +87,15 @@ impl ZeroDceEnhance {
         ResizeBilinear::to_size(x.h, x.w, true).axes(maps)
     }
 
-    /// CPU implementation: rayon over rows of every plane; column taps
-    /// computed once, row taps once per row. Per row, the map is sampled into
-    /// a row buffer, then each curve iteration runs over the whole row (the
-    /// pixel loop innermost, so it vectorises; every value sees the same
-    /// operations in the same order as one pixel at a time would).
+    /// CPU implementation: rayon over rows of every plane, each row through
+    /// [`ZeroDceEnhance::curve_row`].
     pub fn cpu(&self, x: &Tensor, maps: &Tensor) -> Result<Tensor> {
-        let (ay, ax) = self.check(x.shape, maps.shape)?;
-        if (maps.shape.h, maps.shape.w) == (x.shape.h, x.shape.w) {
+        let taps = self.taps(x.shape, maps.shape)?;
+        if taps.identity {
             return Ok(self.curve(x, maps));
         }
         let s = x.shape;
         let (h, w) = (s.h, s.w);
-        let cols: Vec<(usize, usize, f32, f32)> = (0..w).map(|j| ax.tap(j, true)).collect();
         let mut y = x.clone();
         y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each_init(
             || vec![0.0f32; w],
@@ -107,33 +103,55 @@ impl ZeroDceEnhance {
                 let i = row % h;
                 let plane = row / h;
                 let (b, c) = (plane / s.c, plane % s.c);
-                if c >= self.colour {
-                    return;
-                }
-                let (i0, i1, l0y, l1y) = ay.tap(i, true);
-                let mw = maps.shape.w;
-                let sample = |r: &mut [f32], set: usize| {
-                    let m = maps.plane(b, set * self.colour + c);
-                    let (top, bot) = (&m[i0 * mw..(i0 + 1) * mw], &m[i1 * mw..(i1 + 1) * mw]);
-                    for (rv, &(j0, j1, l0x, l1x)) in r.iter_mut().zip(&cols) {
-                        let t = l0x * top[j0] + l1x * top[j1];
-                        let u = l0x * bot[j0] + l1x * bot[j1];
-                        *rv = l0y * t + l1y * u;
-                    }
-                };
-                if self.per_iteration {
-                    for t in 0..self.iterations {
-                        sample(r, t);
-                        curve_steps(yr, r, 1);
-                    }
-                } else if self.iterations > 0 {
-                    // One map set shared by every iteration: sampled once.
-                    sample(r, 0);
-                    curve_steps(yr, r, self.iterations);
+                if c < self.colour {
+                    self.curve_row(maps, &taps, (b, c, i), yr, r);
                 }
             },
         );
         Ok(y)
+    }
+
+    /// The map upsampling's taps for an image of shape `x` (checked with
+    /// `maps`), for [`ZeroDceEnhance::curve_row`].
+    pub fn taps(&self, x: Shape, maps: Shape) -> Result<CurveTaps> {
+        let (ay, ax) = self.check(x, maps)?;
+        let identity = (maps.h, maps.w) == (x.h, x.w);
+        let cols = if identity { Vec::new() } else { (0..x.w).map(|j| ax.tap(j, true)).collect() };
+        Ok(CurveTaps { ay, cols, identity })
+    }
+
+    /// The curve on one row `v` of colour channel `c` of image `b`, row `i`
+    /// (`at` = (b, c, i)); `r` is scratch of `v`'s length. The map is sampled
+    /// into `r` once per map set, then each iteration runs over the whole row
+    /// (the pixel loop innermost, so it vectorises; every value sees the same
+    /// operations in the same order as one pixel at a time would). Maps at
+    /// the image's size are read in place (the same values: the taps would
+    /// be 1 and 0).
+    pub fn curve_row(&self, maps: &Tensor, taps: &CurveTaps, at: (usize, usize, usize), v: &mut [f32], r: &mut [f32]) {
+        let (b, c, i) = at;
+        let mw = maps.shape.w;
+        let set_row = |set: usize| &maps.plane(b, set * self.colour + c)[i * mw..(i + 1) * mw];
+        let (i0, i1, l0y, l1y) = taps.ay.tap(i, true);
+        let sample = |r: &mut [f32], set: usize| {
+            let m = maps.plane(b, set * self.colour + c);
+            let (top, bot) = (&m[i0 * mw..(i0 + 1) * mw], &m[i1 * mw..(i1 + 1) * mw]);
+            for (rv, &(j0, j1, l0x, l1x)) in r.iter_mut().zip(&taps.cols) {
+                let t = l0x * top[j0] + l1x * top[j1];
+                let u = l0x * bot[j0] + l1x * bot[j1];
+                *rv = l0y * t + l1y * u;
+            }
+        };
+        let sets = if self.per_iteration { self.iterations } else { self.iterations.min(1) };
+        // One map set shared by every iteration: sampled once.
+        let steps = if self.per_iteration { 1 } else { self.iterations };
+        for set in 0..sets {
+            if taps.identity {
+                curve_steps(v, set_row(set), steps);
+            } else {
+                sample(r, set);
+                curve_steps(v, r, steps);
+            }
+        }
     }
 
     /// Maps at the image's size: the curve alone, rayon over blocks of each
@@ -223,6 +241,14 @@ impl ZeroDceEnhance {
             grid_groups(s.w, s.h, s.n),
         )
     }
+}
+
+/// The map upsampling of a [`ZeroDceEnhance`] resolved for one image size.
+#[derive(Debug, Clone)]
+pub struct CurveTaps {
+    ay: Axis,
+    cols: Vec<(usize, usize, f32, f32)>,
+    identity: bool,
 }
 
 /// `iterations` curve steps `v <- v + r (v^2 - v)` on every value of `v`

@@ -353,10 +353,36 @@ impl ZeroDce {
         Ok(t)
     }
 
-    /// The curve maps of `x` (N, 3, h, w) on the CPU.
+    /// The curve maps of `x` (N, 3, h, w) on the CPU: the forward pass
+    /// without a trace, each layer's activation applied as its outputs are
+    /// stored and the skip connections read in place (no concatenation
+    /// copies); the same values as [`ZeroDce::forward_trace`]'s last output.
     pub fn maps_cpu(&self, x: &Tensor) -> Result<Tensor> {
-        let mut t = self.forward_trace(x)?;
-        Ok(t.outs.pop().expect("seven layers"))
+        if x.shape.c != 3 {
+            return Err(Error::invalid("zero_dce", format!("input {} must have 3 channels", x.shape)));
+        }
+        let mut outs: Vec<Tensor> = Vec::with_capacity(LAYERS);
+        for i in 0..LAYERS {
+            let inputs: Vec<&Tensor> = match i {
+                0 => vec![x],
+                1..=3 => vec![&outs[i - 1]],
+                4 => vec![&outs[2], &outs[3]],
+                5 => vec![&outs[1], &outs[4]],
+                _ => vec![&outs[0], &outs[5]],
+            };
+            let act = if i + 1 == LAYERS { ActivationKind::Tanh } else { ActivationKind::Relu };
+            let (dc, mc) = self.arch.convs(i);
+            let l = &self.layers[i];
+            let y = match (dc, &l.depth) {
+                (Some(c), Some((w, b))) => {
+                    let mid = c.cpu_cat(&inputs, w, b, None)?;
+                    mc.cpu_cat(&[&mid], &l.main.0, &l.main.1, Some(act))?
+                }
+                _ => mc.cpu_cat(&inputs, &l.main.0, &l.main.1, Some(act))?,
+            };
+            outs.push(y);
+        }
+        Ok(outs.pop().expect("seven layers"))
     }
 
     /// Enhances planar RGB `x` (N, C >= 3, H, W; channels past 3 pass through)

@@ -1,7 +1,10 @@
 //! Low-light enhancement with Zero-DCE / Zero-DCE++: the pipeline on both
 //! backends, recorded into an encoder, in strips, and as a streamed op.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
+
+use rayon::prelude::*;
 
 use crate::backend::Backend;
 use crate::error::Result;
@@ -9,10 +12,13 @@ use crate::gpu::Gpu;
 use crate::gpu::GpuTensor;
 use crate::image_io::Image;
 use crate::kernels::unpack_pixels::PixelLayout;
-use crate::kernels::{PackPixels, UnpackPixels};
-use crate::models::zero_dce::{GpuZeroDce, ZeroDce};
+use crate::kernels::pack_pixels::quantise;
+use crate::kernels::resize_bilinear::Axis;
+use crate::kernels::zero_dce_enhance::CurveTaps;
+use crate::kernels::{rows_per_task, PackPixels, ResizeBilinear, UnpackPixels, ZeroDceEnhance};
+use crate::models::zero_dce::{first_channels, GpuZeroDce, ZeroDce};
 use crate::stream::StreamOp;
-use crate::tensor::{Samples, Shape};
+use crate::tensor::{Samples, Shape, Tensor};
 
 use super::*;
 
@@ -22,14 +28,9 @@ use super::*;
 /// and are averaged back; alpha passes through; bit depth and layout are kept.
 pub fn enhance(backend: &Backend, model: &ZeroDce, img: &Image, s: usize, iterations: usize) -> Result<Image> {
     let grey = img.channels <= 2;
-    let rgb = if grey { grey_to_rgb(img)? } else { img.clone() };
+    let rgb = if grey { Cow::Owned(grey_to_rgb(img)?) } else { Cow::Borrowed(img) };
     let out = match backend {
-        Backend::Cpu => {
-            let l = rgb.layout();
-            let x = UnpackPixels(l).cpu(&rgb.samples)?;
-            let y = model.enhance_cpu(&x, s, iterations)?;
-            Image::new(rgb.width, rgb.height, rgb.channels, PackPixels(l).cpu(&y)?)?
-        }
+        Backend::Cpu => enhance_packed_cpu(model, &rgb, s, iterations)?,
         Backend::Gpu(gpu) => enhance_gpu(gpu, model, &rgb, s, iterations, gpu.tensor_cap())?,
     };
     if grey {
@@ -37,6 +38,143 @@ pub fn enhance(backend: &Backend, model: &ZeroDce, img: &Image, s: usize, iterat
     } else {
         Ok(out)
     }
+}
+
+/// The CPU path of [`enhance`] on an RGB(A) image, fused per row: the
+/// downscale reads the packed samples (only the two rows each output row's
+/// taps touch), and each output row is unpacked, curved with the maps
+/// sampled once per row, and packed, so the image never exists as f32
+/// planes. The arithmetic is that of [`enhance_unfused_cpu`] (unpack,
+/// `ZeroDce::enhance_cpu`, pack) in the same order: the same bytes.
+pub fn enhance_packed_cpu(model: &ZeroDce, img: &Image, s: usize, iterations: usize) -> Result<Image> {
+    if !(3..=4).contains(&img.channels) {
+        return Err(crate::Error::invalid("enhance", format!("{} channels: RGB or RGBA expected", img.channels)));
+    }
+    let l = img.layout();
+    let curve = model.curve(iterations)?;
+    let rgb_shape = Shape::new(1, 3, l.height, l.width);
+    let small = match ZeroDce::downscale(l.height, l.width, s)? {
+        Some(r) => downscale_packed(img, &r)?,
+        None => UnpackPixels(l).cpu(&img.samples).map(|x| first_channels(&x, 3))?,
+    };
+    let maps = model.maps_cpu(&small)?;
+    let taps = curve.taps(rgb_shape, maps.shape)?;
+    let samples = match &img.samples {
+        Samples::U8(src) => {
+            let lut: Vec<f32> = (0..256u32).map(|v| v as f32 / 255.0).collect();
+            Samples::U8(curve_rows(src, l, &curve, &maps, &taps, |v: u8| lut[v as usize], |q| q as u8))
+        }
+        Samples::U16(src) => Samples::U16(curve_rows(src, l, &curve, &maps, &taps, |v: u16| v as f32 / 65535.0, |q| q as u16)),
+    };
+    Image::new(img.width, img.height, img.channels, samples)
+}
+
+/// The unfused CPU path (unpack to f32 planes, `ZeroDce::enhance_cpu`,
+/// pack): the reference [`enhance_packed_cpu`] is tested against.
+pub fn enhance_unfused_cpu(model: &ZeroDce, img: &Image, s: usize, iterations: usize) -> Result<Image> {
+    let l = img.layout();
+    let x = UnpackPixels(l).cpu(&img.samples)?;
+    let y = model.enhance_cpu(&x, s, iterations)?;
+    Image::new(img.width, img.height, img.channels, PackPixels(l).cpu(&y)?)
+}
+
+/// The colour channels of packed `img` resized by `r` into f32 planes
+/// (1, 3, h', w'): `UnpackPixels` then `ResizeBilinear::cpu`'s arithmetic,
+/// reading the packed rows directly.
+fn downscale_packed(img: &Image, r: &ResizeBilinear) -> Result<Tensor> {
+    let l = img.layout();
+    let rgb_shape = Shape::new(1, 3, l.height, l.width);
+    let (ay, ax) = r.axes(rgb_shape)?;
+    let out = r.out_shape(rgb_shape)?;
+    let cols: Vec<(usize, usize, f32, f32)> = (0..out.w).map(|j| ax.tap(j, r.align_corners)).collect();
+    let mut y = Tensor::zeros(out);
+    if out.is_empty() {
+        return Ok(y);
+    }
+    let (c, irow, align) = (l.channels, l.width * l.channels, r.align_corners);
+    fn rows<T: Copy + Sync>(
+        src: &[T],
+        y: &mut Tensor,
+        (c, irow, align): (usize, usize, bool),
+        ay: &Axis,
+        cols: &[(usize, usize, f32, f32)],
+        value: impl Fn(T) -> f32 + Sync,
+    ) {
+        let (h, w) = (y.shape.h, y.shape.w);
+        y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each(|(row, dst)| {
+            let (ch, i) = (row / h, row % h);
+            let (y0, y1, ly0, ly1) = ay.tap(i, align);
+            let (r0, r1) = (&src[y0 * irow..(y0 + 1) * irow], &src[y1 * irow..(y1 + 1) * irow]);
+            for (d, &(x0, x1, lx0, lx1)) in dst.iter_mut().zip(cols) {
+                let top = lx0 * value(r0[x0 * c + ch]) + lx1 * value(r0[x1 * c + ch]);
+                let bot = lx0 * value(r1[x0 * c + ch]) + lx1 * value(r1[x1 * c + ch]);
+                *d = ly0 * top + ly1 * bot;
+            }
+        });
+    }
+    let geo = (c, irow, align);
+    match &img.samples {
+        Samples::U8(s) => {
+            let lut: Vec<f32> = (0..256u32).map(|v| v as f32 / 255.0).collect();
+            rows(s, &mut y, geo, &ay, &cols, |v: u8| lut[v as usize]);
+        }
+        Samples::U16(s) => rows(s, &mut y, geo, &ay, &cols, |v: u16| v as f32 / 65535.0),
+    }
+    Ok(y)
+}
+
+/// Every row of packed RGB(A) `src` (layout `l`: 3 or 4 channels)
+/// unpacked, its colour channels curved, and packed again; alpha goes
+/// through the same unpack and pack.
+fn curve_rows<T: Copy + Send + Sync + Default>(
+    src: &[T],
+    l: PixelLayout,
+    curve: &ZeroDceEnhance,
+    maps: &Tensor,
+    taps: &CurveTaps,
+    value: impl Fn(T) -> f32 + Sync,
+    sample: impl Fn(u32) -> T + Sync,
+) -> Vec<T> {
+    let (c, w) = (l.channels, l.width);
+    let maxv = l.max_value();
+    let mut out = vec![T::default(); src.len()];
+    if w == 0 || c == 0 {
+        return out;
+    }
+    // Per row: unpack into one row per channel, curve the colour rows,
+    // pack (pixel loops over a fixed channel count, so they unroll).
+    fn unpack<T: Copy, const C: usize>(row: &[T], planes: &mut [f32], w: usize, value: &impl Fn(T) -> f32) {
+        for (j, p) in row.chunks_exact(C).enumerate() {
+            for ch in 0..C {
+                planes[ch * w + j] = value(p[ch]);
+            }
+        }
+    }
+    fn pack<T: Copy, const C: usize>(dst: &mut [T], planes: &[f32], w: usize, maxv: f32, sample: &impl Fn(u32) -> T) {
+        for (j, d) in dst.chunks_exact_mut(C).enumerate() {
+            for ch in 0..C {
+                d[ch] = sample(quantise(planes[ch * w + j], maxv));
+            }
+        }
+    }
+    out.par_chunks_mut(w * c).with_min_len(rows_per_task(w * c)).enumerate().for_each_init(
+        || (vec![0f32; w * c], vec![0f32; w]),
+        |(planes, r), (i, dst)| {
+            let row = &src[i * w * c..(i + 1) * w * c];
+            match c {
+                3 => unpack::<T, 3>(row, planes, w, &value),
+                _ => unpack::<T, 4>(row, planes, w, &value),
+            }
+            for ch in 0..curve.colour.min(c) {
+                curve.curve_row(maps, taps, (0, ch, i), &mut planes[ch * w..(ch + 1) * w], r);
+            }
+            match c {
+                3 => pack::<T, 3>(dst, planes, w, maxv, &sample),
+                _ => pack::<T, 4>(dst, planes, w, maxv, &sample),
+            }
+        },
+    );
+    out
 }
 
 /// Whether [`enhance_gpu`] runs an image of layout `l` in one submission

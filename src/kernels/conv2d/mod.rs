@@ -1,16 +1,16 @@
 //! 2-D convolution, stride 1, "same" zero padding, bias, groups.
 
 use bytemuck::{Pod, Zeroable};
-use rayon::prelude::*;
-
 use super::contract::{
     bench_rng, constants, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance,
 };
-use super::{kernel_desc, rows_per_task, KernelDesc};
+use super::{kernel_desc, ActivationKind, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
 use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
+
+mod cpu;
 
 /// Params uniform of `shaders/conv2d.wgsl`.
 #[repr(C)]
@@ -86,121 +86,34 @@ impl Conv2d {
         Ok(Shape::new(input.n, self.cout, input.h, input.w))
     }
 
-    /// CPU implementation: rayon over output rows; interior columns in
-    /// register tiles, the borders as vectorisable axpy runs (one per input
-    /// channel and kernel tap). Compiled twice, for AVX2+FMA machines (picked
-    /// at run time) and for the baseline; both give the same bits (Rust does
-    /// not contract a * b + c into an FMA).
+    /// CPU implementation (see [`cpu`]): register tiles of output channels x
+    /// columns over a zero-padded copy of each band of input rows; the
+    /// AVX2+FMA build is picked at run time and gives the baseline's bits.
     pub fn cpu(&self, x: &Tensor, weight: &[f32], bias: &[f32]) -> Result<Tensor> {
-        let out = self.check(x.shape, weight.len(), bias.len())?;
-        let mut y = Tensor::zeros(out);
-        if out.is_empty() {
-            return Ok(y);
-        }
-        let w = out.w;
-        let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
-        let _ = avx2; // read on x86-64 only
-        y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each(|(row, yrow)| {
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: the chosen level is never above what the CPU supports.
-                return unsafe { self.row_avx2(x, weight, bias, out, row, yrow) };
-            }
-            self.row(x, weight, bias, out, row, yrow)
-        });
-        Ok(y)
+        self.cpu_cat(&[x], weight, bias, None)
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn row_avx2(&self, x: &Tensor, weight: &[f32], bias: &[f32], out: Shape, row: usize, yrow: &mut [f32]) {
-        self.row(x, weight, bias, out, row, yrow)
-    }
-
-    /// Output row `row` (over all planes) of the convolution.
-    #[inline(always)]
-    fn row(&self, x: &Tensor, weight: &[f32], bias: &[f32], out: Shape, row: usize, yrow: &mut [f32]) {
-        let (h, w, k) = (out.h, out.w, self.k);
-        let cin_g = self.cin / self.groups;
-        let cout_g = self.cout / self.groups;
-        let pad = (k - 1) / 2;
-        let i = row % h;
-        let plane = row / h;
-        let (b, o) = (plane / self.cout, plane % self.cout);
-        let g = o / cout_g;
-        yrow.fill(bias[o]);
-        // Columns whose every tap is inside the row go in tiles of outputs
-        // held in registers (one load per multiply-add); the
-        // rest tap by tap along the row. Both add the taps in the same
-        // order (channel, row, column) onto the bias, so the results
-        // are the same to the bit.
-        let rows = |c: usize| {
-            let xplane = x.plane(b, g * cin_g + c);
-            (0..k).filter_map(move |u| {
-                let ii = (i + u).checked_sub(pad).filter(|&ii| ii < h)?;
-                Some((u, &xplane[ii * w..(ii + 1) * w]))
-            })
+    /// [`Conv2d::cpu`] of `inputs` read as one tensor concatenated along
+    /// channels (same batch and size; channels adding up to `cin`), with
+    /// `act` applied to every output: what a concatenation, the convolution
+    /// and an activation pass give, without the copies.
+    pub fn cpu_cat(
+        &self,
+        inputs: &[&Tensor],
+        weight: &[f32],
+        bias: &[f32],
+        act: Option<ActivationKind>,
+    ) -> Result<Tensor> {
+        let Some(first) = inputs.first() else {
+            return Err(Error::invalid("conv2d", "no input"));
         };
-        // One tile of T outputs from column j0 (all its taps inside the row).
-        #[inline(always)]
-        fn tile<'a, const T: usize, R: Iterator<Item = (usize, &'a [f32])>>(
-            yrow: &mut [f32],
-            j0: usize,
-            (k, pad, cin_g): (usize, usize, usize),
-            weights: &[f32],
-            rows: impl Fn(usize) -> R,
-        ) {
-            let mut acc = [0f32; T];
-            acc.copy_from_slice(&yrow[j0..j0 + T]);
-            for c in 0..cin_g {
-                let wc = &weights[c * k * k..(c + 1) * k * k];
-                for (u, xrow) in rows(c) {
-                    for v in 0..k {
-                        let wv = wc[u * k + v];
-                        let xs = &xrow[j0 + v - pad..j0 + v - pad + T];
-                        for (a, &xv) in acc.iter_mut().zip(xs) {
-                            *a += wv * xv;
-                        }
-                    }
-                }
-            }
-            yrow[j0..j0 + T].copy_from_slice(&acc);
+        let mut shape = first.shape;
+        shape.c = inputs.iter().map(|x| x.shape.c).sum();
+        if let Some(x) = inputs.iter().find(|x| (x.shape.n, x.shape.h, x.shape.w) != (shape.n, shape.h, shape.w)) {
+            return Err(Error::invalid("conv2d", format!("inputs {} and {} differ in batch or size", first.shape, x.shape)));
         }
-        // Tiles of 64 (eight AVX registers of accumulators, enough to hide
-        // the add latency), then of 16, over the interior columns.
-        let weights = &weight[o * cin_g * k * k..(o + 1) * cin_g * k * k];
-        let dims = (k, pad, cin_g);
-        let mut j0 = pad;
-        // Taps reach pad columns left and k - 1 - pad right (even k: one fewer).
-        let end = w.saturating_sub(k - 1 - pad);
-        while j0 + 64 <= end {
-            tile::<64, _>(yrow, j0, dims, weights, rows);
-            j0 += 64;
-        }
-        while j0 + 16 <= end {
-            tile::<16, _>(yrow, j0, dims, weights, rows);
-            j0 += 16;
-        }
-        for (lo, hi) in [(0, pad), (j0, w)] {
-            for c in 0..cin_g {
-                let wc = &weights[c * k * k..(c + 1) * k * k];
-                for (u, xrow) in rows(c) {
-                    for v in 0..k {
-                        let wv = wc[u * k + v];
-                        // Output columns j in lo..hi whose input column j + v - pad is inside.
-                        let j0 = pad.saturating_sub(v).max(lo);
-                        let j1 = (w + pad).saturating_sub(v).min(w).min(hi);
-                        if j0 >= j1 {
-                            continue;
-                        }
-                        let xs = &xrow[j0 + v - pad..j1 + v - pad];
-                        for (acc, &xv) in yrow[j0..j1].iter_mut().zip(xs) {
-                            *acc += wv * xv;
-                        }
-                    }
-                }
-            }
-        }
+        let out = self.check(shape, weight.len(), bias.len())?;
+        Ok(cpu::run(self, inputs, weight, bias, act, out))
     }
 
     /// Records the convolution into `encoder` on caller-owned buffers.
