@@ -141,9 +141,7 @@ impl ZeroDceEnhance {
                 *rv = l0y * t + l1y * u;
             }
         };
-        let sets = if self.per_iteration { self.iterations } else { self.iterations.min(1) };
-        // One map set shared by every iteration: sampled once.
-        let steps = if self.per_iteration { 1 } else { self.iterations };
+        let (sets, steps) = self.schedule();
         for set in 0..sets {
             if taps.identity {
                 curve_steps(v, set_row(set), steps);
@@ -151,6 +149,64 @@ impl ZeroDceEnhance {
                 sample(r, set);
                 curve_steps(v, r, steps);
             }
+        }
+    }
+
+    /// Map sets read per pixel, and curve steps per set.
+    fn schedule(&self) -> (usize, usize) {
+        if self.per_iteration {
+            (self.iterations, 1)
+        } else {
+            // One map set shared by every iteration: sampled once.
+            (self.iterations.min(1), self.iterations)
+        }
+    }
+
+    /// The map rows image rows `rows` (non-empty) read, for
+    /// [`ZeroDceEnhance::map_rows`].
+    pub fn map_rows_for(&self, taps: &CurveTaps, rows: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        taps.ay.tap(rows.start, true).0..taps.ay.tap(rows.end - 1, true).1 + 1
+    }
+
+    /// Map rows `rows` of colour channel `c` of image `b` (`at` = (b, c)),
+    /// every map set, interpolated along x to the image's width (the
+    /// horizontal half of [`ZeroDceEnhance::curve_row`]'s sampling, the same
+    /// products and sums), laid out `[set][row][column]`. Image rows that
+    /// share map rows (all of them, at scale factor 12, in runs of 12) then
+    /// take only the vertical half, which vectorises:
+    /// [`ZeroDceEnhance::curve_row_from`]. Not for identity taps.
+    pub fn map_rows(&self, maps: &Tensor, taps: &CurveTaps, at: (usize, usize), rows: std::ops::Range<usize>) -> Vec<f32> {
+        let (b, c) = at;
+        let (w, mw, n) = (taps.cols.len(), maps.shape.w, rows.len());
+        let (sets, _) = self.schedule();
+        let mut out = vec![0f32; sets * n * w];
+        for set in 0..sets {
+            let m = maps.plane(b, set * self.colour + c);
+            for (k, mr) in rows.clone().enumerate() {
+                let src = &m[mr * mw..(mr + 1) * mw];
+                let dst = &mut out[(set * n + k) * w..(set * n + k + 1) * w];
+                for (d, &(j0, j1, l0x, l1x)) in dst.iter_mut().zip(&taps.cols) {
+                    *d = l0x * src[j0] + l1x * src[j1];
+                }
+            }
+        }
+        out
+    }
+
+    /// [`ZeroDceEnhance::curve_row`] of image row `i` from the map rows
+    /// `rows` that [`ZeroDceEnhance::map_rows`] gave (`hrows`): the same bits.
+    pub fn curve_row_from(&self, taps: &CurveTaps, hrows: &[f32], rows: std::ops::Range<usize>, i: usize, v: &mut [f32], r: &mut [f32]) {
+        let w = v.len();
+        let n = rows.len();
+        let (i0, i1, l0y, l1y) = taps.ay.tap(i, true);
+        let (sets, steps) = self.schedule();
+        for set in 0..sets {
+            let at = |m: usize| (set * n + m - rows.start) * w;
+            let (t, u) = (&hrows[at(i0)..at(i0) + w], &hrows[at(i1)..at(i1) + w]);
+            for ((rv, &t), &u) in r.iter_mut().zip(t).zip(u) {
+                *rv = l0y * t + l1y * u;
+            }
+            curve_steps(v, r, steps);
         }
     }
 
@@ -246,9 +302,10 @@ impl ZeroDceEnhance {
 /// The map upsampling of a [`ZeroDceEnhance`] resolved for one image size.
 #[derive(Debug, Clone)]
 pub struct CurveTaps {
+    /// Whether the maps are at the image's size (read in place, no taps).
+    pub identity: bool,
     ay: Axis,
     cols: Vec<(usize, usize, f32, f32)>,
-    identity: bool,
 }
 
 /// `iterations` curve steps `v <- v + r (v^2 - v)` on every value of `v`

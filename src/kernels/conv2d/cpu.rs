@@ -88,6 +88,17 @@ struct Scratch {
     plane: usize,
 }
 
+/// What every task of one convolution shares.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    conv: &'a Conv2d,
+    inputs: &'a [&'a Tensor],
+    packed: &'a Packed,
+    act: Option<ActivationKind>,
+    out: Shape,
+    ptr: OutPtr,
+}
+
 /// A pointer to the output that tasks write disjoint parts of.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -118,51 +129,30 @@ pub(super) fn run(
     let bands_per_image = h.div_ceil(band);
     let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
     let _ = avx2; // read on x86-64 only
-    let ptr = OutPtr(y.data.as_mut_ptr());
+    let job = Job { conv, inputs, packed: &packed, act, out, ptr: OutPtr(y.data.as_mut_ptr()) };
     (0..out.n * bands_per_image).into_par_iter().for_each(|task| {
         let (b, i0) = (task / bands_per_image, (task % bands_per_image) * band);
         let i1 = (i0 + band).min(h);
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the chosen level is never above what the CPU supports.
-            return unsafe { band_avx2(conv, inputs, &packed, act, out, b, i0, i1, ptr) };
+            return unsafe { band_avx2(job, b, i0, i1) };
         }
-        band_rows(conv, inputs, &packed, act, out, b, i0, i1, ptr)
+        band_rows(job, b, i0, i1)
     });
     y
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn band_avx2(
-    conv: &Conv2d,
-    inputs: &[&Tensor],
-    packed: &Packed,
-    act: Option<ActivationKind>,
-    out: Shape,
-    b: usize,
-    i0: usize,
-    i1: usize,
-    ptr: OutPtr,
-) {
-    band_rows(conv, inputs, packed, act, out, b, i0, i1, ptr)
+fn band_avx2(job: Job, b: usize, i0: usize, i1: usize) {
+    band_rows(job, b, i0, i1)
 }
 
 /// Output rows `i0..i1` of image `b`, every output channel.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn band_rows(
-    conv: &Conv2d,
-    inputs: &[&Tensor],
-    packed: &Packed,
-    act: Option<ActivationKind>,
-    out: Shape,
-    b: usize,
-    i0: usize,
-    i1: usize,
-    ptr: OutPtr,
-) {
+fn band_rows(job: Job, b: usize, i0: usize, i1: usize) {
+    let Job { conv, inputs, out, .. } = job;
     let (h, w, k) = (out.h, out.w, conv.k);
     let pad = (k - 1) / 2;
     let w8 = w.div_ceil(LANES) * LANES;
@@ -200,7 +190,7 @@ fn band_rows(
                 }
             }
         }
-        group_rows(conv, packed, act, out, b, i0, i1, ptr, g, &xp, s);
+        group_rows(job, (b, g), i0, i1, &xp, s);
     }
     SCRATCH.with(|s| s.replace(xp));
 }
@@ -213,20 +203,8 @@ thread_local! {
 /// Output rows `i0..i1` of image `b`, the output channels of group `g`,
 /// from the group's padded input `xp`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn group_rows(
-    conv: &Conv2d,
-    packed: &Packed,
-    act: Option<ActivationKind>,
-    out: Shape,
-    b: usize,
-    i0: usize,
-    i1: usize,
-    ptr: OutPtr,
-    g: usize,
-    xp: &[f32],
-    s: Scratch,
-) {
+fn group_rows(job: Job, (b, g): (usize, usize), i0: usize, i1: usize, xp: &[f32], s: Scratch) {
+    let Job { conv, packed, act, out, ptr, .. } = job;
     let (h, w, k) = (out.h, out.w, conv.k);
     let w8 = w.div_ceil(LANES) * LANES;
     let (cin_g, cout_g) = (conv.cin / conv.groups, conv.cout / conv.groups);
