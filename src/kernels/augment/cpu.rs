@@ -402,6 +402,27 @@ impl AugmentPass {
                 dst[c] = T::from_u32(crate::kernels::pack_pixels::quantise(v[c], maxv));
             }
         };
+        // 8-bit samples whose colour stages each act on one channel alone
+        // (brightness, contrast, gamma; no saturation, hue, grey or noise):
+        // a pixel moved unresampled takes its output from a table per
+        // channel, filled by running the same stages on every value, so the
+        // same bytes as the per-pixel path at a table lookup per sample.
+        let per_channel = self.colour.iter().all(|(op, _)| match op {
+            ColourOp::Affine { m, .. } => [1, 2, 3, 5, 6, 7].iter().all(|&k| m[k] == 0.0),
+            ColourOp::Gamma(_) => true,
+            ColourOp::Noise(_) => false,
+        });
+        let lut: Option<Vec<T>> = (self.is_gather() && !plain && per_channel && maxv == 255.0).then(|| {
+            let mut lut = vec![T::from_u32(0); 256 * nc];
+            for s in 0..256usize {
+                let mut v = [unit[s]; 4];
+                colour(&pr, &prog, &mut v, -1.0, 0);
+                for c in 0..nc {
+                    lut[c * 256 + s] = T::from_u32(crate::kernels::pack_pixels::quantise(v[c], maxv));
+                }
+            }
+            lut
+        });
         if self.is_gather() {
             out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
                 for gx in 0..ow {
@@ -413,6 +434,10 @@ impl AugmentPass {
                             let s = &src[(j * w + i) * nc..(j * w + i) * nc + nc];
                             if plain {
                                 dst.copy_from_slice(s);
+                            } else if let Some(lut) = &lut {
+                                for (c, (d, v)) in dst.iter_mut().zip(s).enumerate() {
+                                    *d = lut[c * 256 + v.idx()];
+                                }
                             } else {
                                 let mut v = [0.0f32; 4];
                                 for c in 0..nc {
