@@ -15,6 +15,8 @@ echo "== tests"
 cargo test --no-fail-fast
 echo "== gpuimg bench --quick (every kernel and model on the GPU adapter and the CPU)"
 cargo run -q --bin gpuimg -- --device gpu bench --quick --json target/bench-quick.json --chart target/bench-quick.svg --overwrite
+echo "== peer harness smoke (tiny sizes; peers not installed here are reported as not run)"
+python3 benches/peers/peers.py --smoke --threads 1 --gpuimg target/debug/gpuimg
 echo "== example: embedding in a host application"
 cargo run -q --example embed
 echo "== clippy"
