@@ -42,7 +42,7 @@ fn every_level_gives_the_same_bits() {
             (op, rng.tensor(Shape::new(1, 3 * op.sets(), mh, mw), -1.0, 1.0))
         })
         .collect();
-    // The fused CPU enhance (packed rows in and out, AVX2 unpack and pack).
+    // The fused CPU resize and enhance (packed rows in and out, AVX2 builds).
     let dark = {
         let s: Vec<u8> = (0..61 * 47 * 3).map(|_| (rng.uniform(0.0, 96.0)) as u8).collect();
         gpuimg::image_io::Image::new(61, 47, 3, gpuimg::Samples::U8(s)).unwrap()
@@ -54,6 +54,10 @@ fn every_level_gives_the_same_bits() {
         let mut r: Vec<Vec<f32>> = convs.iter().map(|(c, x, w, b)| c.cpu(x, w, b).unwrap().data).collect();
         r.push(m.forward_fast(&x_sr).unwrap().data);
         r.extend(dce.iter().map(|(op, maps)| op.cpu(&x_dce, maps).unwrap().data));
+        let rs = gpuimg::kernels::ResizeBilinear::by_factor(0.37, false);
+        let outl = gpuimg::ops::resize_layout(dark.layout(), &rs).unwrap();
+        let gpuimg::Samples::U8(q) = gpuimg::ops::resize_packed_cpu(&dark, &rs, outl).unwrap() else { unreachable!() };
+        r.push(q.iter().map(|&v| v as f32).collect());
         let e = gpuimg::ops::enhance_packed_cpu(&zdce, &dark, 4, 8).unwrap();
         let gpuimg::Samples::U8(e) = e.samples else { unreachable!() };
         r.push(e.iter().map(|&v| v as f32).collect());

@@ -76,20 +76,72 @@ fn fused_rows<T: Copy + Send + Sync + Default>(
     if orow == 0 {
         return out;
     }
+    // One output row from input rows r0 and r1 (row taps ly0, ly1), for C
+    // channels known at compile time (the channel loop unrolls), compiled
+    // for AVX2 too (the same operations: the same bytes).
+    #[inline(always)]
+    fn row<T: Copy, const C: usize>(
+        dst: &mut [T],
+        (r0, r1, ly0, ly1): (&[T], &[T], f32, f32),
+        cols: &[(usize, usize, f32, f32)],
+        maxv: f32,
+        value: &impl Fn(T) -> f32,
+        sample: &impl Fn(u32) -> T,
+    ) {
+        for (px, &(x0, x1, lx0, lx1)) in dst.chunks_exact_mut(C).zip(cols) {
+            let (a, b) = (&r0[x0 * C..x0 * C + C], &r0[x1 * C..x1 * C + C]);
+            let (e, f) = (&r1[x0 * C..x0 * C + C], &r1[x1 * C..x1 * C + C]);
+            for ch in 0..C {
+                let top = lx0 * value(a[ch]) + lx1 * value(b[ch]);
+                let bot = lx0 * value(e[ch]) + lx1 * value(f[ch]);
+                px[ch] = sample(crate::kernels::pack_pixels::quantise(ly0 * top + ly1 * bot, maxv));
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn row_avx2<T: Copy, const C: usize>(
+        dst: &mut [T],
+        taps: (&[T], &[T], f32, f32),
+        cols: &[(usize, usize, f32, f32)],
+        maxv: f32,
+        value: &impl Fn(T) -> f32,
+        sample: &impl Fn(u32) -> T,
+    ) {
+        row::<T, C>(dst, taps, cols, maxv, value, sample)
+    }
+    fn row_any<T: Copy, const C: usize>(
+        avx2: bool,
+        dst: &mut [T],
+        taps: (&[T], &[T], f32, f32),
+        cols: &[(usize, usize, f32, f32)],
+        maxv: f32,
+        value: &impl Fn(T) -> f32,
+        sample: &impl Fn(u32) -> T,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the chosen level is never above what the CPU supports.
+            return unsafe { row_avx2::<T, C>(dst, taps, cols, maxv, value, sample) };
+        }
+        let _ = avx2;
+        row::<T, C>(dst, taps, cols, maxv, value, sample)
+    }
+    let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
     let rows = crate::kernels::rows_per_task(orow);
-    out.par_chunks_mut(orow).with_min_len(rows).enumerate().for_each(|(row, dst)| {
+    out.par_chunks_mut(orow).with_min_len(rows).enumerate().for_each(|(r, dst)| {
         // Images back to back (n > 1): each has its own rows.
-        let (img, i) = (row / outl.height, row % outl.height);
+        let (img, i) = (r / outl.height, r % outl.height);
         let (y0, y1, ly0, ly1) = ay.tap(i, align);
         let base = img * inl.height * irow;
         let r0 = &src[base + y0 * irow..base + (y0 + 1) * irow];
         let r1 = &src[base + y1 * irow..base + (y1 + 1) * irow];
-        for (px, &(x0, x1, lx0, lx1)) in dst.chunks_exact_mut(c).zip(cols) {
-            for (ch, d) in px.iter_mut().enumerate() {
-                let top = lx0 * value(r0[x0 * c + ch]) + lx1 * value(r0[x1 * c + ch]);
-                let bot = lx0 * value(r1[x0 * c + ch]) + lx1 * value(r1[x1 * c + ch]);
-                *d = sample(crate::kernels::pack_pixels::quantise(ly0 * top + ly1 * bot, maxv));
-            }
+        let taps = (r0, r1, ly0, ly1);
+        match c {
+            1 => row_any::<T, 1>(avx2, dst, taps, cols, maxv, &value, &sample),
+            2 => row_any::<T, 2>(avx2, dst, taps, cols, maxv, &value, &sample),
+            3 => row_any::<T, 3>(avx2, dst, taps, cols, maxv, &value, &sample),
+            _ => row_any::<T, 4>(avx2, dst, taps, cols, maxv, &value, &sample),
         }
     });
     out
