@@ -27,7 +27,6 @@ import argparse
 import importlib
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -71,20 +70,11 @@ def test_image(w, h):
 
 
 def read_safetensors(path):
-    import numpy as np
+    """Our weights as numpy arrays (onnx_tinypssr.py's reader)."""
+    sys.path.insert(0, os.path.join(ROOT, "benches"))
+    from onnx_tinypssr import read_safetensors as read
 
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    data = raw[8 + n :]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(info["shape"]).copy()
-    return out
+    return read(path)
 
 
 def ort_session(model_bytes, threads):
@@ -167,8 +157,9 @@ def zero_dce_pp_graph(w, width, height, s, iterations=8):
 
 
 def peer_tinypssr(scale, width, height, threads, repeat):
-    sys.path.insert(0, os.path.join(ROOT, "benches"))
     import numpy as np
+
+    sys.path.insert(0, os.path.join(ROOT, "benches"))
     from onnx_tinypssr import build_graph
 
     sess = ort_session(build_graph(read_safetensors(os.path.join(ROOT, f"assets/tinypssr_x{scale}.safetensors"))), threads)
