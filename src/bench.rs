@@ -44,6 +44,7 @@ pub const MODELS: &[&str] = &[
     "zero_dce",
     "augment_chain",
     "augment_chain_op_by_op",
+    "augment_colour",
     "tinycompress_4_encode",
     "tinycompress_4_decode",
 ];
@@ -52,6 +53,9 @@ pub const MODELS: &[&str] = &[
 pub fn names() -> Vec<&'static str> {
     crate::kernels::ALL.iter().map(|e| e.desc.name).chain(MODELS.iter().copied()).collect()
 }
+
+/// The `augment_colour` case's ops: brightness, contrast and gamma.
+pub const COLOUR_OPS: &str = "brightness:f=1.2;contrast:f=0.8;gamma:g=0.7";
 
 /// The seed-004 chain (hflip, rotate, jitter, crop, resize) with fixed
 /// values for a w x h image: crop to 80% of each side, resize to half of the crop.
@@ -146,12 +150,15 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
             let s = crate::models::zero_dce::default_scale_factor(h, w);
             model_case(name, gpu, image(w, h), move |b, img| ok(crate::ops::enhance(b, &model, img, s, 8)))
         }
-        "augment_chain" | "augment_chain_op_by_op" => {
+        "augment_chain" | "augment_chain_op_by_op" | "augment_colour" => {
             use crate::augment::{Plan, Spec};
             let img = Arc::new(image(w, h));
-            let d: Spec = seed004_chain(w, h).parse()?;
+            // augment_colour: the per-channel colour ops alone (OpenCV's
+            // convertScaleAbs + LUT class of work), 8-bit in and out.
+            let spec = if name == "augment_colour" { COLOUR_OPS.to_string() } else { seed004_chain(w, h) };
+            let d: Spec = spec.parse()?;
             let plan =
-                Arc::new(if name == "augment_chain" { Plan::fused(&d, w, h)? } else { Plan::op_by_op(&d, w, h)? });
+                Arc::new(if name == "augment_chain_op_by_op" { Plan::op_by_op(&d, w, h)? } else { Plan::fused(&d, w, h)? });
             let (p2, i2) = (plan.clone(), img.clone());
             let cpu: Run = Box::new(move || ok(p2.run_image(&crate::Backend::Cpu, &i2)));
             let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {

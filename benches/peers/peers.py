@@ -9,6 +9,7 @@ instead, in one run on one machine, reported as gpuimg/peer time ratios
   zero_dce_pp     zero_dce_pp 1200x900 (s = 12)          ONNX Runtime: downscale, network, upsample, curve, 8-bit in/out
   resize_quarter  resize_quarter 3000x5000               OpenCV cv2.resize INTER_LINEAR (same op: no antialiasing)
   augment_chain   augment_chain 3000x2000 (seed 004)     albumentations, its best order (colour jitter after the resize)
+  augment_colour  augment_colour 3000x2000               OpenCV cv2.LUT of the three ops composed
   resize (fir)    criterion `resize_peers/gpuimg_cpu`     fast_image_resize (`resize_peers/fast_image_resize`),
                                                          read from target/criterion if
                                                          `cargo bench --bench augment -- resize_peers` has run
@@ -19,7 +20,7 @@ A peer whose module is missing is reported as not run, with the reason.
 
 Usage (benches/peers/run.sh wraps it):
   target/peersvenv/bin/python benches/peers/peers.py --gpuimg target/release/gpuimg [--threads 2]
-      [--repeat 5] [--json OUT.json] [--smoke]
+      [--repeat 5] [--json OUT.json] [--only CASE,...] [--smoke]
 --smoke: tiny sizes and one repeat, for CI: checks the harness end to end
 with whichever peers are installed (none on a fresh CI machine).
 """
@@ -215,6 +216,27 @@ def peer_chain(width, height, threads, repeat):
     return timed(lambda: chain(image=img)["image"], repeat), f"albumentations {A.__version__} (opencv {cv2.__version__}), best order"
 
 
+def peer_colour(width, height, threads, repeat):
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(threads)
+    img = test_image(width, height)
+
+    # gpuimg::bench::COLOUR_OPS (brightness 1.2, contrast 0.8 around 0.5,
+    # gamma 0.7) composed into one 256-entry table and applied with cv2.LUT:
+    # OpenCV's fastest idiom for per-channel ops (the table is rebuilt every
+    # run, as a per-image random jitter would need).
+    def run():
+        v = np.arange(256, dtype=np.float32) / 255.0
+        v = 0.8 * (1.2 * v) + 0.5 * (1.0 - 0.8)
+        v = np.maximum(v, 0.0) ** 0.7
+        lut = (np.clip(v, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return cv2.LUT(img, lut)
+
+    return timed(run, repeat), f"opencv {cv2.__version__} LUT (the three ops composed)"
+
+
 def criterion_median_ms(group, fn_id, param):
     """Median (ms) from criterion's saved estimates, or None."""
     p = os.path.join(ROOT, "target", "criterion", group, fn_id, param, "new", "estimates.json")
@@ -242,6 +264,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--only", help="comma-separated case names (default: every case)")
     a = ap.parse_args()
     repeat = 1 if a.smoke else a.repeat
     big = (lambda w, h: (64, 48)) if a.smoke else (lambda w, h: (w, h))
@@ -251,12 +274,16 @@ def main():
         ("zero_dce_pp", big(1200, 900), ("onnxruntime", "onnx", "numpy"), lambda w, h: peer_zero_dce_pp(w, h, a.threads, repeat)),
         ("resize_quarter", big(3000, 5000), ("cv2", "numpy"), lambda w, h: peer_resize(w, h, a.threads, repeat)),
         ("augment_chain", big(3000, 2000), ("albumentations", "cv2", "numpy"), lambda w, h: peer_chain(w, h, a.threads, repeat)),
+        ("augment_colour", big(3000, 2000), ("cv2", "numpy"), lambda w, h: peer_colour(w, h, a.threads, repeat)),
     ]
     rows = []
     print(f"peer harness: {a.threads} threads, median of {repeat}; gpuimg {a.gpuimg}")
     print("| case | size | gpuimg ms | peer | peer ms | gpuimg/peer |")
     print("| --- | --- | ---: | --- | ---: | ---: |")
+    only = set(a.only.split(",")) if a.only else None
     for name, (w, h), mods, peer in cases:
+        if only is not None and name not in only:
+            continue
         ours = gpuimg_bench(a.gpuimg, [name], f"{w}x{h}", a.threads).get(name)
         if ours is None:
             sys.exit(f"peers: gpuimg bench gave no CPU row for {name}")
