@@ -157,8 +157,11 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
             // convertScaleAbs + LUT class of work), 8-bit in and out.
             let spec = if name == "augment_colour" { COLOUR_OPS.to_string() } else { seed004_chain(w, h) };
             let d: Spec = spec.parse()?;
-            let plan =
-                Arc::new(if name == "augment_chain_op_by_op" { Plan::op_by_op(&d, w, h)? } else { Plan::fused(&d, w, h)? });
+            let plan = Arc::new(if name == "augment_chain_op_by_op" {
+                Plan::op_by_op(&d, w, h)?
+            } else {
+                Plan::fused(&d, w, h)?
+            });
             let (p2, i2) = (plan.clone(), img.clone());
             let cpu: Run = Box::new(move || ok(p2.run_image(&crate::Backend::Cpu, &i2)));
             let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {

@@ -175,7 +175,13 @@ impl ZeroDceEnhance {
     /// share map rows (all of them, at scale factor 12, in runs of 12) then
     /// take only the vertical half, which vectorises:
     /// [`ZeroDceEnhance::curve_row_from`]. Not for identity taps.
-    pub fn map_rows(&self, maps: &Tensor, taps: &CurveTaps, at: (usize, usize), rows: std::ops::Range<usize>) -> Vec<f32> {
+    pub fn map_rows(
+        &self,
+        maps: &Tensor,
+        taps: &CurveTaps,
+        at: (usize, usize),
+        rows: std::ops::Range<usize>,
+    ) -> Vec<f32> {
         let (b, c) = at;
         let (w, mw, n) = (taps.cols.len(), maps.shape.w, rows.len());
         let (sets, _) = self.schedule();
@@ -195,7 +201,15 @@ impl ZeroDceEnhance {
 
     /// [`ZeroDceEnhance::curve_row`] of image row `i` from the map rows
     /// `rows` that [`ZeroDceEnhance::map_rows`] gave (`hrows`): the same bits.
-    pub fn curve_row_from(&self, taps: &CurveTaps, hrows: &[f32], rows: std::ops::Range<usize>, i: usize, v: &mut [f32], r: &mut [f32]) {
+    pub fn curve_row_from(
+        &self,
+        taps: &CurveTaps,
+        hrows: &[f32],
+        rows: std::ops::Range<usize>,
+        i: usize,
+        v: &mut [f32],
+        r: &mut [f32],
+    ) {
         let w = v.len();
         let n = rows.len();
         let (i0, i1, l0y, l1y) = taps.ay.tap(i, true);

@@ -11,9 +11,9 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::gpu::GpuTensor;
 use crate::image_io::Image;
-use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::pack_pixels::quantise;
 use crate::kernels::resize_bilinear::Axis;
+use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::zero_dce_enhance::CurveTaps;
 use crate::kernels::{rows_per_task, PackPixels, ResizeBilinear, UnpackPixels, ZeroDceEnhance};
 use crate::models::zero_dce::{first_channels, GpuZeroDce, ZeroDce};
@@ -60,8 +60,12 @@ pub fn enhance_packed_cpu(model: &ZeroDce, img: &Image, s: usize, iterations: us
     let maps = model.maps_cpu(&small)?;
     let taps = curve.taps(rgb_shape, maps.shape)?;
     let samples = match &img.samples {
-        Samples::U8(src) => Samples::U8(curve_rows(src, l, &curve, &maps, &taps, |v: u8| v as f32 / 255.0, |q| q as u8)),
-        Samples::U16(src) => Samples::U16(curve_rows(src, l, &curve, &maps, &taps, |v: u16| v as f32 / 65535.0, |q| q as u16)),
+        Samples::U8(src) => {
+            Samples::U8(curve_rows(src, l, &curve, &maps, &taps, |v: u8| v as f32 / 255.0, |q| q as u8))
+        }
+        Samples::U16(src) => {
+            Samples::U16(curve_rows(src, l, &curve, &maps, &taps, |v: u16| v as f32 / 65535.0, |q| q as u16))
+        }
     };
     Image::new(img.width, img.height, img.channels, samples)
 }
@@ -181,10 +185,22 @@ fn curve_rows<T: Copy + Send + Sync + Default>(
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn pack_avx2<T: Copy, const C: usize>(dst: &mut [T], planes: &[f32], w: usize, maxv: f32, sample: &impl Fn(u32) -> T) {
+    fn pack_avx2<T: Copy, const C: usize>(
+        dst: &mut [T],
+        planes: &[f32],
+        w: usize,
+        maxv: f32,
+        sample: &impl Fn(u32) -> T,
+    ) {
         pack::<T, C>(dst, planes, w, maxv, sample)
     }
-    fn unpack_any<T: Copy, const C: usize>(avx2: bool, row: &[T], planes: &mut [f32], w: usize, value: &impl Fn(T) -> f32) {
+    fn unpack_any<T: Copy, const C: usize>(
+        avx2: bool,
+        row: &[T],
+        planes: &mut [f32],
+        w: usize,
+        value: &impl Fn(T) -> f32,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the chosen level is never above what the CPU supports.
@@ -193,7 +209,14 @@ fn curve_rows<T: Copy + Send + Sync + Default>(
         let _ = avx2;
         unpack::<T, C>(row, planes, w, value)
     }
-    fn pack_any<T: Copy, const C: usize>(avx2: bool, dst: &mut [T], planes: &[f32], w: usize, maxv: f32, sample: &impl Fn(u32) -> T) {
+    fn pack_any<T: Copy, const C: usize>(
+        avx2: bool,
+        dst: &mut [T],
+        planes: &[f32],
+        w: usize,
+        maxv: f32,
+        sample: &impl Fn(u32) -> T,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: as above.

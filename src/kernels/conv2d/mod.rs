@@ -1,6 +1,5 @@
 //! 2-D convolution, stride 1, "same" zero padding, bias, groups.
 
-use bytemuck::{Pod, Zeroable};
 use super::contract::{
     bench_rng, constants, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance,
 };
@@ -9,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
 use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
+use bytemuck::{Pod, Zeroable};
 
 mod cpu;
 
@@ -110,7 +110,10 @@ impl Conv2d {
         let mut shape = first.shape;
         shape.c = inputs.iter().map(|x| x.shape.c).sum();
         if let Some(x) = inputs.iter().find(|x| (x.shape.n, x.shape.h, x.shape.w) != (shape.n, shape.h, shape.w)) {
-            return Err(Error::invalid("conv2d", format!("inputs {} and {} differ in batch or size", first.shape, x.shape)));
+            return Err(Error::invalid(
+                "conv2d",
+                format!("inputs {} and {} differ in batch or size", first.shape, x.shape),
+            ));
         }
         let out = self.check(shape, weight.len(), bias.len())?;
         Ok(cpu::run(self, inputs, weight, bias, act, out))
