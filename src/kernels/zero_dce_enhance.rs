@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
 use super::resize_bilinear::{Axis, ResizeBilinear};
-use super::{kernel_desc, rows_per_task, KernelDesc};
+use super::{kernel_desc, KernelDesc};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
 use crate::rng::SplitMix;
@@ -87,9 +87,12 @@ impl ZeroDceEnhance {
         ResizeBilinear::to_size(x.h, x.w, true).axes(maps)
     }
 
-    /// CPU implementation: rayon over rows of every plane, each row through
-    /// [`ZeroDceEnhance::curve_row`].
+    /// CPU implementation: rayon over bands of rows of every plane, the map
+    /// rows each band reads interpolated along x once
+    /// ([`ZeroDceEnhance::map_rows`]), then each row through
+    /// [`ZeroDceEnhance::curve_row_from`].
     pub fn cpu(&self, x: &Tensor, maps: &Tensor) -> Result<Tensor> {
+        const BAND: usize = 32;
         let taps = self.taps(x.shape, maps.shape)?;
         if taps.identity {
             return Ok(self.curve(x, maps));
@@ -97,22 +100,29 @@ impl ZeroDceEnhance {
         let s = x.shape;
         let (h, w) = (s.h, s.w);
         let mut y = x.clone();
-        y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each_init(
-            || vec![0.0f32; w],
-            |r, (row, yr)| {
-                let i = row % h;
-                let plane = row / h;
-                let (b, c) = (plane / s.c, plane % s.c);
-                if c < self.colour {
-                    self.curve_row(maps, &taps, (b, c, i), yr, r);
+        if h * w == 0 {
+            return Ok(y);
+        }
+        y.data.par_chunks_mut(h * w).enumerate().for_each(|(plane, yp)| {
+            let (b, c) = (plane / s.c, plane % s.c);
+            if c >= self.colour {
+                return;
+            }
+            yp.par_chunks_mut(BAND * w).enumerate().for_each(|(k, band)| {
+                let rows = k * BAND..(k * BAND + BAND).min(h);
+                let mrows = self.map_rows_for(&taps, rows.clone());
+                let hrows = self.map_rows(maps, &taps, (b, c), mrows.clone());
+                let mut r = vec![0f32; w];
+                for (i, v) in rows.zip(band.chunks_exact_mut(w)) {
+                    self.curve_row_from(&taps, &hrows, mrows.clone(), i, v, &mut r);
                 }
-            },
-        );
+            });
+        });
         Ok(y)
     }
 
     /// The map upsampling's taps for an image of shape `x` (checked with
-    /// `maps`), for [`ZeroDceEnhance::curve_row`].
+    /// `maps`), for [`ZeroDceEnhance::map_rows`].
     pub fn taps(&self, x: Shape, maps: Shape) -> Result<CurveTaps> {
         let (ay, ax) = self.check(x, maps)?;
         let identity = (maps.h, maps.w) == (x.h, x.w);
@@ -120,35 +130,18 @@ impl ZeroDceEnhance {
         Ok(CurveTaps { ay, cols, identity })
     }
 
-    /// The curve on one row `v` of colour channel `c` of image `b`, row `i`
-    /// (`at` = (b, c, i)); `r` is scratch of `v`'s length. The map is sampled
-    /// into `r` once per map set, then each iteration runs over the whole row
-    /// (the pixel loop innermost, so it vectorises; every value sees the same
-    /// operations in the same order as one pixel at a time would). Maps at
-    /// the image's size are read in place (the same values: the taps would
-    /// be 1 and 0).
-    pub fn curve_row(&self, maps: &Tensor, taps: &CurveTaps, at: (usize, usize, usize), v: &mut [f32], r: &mut [f32]) {
+    /// The curve on row `i` of colour channel `c` of image `b` (`at` = (b,
+    /// c, i)) when the maps are at the image's size (identity taps): the
+    /// map rows read in place, each iteration over the whole row (the pixel
+    /// loop innermost, so it vectorises; the same operations in the same
+    /// order as one pixel at a time). Other taps go through
+    /// [`ZeroDceEnhance::map_rows`] and [`ZeroDceEnhance::curve_row_from`].
+    pub fn curve_row_identity(&self, maps: &Tensor, at: (usize, usize, usize), v: &mut [f32]) {
         let (b, c, i) = at;
         let mw = maps.shape.w;
-        let set_row = |set: usize| &maps.plane(b, set * self.colour + c)[i * mw..(i + 1) * mw];
-        let (i0, i1, l0y, l1y) = taps.ay.tap(i, true);
-        let sample = |r: &mut [f32], set: usize| {
-            let m = maps.plane(b, set * self.colour + c);
-            let (top, bot) = (&m[i0 * mw..(i0 + 1) * mw], &m[i1 * mw..(i1 + 1) * mw]);
-            for (rv, &(j0, j1, l0x, l1x)) in r.iter_mut().zip(&taps.cols) {
-                let t = l0x * top[j0] + l1x * top[j1];
-                let u = l0x * bot[j0] + l1x * bot[j1];
-                *rv = l0y * t + l1y * u;
-            }
-        };
         let (sets, steps) = self.schedule();
         for set in 0..sets {
-            if taps.identity {
-                curve_steps(v, set_row(set), steps);
-            } else {
-                sample(r, set);
-                curve_steps(v, r, steps);
-            }
+            curve_steps(v, &maps.plane(b, set * self.colour + c)[i * mw..(i + 1) * mw], steps);
         }
     }
 
@@ -170,8 +163,7 @@ impl ZeroDceEnhance {
 
     /// Map rows `rows` of colour channel `c` of image `b` (`at` = (b, c)),
     /// every map set, interpolated along x to the image's width (the
-    /// horizontal half of [`ZeroDceEnhance::curve_row`]'s sampling, the same
-    /// products and sums), laid out `[set][row][column]`. Image rows that
+    /// horizontal half of the bilinear sampling: `l0x * m[j0] + l1x * m[j1]`), laid out `[set][row][column]`. Image rows that
     /// share map rows (all of them, at scale factor 12, in runs of 12) then
     /// take only the vertical half, which vectorises:
     /// [`ZeroDceEnhance::curve_row_from`]. Not for identity taps.
@@ -199,8 +191,10 @@ impl ZeroDceEnhance {
         out
     }
 
-    /// [`ZeroDceEnhance::curve_row`] of image row `i` from the map rows
-    /// `rows` that [`ZeroDceEnhance::map_rows`] gave (`hrows`): the same bits.
+    /// The curve on image row `v` (row `i`) with the maps sampled from the
+    /// map rows `rows` that [`ZeroDceEnhance::map_rows`] gave (`hrows`): the
+    /// vertical half `l0y * t + l1y * u` into `r` (scratch of `v`'s length),
+    /// then the iterations over the whole row.
     pub fn curve_row_from(
         &self,
         taps: &CurveTaps,

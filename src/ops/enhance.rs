@@ -249,7 +249,7 @@ fn curve_rows<T: Copy + Send + Sync + Default>(
             for ch in 0..colour {
                 let v = &mut planes[ch * w..(ch + 1) * w];
                 if taps.identity {
-                    curve.curve_row(maps, taps, (0, ch, i), v, &mut r);
+                    curve.curve_row_identity(maps, (0, ch, i), v);
                 } else {
                     curve.curve_row_from(taps, &hrows[ch], mrows.clone(), i, v, &mut r);
                 }
