@@ -281,7 +281,8 @@ fn the_augmenter_fills_batches_on_the_gpu() {
 fn the_packed_cpu_path_equals_the_planar_one() {
     use gpuimg::kernels::PackPixels;
     let mut rng = Rng::for_test("the_packed_cpu_path_equals_the_planar_one");
-    for (w, h, c, bits) in [(37u32, 29u32, 3usize, 8u32), (40, 33, 4, 16)] {
+    // 150 wide: the rotating path's tiles of 64 columns, the last one partial.
+    for (w, h, c, bits) in [(37u32, 29u32, 3usize, 8u32), (40, 33, 4, 16), (150, 37, 3, 8)] {
         let n = (w * h) as usize * c;
         let samples = if bits == 8 {
             Samples::U8((0..n).map(|_| rng.below(256) as u8).collect())

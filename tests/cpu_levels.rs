@@ -1,6 +1,7 @@
 //! The CPU path at every feature level the machine supports gives the same
-//! bits (the AVX2+FMA builds keep the summation order and contract nothing),
-//! so the baseline path is tested on AVX2 machines too. Its own test binary:
+//! bits (the AVX2+FMA builds keep the summation order and contract nothing;
+//! TinyPSSR's fused stage, which uses FMA, agrees to float accuracy), so the
+//! baseline path is tested on AVX2 machines too. Its own test binary:
 //! the level is process-wide.
 
 mod common;
@@ -61,10 +62,31 @@ fn every_level_gives_the_same_bits() {
         let e = gpuimg::ops::enhance_packed_cpu(&zdce, &dark, 4, 8).unwrap();
         let gpuimg::Samples::U8(e) = e.samples else { unreachable!() };
         r.push(e.iter().map(|&v| v as f32).collect());
+        // The packed augment path's rotating tiles (seed-004 chain shape,
+        // wider than one tile of columns).
+        let (aw, ah) = (161, 47);
+        let d: gpuimg::augment::Spec = gpuimg::bench::seed004_chain(aw, ah).parse().unwrap();
+        let plan = gpuimg::augment::Plan::fused(&d, aw, ah).unwrap();
+        let wide = gpuimg::bench::image(aw, ah);
+        let gpuimg::Samples::U8(a) = plan.run_image(&gpuimg::Backend::Cpu, &wide).unwrap().samples else {
+            unreachable!()
+        };
+        r.push(a.iter().map(|&v| v as f32).collect());
         results.push(r);
     }
+    // TinyPSSR's fused stage uses FMA in the AVX2 build (the issue-#15
+    // micro-kernel): one rounding per multiply-add instead of two, so it
+    // agrees with the baseline to float accuracy, not bit for bit.
+    let fused_case = convs.len();
     for (l, r) in levels.iter().zip(&results).skip(1) {
         for (i, (a, b)) in r.iter().zip(&results[0]).enumerate() {
+            if i == fused_case && *l == Level::Avx2Fma {
+                let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+                assert_eq!(a.len(), b.len());
+                assert!(worst <= 2e-5, "{l:?}: TinyPSSR differs from the baseline by {worst}");
+                eprintln!("{l:?}: TinyPSSR within {worst:e} of the baseline");
+                continue;
+            }
             assert!(a == b, "{l:?} differs from the baseline in case {i}");
         }
     }

@@ -148,10 +148,22 @@ fn prelu(v: f32, a: f32) -> f32 {
     }
 }
 
+/// `acc + w * x`: fused (one rounding, `vfmadd`) in the AVX2+FMA build,
+/// multiply then add in the portable one (where `mul_add` would be a libm
+/// call). The two builds differ in the last bits (see `tests/cpu_levels.rs`).
+#[inline(always)]
+fn mac<const FMA: bool>(acc: f32, w: f32, x: f32) -> f32 {
+    if FMA {
+        w.mul_add(x, acc)
+    } else {
+        acc + w * x
+    }
+}
+
 /// One strip: input rows `y0..y1` of a plane (`src`, h x w) to output rows
 /// `2*y0..2*y1` (`dst`, the strip's part of the 2h x 2w plane).
 #[inline(always)]
-fn strip(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst: &mut [f32]) {
+fn strip<const FMA: bool>(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst: &mut [f32]) {
     // Padded width: 4 zero columns each side, rounded up to whole blocks.
     let wb = w.div_ceil(L) * L;
     let pw = wb + 8;
@@ -174,31 +186,37 @@ fn strip(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst:
             continue; // stays zero: layer 3's padding
         }
         for x0 in (0..wb).step_by(L) {
-            let mut a = [[0.0f32; L]; 16];
-            for o in 0..16 {
-                a[o] = [p.b1[o]; L];
-            }
-            for u in 0..5 {
-                let row = &inp[(r + u) * pw + x0 + 2..];
-                for v in 0..5 {
-                    let xs: [f32; L] = row[v..v + L].try_into().expect("block");
-                    for o in 0..16 {
-                        let wv = p.w1[o][u * 5 + v];
-                        for l in 0..L {
-                            a[o][l] += wv * xs[l];
-                        }
-                    }
-                }
-            }
             let mut m = [[0.0f32; L]; 4];
             for k in 0..4 {
                 m[k] = [p.b2[k]; L];
             }
-            for o in 0..16 {
-                for l in 0..L {
-                    let v = prelu(a[o][l], p.a1[o]);
-                    for k in 0..4 {
-                        m[k][l] += p.w2[k][o] * v;
+            // Layer 1 in two halves of 8 output channels, so the
+            // accumulators (8 x L) and the input block fit the 16 vector
+            // registers; layer 2 takes each half as it is done (the same
+            // order over the 16 channels).
+            for half in 0..2 {
+                let mut a = [[0.0f32; L]; 8];
+                for o in 0..8 {
+                    a[o] = [p.b1[half * 8 + o]; L];
+                }
+                for u in 0..5 {
+                    let row = &inp[(r + u) * pw + x0 + 2..];
+                    for v in 0..5 {
+                        let xs: [f32; L] = row[v..v + L].try_into().expect("block");
+                        for o in 0..8 {
+                            let wv = p.w1[half * 8 + o][u * 5 + v];
+                            for l in 0..L {
+                                a[o][l] = mac::<FMA>(a[o][l], wv, xs[l]);
+                            }
+                        }
+                    }
+                }
+                for o in 0..8 {
+                    for l in 0..L {
+                        let v = prelu(a[o][l], p.a1[half * 8 + o]);
+                        for k in 0..4 {
+                            m[k][l] = mac::<FMA>(m[k][l], p.w2[k][half * 8 + o], v);
+                        }
                     }
                 }
             }
@@ -227,7 +245,7 @@ fn strip(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst:
                         for o in 0..8 {
                             let wv = p.w3[o][k][u * 5 + v];
                             for l in 0..L {
-                                z[o][l] += wv * xs[l];
+                                z[o][l] = mac::<FMA>(z[o][l], wv, xs[l]);
                             }
                         }
                     }
@@ -241,7 +259,7 @@ fn strip(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst:
                 for l in 0..L {
                     let v = prelu(z[o][l], p.a3[o]);
                     for i in 0..4 {
-                        q[i][l] += p.w4[i][o] * v;
+                        q[i][l] = mac::<FMA>(q[i][l], p.w4[i][o], v);
                     }
                 }
             }
@@ -258,7 +276,7 @@ fn strip(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn strip_avx2(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst: &mut [f32]) {
-    strip(p, src, h, w, y0, y1, dst)
+    strip::<true>(p, src, h, w, y0, y1, dst)
 }
 
 fn run_strip(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst: &mut [f32]) {
@@ -267,7 +285,7 @@ fn run_strip(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, 
         // SAFETY: the chosen level is never above what the CPU supports.
         return unsafe { strip_avx2(p, src, h, w, y0, y1, dst) };
     }
-    strip(p, src, h, w, y0, y1, dst)
+    strip::<false>(p, src, h, w, y0, y1, dst)
 }
 
 /// One x2 stage on (N, 1, H, W) planes with `weights` in the shader's flat

@@ -128,6 +128,7 @@ impl AugmentPass {
     }
 }
 
+#[inline(always)]
 fn kernel_weight(filter: u32, t: f32) -> f32 {
     let a = t.abs();
     if filter == 1 {
@@ -207,16 +208,77 @@ fn fill_of(prog: &[f32], k: usize, nc: usize) -> ([f32; 4], f32) {
 /// with footprint `f`: input indices (clamped to 0..n) and normalised
 /// weights, as the shader's `sample` uses them.
 fn taps(filter: u32, p: f32, f: f32, n: usize) -> (Vec<usize>, Vec<f32>) {
-    if filter == 0 {
-        return (vec![(p.floor() as i64).clamp(0, n as i64 - 1) as usize], vec![1.0]);
+    let mut t = Taps::new();
+    t.fill(filter, p, f, n);
+    (t.idx[..t.n].iter().map(|&i| i as usize).collect(), t.w[..t.n].to_vec())
+}
+
+/// The taps of one axis in place, without allocating: what [`taps`] returns,
+/// for the per-pixel paths (a rotation needs new taps at every pixel). Made
+/// once per row of output and refilled per pixel.
+struct Taps {
+    n: usize,
+    idx: [u32; MAX_TAPS as usize],
+    w: [f32; MAX_TAPS as usize],
+}
+
+impl Taps {
+    fn new() -> Taps {
+        Taps { n: 0, idx: [0; MAX_TAPS as usize], w: [0.0; MAX_TAPS as usize] }
     }
-    let radius = if filter == 1 { 1.0 } else { 2.0 };
-    let u = p - 0.5;
-    let i0 = (u - radius * f).ceil() as i32;
-    let i1 = ((u + radius * f).floor() as i32).min(i0 + MAX_TAPS - 1);
-    let w: Vec<f32> = (i0..=i1).map(|i| kernel_weight(filter, (i as f32 - u) / f)).collect();
-    let sum: f32 = w.iter().sum();
-    ((i0..=i1).map(|i| i.clamp(0, n as i32 - 1) as usize).collect(), w.iter().map(|v| v / sum).collect())
+
+    /// The same indices and weights as [`taps`], with the same float steps
+    /// (weights summed in order, each divided by the sum).
+    #[inline(always)]
+    fn fill(&mut self, filter: u32, p: f32, f: f32, n: usize) {
+        if filter == 0 {
+            self.n = 1;
+            self.idx[0] = (p.floor() as i64).clamp(0, n as i64 - 1) as u32;
+            self.w[0] = 1.0;
+            return;
+        }
+        let radius = if filter == 1 { 1.0 } else { 2.0 };
+        let u = p - 0.5;
+        let i0 = ceil_i32(u - radius * f);
+        let i1 = floor_i32(u + radius * f).min(i0 + MAX_TAPS - 1);
+        let count = (i1 - i0 + 1).max(0) as usize;
+        let mut sum = 0.0f32;
+        for k in 0..count {
+            let i = i0 + k as i32;
+            let w = kernel_weight(filter, (i as f32 - u) / f);
+            sum += w;
+            self.w[k] = w;
+            self.idx[k] = i.clamp(0, n as i32 - 1) as u32;
+        }
+        for w in &mut self.w[..count] {
+            *w /= sum;
+        }
+        self.n = count;
+    }
+}
+
+/// `x.ceil() as i32` for every f32 (saturating, NaN to 0) without the libm
+/// call the x86-64 baseline makes for `ceil` (no SSE4.1 rounding there):
+/// a rotation takes two per axis per pixel.
+#[inline]
+fn ceil_i32(x: f32) -> i32 {
+    let i = x as i32;
+    if (i as f32) < x {
+        i.saturating_add(1)
+    } else {
+        i
+    }
+}
+
+/// `x.floor() as i32` likewise.
+#[inline]
+fn floor_i32(x: f32) -> i32 {
+    let i = x as i32;
+    if x < i as f32 {
+        i.saturating_sub(1)
+    } else {
+        i
+    }
 }
 
 /// For an axis-aligned pass: the stage whose fill a pixel gets from its
@@ -230,6 +292,7 @@ fn fill_stage(x: Axis, y: Axis) -> Option<usize> {
 }
 
 /// The colour stages and the output mode on one pixel's values.
+#[inline]
 fn colour(p: &AugmentParams, prog: &[f32], v: &mut [f32; 4], fill_order: f32, pixel: u32) {
     let nc = p.channels.min(4) as usize;
     if nc >= 3 {
@@ -250,11 +313,7 @@ fn colour(p: &AugmentParams, prog: &[f32], v: &mut [f32; 4], fill_order: f32, pi
                         *vc = vc.max(0.0).powf(prog[o + 14]);
                     }
                 }
-                _ => {
-                    for (c, vc) in v.iter_mut().enumerate().take(3) {
-                        *vc += prog[o + 14] * normal(p.seed, pixel, c as u32, 0);
-                    }
-                }
+                _ => add_noise(v, prog[o + 14], p.seed, pixel),
             }
         }
     }
@@ -265,6 +324,18 @@ fn colour(p: &AugmentParams, prog: &[f32], v: &mut [f32; 4], fill_order: f32, pi
         if p.out_mode == 2 && c < 3 {
             *vc = (*vc - prog[NORM + c]) / prog[NORM + 3 + c];
         }
+    }
+}
+
+/// The noise stage: `sigma` times the shader's standard normal on the
+/// colour channels. Never inlined: `ln` and `cos` are intrinsics LLVM may
+/// speculate, and inlined into [`colour`] it hoisted the three draws out of
+/// the stage loop, paying for them on every pixel of passes without noise
+/// (a fifth of the seed-004 chain's time).
+#[inline(never)]
+fn add_noise(v: &mut [f32; 4], sigma: f32, seed: u32, pixel: u32) {
+    for (c, vc) in v.iter_mut().enumerate().take(3) {
+        *vc += sigma * normal(seed, pixel, c as u32, 0);
     }
 }
 
@@ -309,6 +380,7 @@ type Axis = std::result::Result<f32, usize>;
 
 impl AugmentPass {
     /// Follows the geometric stages from output pixel (gx, gy), as the shader does.
+    #[inline]
     fn land(&self, gx: usize, gy: usize) -> Landing {
         let (mut px, mut py) = (gx as f32 + 0.5, gy as f32 + 0.5);
         for (k, g) in self.geo.iter().enumerate().rev() {
@@ -489,64 +561,266 @@ impl AugmentPass {
             }
             // Horizontal pass: each needed input row filtered to the output width (f32, interleaved, / maxv).
             let mut hbuf = vec![0.0f32; rows.len() * ow * nc];
+            // Both passes specialised on the channel count (the channels'
+            // sums side by side, each over its taps in order: the same
+            // floats as one channel at a time) and built for AVX2 where
+            // the level allows.
+            let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
+            let sep = Separable { xt: &xt, xs: &xs, ys: &ys, yt: &yt, slot: &slot, prog: &prog, maxv, finish: &finish };
             hbuf.par_chunks_mut(ow * nc).zip(rows.par_iter()).for_each(|(dst, &r)| {
                 let s = &src[r * w * nc..(r + 1) * w * nc];
-                for (gx, t) in xt.iter().enumerate() {
-                    if let Some((idx, wts)) = t {
-                        for c in 0..nc {
-                            dst[gx * nc + c] =
-                                idx.iter().zip(wts).map(|(&i, &wv)| wv * s[i * nc + c].to_f32()).sum::<f32>() / maxv;
-                        }
-                    }
+                match nc {
+                    1 => sep.run::<T, 1>(avx2, Sweep::Row(dst, s)),
+                    2 => sep.run::<T, 2>(avx2, Sweep::Row(dst, s)),
+                    3 => sep.run::<T, 3>(avx2, Sweep::Row(dst, s)),
+                    _ => sep.run::<T, 4>(avx2, Sweep::Row(dst, s)),
                 }
             });
             out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
-                for gx in 0..ow {
-                    let dst = &mut row[gx * nc..gx * nc + nc];
-                    let (mut v, order) = match fill_stage(xs[gx], ys[gy]) {
-                        Some(k) => fill_of(&prog, k, nc),
-                        None => {
-                            let (idx, wts) = yt[gy].as_ref().expect("row inside");
-                            let mut v = [0.0f32; 4];
-                            for c in 0..nc {
-                                v[c] =
-                                    idx.iter().zip(wts).map(|(&r, &wv)| wv * hbuf[(slot[r] * ow + gx) * nc + c]).sum();
-                            }
-                            (v, -1.0)
-                        }
-                    };
-                    finish(&mut v, order, (gy * ow + gx) as u32, dst);
+                let sweep = Sweep::Column(row, gy, &hbuf);
+                match nc {
+                    1 => sep.run::<T, 1>(avx2, sweep),
+                    2 => sep.run::<T, 2>(avx2, sweep),
+                    3 => sep.run::<T, 3>(avx2, sweep),
+                    _ => sep.run::<T, 4>(avx2, sweep),
                 }
             });
             return Some(Ok(out));
         }
-        // Rotations: per-pixel taps on the packed input.
-        out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
-            for gx in 0..ow {
-                let dst = &mut row[gx * nc..gx * nc + nc];
-                let (mut v, order) = match self.land(gx, gy) {
-                    Err(k) => fill_of(&prog, k, nc),
-                    Ok((px, py)) => {
-                        let (xi, xw) = taps(pr.filter, px, self.fx, w);
-                        let (yi, yw) = taps(pr.filter, py, self.fy, h);
-                        let mut v = [0.0f32; 4];
-                        for (&r, &wy) in yi.iter().zip(&yw) {
-                            let s = &src[r * w * nc..(r + 1) * w * nc];
-                            for (&i, &wx) in xi.iter().zip(&xw) {
-                                for c in 0..nc {
-                                    v[c] += wy * wx * s[i * nc + c].to_f32();
-                                }
-                            }
-                        }
-                        for vc in v.iter_mut().take(nc) {
-                            *vc /= maxv;
-                        }
-                        (v, -1.0)
+        // Rotations: per-pixel taps on the packed input, a row at a time
+        // through a function specialised on the channel count (and built
+        // for AVX2 where the level allows).
+        let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
+        let ctx = RotateRow { pass: self, src, w, h, ow, filter: pr.filter, maxv, prog: &prog, finish: &finish };
+        // Tiles of ROT_ROWS x ROT_COLS output pixels: a rotated row reads a
+        // slanted line across hundreds of input rows, a tile a compact patch
+        // that stays in cache (row by row, the 3000x2000 chain read each
+        // input line from memory again for every output row).
+        out.par_chunks_mut(ow * nc * ROT_ROWS).enumerate().for_each(|(band, rows)| {
+            for gx0 in (0..ow).step_by(ROT_COLS) {
+                let gx1 = (gx0 + ROT_COLS).min(ow);
+                for (k, row) in rows.chunks_exact_mut(ow * nc).enumerate() {
+                    let (gy, dst) = (band * ROT_ROWS + k, &mut row[gx0 * nc..gx1 * nc]);
+                    match nc {
+                        1 => ctx.run::<1>(avx2, gy, gx0, dst),
+                        2 => ctx.run::<2>(avx2, gy, gx0, dst),
+                        3 => ctx.run::<3>(avx2, gy, gx0, dst),
+                        _ => ctx.run::<4>(avx2, gy, gx0, dst),
                     }
-                };
-                finish(&mut v, order, (gy * ow + gx) as u32, dst);
+                }
             }
         });
         Some(Ok(out))
+    }
+}
+
+/// The axis-aligned packed path's two 1-D passes.
+struct Separable<'a, F> {
+    xt: &'a [Option<(Vec<usize>, Vec<f32>)>],
+    xs: &'a [Axis],
+    ys: &'a [Axis],
+    yt: &'a [Option<(Vec<usize>, Vec<f32>)>],
+    /// Input row -> its row of the horizontal pass's buffer.
+    slot: &'a [usize],
+    prog: &'a [f32],
+    maxv: f32,
+    finish: &'a F,
+}
+
+/// One row of work for [`Separable`]: an input row filtered along x into
+/// the buffer (f32, / maxv), or output row `gy` from the buffer's rows.
+enum Sweep<'a, T> {
+    Row(&'a mut [f32], &'a [T]),
+    Column(&'a mut [T], usize, &'a [f32]),
+}
+
+impl<F> Separable<'_, F> {
+    fn run<T: PackedSample, const C: usize>(&self, avx2: bool, sweep: Sweep<'_, T>)
+    where
+        F: Fn(&mut [f32; 4], f32, u32, &mut [T]),
+    {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the chosen level is never above what the CPU supports.
+            return unsafe { self.run_avx2::<T, C>(sweep) };
+        }
+        let _ = avx2;
+        self.sweep::<T, C>(sweep)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2<T: PackedSample, const C: usize>(&self, sweep: Sweep<'_, T>)
+    where
+        F: Fn(&mut [f32; 4], f32, u32, &mut [T]),
+    {
+        self.sweep::<T, C>(sweep)
+    }
+
+    #[inline(always)]
+    fn sweep<T: PackedSample, const C: usize>(&self, sweep: Sweep<'_, T>)
+    where
+        F: Fn(&mut [f32; 4], f32, u32, &mut [T]),
+    {
+        match sweep {
+            Sweep::Row(dst, s) => {
+                for (d, t) in dst.chunks_exact_mut(C).zip(self.xt) {
+                    if let Some((idx, wts)) = t {
+                        let mut acc = [0.0f32; C];
+                        for (&i, &wv) in idx.iter().zip(wts) {
+                            let px: &[T; C] = s[i * C..i * C + C].try_into().expect("C samples");
+                            for c in 0..C {
+                                acc[c] += wv * px[c].to_f32();
+                            }
+                        }
+                        for c in 0..C {
+                            d[c] = acc[c] / self.maxv;
+                        }
+                    }
+                }
+            }
+            Sweep::Column(row, gy, hbuf) => {
+                let ow = row.len() / C;
+                for (gx, dst) in row.chunks_exact_mut(C).enumerate() {
+                    let (mut v, order) = match fill_stage(self.xs[gx], self.ys[gy]) {
+                        Some(k) => fill_of(self.prog, k, C),
+                        None => {
+                            let (idx, wts) = self.yt[gy].as_ref().expect("row inside");
+                            let mut v = [0.0f32; 4];
+                            for (&r, &wv) in idx.iter().zip(wts) {
+                                let at = (self.slot[r] * ow + gx) * C;
+                                let px: &[f32; C] = hbuf[at..at + C].try_into().expect("C values");
+                                for c in 0..C {
+                                    v[c] += wv * px[c];
+                                }
+                            }
+                            (v, -1.0)
+                        }
+                    };
+                    (self.finish)(&mut v, order, (gy * ow + gx) as u32, dst);
+                }
+            }
+        }
+    }
+}
+
+/// Output rows and columns of a tile of the rotating packed path.
+const ROT_ROWS: usize = 16;
+const ROT_COLS: usize = 64;
+
+/// One output row of a rotating pass on packed samples: the landing of
+/// each pixel, its taps on both axes (refilled in place, no allocation),
+/// the weighted sum per channel (per input row along x, then along y, as
+/// the shader sums), then colour and packing.
+struct RotateRow<'a, T, F> {
+    pass: &'a AugmentPass,
+    src: &'a [T],
+    w: usize,
+    h: usize,
+    ow: usize,
+    filter: u32,
+    maxv: f32,
+    prog: &'a [f32],
+    finish: &'a F,
+}
+
+impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow<'_, T, F> {
+    /// Output pixels `gx0..` of row `gy` into `row` (C samples each).
+    fn run<const C: usize>(&self, avx2: bool, gy: usize, gx0: usize, row: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the chosen level is never above what the CPU supports.
+            return unsafe { self.row_avx2::<C>(gy, gx0, row) };
+        }
+        let _ = avx2;
+        self.row::<C>(gy, gx0, row)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn row_avx2<const C: usize>(&self, gy: usize, gx0: usize, row: &mut [T]) {
+        self.row::<C>(gy, gx0, row)
+    }
+
+    #[inline(always)]
+    fn row<const C: usize>(&self, gy: usize, gx0: usize, row: &mut [T]) {
+        let (w, h, pass, ow) = (self.w, self.h, self.pass, self.ow);
+        let (mut tx, mut ty) = (Taps::new(), Taps::new());
+        for (gx, dst) in (gx0..).zip(row.chunks_exact_mut(C)) {
+            let (mut v, order) = match pass.land(gx, gy) {
+                Err(k) => fill_of(self.prog, k, C),
+                Ok((px, py)) => {
+                    tx.fill(self.filter, px, pass.fx, w);
+                    ty.fill(self.filter, py, pass.fy, h);
+                    let (xi, xw) = (&tx.idx[..tx.n], &tx.w[..tx.n]);
+                    // The shader's order: each input row's taps summed
+                    // along x, then the rows weighted along y (independent
+                    // row sums, so no single chain of adds through every tap).
+                    let mut v = [0.0f32; 4];
+                    for (&r, &wy) in ty.idx[..ty.n].iter().zip(&ty.w[..ty.n]) {
+                        let s = &self.src[r as usize * w * C..(r as usize + 1) * w * C];
+                        let mut rs = [0.0f32; 4];
+                        for (&i, &wx) in xi.iter().zip(xw) {
+                            let px: &[T; C] = s[i as usize * C..i as usize * C + C].try_into().expect("C samples");
+                            for c in 0..C {
+                                rs[c] += wx * px[c].to_f32();
+                            }
+                        }
+                        for c in 0..C {
+                            v[c] += wy * rs[c];
+                        }
+                    }
+                    for vc in v.iter_mut().take(C) {
+                        *vc /= self.maxv;
+                    }
+                    (v, -1.0)
+                }
+            };
+            (self.finish)(&mut v, order, (gy * ow + gx) as u32, dst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ceil_i32, floor_i32};
+
+    #[test]
+    fn integer_floor_and_ceil_match_std() {
+        let mut xs = vec![
+            0.0f32,
+            -0.0,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            2.5,
+            -2.5,
+            1e-30,
+            -1e-30,
+            8388607.5,
+            -8388607.5,
+            2147483520.0,
+            -2147483648.0,
+            1e10,
+            -1e10,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MAX,
+            f32::MIN,
+        ];
+        let mut s = 0x9e37_79b9u32;
+        for _ in 0..100_000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            xs.push(f32::from_bits(s));
+            xs.push((s as f32 / u32::MAX as f32 - 0.5) * 20000.0);
+        }
+        for x in xs {
+            assert_eq!(ceil_i32(x), x.ceil() as i32, "ceil {x:?}");
+            assert_eq!(floor_i32(x), x.floor() as i32, "floor {x:?}");
+        }
     }
 }
