@@ -1,7 +1,7 @@
 //! The CPU path at every feature level the machine supports gives the same
-//! bits (the AVX2+FMA builds keep the summation order and contract nothing;
-//! TinyPSSR's fused stage, which uses FMA, agrees to float accuracy), so the
-//! baseline path is tested on AVX2 machines too. Its own test binary:
+//! bits (the AVX2+FMA builds keep the summation order and contract
+//! nothing), except the convolutions, which use FMA there and agree to float
+//! accuracy; so the baseline path is tested on AVX2 machines too. Its own test binary:
 //! the level is process-wide.
 
 mod common;
@@ -74,20 +74,30 @@ fn every_level_gives_the_same_bits() {
         r.push(a.iter().map(|&v| v as f32).collect());
         results.push(r);
     }
-    // TinyPSSR's fused stage uses FMA in the AVX2 build (the issue-#15
-    // micro-kernel): one rounding per multiply-add instead of two, so it
-    // agrees with the baseline to float accuracy, not bit for bit.
-    let fused_case = convs.len();
+    // The convolutions (conv2d's tiles, TinyPSSR's fused stage, and so the
+    // Zero-DCE network under enhance) use FMA in the AVX2 build (issue
+    // #15's micro-kernels): one rounding per multiply-add instead of two,
+    // so they agree with the baseline to float accuracy (and the 8-bit
+    // enhance output to one level), not bit for bit. Everything else: same bits.
+    let n_conv = convs.len();
+    let enhance_case = n_conv + 1 + dce.len() + 1;
+    let tolerance = |i: usize| match i {
+        i if i < n_conv => Some(1e-5f32),
+        i if i == n_conv => Some(2e-5),
+        i if i == enhance_case => Some(1.0),
+        _ => None,
+    };
     for (l, r) in levels.iter().zip(&results).skip(1) {
         for (i, (a, b)) in r.iter().zip(&results[0]).enumerate() {
-            if i == fused_case && *l == Level::Avx2Fma {
-                let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-                assert_eq!(a.len(), b.len());
-                assert!(worst <= 2e-5, "{l:?}: TinyPSSR differs from the baseline by {worst}");
-                eprintln!("{l:?}: TinyPSSR within {worst:e} of the baseline");
-                continue;
+            match tolerance(i) {
+                Some(tol) if *l == Level::Avx2Fma => {
+                    assert_eq!(a.len(), b.len());
+                    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+                    assert!(worst <= tol, "{l:?}: case {i} differs from the baseline by {worst} (> {tol})");
+                    eprintln!("{l:?}: case {i} within {worst:e} of the baseline");
+                }
+                _ => assert!(a == b, "{l:?} differs from the baseline in case {i}"),
             }
-            assert!(a == b, "{l:?} differs from the baseline in case {i}");
         }
     }
     // A level the machine lacks is refused; GPUIMG_CPU picks one for `gpuimg info`.

@@ -8,19 +8,20 @@
 //! tap, `PX / 8` loads of inputs and `T` broadcast weights feed `T * PX`
 //! multiply-adds. The old loop, one output channel at a time, loaded an
 //! input per multiply-add and spent as long again on per-tap border runs.
-//! AVX2 tiles are 4 channels x 16 columns (8 accumulators: with no FMA each
-//! product needs a register of its own, and 12 accumulators spilled) or 1 x
+//! AVX2 tiles are 4 channels x 16 columns (8 accumulators: 12, 4 x 24, was
+//! slower on dev-2c both before FMA, when it spilled, and with it) or 1 x
 //! 32 where a group has one output channel (depthwise); the portable build's
 //! are 4 x 8 and 1 x 16 (SSE's 4-lane registers). Columns go in chunks of
 //! 256 so the input a chunk reads stays in L2 while every output-channel
 //! block passes over it.
 //!
 //! Every output sums as the reference does: the bias, then input channel,
-//! kernel row, kernel column, with a separate multiply and add (Rust does not
-//! contract them into an FMA), so the AVX2 build (picked once by
-//! [`crate::cpu::level`]) and the baseline give the same bits. Taps in the
-//! zero padding add a signed zero, which changes nothing but the sign of an
-//! exactly-zero sum.
+//! kernel row, kernel column. The portable build multiplies then adds (Rust
+//! does not contract them); the AVX2 build (picked once by
+//! [`crate::cpu::level`]) uses FMA, one rounding per tap, so the two agree
+//! to float accuracy rather than bit for bit (`tests/cpu_levels.rs`). Taps
+//! in the zero padding add a signed zero, which changes nothing but the sign
+//! of an exactly-zero sum.
 //!
 //! An optional activation is applied to each chunk of a row once its tiles
 //! are stored, and the input may be several tensors read as one concatenated
@@ -349,8 +350,10 @@ unsafe fn span_avx2<const T: usize, const NV: usize>(a: TileArgs, n: usize, dst:
 }
 
 /// [`tile`] in AVX intrinsics: the accumulators are `T * NV` registers (at
-/// most 12), the inputs `NV` and the broadcast weight one. Multiply then
-/// add, as the portable loop does: the same bits.
+/// most 12), the inputs `NV` and the broadcast weight one. Fused
+/// multiply-add (one rounding), so the same summation order as the portable
+/// loop but not its bits: the two agree to float accuracy
+/// (`tests/cpu_levels.rs`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -375,7 +378,7 @@ unsafe fn tile_avx2<const T: usize, const NV: usize>(a: TileArgs, dst: [*mut f32
                     let wb = _mm256_broadcast_ss(&*w);
                     w = w.add(1);
                     for (acc, &xv) in row.iter_mut().zip(&xv) {
-                        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(wb, xv));
+                        *acc = _mm256_fmadd_ps(wb, xv, *acc);
                     }
                 }
             }
