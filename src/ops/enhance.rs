@@ -127,7 +127,7 @@ fn downscale_packed(img: &Image, r: &ResizeBilinear) -> Result<Tensor> {
 /// Every row of packed RGB(A) `src` (layout `l`: 3 or 4 channels)
 /// unpacked, its colour channels curved, and packed again; alpha goes
 /// through the same unpack and pack.
-fn curve_rows<T: Copy + Send + Sync + Default>(
+fn curve_rows<T: Copy + Send + Sync + Default + 'static>(
     src: &[T],
     l: PixelLayout,
     curve: &ZeroDceEnhance,
@@ -209,7 +209,7 @@ fn curve_rows<T: Copy + Send + Sync + Default>(
         let _ = avx2;
         unpack::<T, C>(row, planes, w, value)
     }
-    fn pack_any<T: Copy, const C: usize>(
+    fn pack_any<T: Copy + 'static, const C: usize>(
         avx2: bool,
         dst: &mut [T],
         planes: &[f32],
@@ -219,6 +219,12 @@ fn curve_rows<T: Copy + Send + Sync + Default>(
     ) {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
+            if C == 3 && std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>() {
+                // SAFETY: T is u8 (so maxv is 255 and `sample` the cast);
+                // the level allows AVX2.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, dst.len()) };
+                return unsafe { pack_rgb8_avx2(bytes, planes, w) };
+            }
             // SAFETY: as above.
             return unsafe { pack_avx2::<T, C>(dst, planes, w, maxv, sample) };
         }
@@ -261,6 +267,65 @@ fn curve_rows<T: Copy + Send + Sync + Default>(
         }
     });
     out
+}
+
+/// `pack` for 8-bit RGB in AVX2: 8 pixels at a time, each channel
+/// quantised as `quantise` does (clamp to 0..1, times 255, plus 0.5, a
+/// separate multiply and add, truncated: a NaN lands on 0 as there), packed
+/// to bytes and interleaved with two byte shuffles. The same bytes as the
+/// scalar loop, which finishes the row (tests/cpu_levels.rs and the
+/// enhance tests compare the levels byte for byte).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn pack_rgb8_avx2(dst: &mut [u8], planes: &[f32], w: usize) {
+    use std::arch::x86_64::*;
+    assert!(dst.len() >= 3 * w && planes.len() >= 3 * w);
+    let (r, g, b) = (&planes[..w], &planes[w..2 * w], &planes[2 * w..3 * w]);
+    // Output byte k of 16 / 8: pixel k / 3, channel k % 3. `rg` holds the
+    // red bytes in 0..8 and the green in 8..16; `b8` the blue in 0..8.
+    let idx = |k: usize, from_rg: bool| -> i8 {
+        let (p, c) = (k / 3, k % 3);
+        match (from_rg, c) {
+            (true, 0) => p as i8,
+            (true, 1) => 8 + p as i8,
+            (false, 2) => p as i8,
+            _ => -128, // a zero byte
+        }
+    };
+    let lo_rg: [i8; 16] = std::array::from_fn(|k| idx(k, true));
+    let lo_b: [i8; 16] = std::array::from_fn(|k| idx(k, false));
+    let hi_rg: [i8; 16] = std::array::from_fn(|k| if k < 8 { idx(16 + k, true) } else { -128 });
+    let hi_b: [i8; 16] = std::array::from_fn(|k| if k < 8 { idx(16 + k, false) } else { -128 });
+    let n8 = w / 8 * 8;
+    // SAFETY (loads, stores): x + 8 <= w, so 8 floats per plane and 24
+    // bytes at 3x are inside the asserted lengths.
+    unsafe {
+        let load = |v: &[u8; 16]| _mm_loadu_si128(v.as_ptr() as *const __m128i);
+        let (lo_rg, lo_b) = (load(&lo_rg.map(|v| v as u8)), load(&lo_b.map(|v| v as u8)));
+        let (hi_rg, hi_b) = (load(&hi_rg.map(|v| v as u8)), load(&hi_b.map(|v| v as u8)));
+        let (zero, one, scale, half) =
+            (_mm256_setzero_ps(), _mm256_set1_ps(1.0), _mm256_set1_ps(255.0), _mm256_set1_ps(0.5));
+        let q8 = |p: *const f32| {
+            let v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(p), zero), one);
+            let i = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v, scale), half));
+            let w16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
+            _mm_packus_epi16(w16, w16) // 8 bytes, in the low half
+        };
+        for x in (0..n8).step_by(8) {
+            let (r8, g8, b8) = (q8(r.as_ptr().add(x)), q8(g.as_ptr().add(x)), q8(b.as_ptr().add(x)));
+            let rg = _mm_unpacklo_epi64(r8, g8);
+            let lo = _mm_or_si128(_mm_shuffle_epi8(rg, lo_rg), _mm_shuffle_epi8(b8, lo_b));
+            let hi = _mm_or_si128(_mm_shuffle_epi8(rg, hi_rg), _mm_shuffle_epi8(b8, hi_b));
+            let d = dst.as_mut_ptr().add(3 * x);
+            _mm_storeu_si128(d as *mut __m128i, lo);
+            _mm_storel_epi64(d.add(16) as *mut __m128i, hi);
+        }
+    }
+    for x in n8..w {
+        for (c, plane) in [r, g, b].iter().enumerate() {
+            dst[3 * x + c] = quantise(plane[x], 255.0) as u8;
+        }
+    }
 }
 
 /// Whether [`enhance_gpu`] runs an image of layout `l` in one submission
