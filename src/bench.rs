@@ -45,6 +45,7 @@ pub const MODELS: &[&str] = &[
     "augment_chain",
     "augment_chain_op_by_op",
     "augment_colour",
+    "augment_jitter",
     "tinycompress_4_encode",
     "tinycompress_4_decode",
 ];
@@ -56,6 +57,10 @@ pub fn names() -> Vec<&'static str> {
 
 /// The `augment_colour` case's ops: brightness, contrast and gamma.
 pub const COLOUR_OPS: &str = "brightness:f=1.2;contrast:f=0.8;gamma:g=0.7";
+
+/// The `augment_jitter` case's ops: the seed-004 colour jitter (brightness,
+/// contrast, saturation, hue: channels mixed, so no per-channel table).
+pub const JITTER_OPS: &str = "brightness:f=1.1;contrast:f=0.9;saturation:f=1.2;hue:f=0.03";
 
 /// The seed-004 chain (hflip, rotate, jitter, crop, resize) with fixed
 /// values for a w x h image: crop to 80% of each side, resize to half of the crop.
@@ -150,12 +155,16 @@ pub fn case(name: &str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Ca
             let s = crate::models::zero_dce::default_scale_factor(h, w);
             model_case(name, gpu, image(w, h), move |b, img| ok(crate::ops::enhance(b, &model, img, s, 8)))
         }
-        "augment_chain" | "augment_chain_op_by_op" | "augment_colour" => {
+        "augment_chain" | "augment_chain_op_by_op" | "augment_colour" | "augment_jitter" => {
             use crate::augment::{Plan, Spec};
             let img = Arc::new(image(w, h));
             // augment_colour: the per-channel colour ops alone (OpenCV's
             // convertScaleAbs + LUT class of work), 8-bit in and out.
-            let spec = if name == "augment_colour" { COLOUR_OPS.to_string() } else { seed004_chain(w, h) };
+            let spec = match name {
+                "augment_colour" => COLOUR_OPS.to_string(),
+                "augment_jitter" => JITTER_OPS.to_string(),
+                _ => seed004_chain(w, h),
+            };
             let d: Spec = spec.parse()?;
             let plan = Arc::new(if name == "augment_chain_op_by_op" {
                 Plan::op_by_op(&d, w, h)?

@@ -298,6 +298,7 @@ fn the_packed_cpu_path_equals_the_planar_one() {
             "pad:left=4,mode=edge;resize:w=61,h=50,method=bicubic;hue:f=0.1", // separable upscale
             "rotate:angle=23,border=constant,fill=0.5;saturation:f=0.5", // per-pixel taps
             "rotate:angle=-40,border=reflect;resize:w=20,h=20",
+            "saturation:f=1.5;hue:f=0.1;brightness:f=1.2", // colour alone, affine stages
         ] {
             let d: Spec = chain.parse().unwrap();
             let plan = Plan::fused(&d, wu, hu).unwrap();
@@ -324,7 +325,8 @@ fn the_packed_cpu_path_equals_the_planar_one() {
 #[test]
 fn per_channel_colour_tables_give_the_per_pixel_bytes() {
     // 8-bit pixel moves with brightness / contrast / gamma go through a table
-    // per channel in the packed CPU path: the same bytes as the planar path
+    // per channel in the packed CPU path, and colour-only passes of affine
+    // stages through their own row loop: the same bytes as the planar path
     // (unpack, the stages per pixel, pack), alpha included.
     use gpuimg::kernels::PackPixels;
     let mut rng = Rng::for_test("per_channel_colour_tables");
@@ -336,6 +338,8 @@ fn per_channel_colour_tables_give_the_per_pixel_bytes() {
             "brightness:f=1.3;contrast:f=0.8",
             "hflip:p=1;gamma:g=1.7;brightness:f=0.7",
             "rot90:k=1;pad:all=2,fill=0.3;contrast:f=1.4;gamma:g=0.9", // fill pixels take the per-pixel path
+            "brightness:f=1.1;contrast:f=0.9;saturation:f=1.2;hue:f=0.03", // mixed channels: the affine row loop
+            "saturation:f=0.4;grey;hue:f=0.2",
         ] {
             let d: Spec = chain.parse().unwrap();
             let plan = Plan::fused(&d, w as usize, h as usize).unwrap();

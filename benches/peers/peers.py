@@ -10,6 +10,7 @@ instead, in one run on one machine, reported as gpuimg/peer time ratios
   resize_quarter  resize_quarter 3000x5000               OpenCV cv2.resize INTER_LINEAR (same op: no antialiasing)
   augment_chain   augment_chain 3000x2000 (seed 004)     albumentations, its best order (colour jitter after the resize)
   augment_colour  augment_colour 3000x2000               OpenCV cv2.LUT of the three ops composed
+  augment_jitter  augment_jitter 3000x2000               OpenCV cv2.transform with the jitter's 3x4 colour matrix
   resize (fir)    criterion `resize_peers/gpuimg_cpu`     fast_image_resize (`resize_peers/fast_image_resize`),
                                                          read from target/criterion if
                                                          `cargo bench --bench augment -- resize_peers` has run
@@ -237,6 +238,45 @@ def peer_colour(width, height, threads, repeat):
     return timed(run, repeat), f"opencv {cv2.__version__} LUT (the three ops composed)"
 
 
+def jitter_matrix():
+    """gpuimg::bench::JITTER_OPS (brightness 1.1, contrast 0.9, saturation
+    1.2, hue 0.03) composed as gpuimg's planner builds them (augment/plan.rs:
+    identity_plus, the YIQ hue rotation), as a 3x4 matrix on 0-255 values."""
+    import numpy as np
+
+    luma = np.array([0.299, 0.587, 0.114])
+
+    def ident_plus(f, blend):
+        return f * np.eye(3) + (1.0 - f) * np.tile(blend, (3, 1))
+
+    to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    from_yiq = np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]])
+    a = 2 * np.pi * 0.03
+    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    # (matrix, offset in 0..1 units), applied in order.
+    stages = [
+        (ident_plus(1.1, np.zeros(3)), np.zeros(3)),
+        (ident_plus(0.9, np.zeros(3)), np.full(3, 0.5 * (1 - 0.9))),
+        (ident_plus(1.2, luma), np.zeros(3)),
+        (from_yiq @ rot @ to_yiq, np.zeros(3)),
+    ]
+    m, t = np.eye(3), np.zeros(3)
+    for sm, st in stages:
+        m, t = sm @ m, sm @ t + st
+    return np.hstack([m, 255.0 * t[:, None]]).astype(np.float32)
+
+
+def peer_jitter(width, height, threads, repeat):
+    import cv2
+
+    cv2.setNumThreads(threads)
+    img = test_image(width, height)
+    m = jitter_matrix()
+    # cv2.transform: per pixel, the 3x4 matrix on (r, g, b, 1), saturated to
+    # 8 bits: OpenCV's one call for a colour matrix.
+    return timed(lambda: cv2.transform(img, m), repeat), f"opencv {cv2.__version__} transform (3x4 colour matrix)"
+
+
 def criterion_median_ms(group, fn_id, param):
     """Median (ms) from criterion's saved estimates, or None."""
     p = os.path.join(ROOT, "target", "criterion", group, fn_id, param, "new", "estimates.json")
@@ -275,6 +315,7 @@ def main():
         ("resize_quarter", big(3000, 5000), ("cv2", "numpy"), lambda w, h: peer_resize(w, h, a.threads, repeat)),
         ("augment_chain", big(3000, 2000), ("albumentations", "cv2", "numpy"), lambda w, h: peer_chain(w, h, a.threads, repeat)),
         ("augment_colour", big(3000, 2000), ("cv2", "numpy"), lambda w, h: peer_colour(w, h, a.threads, repeat)),
+        ("augment_jitter", big(3000, 2000), ("cv2", "numpy"), lambda w, h: peer_jitter(w, h, a.threads, repeat)),
     ]
     rows = []
     print(f"peer harness: {a.threads} threads, median of {repeat}; gpuimg {a.gpuimg}")

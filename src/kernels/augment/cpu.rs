@@ -509,6 +509,27 @@ impl AugmentPass {
             });
             return Some(Ok(out));
         }
+        // Colour alone with every stage affine (jitter: brightness,
+        // contrast, saturation, hue, grey): the stages' matrices read once,
+        // then a loop per row specialised on the channel count, with the
+        // same float steps per pixel as `colour` and packing.
+        let affine: Option<Vec<[f32; 12]>> = (0..self.colour.len())
+            .map(|j| {
+                let o = COL + j * 16;
+                matches!(self.colour[j].0, ColourOp::Affine { .. })
+                    .then(|| prog[o + 2..o + 14].try_into().expect("12 values"))
+            })
+            .collect();
+        if let (Some(stages), true) =
+            (&affine, self.geo.is_empty() && (ow, oh) == (w, h) && nc >= 3 && self.out_mode == OutMode::Clamp)
+        {
+            let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
+            out.par_chunks_mut(ow * nc).zip(src.par_chunks(w * nc)).for_each(|(d, s)| match nc {
+                3 => affine_row::<T, 3>(avx2, d, s, stages, &unit, maxv),
+                _ => affine_row::<T, 4>(avx2, d, s, stages, &unit, maxv),
+            });
+            return Some(Ok(out));
+        }
         if self.is_gather() {
             out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
                 for gx in 0..ow {
@@ -612,6 +633,69 @@ impl AugmentPass {
         });
         Some(Ok(out))
     }
+}
+
+/// One row of a colour-only pass whose stages are all affine (`stages`:
+/// each stage's `[m0, m1, m2, t0, m3, m4, m5, t1, m6, m7, m8, t2]` from the
+/// program): unpack through `unit`, the stages in order with `colour`'s
+/// expressions, alpha untouched, quantise. Built for AVX2 where allowed.
+fn affine_row<T: PackedSample, const C: usize>(
+    avx2: bool,
+    dst: &mut [T],
+    src: &[T],
+    stages: &[[f32; 12]],
+    unit: &[f32],
+    maxv: f32,
+) {
+    #[inline(always)]
+    fn apply(m: &[f32; 12], (r, g, b): (f32, f32, f32)) -> (f32, f32, f32) {
+        (
+            m[0] * r + m[1] * g + m[2] * b + m[3],
+            m[4] * r + m[5] * g + m[6] * b + m[7],
+            m[8] * r + m[9] * g + m[10] * b + m[11],
+        )
+    }
+    #[inline(always)]
+    fn row<T: PackedSample, const C: usize>(dst: &mut [T], src: &[T], stages: &[[f32; 12]], unit: &[f32], maxv: f32) {
+        let q = |v: f32| T::from_u32(crate::kernels::pack_pixels::quantise(v, maxv));
+        for (d, s) in dst.chunks_exact_mut(C).zip(src.chunks_exact(C)) {
+            let mut rgb = (unit[s[0].idx()], unit[s[1].idx()], unit[s[2].idx()]);
+            // One stage (the planner composes adjacent affine ops) with
+            // its matrix in registers; more in turn.
+            if let [m] = stages {
+                rgb = apply(m, rgb);
+            } else {
+                for m in stages {
+                    rgb = apply(m, rgb);
+                }
+            }
+            let (r, g, b) = rgb;
+            d[0] = q(r);
+            d[1] = q(g);
+            d[2] = q(b);
+            if C == 4 {
+                d[3] = q(unit[s[3].idx()]);
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn row_avx2<T: PackedSample, const C: usize>(
+        dst: &mut [T],
+        src: &[T],
+        stages: &[[f32; 12]],
+        unit: &[f32],
+        maxv: f32,
+    ) {
+        row::<T, C>(dst, src, stages, unit, maxv)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the chosen level is never above what the CPU supports.
+        return unsafe { row_avx2::<T, C>(dst, src, stages, unit, maxv) };
+    }
+    let _ = avx2;
+    row::<T, C>(dst, src, stages, unit, maxv)
 }
 
 /// The axis-aligned packed path's two 1-D passes.
