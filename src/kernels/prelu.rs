@@ -40,14 +40,21 @@ impl Prelu {
 
     /// CPU implementation, rayon over planes.
     pub fn cpu(&self, x: &Tensor, slopes: &[f32]) -> Result<Tensor> {
-        Self::check(x.shape, slopes.len())?;
         let mut y = x.clone();
+        self.cpu_in_place(&mut y, slopes)?;
+        Ok(y)
+    }
+
+    /// [`Prelu::cpu`] overwriting its input (inference chains that do not
+    /// keep the pre-activation tensor: no copy).
+    pub fn cpu_in_place(&self, x: &mut Tensor, slopes: &[f32]) -> Result<()> {
+        Self::check(x.shape, slopes.len())?;
         let (plane, c) = (x.shape.plane().max(1), x.shape.c);
-        y.data.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
+        x.data.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
             let a = slopes[i % c];
             p.iter_mut().for_each(|v| *v = if *v >= 0.0 { *v } else { a * *v });
         });
-        Ok(y)
+        Ok(())
     }
 
     /// Records PReLU into `encoder`.

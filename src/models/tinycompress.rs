@@ -130,6 +130,11 @@ impl Net {
             }
             cur = match l {
                 Layer::Conv { conv, w, b } => conv.cpu(&cur, w, b)?,
+                // Nothing keeps the pre-activation tensor: in place.
+                Layer::Prelu(a) if kept.is_none() => {
+                    Prelu.cpu_in_place(&mut cur, a)?;
+                    cur
+                }
                 Layer::Prelu(a) => Prelu.cpu(&cur, a)?,
                 Layer::Unshuffle => PixelUnshuffle { r: 2 }.cpu(&cur)?,
                 Layer::Shuffle => PixelShuffle { r: 2 }.cpu(&cur)?,
