@@ -115,6 +115,10 @@ fn chain_group(c: &mut Criterion) {
 }
 
 /// Downscale by 4 per side, bilinear (triangle filter, antialiased), 8-bit RGB to 8-bit RGB.
+/// fast_image_resize is built with its `rayon` feature, so it splits the
+/// image over rayon's global pool as gpuimg does: both use the same threads.
+/// Borders differ (fast_image_resize drops the taps outside the image,
+/// gpuimg clamps them to the edge pixel), the interior is the same filter.
 fn resize_peers(c: &mut Criterion) {
     use fast_image_resize::{images::Image as FirImage, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
     let mut g = c.benchmark_group("resize_peers");

@@ -294,8 +294,9 @@ fn the_packed_cpu_path_equals_the_planar_one() {
         for chain in [
             "hflip:p=1;rot90:k=1;pad:all=2,fill=0.3;crop:w=20,h=19", // gather, plain copy
             "vflip:p=1;pad:all=3,mode=reflect;brightness:f=1.3;grey", // gather with colour
-            "resize:w=15,h=11;contrast:f=0.8",                       // separable downscale, antialiased
-            "pad:left=4,mode=edge;resize:w=61,h=50,method=bicubic;hue:f=0.1", // separable upscale
+            "resize:w=15,h=11;contrast:f=0.8",                       // separable downscale, antialiased (along y first)
+            "hflip:p=1;resize:w=23,h=13",                            // flipped downscale, no colour stage
+            "pad:left=4,mode=edge;resize:w=61,h=50,method=bicubic;hue:f=0.1", // separable upscale (along x first)
             "rotate:angle=23,border=constant,fill=0.5;saturation:f=0.5", // per-pixel taps
             "rotate:angle=-40,border=reflect;resize:w=20,h=20",
             "saturation:f=1.5;hue:f=0.1;brightness:f=1.2", // colour alone, affine stages

@@ -72,6 +72,26 @@ fn every_level_gives_the_same_bits() {
             unreachable!()
         };
         r.push(a.iter().map(|&v| v as f32).collect());
+        // The packed augment path's separable passes: an antialiased
+        // downscale (summed along y first), a flipped bicubic upscale (along
+        // x first), 8-bit RGB and 16-bit RGBA, odd sizes.
+        let rgba16 = {
+            let s: Vec<u16> = (0..53 * 31 * 4).map(|i| ((i * 7919) % 65536) as u16).collect();
+            gpuimg::image_io::Image::new(53, 31, 4, gpuimg::Samples::U16(s)).unwrap()
+        };
+        for (chain, img) in [
+            ("resize:w=37,h=11;contrast:f=0.9", &wide),
+            ("hflip:p=1;pad:left=3;resize:w=119,h=70,method=bicubic", &rgba16),
+            ("resize:w=20,h=13", &rgba16),
+        ] {
+            let (iw, ih) = (img.width as usize, img.height as usize);
+            let plan = gpuimg::augment::Plan::fused(&chain.parse().unwrap(), iw, ih).unwrap();
+            let out = plan.run_image(&gpuimg::Backend::Cpu, img).unwrap();
+            r.push(match out.samples {
+                gpuimg::Samples::U8(v) => v.iter().map(|&v| v as f32).collect(),
+                gpuimg::Samples::U16(v) => v.iter().map(|&v| v as f32).collect(),
+            });
+        }
         results.push(r);
     }
     // The convolutions (conv2d's tiles, TinyPSSR's fused stage, and so the

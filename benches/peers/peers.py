@@ -341,7 +341,7 @@ def main():
         fir = criterion_median_ms("resize_peers", "fast_image_resize", size)
         ours = criterion_median_ms("resize_peers", "gpuimg_cpu", size)
         if fir and ours:
-            label = "fast_image_resize (criterion resize_peers, its last saved run; gpuimg on rayon's default threads)"
+            label = "fast_image_resize (criterion resize_peers, its last saved run; both on rayon's default threads)"
             print(f"| resize antialiased to 1/4 | {size} | {ours:.2f} | {label} | {fir:.2f} | {ours / fir:.2f} |")
             rows.append({"case": "resize_antialiased", "size": size, "gpuimg_ms": ours, "peer": "fast_image_resize", "peer_ms": fir})
     if not any(r.get("case") == "resize_antialiased" for r in rows):

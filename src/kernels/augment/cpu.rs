@@ -339,8 +339,36 @@ fn add_noise(v: &mut [f32; 4], sigma: f32, seed: u32, pixel: u32) {
     }
 }
 
+/// Values the separable path's 1-D filter along x reads: packed samples,
+/// or the f32 sums of the pass along y when that runs first.
+pub trait Lane: Copy + Send + Sync {
+    /// The value as a float (exact for u8 and u16).
+    fn lane(self) -> f32;
+}
+
+impl Lane for u8 {
+    #[inline(always)]
+    fn lane(self) -> f32 {
+        self as f32
+    }
+}
+
+impl Lane for u16 {
+    #[inline(always)]
+    fn lane(self) -> f32 {
+        self as f32
+    }
+}
+
+impl Lane for f32 {
+    #[inline(always)]
+    fn lane(self) -> f32 {
+        self
+    }
+}
+
 /// Packed sample types the CPU packed path reads and writes.
-pub trait PackedSample: Copy + Send + Sync {
+pub trait PackedSample: Lane {
     /// The sample as a float (not yet divided by the maximum).
     fn to_f32(self) -> f32;
     /// A quantised value back to a sample.
@@ -563,49 +591,47 @@ impl AugmentPass {
             return Some(Ok(out));
         }
         if self.is_axis_aligned() {
-            // Per axis: the landing of every output column / row (the other coordinate does not matter).
+            // Per axis: the landing of every output column / row (the other
+            // coordinate does not matter) and its taps, flattened.
             let xs: Vec<Axis> = (0..ow).map(|o| self.land_axis(o, 0)).collect();
             let ys: Vec<Axis> = (0..oh).map(|o| self.land_axis(o, 1)).collect();
-            let xt: Vec<Option<(Vec<usize>, Vec<f32>)>> =
-                xs.iter().map(|p| p.ok().map(|p| taps(pr.filter, p, self.fx, w))).collect();
-            let yt: Vec<Option<(Vec<usize>, Vec<f32>)>> =
-                ys.iter().map(|p| p.ok().map(|p| taps(pr.filter, p, self.fy, h))).collect();
-            let mut slot = vec![usize::MAX; h];
-            let mut rows = Vec::new();
-            for (idx, _) in yt.iter().flatten() {
-                for &r in idx {
-                    if slot[r] == usize::MAX {
-                        slot[r] = rows.len();
-                        rows.push(r);
-                    }
-                }
-            }
-            // Horizontal pass: each needed input row filtered to the output width (f32, interleaved, / maxv).
-            let mut hbuf = vec![0.0f32; rows.len() * ow * nc];
-            // Both passes specialised on the channel count (the channels'
-            // sums side by side, each over its taps in order: the same
-            // floats as one channel at a time) and built for AVX2 where
-            // the level allows.
+            let xt = AxisTaps::new(&xs, pr.filter, self.fx, w);
+            let yt = AxisTaps::new(&ys, pr.filter, self.fy, h);
             let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
-            let sep = Separable { xt: &xt, xs: &xs, ys: &ys, yt: &yt, slot: &slot, prog: &prog, maxv, finish: &finish };
-            hbuf.par_chunks_mut(ow * nc).zip(rows.par_iter()).for_each(|(dst, &r)| {
-                let s = &src[r * w * nc..(r + 1) * w * nc];
-                match nc {
-                    1 => sep.run::<T, 1>(avx2, Sweep::Row(dst, s)),
-                    2 => sep.run::<T, 2>(avx2, Sweep::Row(dst, s)),
-                    3 => sep.run::<T, 3>(avx2, Sweep::Row(dst, s)),
-                    _ => sep.run::<T, 4>(avx2, Sweep::Row(dst, s)),
-                }
-            });
-            out.par_chunks_mut(ow * nc).enumerate().for_each(|(gy, row)| {
-                let sweep = Sweep::Column(row, gy, &hbuf);
-                match nc {
-                    1 => sep.run::<T, 1>(avx2, sweep),
-                    2 => sep.run::<T, 2>(avx2, sweep),
-                    3 => sep.run::<T, 3>(avx2, sweep),
-                    _ => sep.run::<T, 4>(avx2, sweep),
-                }
-            });
+            let sep = Separable {
+                src,
+                w,
+                ow,
+                xt: &xt,
+                yt: &yt,
+                xs: &xs,
+                ys: &ys,
+                x_fill: xs.iter().any(|a| a.is_err()),
+                // Columns whose every tap can load four samples (a 3-channel
+                // pixel's fourth lane is the next pixel's first sample).
+                x_wide: (0..ow).map(|o| xt.get(o).0.iter().all(|&i| i as usize * nc + 4 <= w * nc)).collect(),
+                y_first: y_first(&xt, &yt, &ys, w, h, ow),
+                prog: &prog,
+                maxv,
+                plain,
+                finish: &finish,
+            };
+            // Bands of SEP_ROWS output rows, each filtering the input rows
+            // it reads along x into its own buffer (which stays in cache),
+            // then along y: both passes specialised on the channel count
+            // and built for AVX2 where the level allows.
+            out.par_chunks_mut(ow * nc * SEP_ROWS).enumerate().for_each_init(
+                SepScratch::default,
+                |sc, (band, rows)| {
+                    let gy0 = band * SEP_ROWS;
+                    match nc {
+                        1 => sep.run::<1>(avx2, gy0, rows, sc),
+                        2 => sep.run::<2>(avx2, gy0, rows, sc),
+                        3 => sep.run::<3>(avx2, gy0, rows, sc),
+                        _ => sep.run::<4>(avx2, gy0, rows, sc),
+                    }
+                },
+            );
             return Some(Ok(out));
         }
         // Rotations: per-pixel taps on the packed input, a row at a time
@@ -698,86 +724,232 @@ fn affine_row<T: PackedSample, const C: usize>(
     row::<T, C>(dst, src, stages, unit, maxv)
 }
 
+/// Which order the separable packed path sums in: along y first when that
+/// costs less. The pass along the rows reads contiguous samples (eight
+/// lanes to an instruction), the pass along x gathers each output pixel's
+/// taps (a pixel to a lane group), so per output pixel and tap the first
+/// costs about a third of the second. Along x first filters every input
+/// row read at the output width; along y first filters every output row
+/// at the input width. Both sum the same products, in a different order
+/// (up to float reassociation: within a level of each other and of the
+/// per-pixel path, tests/augment.rs).
+fn y_first(xt: &AxisTaps, yt: &AxisTaps, ys: &[Axis], w: usize, h: usize, ow: usize) -> bool {
+    let mut read = vec![false; h];
+    let mut oh_in = 0usize;
+    for (gy, y) in ys.iter().enumerate() {
+        if y.is_ok() {
+            oh_in += 1;
+            yt.get(gy).0.iter().for_each(|&r| read[r as usize] = true);
+        }
+    }
+    let rows = read.iter().filter(|&&r| r).count();
+    let (kx, ky) = (xt.k as f64, yt.k as f64);
+    let (x_cost, y_cost) = (1.0, 0.3);
+    let x_first = rows as f64 * ow as f64 * kx * x_cost + oh_in as f64 * ow as f64 * ky * y_cost;
+    let y_first = oh_in as f64 * w as f64 * ky * y_cost + oh_in as f64 * ow as f64 * kx * x_cost;
+    y_first < x_first
+}
+
+/// Output rows per band of the axis-aligned packed path.
+const SEP_ROWS: usize = 16;
+
+/// One axis's taps for every output index, flattened and padded to the
+/// same count `k` for all: output `o` reads input indices
+/// `idx[o * k..(o + 1) * k]` with weights `w[..]`, the indices and weights
+/// of [`taps`] followed by zero weights on the last index (on index 0 where
+/// the output lands on a fill). A sum starts at +0 and adds finite
+/// products, so it is never -0, and adding +0 leaves it as it is: the
+/// padding changes no float.
+struct AxisTaps {
+    k: usize,
+    idx: Vec<u32>,
+    w: Vec<f32>,
+}
+
+impl AxisTaps {
+    fn new(land: &[Axis], filter: u32, f: f32, n: usize) -> AxisTaps {
+        let mut t = Taps::new();
+        let mut k = 1;
+        for p in land.iter().flatten() {
+            t.fill(filter, *p, f, n);
+            k = k.max(t.n);
+        }
+        let (mut idx, mut w) = (Vec::with_capacity(land.len() * k), Vec::with_capacity(land.len() * k));
+        for p in land {
+            t.n = 0;
+            if let Ok(p) = p {
+                t.fill(filter, *p, f, n);
+            }
+            idx.extend_from_slice(&t.idx[..t.n]);
+            w.extend_from_slice(&t.w[..t.n]);
+            let last = if t.n > 0 { t.idx[t.n - 1] } else { 0 };
+            idx.resize(idx.len() + k - t.n, last);
+            w.resize(w.len() + k - t.n, 0.0);
+        }
+        AxisTaps { k, idx, w }
+    }
+
+    #[inline(always)]
+    fn get(&self, o: usize) -> (&[u32], &[f32]) {
+        (&self.idx[o * self.k..(o + 1) * self.k], &self.w[o * self.k..(o + 1) * self.k])
+    }
+}
+
+/// A band's buffers, kept per worker: the input rows filtered along x
+/// (f32, / maxv, interleaved), which input row went to which of them, and
+/// one output row's sums.
+#[derive(Default)]
+struct SepScratch {
+    rows: Vec<f32>,
+    /// One output row's sums along y, when that pass runs first.
+    vrow: Vec<f32>,
+    slot: Vec<u32>,
+    acc: Vec<f32>,
+}
+
 /// The axis-aligned packed path's two 1-D passes.
-struct Separable<'a, F> {
-    xt: &'a [Option<(Vec<usize>, Vec<f32>)>],
+struct Separable<'a, T, F> {
+    src: &'a [T],
+    w: usize,
+    ow: usize,
+    xt: &'a AxisTaps,
+    yt: &'a AxisTaps,
     xs: &'a [Axis],
     ys: &'a [Axis],
-    yt: &'a [Option<(Vec<usize>, Vec<f32>)>],
-    /// Input row -> its row of the horizontal pass's buffer.
-    slot: &'a [usize],
+    /// Some output column lands on a fill.
+    x_fill: bool,
+    /// Per output column: four samples can be loaded at each of its taps.
+    x_wide: Vec<bool>,
+    /// Sum along y first (from the packed samples), then along x.
+    y_first: bool,
     prog: &'a [f32],
     maxv: f32,
+    /// No colour stage and clamped output: the sums are quantised as they are.
+    plain: bool,
     finish: &'a F,
 }
 
-/// One row of work for [`Separable`]: an input row filtered along x into
-/// the buffer (f32, / maxv), or output row `gy` from the buffer's rows.
-enum Sweep<'a, T> {
-    Row(&'a mut [f32], &'a [T]),
-    Column(&'a mut [T], usize, &'a [f32]),
-}
-
-impl<F> Separable<'_, F> {
-    fn run<T: PackedSample, const C: usize>(&self, avx2: bool, sweep: Sweep<'_, T>)
-    where
-        F: Fn(&mut [f32; 4], f32, u32, &mut [T]),
-    {
+impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> Separable<'_, T, F> {
+    /// Output rows `gy0..` into `out` (whole rows of C samples per pixel).
+    fn run<const C: usize>(&self, avx2: bool, gy0: usize, out: &mut [T], sc: &mut SepScratch) {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the chosen level is never above what the CPU supports.
-            return unsafe { self.run_avx2::<T, C>(sweep) };
+            return unsafe { self.run_avx2::<C>(gy0, out, sc) };
         }
         let _ = avx2;
-        self.sweep::<T, C>(sweep)
+        self.band::<C, false>(gy0, out, sc)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn run_avx2<T: PackedSample, const C: usize>(&self, sweep: Sweep<'_, T>)
-    where
-        F: Fn(&mut [f32; 4], f32, u32, &mut [T]),
-    {
-        self.sweep::<T, C>(sweep)
+    fn run_avx2<const C: usize>(&self, gy0: usize, out: &mut [T], sc: &mut SepScratch) {
+        self.band::<C, true>(gy0, out, sc)
     }
 
+    /// Filters the input rows the band reads along x, then each output row
+    /// along y (the taps of every sum in order, as the per-pixel path sums:
+    /// the same floats), then colour and packing.
     #[inline(always)]
-    fn sweep<T: PackedSample, const C: usize>(&self, sweep: Sweep<'_, T>)
-    where
-        F: Fn(&mut [f32; 4], f32, u32, &mut [T]),
-    {
-        match sweep {
-            Sweep::Row(dst, s) => {
-                for (d, t) in dst.chunks_exact_mut(C).zip(self.xt) {
-                    if let Some((idx, wts)) = t {
-                        let mut acc = [0.0f32; C];
-                        for (&i, &wv) in idx.iter().zip(wts) {
-                            let px: &[T; C] = s[i * C..i * C + C].try_into().expect("C samples");
-                            for c in 0..C {
-                                acc[c] += wv * px[c].to_f32();
-                            }
-                        }
-                        for c in 0..C {
-                            d[c] = acc[c] / self.maxv;
-                        }
+    fn band<const C: usize, const AVX2: bool>(&self, gy0: usize, out: &mut [T], sc: &mut SepScratch) {
+        let (ow, n) = (self.ow, self.ow * C);
+        let gys = gy0..gy0 + out.len() / n;
+        // Along x first: the input rows read, each given a row of the buffer.
+        let (mut lo, mut hi) = (usize::MAX, 0usize);
+        let inside = |gy: &usize| self.ys[*gy].is_ok();
+        for gy in gys.clone().filter(inside).filter(|_| !self.y_first) {
+            for &r in self.yt.get(gy).0 {
+                lo = lo.min(r as usize);
+                hi = hi.max(r as usize);
+            }
+        }
+        let mut count = 0usize;
+        if lo <= hi {
+            sc.slot.clear();
+            sc.slot.resize(hi - lo + 1, u32::MAX);
+            for gy in gys.clone().filter(inside) {
+                for &r in self.yt.get(gy).0 {
+                    let s = &mut sc.slot[r as usize - lo];
+                    if *s == u32::MAX {
+                        *s = count as u32;
+                        count += 1;
                     }
                 }
             }
-            Sweep::Column(row, gy, hbuf) => {
-                let ow = row.len() / C;
+            sc.rows.resize(count * n, 0.0);
+            for (k, &s) in sc.slot.iter().enumerate() {
+                if s != u32::MAX {
+                    let r = lo + k;
+                    let dst = &mut sc.rows[s as usize * n..(s as usize + 1) * n];
+                    let src = &self.src[r * self.w * C..(r + 1) * self.w * C];
+                    self.row::<C, AVX2, T>(dst, src);
+                }
+            }
+        }
+        sc.acc.resize(n, 0.0);
+        for (gy, row) in gys.zip(out.chunks_exact_mut(n)) {
+            let (idx, wts) = self.yt.get(gy);
+            if self.ys[gy].is_err() {
                 for (gx, dst) in row.chunks_exact_mut(C).enumerate() {
+                    let k = fill_stage(self.xs[gx], self.ys[gy]).expect("a fill row");
+                    let (mut v, order) = fill_of(self.prog, k, C);
+                    (self.finish)(&mut v, order, (gy * ow + gx) as u32, dst);
+                }
+                continue;
+            }
+            let acc = &mut sc.acc[..n];
+            if self.y_first {
+                // The input rows' samples summed along y (contiguous, so
+                // eight lanes at a time), then that row filtered along x.
+                // Blocks of 32 values, whose sums stay in registers across
+                // the taps.
+                let wc = self.w * C;
+                sc.vrow.resize(wc, 0.0);
+                let v = &mut sc.vrow[..wc];
+                for (b, vb) in v.chunks_mut(32).enumerate() {
+                    let x0 = b * 32;
+                    if vb.len() == 32 {
+                        let mut a = [0.0f32; 32];
+                        for (&r, &wv) in idx.iter().zip(wts) {
+                            let at = r as usize * wc + x0;
+                            let s: &[T; 32] = self.src[at..at + 32].try_into().expect("32 samples");
+                            for j in 0..32 {
+                                a[j] += wv * s[j].lane();
+                            }
+                        }
+                        vb.copy_from_slice(&a);
+                    } else {
+                        vb.fill(0.0);
+                        let m = vb.len();
+                        for (&r, &wv) in idx.iter().zip(wts) {
+                            let at = r as usize * wc + x0;
+                            for (a, &x) in vb.iter_mut().zip(&self.src[at..at + m]) {
+                                *a += wv * x.lane();
+                            }
+                        }
+                    }
+                }
+                self.row::<C, AVX2, f32>(acc, v);
+            } else {
+                acc.fill(0.0);
+                for (&r, &wv) in idx.iter().zip(wts) {
+                    let s = sc.slot[r as usize - lo] as usize;
+                    for (a, &v) in acc.iter_mut().zip(&sc.rows[s * n..(s + 1) * n]) {
+                        *a += wv * v;
+                    }
+                }
+            }
+            if self.plain {
+                quantise_row::<T, AVX2>(row, acc, self.maxv);
+            }
+            if !self.plain || self.x_fill {
+                for (gx, (dst, a)) in row.chunks_exact_mut(C).zip(acc.chunks_exact(C)).enumerate() {
                     let (mut v, order) = match fill_stage(self.xs[gx], self.ys[gy]) {
                         Some(k) => fill_of(self.prog, k, C),
+                        None if self.plain => continue,
                         None => {
-                            let (idx, wts) = self.yt[gy].as_ref().expect("row inside");
                             let mut v = [0.0f32; 4];
-                            for (&r, &wv) in idx.iter().zip(wts) {
-                                let at = (self.slot[r] * ow + gx) * C;
-                                let px: &[f32; C] = hbuf[at..at + C].try_into().expect("C values");
-                                for c in 0..C {
-                                    v[c] += wv * px[c];
-                                }
-                            }
+                            v[..C].copy_from_slice(a);
                             (v, -1.0)
                         }
                     };
@@ -785,6 +957,154 @@ impl<F> Separable<'_, F> {
                 }
             }
         }
+    }
+
+    /// One input row `s` filtered along x into `dst` (C values per output
+    /// column, / maxv).
+    #[inline(always)]
+    fn row<const C: usize, const AVX2: bool, S: Lane>(&self, dst: &mut [f32], s: &[S]) {
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 && C >= 3 {
+            // SAFETY: AVX2 is only true inside `run_avx2`.
+            return unsafe { self.row_lanes::<C, S>(dst, s) };
+        }
+        for (o, d) in dst.chunks_exact_mut(C).enumerate() {
+            let (idx, wts) = self.xt.get(o);
+            let mut acc = [0.0f32; C];
+            for (&i, &wv) in idx.iter().zip(wts) {
+                let px: &[S; C] = s[i as usize * C..i as usize * C + C].try_into().expect("C samples");
+                for c in 0..C {
+                    acc[c] += wv * px[c].lane();
+                }
+            }
+            for c in 0..C {
+                d[c] = acc[c] / self.maxv;
+            }
+        }
+    }
+
+    /// [`Self::row`] for 3 or 4 channels with a pixel's channels in the
+    /// lanes of an SSE register, two pixels to an AVX register and two
+    /// registers at a time (four independent sums hide the add's latency):
+    /// per tap a load, widening, multiply and add per pixel, multiply then
+    /// add as the scalar loop, each pixel's taps in order (the same floats).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn row_lanes<const C: usize, S: Lane>(&self, dst: &mut [f32], s: &[S]) {
+        use std::arch::x86_64::*;
+        let bytes = std::mem::size_of::<S>();
+        // SAFETY (all three loads): four values from `at` are inside `s`
+        // (the callers check); S is u8, u16 or f32.
+        let load1 = |at: usize| -> __m128i {
+            unsafe {
+                let p = s.as_ptr().add(at);
+                match bytes {
+                    1 => _mm_cvtsi32_si128((p as *const i32).read_unaligned()),
+                    2 => _mm_loadl_epi64(p as *const __m128i),
+                    _ => _mm_loadu_si128(p as *const __m128i),
+                }
+            }
+        };
+        let load2 = |a: usize, b: usize| -> __m256 {
+            let (va, vb) = (load1(a), load1(b));
+            match bytes {
+                1 => _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi32(va, vb))),
+                2 => _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm_unpacklo_epi64(va, vb))),
+                _ => _mm256_set_m128(_mm_castsi128_ps(vb), _mm_castsi128_ps(va)),
+            }
+        };
+        let load = |at: usize| -> __m128 {
+            if at + 4 <= s.len() {
+                match bytes {
+                    1 => _mm_cvtepi32_ps(_mm_cvtepu8_epi32(load1(at))),
+                    2 => _mm_cvtepi32_ps(_mm_cvtepu16_epi32(load1(at))),
+                    _ => _mm_castsi128_ps(load1(at)),
+                }
+            } else {
+                let mut t = [0.0f32; 4];
+                for c in 0..C {
+                    t[c] = s[at + c].lane();
+                }
+                // SAFETY: four floats.
+                unsafe { _mm_loadu_ps(t.as_ptr()) }
+            }
+        };
+        let len = dst.len();
+        let n = len / C;
+        let k = self.xt.k;
+        let (vmax, vmax2) = (_mm_set1_ps(self.maxv), _mm256_set1_ps(self.maxv));
+        // Stores a pixel's lanes at `at` (a fourth lane of a 3-channel
+        // pixel lands on the next pixel's first value, written after it).
+        let store = |dst: &mut [f32], at: usize, r: __m128| {
+            if at + 4 <= len {
+                // SAFETY: four floats from `at` are inside `dst`.
+                unsafe { _mm_storeu_ps(dst.as_mut_ptr().add(at), r) };
+            } else {
+                let mut t = [0.0f32; 4];
+                // SAFETY: four floats.
+                unsafe { _mm_storeu_ps(t.as_mut_ptr(), r) };
+                dst[at..at + C].copy_from_slice(&t[..C]);
+            }
+        };
+        let mut o = 0;
+        while o < n {
+            if o + 4 <= n && self.x_wide[o..o + 4].iter().all(|&f| f) {
+                let (i4, w4) = (&self.xt.idx[o * k..(o + 4) * k], &self.xt.w[o * k..(o + 4) * k]);
+                let (mut a, mut b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for j in 0..k {
+                    let wa = _mm256_set_m128(_mm_set1_ps(w4[k + j]), _mm_set1_ps(w4[j]));
+                    let wb = _mm256_set_m128(_mm_set1_ps(w4[3 * k + j]), _mm_set1_ps(w4[2 * k + j]));
+                    let pa = load2(i4[j] as usize * C, i4[k + j] as usize * C);
+                    let pb = load2(i4[2 * k + j] as usize * C, i4[3 * k + j] as usize * C);
+                    a = _mm256_add_ps(a, _mm256_mul_ps(wa, pa));
+                    b = _mm256_add_ps(b, _mm256_mul_ps(wb, pb));
+                }
+                let (a, b) = (_mm256_div_ps(a, vmax2), _mm256_div_ps(b, vmax2));
+                store(dst, o * C, _mm256_castps256_ps128(a));
+                store(dst, (o + 1) * C, _mm256_extractf128_ps::<1>(a));
+                store(dst, (o + 2) * C, _mm256_castps256_ps128(b));
+                store(dst, (o + 3) * C, _mm256_extractf128_ps::<1>(b));
+                o += 4;
+                continue;
+            }
+            let (idx, wts) = self.xt.get(o);
+            let mut acc = _mm_setzero_ps();
+            for (&i, &wv) in idx.iter().zip(wts) {
+                acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(wv), load(i as usize * C)));
+            }
+            store(dst, o * C, _mm_div_ps(acc, vmax));
+            o += 1;
+        }
+    }
+}
+
+/// `quantise` on every value of `src` into `dst`: for 8-bit samples in the
+/// AVX2 build eight at a time with the same steps (clamp, scale, add a half,
+/// truncate), the same bytes.
+#[inline(always)]
+fn quantise_row<T: PackedSample, const AVX2: bool>(dst: &mut [T], src: &[f32], maxv: f32) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 && std::mem::size_of::<T>() == 1 && maxv == 255.0 {
+        use std::arch::x86_64::*;
+        let n8 = dst.len().min(src.len()) / 8 * 8;
+        // SAFETY: AVX2 is only true inside functions built for it; T is u8
+        // (one byte); x + 8 <= n8 keeps every load and store in bounds.
+        unsafe {
+            let d = dst.as_mut_ptr() as *mut u8;
+            let (zero, one, scale, half) =
+                (_mm256_setzero_ps(), _mm256_set1_ps(1.0), _mm256_set1_ps(255.0), _mm256_set1_ps(0.5));
+            for x in (0..n8).step_by(8) {
+                let v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(src.as_ptr().add(x)), zero), one);
+                let i = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v, scale), half));
+                let w16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
+                _mm_storel_epi64(d.add(x) as *mut __m128i, _mm_packus_epi16(w16, w16));
+            }
+        }
+        done = n8;
+    }
+    for (d, &v) in dst[done..].iter_mut().zip(&src[done..]) {
+        *d = T::from_u32(crate::kernels::pack_pixels::quantise(v, maxv));
     }
 }
 
