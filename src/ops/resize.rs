@@ -108,7 +108,82 @@ fn fused_rows<T: Copy + Send + Sync + Default>(
         value: &impl Fn(T) -> f32,
         sample: &impl Fn(u32) -> T,
     ) {
-        row::<T, C>(dst, taps, cols, maxv, value, sample)
+        let mut done = 0;
+        if std::mem::size_of::<T>() == 1 && maxv == 255.0 && (C == 3 || C == 4) {
+            // SAFETY: T is u8 (one byte, `Samples::U8`), so the slices
+            // reinterpret as bytes; `value` there is v / 255 and `sample`
+            // the byte, which `row_u8_lanes` computes with the same steps.
+            let (r0, r1, ly0, ly1) = taps;
+            let bytes = |r: &[T]| unsafe { std::slice::from_raw_parts(r.as_ptr() as *const u8, r.len()) };
+            let d = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, dst.len()) };
+            done = row_u8_lanes::<C>(d, (bytes(r0), bytes(r1), ly0, ly1), cols);
+        }
+        row::<T, C>(&mut dst[done * C..], taps, &cols[done..], maxv, value, sample)
+    }
+    /// [`row`] on 8-bit samples of 3 or 4 channels, two pixels to an AVX
+    /// register (a pixel's channels in four lanes): the taps loaded, widened
+    /// and divided by 255 (the unpacking's float), the same multiplies and
+    /// adds in the same order, quantised as `quantise` does and packed.
+    /// Returns how many output pixels it wrote (a prefix: it stops where a
+    /// tap would load past the row's end, and `row` finishes the rest).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn row_u8_lanes<const C: usize>(
+        dst: &mut [u8],
+        (r0, r1, ly0, ly1): (&[u8], &[u8], f32, f32),
+        cols: &[(usize, usize, f32, f32)],
+    ) -> usize {
+        use std::arch::x86_64::*;
+        let len = r0.len().min(r1.len());
+        let (zero, one, m, half) =
+            (_mm256_setzero_ps(), _mm256_set1_ps(1.0), _mm256_set1_ps(255.0), _mm256_set1_ps(0.5));
+        let (ly0, ly1) = (_mm256_set1_ps(ly0), _mm256_set1_ps(ly1));
+        // Output byte k of two 3-channel pixels: lane k / 3 * 4 + k % 3.
+        let pick: [i8; 16] = std::array::from_fn(|k| if k < 6 { (k / 3 * 4 + k % 3) as i8 } else { -128 });
+        // SAFETY: sixteen bytes.
+        let pick = unsafe { _mm_loadu_si128(pick.as_ptr() as *const __m128i) };
+        // SAFETY (loads): the loop checks that four bytes from every tap's
+        // offset are inside both rows.
+        let load = |r: &[u8], a: usize, b: usize| unsafe {
+            let va = _mm_cvtsi32_si128((r.as_ptr().add(a) as *const i32).read_unaligned());
+            let vb = _mm_cvtsi32_si128((r.as_ptr().add(b) as *const i32).read_unaligned());
+            _mm256_div_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi32(va, vb))), m)
+        };
+        let mut o = 0;
+        while o + 2 <= cols.len() {
+            let ((a0, a1, p0, p1), (b0, b1, q0, q1)) = (cols[o], cols[o + 1]);
+            if a0.max(a1).max(b0).max(b1) * C + 4 > len {
+                break;
+            }
+            let lx0 = _mm256_set_m128(_mm_set1_ps(q0), _mm_set1_ps(p0));
+            let lx1 = _mm256_set_m128(_mm_set1_ps(q1), _mm_set1_ps(p1));
+            let top = _mm256_add_ps(
+                _mm256_mul_ps(lx0, load(r0, a0 * C, b0 * C)),
+                _mm256_mul_ps(lx1, load(r0, a1 * C, b1 * C)),
+            );
+            let bot = _mm256_add_ps(
+                _mm256_mul_ps(lx0, load(r1, a0 * C, b0 * C)),
+                _mm256_mul_ps(lx1, load(r1, a1 * C, b1 * C)),
+            );
+            let v = _mm256_add_ps(_mm256_mul_ps(ly0, top), _mm256_mul_ps(ly1, bot));
+            let v = _mm256_min_ps(_mm256_max_ps(v, zero), one);
+            let i = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v, m), half));
+            let w16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
+            let b8 = _mm_packus_epi16(w16, w16);
+            let at = o * C;
+            let mut t = [0u8; 16];
+            if C == 4 {
+                // SAFETY: sixteen bytes.
+                unsafe { _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, b8) };
+                dst[at..at + 8].copy_from_slice(&t[..8]);
+            } else {
+                // SAFETY: sixteen bytes.
+                unsafe { _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, _mm_shuffle_epi8(b8, pick)) };
+                dst[at..at + 6].copy_from_slice(&t[..6]);
+            }
+            o += 2;
+        }
+        o
     }
     fn row_any<T: Copy, const C: usize>(
         avx2: bool,
