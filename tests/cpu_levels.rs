@@ -74,7 +74,7 @@ fn every_level_gives_the_same_bits() {
         r.push(a.iter().map(|&v| v as f32).collect());
         // The packed augment path's separable passes: an antialiased
         // downscale (summed along y first), a flipped bicubic upscale (along
-        // x first), 8-bit RGB and 16-bit RGBA, odd sizes.
+        // x first), 8-bit RGB and 16-bit RGBA, odd sizes; and its colour rows.
         let rgba16 = {
             let s: Vec<u16> = (0..53 * 31 * 4).map(|i| ((i * 7919) % 65536) as u16).collect();
             gpuimg::image_io::Image::new(53, 31, 4, gpuimg::Samples::U16(s)).unwrap()
@@ -83,6 +83,9 @@ fn every_level_gives_the_same_bits() {
             ("resize:w=37,h=11;contrast:f=0.9", &wide),
             ("hflip:p=1;pad:left=3;resize:w=119,h=70,method=bicubic", &rgba16),
             ("resize:w=20,h=13", &rgba16),
+            // A colour-only pass of affine stages (8-bit RGB: eight pixels
+            // to a register in the AVX2 build).
+            ("brightness:f=1.1;contrast:f=0.9;saturation:f=1.2;hue:f=0.03", &wide),
         ] {
             let (iw, ih) = (img.width as usize, img.height as usize);
             let plan = gpuimg::augment::Plan::fused(&chain.parse().unwrap(), iw, ih).unwrap();

@@ -30,6 +30,60 @@ pub static DESC: KernelDesc = kernel_desc!("pack_pixels", PackParams, [Read, Rea
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackPixels(pub PixelLayout);
 
+/// AVX2 steps shared by the packed 8-bit RGB rows of the CPU paths
+/// (enhance's packing, augment's colour-only passes): quantising eight
+/// floats as [`quantise`] does, and moving between RGBRGB... bytes and
+/// eight-lane channel vectors with byte shuffles (the masks are constants).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod rgb8 {
+    use std::arch::x86_64::*;
+
+    /// [`super::quantise`] with max 255 on eight lanes (clamp to 0..1, times
+    /// 255, plus 0.5, a separate multiply and add, truncated: a NaN lands
+    /// on 0 as there), packed to eight bytes in the low half.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn quantise8(v: __m256) -> __m128i {
+        let v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.0));
+        let i = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(255.0)), _mm256_set1_ps(0.5)));
+        let w16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
+        _mm_packus_epi16(w16, w16)
+    }
+
+    /// Eight bytes each of R, G and B (low halves) interleaved to 24 bytes
+    /// of RGB pixels: the first 16 in `.0`, the last 8 in the low half of `.1`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn interleave(r8: __m128i, g8: __m128i, b8: __m128i) -> (__m128i, __m128i) {
+        // `rg` holds the red bytes in 0..8 and the green in 8..16.
+        let rg = _mm_unpacklo_epi64(r8, g8);
+        let lo_rg = _mm_setr_epi8(0, 8, -1, 1, 9, -1, 2, 10, -1, 3, 11, -1, 4, 12, -1, 5);
+        let lo_b = _mm_setr_epi8(-1, -1, 0, -1, -1, 1, -1, -1, 2, -1, -1, 3, -1, -1, 4, -1);
+        let hi_rg = _mm_setr_epi8(13, -1, 6, 14, -1, 7, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+        let hi_b = _mm_setr_epi8(-1, 5, -1, -1, 6, -1, -1, 7, -1, -1, -1, -1, -1, -1, -1, -1);
+        let lo = _mm_or_si128(_mm_shuffle_epi8(rg, lo_rg), _mm_shuffle_epi8(b8, lo_b));
+        let hi = _mm_or_si128(_mm_shuffle_epi8(rg, hi_rg), _mm_shuffle_epi8(b8, hi_b));
+        (lo, hi)
+    }
+
+    /// Eight RGB pixels at `p` (24 bytes; 28 must be readable) split into
+    /// their channels as eight i32 lanes each.
+    ///
+    /// # Safety
+    /// 28 bytes from `p` must be readable.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn deinterleave(p: *const u8) -> (__m256i, __m256i, __m256i) {
+        // Pixels 0-3 in the first 12 bytes of `a`, 4-7 in those of `b`.
+        let (a, b) = unsafe { (_mm_loadu_si128(p as *const __m128i), _mm_loadu_si128(p.add(12) as *const __m128i)) };
+        let split = _mm_setr_epi8(0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11, -1, -1, -1, -1);
+        let (a, b) = (_mm_shuffle_epi8(a, split), _mm_shuffle_epi8(b, split));
+        // [R0-3, R4-7, G0-3, G4-7] and [B0-3, B4-7, ..].
+        let (rg, bb) = (_mm_unpacklo_epi32(a, b), _mm_unpackhi_epi32(a, b));
+        (_mm256_cvtepu8_epi32(rg), _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(rg)), _mm256_cvtepu8_epi32(bb))
+    }
+}
+
 /// `floor(clamp(v, 0, 1) * max + 0.5)`, the rounding the shader uses.
 #[inline]
 pub fn quantise(v: f32, max: f32) -> u32 {

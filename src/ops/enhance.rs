@@ -278,44 +278,17 @@ fn curve_rows<T: Copy + Send + Sync + Default + 'static>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn pack_rgb8_avx2(dst: &mut [u8], planes: &[f32], w: usize) {
+    use crate::kernels::pack_pixels::rgb8;
     use std::arch::x86_64::*;
     assert!(dst.len() >= 3 * w && planes.len() >= 3 * w);
     let (r, g, b) = (&planes[..w], &planes[w..2 * w], &planes[2 * w..3 * w]);
-    // Output byte k of 16 / 8: pixel k / 3, channel k % 3. `rg` holds the
-    // red bytes in 0..8 and the green in 8..16; `b8` the blue in 0..8.
-    let idx = |k: usize, from_rg: bool| -> i8 {
-        let (p, c) = (k / 3, k % 3);
-        match (from_rg, c) {
-            (true, 0) => p as i8,
-            (true, 1) => 8 + p as i8,
-            (false, 2) => p as i8,
-            _ => -128, // a zero byte
-        }
-    };
-    let lo_rg: [i8; 16] = std::array::from_fn(|k| idx(k, true));
-    let lo_b: [i8; 16] = std::array::from_fn(|k| idx(k, false));
-    let hi_rg: [i8; 16] = std::array::from_fn(|k| if k < 8 { idx(16 + k, true) } else { -128 });
-    let hi_b: [i8; 16] = std::array::from_fn(|k| if k < 8 { idx(16 + k, false) } else { -128 });
     let n8 = w / 8 * 8;
     // SAFETY (loads, stores): x + 8 <= w, so 8 floats per plane and 24
     // bytes at 3x are inside the asserted lengths.
     unsafe {
-        let load = |v: &[u8; 16]| _mm_loadu_si128(v.as_ptr() as *const __m128i);
-        let (lo_rg, lo_b) = (load(&lo_rg.map(|v| v as u8)), load(&lo_b.map(|v| v as u8)));
-        let (hi_rg, hi_b) = (load(&hi_rg.map(|v| v as u8)), load(&hi_b.map(|v| v as u8)));
-        let (zero, one, scale, half) =
-            (_mm256_setzero_ps(), _mm256_set1_ps(1.0), _mm256_set1_ps(255.0), _mm256_set1_ps(0.5));
-        let q8 = |p: *const f32| {
-            let v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(p), zero), one);
-            let i = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v, scale), half));
-            let w16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
-            _mm_packus_epi16(w16, w16) // 8 bytes, in the low half
-        };
         for x in (0..n8).step_by(8) {
-            let (r8, g8, b8) = (q8(r.as_ptr().add(x)), q8(g.as_ptr().add(x)), q8(b.as_ptr().add(x)));
-            let rg = _mm_unpacklo_epi64(r8, g8);
-            let lo = _mm_or_si128(_mm_shuffle_epi8(rg, lo_rg), _mm_shuffle_epi8(b8, lo_b));
-            let hi = _mm_or_si128(_mm_shuffle_epi8(rg, hi_rg), _mm_shuffle_epi8(b8, hi_b));
+            let q = |p: &[f32]| rgb8::quantise8(_mm256_loadu_ps(p.as_ptr().add(x)));
+            let (lo, hi) = rgb8::interleave(q(r), q(g), q(b));
             let d = dst.as_mut_ptr().add(3 * x);
             _mm_storeu_si128(d as *mut __m128i, lo);
             _mm_storel_epi64(d.add(16) as *mut __m128i, hi);

@@ -713,7 +713,52 @@ fn affine_row<T: PackedSample, const C: usize>(
         unit: &[f32],
         maxv: f32,
     ) {
-        row::<T, C>(dst, src, stages, unit, maxv)
+        let mut done = 0;
+        if std::mem::size_of::<T>() == 1 && C == 3 && maxv == 255.0 {
+            // SAFETY: T is u8 (one byte), so the rows reinterpret as bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(src.as_ptr() as *const u8, src.len()) };
+            let d = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, dst.len()) };
+            done = rgb8_lanes(d, bytes, stages);
+        }
+        row::<T, C>(&mut dst[done * C..], &src[done * C..], stages, unit, maxv)
+    }
+    /// [`row`] on 8-bit RGB, eight pixels at a time with each channel in
+    /// the lanes of an AVX register: unpacked (v / 255, as `unit`), the
+    /// stages' multiplies and adds in `apply`'s order, quantised and
+    /// interleaved back (the same bytes). Returns how many pixels it wrote
+    /// (a prefix; `row` finishes the rest).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn rgb8_lanes(dst: &mut [u8], src: &[u8], stages: &[[f32; 12]]) -> usize {
+        use crate::kernels::pack_pixels::rgb8;
+        use std::arch::x86_64::*;
+        let n = src.len().min(dst.len()) / 3;
+        let m = _mm256_set1_ps(255.0);
+        let mut x = 0;
+        // 28 bytes are read at 3x (pixels x..x + 8 and four more bytes).
+        while x + 8 <= n && 3 * x + 28 <= src.len() {
+            // SAFETY: 28 bytes from 3x are inside `src` (the loop's bound),
+            // and 24 bytes from 3x inside `dst` (x + 8 <= n).
+            unsafe {
+                let (r, g, b) = rgb8::deinterleave(src.as_ptr().add(3 * x));
+                let unit = |v: __m256i| _mm256_div_ps(_mm256_cvtepi32_ps(v), m);
+                let (mut r, mut g, mut b) = (unit(r), unit(g), unit(b));
+                for st in stages {
+                    let s = |k: usize| _mm256_set1_ps(st[k]);
+                    let row = |k: usize| {
+                        let t = _mm256_add_ps(_mm256_mul_ps(s(k), r), _mm256_mul_ps(s(k + 1), g));
+                        _mm256_add_ps(_mm256_add_ps(t, _mm256_mul_ps(s(k + 2), b)), s(k + 3))
+                    };
+                    (r, g, b) = (row(0), row(4), row(8));
+                }
+                let (lo, hi) = rgb8::interleave(rgb8::quantise8(r), rgb8::quantise8(g), rgb8::quantise8(b));
+                let d = dst.as_mut_ptr().add(3 * x);
+                _mm_storeu_si128(d as *mut __m128i, lo);
+                _mm_storel_epi64(d.add(16) as *mut __m128i, hi);
+            }
+            x += 8;
+        }
+        x
     }
     #[cfg(target_arch = "x86_64")]
     if avx2 {
