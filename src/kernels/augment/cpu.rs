@@ -525,15 +525,24 @@ impl AugmentPass {
         });
         if let (Some(lut), true) = (&lut, self.geo.is_empty() && (ow, oh) == (w, h)) {
             // Colour alone: every sample through its channel's table.
-            out.par_chunks_mut(ow * nc).zip(src.par_chunks(w * nc)).for_each(|(d, s)| {
-                let tables: Vec<&[T]> = lut.chunks_exact(256).collect();
-                for (dp, sp) in d.chunks_exact_mut(nc).zip(s.chunks_exact(nc)) {
-                    for ((d, v), t) in dp.iter_mut().zip(sp).zip(&tables) {
+            // A loop per channel count (the tables fixed-size arrays, so
+            // no bounds checks), rows in tasks of at least 64 Ki samples.
+            fn lut_row<T: PackedSample, const C: usize>(d: &mut [T], s: &[T], lut: &[T]) {
+                let t: [&[T; 256]; C] = std::array::from_fn(|c| lut[c * 256..c * 256 + 256].try_into().expect("256"));
+                for (dp, sp) in d.chunks_exact_mut(C).zip(s.chunks_exact(C)) {
+                    for c in 0..C {
                         // 8-bit values: the mask changes nothing and lets the
                         // compiler drop the bounds check.
-                        *d = t[v.idx() & 255];
+                        dp[c] = t[c][sp[c].idx() & 255];
                     }
                 }
+            }
+            let rows = (65536 / (ow * nc).max(1)).max(1);
+            out.par_chunks_mut(ow * nc).zip(src.par_chunks(w * nc)).with_min_len(rows).for_each(|(d, s)| match nc {
+                1 => lut_row::<T, 1>(d, s, lut),
+                2 => lut_row::<T, 2>(d, s, lut),
+                3 => lut_row::<T, 3>(d, s, lut),
+                _ => lut_row::<T, 4>(d, s, lut),
             });
             return Some(Ok(out));
         }
