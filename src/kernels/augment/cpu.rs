@@ -496,8 +496,31 @@ impl AugmentPass {
         let plain = self.colour.is_empty() && self.out_mode == OutMode::Clamp;
         // s / maxv for every sample value: the same floats as unpacking divides to.
         let unit: Vec<f32> = (0..=maxv as u32).map(|v| v as f32 / maxv).collect();
+        // Every colour stage affine (jitter; no gamma or noise), clamped
+        // output, colour channels: the stages' matrices, read once.
+        let affine: Option<Vec<[f32; 12]>> = (0..self.colour.len())
+            .map(|j| {
+                let o = COL + j * 16;
+                matches!(self.colour[j].0, ColourOp::Affine { .. })
+                    .then(|| prog[o + 2..o + 14].try_into().expect("12 values"))
+            })
+            .collect();
+        let affine_finish = affine.as_ref().filter(|_| nc >= 3 && self.out_mode == OutMode::Clamp);
         let finish = |v: &mut [f32; 4], fill_order: f32, pixel: u32, dst: &mut [T]| {
-            colour(&pr, &prog, v, fill_order, pixel);
+            match affine_finish {
+                // A sampled pixel (not a fill, which skips the stages before
+                // its own) goes through every stage: `colour`'s float steps
+                // without reading the program per pixel. Its clamp is the
+                // first step of `quantise`, so it is left to that.
+                Some(stages) if fill_order < 0.0 => {
+                    let mut rgb = (v[0], v[1], v[2]);
+                    for m in stages {
+                        rgb = apply_affine(m, rgb);
+                    }
+                    (v[0], v[1], v[2]) = rgb;
+                }
+                _ => colour(&pr, &prog, v, fill_order, pixel),
+            }
             for c in 0..nc {
                 dst[c] = T::from_u32(crate::kernels::pack_pixels::quantise(v[c], maxv));
             }
@@ -550,13 +573,6 @@ impl AugmentPass {
         // contrast, saturation, hue, grey): the stages' matrices read once,
         // then a loop per row specialised on the channel count, with the
         // same float steps per pixel as `colour` and packing.
-        let affine: Option<Vec<[f32; 12]>> = (0..self.colour.len())
-            .map(|j| {
-                let o = COL + j * 16;
-                matches!(self.colour[j].0, ColourOp::Affine { .. })
-                    .then(|| prog[o + 2..o + 14].try_into().expect("12 values"))
-            })
-            .collect();
         if let (Some(stages), true) =
             (&affine, self.geo.is_empty() && (ow, oh) == (w, h) && nc >= 3 && self.out_mode == OutMode::Clamp)
         {
@@ -683,14 +699,6 @@ fn affine_row<T: PackedSample, const C: usize>(
     maxv: f32,
 ) {
     #[inline(always)]
-    fn apply(m: &[f32; 12], (r, g, b): (f32, f32, f32)) -> (f32, f32, f32) {
-        (
-            m[0] * r + m[1] * g + m[2] * b + m[3],
-            m[4] * r + m[5] * g + m[6] * b + m[7],
-            m[8] * r + m[9] * g + m[10] * b + m[11],
-        )
-    }
-    #[inline(always)]
     fn row<T: PackedSample, const C: usize>(dst: &mut [T], src: &[T], stages: &[[f32; 12]], unit: &[f32], maxv: f32) {
         let q = |v: f32| T::from_u32(crate::kernels::pack_pixels::quantise(v, maxv));
         for (d, s) in dst.chunks_exact_mut(C).zip(src.chunks_exact(C)) {
@@ -698,10 +706,10 @@ fn affine_row<T: PackedSample, const C: usize>(
             // One stage (the planner composes adjacent affine ops) with
             // its matrix in registers; more in turn.
             if let [m] = stages {
-                rgb = apply(m, rgb);
+                rgb = apply_affine(m, rgb);
             } else {
                 for m in stages {
-                    rgb = apply(m, rgb);
+                    rgb = apply_affine(m, rgb);
                 }
             }
             let (r, g, b) = rgb;
@@ -776,6 +784,17 @@ fn affine_row<T: PackedSample, const C: usize>(
     }
     let _ = avx2;
     row::<T, C>(dst, src, stages, unit, maxv)
+}
+
+/// One affine colour stage (`m`: `[m0, m1, m2, t0, m3, .., t2]` from the
+/// program) on a pixel, with `colour`'s float steps.
+#[inline(always)]
+fn apply_affine(m: &[f32; 12], (r, g, b): (f32, f32, f32)) -> (f32, f32, f32) {
+    (
+        m[0] * r + m[1] * g + m[2] * b + m[3],
+        m[4] * r + m[5] * g + m[6] * b + m[7],
+        m[8] * r + m[9] * g + m[10] * b + m[11],
+    )
 }
 
 /// Which order the separable packed path sums in: along y first when that
@@ -1191,17 +1210,64 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow
             return unsafe { self.row_avx2::<C>(gy, gx0, row) };
         }
         let _ = avx2;
-        self.row::<C>(gy, gx0, row)
+        self.row::<C, false>(gy, gx0, row)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn row_avx2<const C: usize>(&self, gy: usize, gx0: usize, row: &mut [T]) {
-        self.row::<C>(gy, gx0, row)
+        self.row::<C, true>(gy, gx0, row)
+    }
+
+    /// The weighted sum of one pixel's taps (C channels, not yet / maxv)
+    /// with a pixel's channels in the lanes of an SSE register: per tap a
+    /// load, widening, multiply and add, the same order as the scalar loop
+    /// (the same floats). 3 or 4 channels.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn taps_lanes<const C: usize>(&self, tx: &Taps, ty: &Taps) -> [f32; 4] {
+        use std::arch::x86_64::*;
+        let wc = self.w * C;
+        let bytes = std::mem::size_of::<T>();
+        let mut v = _mm_setzero_ps();
+        for (&r, &wy) in ty.idx[..ty.n].iter().zip(&ty.w[..ty.n]) {
+            let row = r as usize * wc;
+            let mut rs = _mm_setzero_ps();
+            for (&i, &wx) in tx.idx[..tx.n].iter().zip(&tx.w[..tx.n]) {
+                let at = row + i as usize * C;
+                let px = if at + 4 <= self.src.len() {
+                    // SAFETY: four samples from `at` are inside `src` (a
+                    // 3-channel pixel's fourth is the next sample, whose
+                    // lane is dropped); T is u8 or u16.
+                    unsafe {
+                        let p = self.src.as_ptr().add(at);
+                        if bytes == 1 {
+                            _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((p as *const i32).read_unaligned())))
+                        } else {
+                            _mm_cvtepi32_ps(_mm_cvtepu16_epi32(_mm_loadl_epi64(p as *const __m128i)))
+                        }
+                    }
+                } else {
+                    let t: [f32; 4] = std::array::from_fn(|c| if c < C { self.src[at + c].to_f32() } else { 0.0 });
+                    // SAFETY: four floats.
+                    unsafe { _mm_loadu_ps(t.as_ptr()) }
+                };
+                rs = _mm_add_ps(rs, _mm_mul_ps(_mm_set1_ps(wx), px));
+            }
+            v = _mm_add_ps(v, _mm_mul_ps(_mm_set1_ps(wy), rs));
+        }
+        let mut out = [0.0f32; 4];
+        // SAFETY: four floats.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), v) };
+        if C == 3 {
+            out[3] = 0.0;
+        }
+        out
     }
 
     #[inline(always)]
-    fn row<const C: usize>(&self, gy: usize, gx0: usize, row: &mut [T]) {
+    fn row<const C: usize, const AVX2: bool>(&self, gy: usize, gx0: usize, row: &mut [T]) {
         let (w, h, pass, ow) = (self.w, self.h, self.pass, self.ow);
         let (mut tx, mut ty) = (Taps::new(), Taps::new());
         for (gx, dst) in (gx0..).zip(row.chunks_exact_mut(C)) {
@@ -1215,7 +1281,12 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow
                     // along x, then the rows weighted along y (independent
                     // row sums, so no single chain of adds through every tap).
                     let mut v = [0.0f32; 4];
-                    for (&r, &wy) in ty.idx[..ty.n].iter().zip(&ty.w[..ty.n]) {
+                    #[cfg(target_arch = "x86_64")]
+                    if AVX2 && C >= 3 {
+                        // SAFETY: AVX2 is only true inside `row_avx2`.
+                        v = unsafe { self.taps_lanes::<C>(&tx, &ty) };
+                    }
+                    for (&r, &wy) in ty.idx[..ty.n].iter().zip(&ty.w[..ty.n]).filter(|_| !(AVX2 && C >= 3)) {
                         let s = &self.src[r as usize * w * C..(r as usize + 1) * w * C];
                         let mut rs = [0.0f32; 4];
                         for (&i, &wx) in xi.iter().zip(xw) {
