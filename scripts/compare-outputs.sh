@@ -3,7 +3,7 @@
 # and with the working tree's, and compares every output byte for byte: a
 # refactor must change none. The reference is built in a git worktree with
 # the same target folder, so only gpuimg itself is compiled again.
-# Usage: scripts/compare-outputs.sh [REF]   (default: origin/main, else HEAD~1)
+# Usage: [KEEP=DIR] scripts/compare-outputs.sh [REF]   (default: origin/main, else HEAD~1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -15,8 +15,17 @@ echo "== building $ref"
 (cd "$work/tree" && CARGO_TARGET_DIR="$root/target" cargo build --release -q --bin gpuimg)
 cp target/release/gpuimg "$work/gpuimg-ref"
 echo "== building the working tree"
+# The two builds share one target folder and cargo gives both the same unit
+# hash; the reference's build leaves a fingerprint whose relative source
+# paths point at this tree's older files, so cargo would call the
+# reference's binary fresh and keep it. Newer sources force the rebuild.
+find src shaders -type f -exec touch {} +
 cargo build --release -q --bin gpuimg
 cp target/release/gpuimg "$work/gpuimg-new"
+if cmp -s "$work/gpuimg-ref" "$work/gpuimg-new" && ! git diff --quiet "$ref" -- src shaders Cargo.toml; then
+  echo "compare-outputs: the working tree's binary is the reference's though the sources differ" >&2
+  exit 1
+fi
 a=assets/chelsea.png
 d=assets/chelsea_dark.png
 cmds=(
@@ -43,6 +52,8 @@ for v in ref new; do
   done
   "$work/gpuimg-$v" --device cpu eval sr --scale 2 ../shared/data/CSet5 > "$work/out-$v/eval.txt" 2>/dev/null || true
 done
+# KEEP=DIR keeps both sets of outputs (DIR/out-ref, DIR/out-new) for a closer look.
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp -r "$work/out-ref" "$work/out-new" "$KEEP"/; fi
 n=0
 while IFS= read -r f; do
   n=$((n + 1))
