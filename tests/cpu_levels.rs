@@ -18,7 +18,10 @@ fn every_level_gives_the_same_bits() {
     eprintln!("levels: {levels:?} (detected {:?})", cpu::detected());
     assert_eq!(levels[0], Level::Baseline);
     let mut rng = Rng::for_test("cpu_levels");
-    let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
+    // Per level, each case: its name, the tolerance it has at the AVX2
+    // level (None: the same bits), and its output.
+    type Case = (String, Option<f32>, Vec<f32>);
+    let mut results: Vec<Vec<Case>> = Vec::new();
     let m = {
         let mut u = || rng.uniform(0.0, 1.0);
         TinyPssr { stages: (0..2).map(|_| Stage::init_bicubic(&mut u)).collect() }
@@ -52,16 +55,30 @@ fn every_level_gives_the_same_bits() {
     for &l in &levels {
         cpu::set_level(l).unwrap();
         assert_eq!(cpu::level(), l);
-        let mut r: Vec<Vec<f32>> = convs.iter().map(|(c, x, w, b)| c.cpu(x, w, b).unwrap().data).collect();
-        r.push(m.forward_fast(&x_sr).unwrap().data);
-        r.extend(dce.iter().map(|(op, maps)| op.cpu(&x_dce, maps).unwrap().data));
+        // The convolutions (conv2d's tiles, TinyPSSR's fused stage, and so
+        // the Zero-DCE network under enhance) use FMA in the AVX2 build
+        // (issue #15's micro-kernels): one rounding per multiply-add instead
+        // of two, so they agree with the baseline to float accuracy (and the
+        // 8-bit enhance output to one level), not bit for bit. Everything
+        // else: same bits.
+        let mut r: Vec<Case> = convs
+            .iter()
+            .enumerate()
+            .map(|(i, (c, x, w, b))| (format!("conv {i}"), Some(1e-5), c.cpu(x, w, b).unwrap().data))
+            .collect();
+        r.push(("tinypssr".into(), Some(2e-5), m.forward_fast(&x_sr).unwrap().data));
+        r.extend(
+            dce.iter()
+                .enumerate()
+                .map(|(i, (op, maps))| (format!("curve {i}"), None, op.cpu(&x_dce, maps).unwrap().data)),
+        );
         let rs = gpuimg::kernels::ResizeBilinear::by_factor(0.37, false);
         let outl = gpuimg::ops::resize_layout(dark.layout(), &rs).unwrap();
         let gpuimg::Samples::U8(q) = gpuimg::ops::resize_packed_cpu(&dark, &rs, outl).unwrap() else { unreachable!() };
-        r.push(q.iter().map(|&v| v as f32).collect());
+        r.push(("resize".into(), None, q.iter().map(|&v| v as f32).collect()));
         let e = gpuimg::ops::enhance_packed_cpu(&zdce, &dark, 4, 8).unwrap();
         let gpuimg::Samples::U8(e) = e.samples else { unreachable!() };
-        r.push(e.iter().map(|&v| v as f32).collect());
+        r.push(("enhance".into(), Some(1.0), e.iter().map(|&v| v as f32).collect()));
         // The packed augment path's rotating tiles (seed-004 chain shape,
         // wider than one tile of columns).
         let (aw, ah) = (161, 47);
@@ -71,7 +88,7 @@ fn every_level_gives_the_same_bits() {
         let gpuimg::Samples::U8(a) = plan.run_image(&gpuimg::Backend::Cpu, &wide).unwrap().samples else {
             unreachable!()
         };
-        r.push(a.iter().map(|&v| v as f32).collect());
+        r.push(("seed-004 chain".into(), None, a.iter().map(|&v| v as f32).collect()));
         // The packed augment path's separable passes: an antialiased
         // downscale (summed along y first), a flipped bicubic upscale (along
         // x first), 8-bit RGB and 16-bit RGBA, odd sizes; and its colour rows.
@@ -90,36 +107,25 @@ fn every_level_gives_the_same_bits() {
             let (iw, ih) = (img.width as usize, img.height as usize);
             let plan = gpuimg::augment::Plan::fused(&chain.parse().unwrap(), iw, ih).unwrap();
             let out = plan.run_image(&gpuimg::Backend::Cpu, img).unwrap();
-            r.push(match out.samples {
+            let v: Vec<f32> = match out.samples {
                 gpuimg::Samples::U8(v) => v.iter().map(|&v| v as f32).collect(),
                 gpuimg::Samples::U16(v) => v.iter().map(|&v| v as f32).collect(),
-            });
+            };
+            r.push((chain.into(), None, v));
         }
         results.push(r);
     }
-    // The convolutions (conv2d's tiles, TinyPSSR's fused stage, and so the
-    // Zero-DCE network under enhance) use FMA in the AVX2 build (issue
-    // #15's micro-kernels): one rounding per multiply-add instead of two,
-    // so they agree with the baseline to float accuracy (and the 8-bit
-    // enhance output to one level), not bit for bit. Everything else: same bits.
-    let n_conv = convs.len();
-    let enhance_case = n_conv + 1 + dce.len() + 1;
-    let tolerance = |i: usize| match i {
-        i if i < n_conv => Some(1e-5f32),
-        i if i == n_conv => Some(2e-5),
-        i if i == enhance_case => Some(1.0),
-        _ => None,
-    };
     for (l, r) in levels.iter().zip(&results).skip(1) {
-        for (i, (a, b)) in r.iter().zip(&results[0]).enumerate() {
-            match tolerance(i) {
+        assert_eq!(r.len(), results[0].len());
+        for ((name, tolerance, a), (_, _, b)) in r.iter().zip(&results[0]) {
+            match tolerance {
                 Some(tol) if *l == Level::Avx2Fma => {
                     assert_eq!(a.len(), b.len());
                     let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-                    assert!(worst <= tol, "{l:?}: case {i} differs from the baseline by {worst} (> {tol})");
-                    eprintln!("{l:?}: case {i} within {worst:e} of the baseline");
+                    assert!(worst <= *tol, "{l:?}: {name} differs from the baseline by {worst} (> {tol})");
+                    eprintln!("{l:?}: {name} within {worst:e} of the baseline");
                 }
-                _ => assert!(a == b, "{l:?} differs from the baseline in case {i}"),
+                _ => assert!(a == b, "{l:?} differs from the baseline in {name}"),
             }
         }
     }
