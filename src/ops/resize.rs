@@ -135,8 +135,7 @@ fn fused_rows<T: Copy + Send + Sync + Default>(
     ) -> usize {
         use std::arch::x86_64::*;
         let len = r0.len().min(r1.len());
-        let (zero, one, m, half) =
-            (_mm256_setzero_ps(), _mm256_set1_ps(1.0), _mm256_set1_ps(255.0), _mm256_set1_ps(0.5));
+        let m = _mm256_set1_ps(255.0);
         let (ly0, ly1) = (_mm256_set1_ps(ly0), _mm256_set1_ps(ly1));
         // Output byte k of two 3-channel pixels: lane k / 3 * 4 + k % 3.
         let pick: [i8; 16] = std::array::from_fn(|k| if k < 6 { (k / 3 * 4 + k % 3) as i8 } else { -128 });
@@ -166,10 +165,7 @@ fn fused_rows<T: Copy + Send + Sync + Default>(
                 _mm256_mul_ps(lx1, load(r1, a1 * C, b1 * C)),
             );
             let v = _mm256_add_ps(_mm256_mul_ps(ly0, top), _mm256_mul_ps(ly1, bot));
-            let v = _mm256_min_ps(_mm256_max_ps(v, zero), one);
-            let i = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v, m), half));
-            let w16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
-            let b8 = _mm_packus_epi16(w16, w16);
+            let b8 = crate::kernels::pack_pixels::rgb8::quantise8(v);
             let at = o * C;
             let mut t = [0u8; 16];
             if C == 4 {

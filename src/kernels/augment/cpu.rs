@@ -369,8 +369,6 @@ impl Lane for f32 {
 
 /// Packed sample types the CPU packed path reads and writes.
 pub trait PackedSample: Lane {
-    /// The sample as a float (not yet divided by the maximum).
-    fn to_f32(self) -> f32;
     /// A quantised value back to a sample.
     fn from_u32(v: u32) -> Self;
     /// The sample as an index.
@@ -378,9 +376,6 @@ pub trait PackedSample: Lane {
 }
 
 impl PackedSample for u8 {
-    fn to_f32(self) -> f32 {
-        self as f32
-    }
     fn from_u32(v: u32) -> Self {
         v as u8
     }
@@ -390,9 +385,6 @@ impl PackedSample for u8 {
 }
 
 impl PackedSample for u16 {
-    fn to_f32(self) -> f32 {
-        self as f32
-    }
     fn from_u32(v: u32) -> Self {
         v as u16
     }
@@ -573,9 +565,7 @@ impl AugmentPass {
         // contrast, saturation, hue, grey): the stages' matrices read once,
         // then a loop per row specialised on the channel count, with the
         // same float steps per pixel as `colour` and packing.
-        if let (Some(stages), true) =
-            (&affine, self.geo.is_empty() && (ow, oh) == (w, h) && nc >= 3 && self.out_mode == OutMode::Clamp)
-        {
+        if let (Some(stages), true) = (affine_finish, self.geo.is_empty() && (ow, oh) == (w, h)) {
             let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
             out.par_chunks_mut(ow * nc).zip(src.par_chunks(w * nc)).for_each(|(d, s)| match nc {
                 3 => affine_row::<T, 3>(avx2, d, s, stages, &unit, maxv),
@@ -1066,8 +1056,8 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> Separable
     fn row_lanes<const C: usize, S: Lane>(&self, dst: &mut [f32], s: &[S]) {
         use std::arch::x86_64::*;
         let bytes = std::mem::size_of::<S>();
-        // SAFETY (all three loads): four values from `at` are inside `s`
-        // (the callers check); S is u8, u16 or f32.
+        // SAFETY (both loads): four values from `at` are inside `s` (the
+        // callers check); S is u8, u16 or f32.
         let load1 = |at: usize| -> __m128i {
             unsafe {
                 let p = s.as_ptr().add(at);
@@ -1084,22 +1074,6 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> Separable
                 1 => _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi32(va, vb))),
                 2 => _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm_unpacklo_epi64(va, vb))),
                 _ => _mm256_set_m128(_mm_castsi128_ps(vb), _mm_castsi128_ps(va)),
-            }
-        };
-        let load = |at: usize| -> __m128 {
-            if at + 4 <= s.len() {
-                match bytes {
-                    1 => _mm_cvtepi32_ps(_mm_cvtepu8_epi32(load1(at))),
-                    2 => _mm_cvtepi32_ps(_mm_cvtepu16_epi32(load1(at))),
-                    _ => _mm_castsi128_ps(load1(at)),
-                }
-            } else {
-                let mut t = [0.0f32; 4];
-                for c in 0..C {
-                    t[c] = s[at + c].lane();
-                }
-                // SAFETY: four floats.
-                unsafe { _mm_loadu_ps(t.as_ptr()) }
             }
         };
         let len = dst.len();
@@ -1143,11 +1117,37 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> Separable
             let (idx, wts) = self.xt.get(o);
             let mut acc = _mm_setzero_ps();
             for (&i, &wv) in idx.iter().zip(wts) {
-                acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(wv), load(i as usize * C)));
+                acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(wv), load4::<S, C>(s, i as usize * C)));
             }
             store(dst, o * C, _mm_div_ps(acc, vmax));
             o += 1;
         }
+    }
+}
+
+/// Four values of `s` from `at` as floats (u8 and u16 widened exactly, f32
+/// as they are): one load where four are inside `s`, else the first C
+/// values and zeros. A 3-channel pixel's fourth lane is the next sample,
+/// which its callers drop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn load4<S: Lane, const C: usize>(s: &[S], at: usize) -> std::arch::x86_64::__m128 {
+    use std::arch::x86_64::*;
+    if at + 4 <= s.len() {
+        // SAFETY: four values from `at` are inside `s`; S is u8, u16 or f32.
+        unsafe {
+            let p = s.as_ptr().add(at);
+            match std::mem::size_of::<S>() {
+                1 => _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((p as *const i32).read_unaligned()))),
+                2 => _mm_cvtepi32_ps(_mm_cvtepu16_epi32(_mm_loadl_epi64(p as *const __m128i))),
+                _ => _mm_loadu_ps(p as *const f32),
+            }
+        }
+    } else {
+        let t: [f32; 4] = std::array::from_fn(|c| if c < C { s[at + c].lane() } else { 0.0 });
+        // SAFETY: four floats.
+        unsafe { _mm_loadu_ps(t.as_ptr()) }
     }
 }
 
@@ -1165,13 +1165,9 @@ fn quantise_row<T: PackedSample, const AVX2: bool>(dst: &mut [T], src: &[f32], m
         // (one byte); x + 8 <= n8 keeps every load and store in bounds.
         unsafe {
             let d = dst.as_mut_ptr() as *mut u8;
-            let (zero, one, scale, half) =
-                (_mm256_setzero_ps(), _mm256_set1_ps(1.0), _mm256_set1_ps(255.0), _mm256_set1_ps(0.5));
             for x in (0..n8).step_by(8) {
-                let v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(src.as_ptr().add(x)), zero), one);
-                let i = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v, scale), half));
-                let w16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
-                _mm_storel_epi64(d.add(x) as *mut __m128i, _mm_packus_epi16(w16, w16));
+                let b8 = crate::kernels::pack_pixels::rgb8::quantise8(_mm256_loadu_ps(src.as_ptr().add(x)));
+                _mm_storel_epi64(d.add(x) as *mut __m128i, b8);
             }
         }
         done = n8;
@@ -1219,8 +1215,36 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow
         self.row::<C, true>(gy, gx0, row)
     }
 
-    /// The weighted sum of one pixel's taps (C channels, not yet / maxv)
-    /// with a pixel's channels in the lanes of an SSE register: per tap a
+    /// The weighted sum of one pixel's taps (C channels, not yet / maxv),
+    /// in the shader's order: each input row's taps summed along x, then the
+    /// rows weighted along y (independent row sums, so no single chain of
+    /// adds through every tap).
+    #[inline(always)]
+    fn tap_sum<const C: usize, const AVX2: bool>(&self, tx: &Taps, ty: &Taps) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 && C >= 3 {
+            // SAFETY: AVX2 is only true inside `row_avx2`.
+            return unsafe { self.taps_lanes::<C>(tx, ty) };
+        }
+        let (xi, xw) = (&tx.idx[..tx.n], &tx.w[..tx.n]);
+        let mut v = [0.0f32; 4];
+        for (&r, &wy) in ty.idx[..ty.n].iter().zip(&ty.w[..ty.n]) {
+            let s = &self.src[r as usize * self.w * C..(r as usize + 1) * self.w * C];
+            let mut rs = [0.0f32; 4];
+            for (&i, &wx) in xi.iter().zip(xw) {
+                let px: &[T; C] = s[i as usize * C..i as usize * C + C].try_into().expect("C samples");
+                for c in 0..C {
+                    rs[c] += wx * px[c].lane();
+                }
+            }
+            for c in 0..C {
+                v[c] += wy * rs[c];
+            }
+        }
+        v
+    }
+
+    /// [`Self::tap_sum`] with a pixel's channels in the lanes of an SSE register: per tap a
     /// load, widening, multiply and add, the same order as the scalar loop
     /// (the same floats). 3 or 4 channels.
     #[cfg(target_arch = "x86_64")]
@@ -1229,30 +1253,12 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow
     fn taps_lanes<const C: usize>(&self, tx: &Taps, ty: &Taps) -> [f32; 4] {
         use std::arch::x86_64::*;
         let wc = self.w * C;
-        let bytes = std::mem::size_of::<T>();
         let mut v = _mm_setzero_ps();
         for (&r, &wy) in ty.idx[..ty.n].iter().zip(&ty.w[..ty.n]) {
             let row = r as usize * wc;
             let mut rs = _mm_setzero_ps();
             for (&i, &wx) in tx.idx[..tx.n].iter().zip(&tx.w[..tx.n]) {
-                let at = row + i as usize * C;
-                let px = if at + 4 <= self.src.len() {
-                    // SAFETY: four samples from `at` are inside `src` (a
-                    // 3-channel pixel's fourth is the next sample, whose
-                    // lane is dropped); T is u8 or u16.
-                    unsafe {
-                        let p = self.src.as_ptr().add(at);
-                        if bytes == 1 {
-                            _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((p as *const i32).read_unaligned())))
-                        } else {
-                            _mm_cvtepi32_ps(_mm_cvtepu16_epi32(_mm_loadl_epi64(p as *const __m128i)))
-                        }
-                    }
-                } else {
-                    let t: [f32; 4] = std::array::from_fn(|c| if c < C { self.src[at + c].to_f32() } else { 0.0 });
-                    // SAFETY: four floats.
-                    unsafe { _mm_loadu_ps(t.as_ptr()) }
-                };
+                let px = load4::<T, C>(self.src, row + i as usize * C);
                 rs = _mm_add_ps(rs, _mm_mul_ps(_mm_set1_ps(wx), px));
             }
             v = _mm_add_ps(v, _mm_mul_ps(_mm_set1_ps(wy), rs));
@@ -1276,29 +1282,7 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow
                 Ok((px, py)) => {
                     tx.fill(self.filter, px, pass.fx, w);
                     ty.fill(self.filter, py, pass.fy, h);
-                    let (xi, xw) = (&tx.idx[..tx.n], &tx.w[..tx.n]);
-                    // The shader's order: each input row's taps summed
-                    // along x, then the rows weighted along y (independent
-                    // row sums, so no single chain of adds through every tap).
-                    let mut v = [0.0f32; 4];
-                    #[cfg(target_arch = "x86_64")]
-                    if AVX2 && C >= 3 {
-                        // SAFETY: AVX2 is only true inside `row_avx2`.
-                        v = unsafe { self.taps_lanes::<C>(&tx, &ty) };
-                    }
-                    for (&r, &wy) in ty.idx[..ty.n].iter().zip(&ty.w[..ty.n]).filter(|_| !(AVX2 && C >= 3)) {
-                        let s = &self.src[r as usize * w * C..(r as usize + 1) * w * C];
-                        let mut rs = [0.0f32; 4];
-                        for (&i, &wx) in xi.iter().zip(xw) {
-                            let px: &[T; C] = s[i as usize * C..i as usize * C + C].try_into().expect("C samples");
-                            for c in 0..C {
-                                rs[c] += wx * px[c].to_f32();
-                            }
-                        }
-                        for c in 0..C {
-                            v[c] += wy * rs[c];
-                        }
-                    }
+                    let mut v = self.tap_sum::<C, AVX2>(&tx, &ty);
                     for vc in v.iter_mut().take(C) {
                         *vc /= self.maxv;
                     }
