@@ -304,6 +304,9 @@ pub struct Row {
     pub threads: usize,
     /// Median wall time of one run.
     pub median_ms: f64,
+    /// GPU rows: what one run recorded and moved, from the engine's
+    /// counters ([`crate::gpu::Traffic`]); `None` on CPU rows.
+    pub traffic: Option<crate::gpu::Traffic>,
 }
 
 impl Row {
@@ -375,6 +378,14 @@ pub fn time(mut f: impl FnMut() -> Result<()>, min_runs: usize, budget: Duration
     Ok(t[t.len() / 2])
 }
 
+/// What one run of `f` recorded and moved. The counters are the context's:
+/// nothing else may use it meanwhile (the sweep runs one case at a time).
+fn counted(gpu: &Gpu, f: impl FnOnce() -> Result<()>) -> Result<crate::gpu::Traffic> {
+    let before = gpu.traffic();
+    f()?;
+    Ok(gpu.traffic().since(before))
+}
+
 /// Runs a plan, calling `row` as each measurement lands.
 pub fn run_sweep(plan: &Sweep, gpu: Option<&Arc<Gpu>>, mut row: impl FnMut(&Row)) -> Result<Vec<Row>> {
     let pools: Vec<(usize, rayon::ThreadPool)> = plan
@@ -392,42 +403,54 @@ pub fn run_sweep(plan: &Sweep, gpu: Option<&Arc<Gpu>>, mut row: impl FnMut(&Row)
     for name in &plan.names {
         for &(w, h) in &plan.sizes {
             let c = case(name, gpu, w, h)?;
-            let mut push = |backend, mode, threads, median_ms| {
-                let r = Row { name: name.clone(), backend, mode, width: w, height: h, threads, median_ms };
+            let mut push = |backend, mode, threads, median_ms, traffic| {
+                let r = Row { name: name.clone(), backend, mode, width: w, height: h, threads, median_ms, traffic };
                 row(&r);
                 rows.push(r);
             };
+            // Traffic from one more run after the timed ones (one-time
+            // uploads such as a streamed op's weights are done by then).
             if let (Some(g), Some(rec)) = (gpu, &c.resident) {
-                let ms = time(|| g.execute("gpuimg.bench", |enc| rec(enc)), plan.min_runs, plan.budget)?;
-                push("gpu", "resident", 0, ms);
+                let run = || g.execute("gpuimg.bench", |enc| rec(enc));
+                let ms = time(run, plan.min_runs, plan.budget)?;
+                push("gpu", "resident", 0, ms, Some(counted(g, run)?));
             }
-            if let Some(rt) = &c.roundtrip {
-                push("gpu", "roundtrip", 0, time(rt, plan.min_runs, plan.budget)?);
+            if let (Some(g), Some(rt)) = (gpu, &c.roundtrip) {
+                let ms = time(rt, plan.min_runs, plan.budget)?;
+                push("gpu", "roundtrip", 0, ms, Some(counted(g, rt)?));
             }
             for (t, pool) in &pools {
                 let ms = pool.install(|| time(&c.cpu, plan.min_runs, plan.budget))?;
-                push("cpu", "host", *t, ms);
+                push("cpu", "host", *t, ms, None);
             }
         }
     }
     Ok(rows)
 }
 
-/// Rows as JSON: `{adapter, cpu_threads, rows: [{name, backend, mode, width, height, threads, median_ms}]}`.
+/// Rows as JSON: `{adapter, cpu_threads, rows: [{name, backend, mode,
+/// width, height, threads, median_ms}]}`; GPU rows add `dispatches`,
+/// `bytes_up` and `bytes_down` per run (one image).
 pub fn to_json(rows: &[Row], adapter: &str) -> String {
     use crate::stream::json_str;
     let body: Vec<String> = rows
         .iter()
         .map(|r| {
             format!(
-                "    {{\"name\": {}, \"backend\": \"{}\", \"mode\": \"{}\", \"width\": {}, \"height\": {}, \"threads\": {}, \"median_ms\": {:.4}}}",
+                "    {{\"name\": {}, \"backend\": \"{}\", \"mode\": \"{}\", \"width\": {}, \"height\": {}, \"threads\": {}, \"median_ms\": {:.4}{}}}",
                 json_str(&r.name),
                 r.backend,
                 r.mode,
                 r.width,
                 r.height,
                 r.threads,
-                r.median_ms
+                r.median_ms,
+                r.traffic
+                    .map(|t| format!(
+                        ", \"dispatches\": {}, \"bytes_up\": {}, \"bytes_down\": {}",
+                        t.dispatches, t.bytes_up, t.bytes_down
+                    ))
+                    .unwrap_or_default()
             )
         })
         .collect();

@@ -10,6 +10,7 @@ pub use kernel::{BindingKind, KernelDesc};
 pub use record::{run_recorded, Recorded};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -164,6 +165,40 @@ struct BufferPool {
 /// How many idle buffers of one (size, usage) the pool keeps.
 const POOL_DEPTH: usize = 8;
 
+/// What a context has recorded and moved across the bus: the engine's own
+/// counters, read with [`Gpu::traffic`] (`gpuimg bench --json` reports them
+/// per image). Every dispatch goes through [`Gpu::dispatch`], every upload
+/// through [`Gpu::write_bytes`] (weights included), every readback through
+/// [`Gpu::map_read`] or the stream ring's mapping; the params uniforms
+/// (16-64 bytes per dispatch) are not counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Bytes written from the host into GPU buffers.
+    pub bytes_up: u64,
+    /// Bytes mapped back to the host.
+    pub bytes_down: u64,
+}
+
+impl Traffic {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: Traffic) -> Traffic {
+        Traffic {
+            dispatches: self.dispatches - earlier.dispatches,
+            bytes_up: self.bytes_up - earlier.bytes_up,
+            bytes_down: self.bytes_down - earlier.bytes_down,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    dispatches: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+}
+
 /// The device context: device, queue, pipeline cache and buffer pool.
 #[derive(Debug)]
 pub struct Gpu {
@@ -172,6 +207,7 @@ pub struct Gpu {
     info: wgpu::AdapterInfo,
     pipelines: Mutex<HashMap<&'static str, Arc<Pipeline>>>,
     pool: Mutex<BufferPool>,
+    counters: Counters,
 }
 
 impl Gpu {
@@ -206,7 +242,44 @@ impl Gpu {
     }
 
     fn assemble(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
-        Gpu { device, queue, info, pipelines: Mutex::new(HashMap::new()), pool: Mutex::new(BufferPool::default()) }
+        Gpu {
+            device,
+            queue,
+            info,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Mutex::new(BufferPool::default()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Dispatches recorded and bytes moved since the context opened.
+    pub fn traffic(&self) -> Traffic {
+        let c = &self.counters;
+        Traffic {
+            dispatches: c.dispatches.load(Ordering::Relaxed),
+            bytes_up: c.bytes_up.load(Ordering::Relaxed),
+            bytes_down: c.bytes_down.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts `bytes` mapped back to the host (for readbacks outside [`Gpu::map_read`]).
+    pub fn note_readback(&self, bytes: u64) {
+        self.counters.bytes_down.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Writes `bytes` at the start of `buf` through the queue, the last
+    /// partial word zero-padded, and counts them.
+    pub fn write_bytes(&self, buf: &wgpu::Buffer, bytes: &[u8]) {
+        let whole = bytes.len() / 4 * 4;
+        if whole > 0 {
+            self.queue.write_buffer(buf, 0, &bytes[..whole]);
+        }
+        if whole < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+            self.queue.write_buffer(buf, whole as u64, &tail);
+        }
+        self.counters.bytes_up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
 
     /// The device.
@@ -344,9 +417,7 @@ impl Gpu {
     /// Uploads a host tensor into a pooled buffer.
     pub fn upload(&self, t: &Tensor) -> Result<GpuTensor> {
         let g = self.alloc(t.shape)?;
-        if !t.data.is_empty() {
-            self.queue.write_buffer(&g.buffer, 0, bytemuck::cast_slice(&t.data));
-        }
+        self.write_bytes(&g.buffer, bytemuck::cast_slice(&t.data));
         Ok(g)
     }
 
@@ -355,15 +426,7 @@ impl Gpu {
         let padded = (bytes.len() as u64).next_multiple_of(4);
         self.check_size("input bytes", padded)?;
         let b = self.take_buffer(padded, Self::TENSOR_USAGE);
-        let whole = bytes.len() / 4 * 4;
-        if whole > 0 {
-            self.queue.write_buffer(&b, 0, &bytes[..whole]);
-        }
-        if whole < bytes.len() {
-            let mut tail = [0u8; 4];
-            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-            self.queue.write_buffer(&b, whole as u64, &tail);
-        }
+        self.write_bytes(&b, bytes);
         Ok(b)
     }
 
@@ -371,6 +434,7 @@ impl Gpu {
     pub fn constant(&self, label: &str, values: &[f32]) -> wgpu::Buffer {
         // An empty binding is invalid: give zero-length data one dummy value.
         let data: &[f32] = if values.is_empty() { &[0.0] } else { values };
+        self.counters.bytes_up.fetch_add(std::mem::size_of_val(data) as u64, Ordering::Relaxed);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::cast_slice(data),
@@ -434,6 +498,7 @@ impl Gpu {
         pass.set_pipeline(&p.pipeline);
         pass.set_bind_group(0, &bind, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        self.counters.dispatches.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -496,6 +561,7 @@ impl Gpu {
             view[..len as usize].to_vec()
         };
         staging.unmap();
+        self.note_readback(len);
         Ok(bytes)
     }
 

@@ -190,7 +190,7 @@ impl<'g> Ring<'g> {
                 }
                 let src = self.upload_buffer(slot, uploads, bytes.len() as u64);
                 uploads += 1;
-                write_padded(gpu, &src, &bytes);
+                gpu.write_bytes(&src, &bytes);
                 let t1 = Instant::now();
                 self.upload_ns += nanos(t1 - t);
                 let jobs: Vec<usize> = group.iter().map(|i| i.job).collect();
@@ -230,7 +230,7 @@ impl<'g> Ring<'g> {
                 let bytes = item.img.samples.le_bytes();
                 let src = self.upload_buffer(slot, uploads, bytes.len() as u64);
                 uploads += 1;
-                write_padded(gpu, &src, &bytes);
+                gpu.write_bytes(&src, &bytes);
                 drop(bytes);
                 let t1 = Instant::now();
                 self.upload_ns += nanos(t1 - t);
@@ -336,6 +336,7 @@ impl<'g> Ring<'g> {
         let view = mapped.and_then(|_| rb.get_mapped_range(..f.len).map_err(|e| e.to_string()));
         match view {
             Ok(view) => {
+                self.gpu.note_readback(f.len);
                 if let Some(off) = f.timestamps {
                     let ts: [u64; 2] = bytemuck::pod_read_unaligned(&view[off as usize..off as usize + 16]);
                     if ts[1] > ts[0] {
@@ -428,17 +429,4 @@ fn stamp(enc: &mut wgpu::CommandEncoder, set: &wgpu::QuerySet, index: u32) {
             end_of_pass_write_index: None,
         }),
     });
-}
-
-/// Writes `bytes` at the start of `buf`, the last partial word zero-padded.
-fn write_padded(gpu: &Gpu, buf: &wgpu::Buffer, bytes: &[u8]) {
-    let whole = bytes.len() / 4 * 4;
-    if whole > 0 {
-        gpu.queue().write_buffer(buf, 0, &bytes[..whole]);
-    }
-    if whole < bytes.len() {
-        let mut tail = [0u8; 4];
-        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-        gpu.queue().write_buffer(buf, whole as u64, &tail);
-    }
 }

@@ -325,7 +325,7 @@ pub struct BenchArgs {
     /// CPU thread counts, comma-separated (default: 1, 2, 4, ... and all cores; --quick: 1 and all).
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
-    /// Write the measurements as JSON: {adapter, cpu_threads, rows: [{name, backend, mode, width, height, threads, median_ms}]}.
+    /// Write the measurements as JSON: {adapter, cpu_threads, rows: [{name, backend, mode, width, height, threads, median_ms}]}; GPU rows add dispatches, bytes_up and bytes_down per image (the engine's counters).
     #[arg(long, value_name = "FILE.json")]
     pub json: Option<PathBuf>,
     /// Write a chart (SVG) of time against size and against threads.

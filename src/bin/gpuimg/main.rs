@@ -475,11 +475,15 @@ fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
     };
     let adapter = gpu.as_ref().map(|g| g.adapter_info().name.clone()).unwrap_or_else(|| "none (CPU only)".into());
     println!("gpuimg bench: GPU {adapter}; CPU {} threads available", rayon::current_num_threads());
-    println!("| case | size | backend | mode | threads | median ms | Mpix/s |");
-    println!("| --- | --- | --- | --- | ---: | ---: | ---: |");
+    println!("| case | size | backend | mode | threads | median ms | Mpix/s | dispatches | MB up | MB down |");
+    println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let rows = bench::run_sweep(&plan, gpu.as_ref(), |r| {
+        let traffic = match r.traffic {
+            Some(t) => format!("{} | {:.3} | {:.3}", t.dispatches, t.bytes_up as f64 / 1e6, t.bytes_down as f64 / 1e6),
+            None => "- | - | -".to_string(),
+        };
         println!(
-            "| {} | {}x{} | {} | {} | {} | {:.3} | {:.1} |",
+            "| {} | {}x{} | {} | {} | {} | {:.3} | {:.1} | {traffic} |",
             r.name,
             r.width,
             r.height,
