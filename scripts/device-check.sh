@@ -2,8 +2,9 @@
 # One short run on a lent hardware GPU (see BENCHMARKS.md, "How the figures
 # were taken"): the release binary and two release test binaries, built here
 # and stripped into .dev/, with the Vulkan loader's .debs in .gl/. Prints the
-# adapter, runs the resize parity and strip tests on the hardware, the bench
-# cases the session measures, and the ring-depth comparison of the streaming
+# adapter, runs every kernel's parity cases and the strip tests on the
+# hardware, the model bench cases (their JSON rows carry dispatches and bytes
+# per image), and the ring-depth comparison of the streaming
 # engine. Writes everything under $OUT (the device tool's output folder).
 # Prepare here:
 #   cargo build --release && cargo test --release --no-run --test parity --test gpu_engine
@@ -20,11 +21,11 @@ B=.dev/gpuimg
 export GPUIMG_REQUIRE_GPU=1
 { $B info; nproc; } 2>&1 | tee "$OUT/info.txt"
 echo "== parity and strips on the hardware"
-.dev/parity resize 2>&1 | tail -4 | tee "$OUT/tests.txt"
+.dev/parity 2>&1 | tail -6 | tee "$OUT/tests.txt"
 .dev/gpu_engine 2>&1 | tail -4 | tee -a "$OUT/tests.txt"
 echo "== bench"
-$B --device gpu bench --only tinycompress_4_encode,tinycompress_4_decode,resize_bilinear,zero_dce_pp,tinypssr_x2,tinypssr_x4 \
-  --sizes 768x512,1920x1080 --threads "$(nproc)" --json "$OUT/bench.json" --overwrite 2>&1 | tee "$OUT/bench.txt"
+$B --device gpu bench --only tinycompress_4_encode,tinycompress_4_decode,resize_bilinear,zero_dce_net,zero_dce_pp,zero_dce,tinypssr_x2,tinypssr_x4 \
+  --sizes 768x512,1200x900,1920x1080 --threads "$(nproc)" --json "$OUT/bench.json" --overwrite 2>&1 | tee "$OUT/bench.txt"
 echo "== ring depth"
 mkdir -p /tmp/in /tmp/o
 $B -q --device cpu resize assets/chelsea.png --width 1280 --height 854 -o /tmp/p.jpg --overwrite

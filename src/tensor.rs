@@ -54,6 +54,16 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// The first `c` channels of every batch item.
+    pub fn first_channels(&self, c: usize) -> Tensor {
+        let s = self.shape;
+        let mut data = Vec::with_capacity(s.n * c * s.plane());
+        for n in 0..s.n {
+            data.extend_from_slice(&self.data[n * s.c * s.plane()..][..c * s.plane()]);
+        }
+        Tensor { shape: Shape::new(s.n, c, s.h, s.w), data }
+    }
+
     /// A tensor of zeros.
     pub fn zeros(shape: Shape) -> Self {
         Tensor { shape, data: vec![0.0; shape.len()] }

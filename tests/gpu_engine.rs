@@ -120,3 +120,80 @@ fn resize_runs_in_strips_when_an_image_is_larger_than_a_tensor_may_be() {
         }
     }
 }
+
+/// Issue 16's targets for the work per image, read from the engine's own
+/// counters while recording (nothing is submitted): Zero-DCE++ at most 5
+/// dispatches, TinyPSSR x2 and x4 at most 3, and no bytes uploaded once the
+/// packed pixels are resident and the weights cached.
+#[test]
+fn models_record_few_dispatches_on_resident_pixels() {
+    use gpuimg::models::tinypssr::TinyPssr;
+    use gpuimg::models::zero_dce::{Arch, ZeroDce};
+    use gpuimg::ops::{EnhanceOp, SuperResolveOp};
+    use gpuimg::stream::StreamOp;
+    if gpu().is_none() {
+        return;
+    }
+    // A context of its own: other tests share the common one.
+    let gpu = Gpu::new().unwrap();
+    // (what, op, image size, most dispatches)
+    type Target = (&'static str, Box<dyn StreamOp>, (u32, u32), u64);
+    let cases: Vec<Target> = vec![
+        (
+            "zero-dce++ 1200x900",
+            Box::new(EnhanceOp::new(ZeroDce::bundled(Arch::ZeroDcePlus).unwrap(), None, 8).unwrap()),
+            (1200, 900),
+            5,
+        ),
+        (
+            "zero-dce 1200x900",
+            Box::new(EnhanceOp::new(ZeroDce::bundled(Arch::ZeroDce).unwrap(), None, 8).unwrap()),
+            (1200, 900),
+            5,
+        ),
+        ("tinypssr x2 480x270", Box::new(SuperResolveOp::new(TinyPssr::bundled(2).unwrap())), (480, 270), 3),
+        ("tinypssr x4 240x135", Box::new(SuperResolveOp::new(TinyPssr::bundled(4).unwrap())), (240, 135), 3),
+    ];
+    for (what, op, (w, h), most) in cases {
+        let img = gpuimg::image_io::Image::new(w, h, 3, gpuimg::Samples::U8(vec![40; (w * h * 3) as usize])).unwrap();
+        let src = gpu.upload_bytes(&img.samples.le_bytes()).unwrap();
+        let record = || {
+            let before = gpu.traffic();
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            let rec = op.record(0, &gpu, &mut enc, &img, &src).unwrap().expect("fits one pass");
+            // Dropped unsubmitted: only the recording is counted.
+            drop(enc);
+            rec.recycle(&gpu);
+            gpu.traffic().since(before)
+        };
+        let first = record();
+        let t = record();
+        eprintln!("{what}: {} dispatches (first recording uploaded {} bytes of weights)", t.dispatches, first.bytes_up);
+        assert!(t.dispatches >= 1 && t.dispatches <= most, "{what}: {} dispatches, target {most}", t.dispatches);
+        assert_eq!((t.bytes_up, t.bytes_down), (0, 0), "{what}: bytes moved while recording on resident pixels");
+        assert!(first.bytes_up > 0, "{what}: the weights upload was not counted");
+    }
+}
+
+/// The counters see every byte a blocking run moves: the packed pixels up
+/// (plus the weights this path uploads per call) and the packed result back.
+#[test]
+fn traffic_counts_packed_pixels_both_ways() {
+    use gpuimg::models::zero_dce::{Arch, ZeroDce};
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = std::sync::Arc::new(Gpu::new().unwrap());
+    let m = ZeroDce::bundled(Arch::ZeroDcePlus).unwrap();
+    let (w, h) = (131u32, 67u32);
+    let img = gpuimg::image_io::Image::new(w, h, 4, gpuimg::Samples::U8(vec![30; (w * h * 4) as usize])).unwrap();
+    let before = gpu.traffic();
+    let out = gpuimg::ops::enhance(&gpuimg::Backend::Gpu(gpu.clone()), &m, &img, 2, 8).unwrap();
+    let t = gpu.traffic().since(before);
+    let bytes = (w * h * 4) as u64;
+    let weights = (m.parameter_count() * 4) as u64;
+    assert_eq!(t.bytes_down, bytes);
+    assert_eq!(t.bytes_up, bytes + weights);
+    assert_eq!(t.dispatches, 2);
+    assert_eq!(out.samples.len(), img.samples.len());
+}

@@ -20,6 +20,7 @@ pub mod resize_bilinear;
 pub mod tinypssr_fused;
 pub mod unpack_pixels;
 pub mod zero_dce_enhance;
+pub mod zero_dce_net;
 
 pub use activation::{Activation, ActivationKind};
 pub use augment::AugmentPass;
@@ -33,6 +34,7 @@ pub use resize_bilinear::ResizeBilinear;
 pub use tinypssr_fused::TinyPssrFused;
 pub use unpack_pixels::UnpackPixels;
 pub use zero_dce_enhance::ZeroDceEnhance;
+pub use zero_dce_net::ZeroDceNet;
 
 pub use crate::gpu::{BindingKind, KernelDesc};
 
@@ -68,6 +70,7 @@ pub static ALL: &[&Entry] = &[
     &tinypssr_fused::ENTRY,
     &unpack_pixels::ENTRY,
     &zero_dce_enhance::ENTRY,
+    &zero_dce_net::ENTRY,
 ];
 
 /// Looks a kernel up by name.

@@ -4,11 +4,15 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::contract::{bench_rng, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
+use super::contract::{
+    bench_rng, count, gpu_planes, planes, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance,
+};
 use super::resize_bilinear::{Axis, ResizeBilinear};
 use super::{kernel_desc, KernelDesc};
+use super::{PackPixels, UnpackPixels};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_groups, Gpu, GpuTensor};
+use crate::pixel::PixelLayout;
 use crate::rng::SplitMix;
 use crate::tensor::{Shape, Tensor};
 
@@ -29,7 +33,11 @@ pub struct EnhanceParams {
     pub scale_w: f32,
     pub row0: u32,
     pub full_h: u32,
-    pub _pad: [u32; 3],
+    /// 0 f32 planes, 1 packed samples in and out.
+    pub packed: u32,
+    /// Packed: 8 or 16.
+    pub bits: u32,
+    pub _pad: u32,
 }
 
 /// Descriptor of the `zero_dce_enhance` kernel.
@@ -295,7 +303,9 @@ impl ZeroDceEnhance {
             scale_w: ax.scale,
             row0: row0 as u32,
             full_h: full_h as u32,
-            _pad: [0; 3],
+            packed: 0,
+            bits: 0,
+            _pad: 0,
         };
         gpu.dispatch(
             encoder,
@@ -303,6 +313,53 @@ impl ZeroDceEnhance {
             bytemuck::bytes_of(&p),
             &[&x.buffer, &maps.buffer, &y.buffer],
             grid_groups(s.w, s.h, s.n),
+        )
+    }
+
+    /// Records the pass from packed samples of layout `l` (one image) in
+    /// `src` to packed samples in `dst` (cleared here first): the whole
+    /// full-resolution side of the enhancement in one dispatch.
+    pub fn encode_packed(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        l: PixelLayout,
+        src: &wgpu::Buffer,
+        maps: &GpuTensor,
+        dst: &wgpu::Buffer,
+    ) -> Result<()> {
+        if l.n != 1 {
+            return Err(Error::invalid("zero_dce_enhance", format!("{} images: the packed pass takes one", l.n)));
+        }
+        let (ay, ax) = self.check(l.shape(), maps.shape)?;
+        if src.size() < l.bytes().next_multiple_of(4) || dst.size() < l.bytes().next_multiple_of(4) {
+            return Err(Error::invalid("zero_dce_enhance", "packed buffer smaller than the image"));
+        }
+        let p = EnhanceParams {
+            n: 1,
+            channels: l.channels as u32,
+            colour: self.colour as u32,
+            h: l.height as u32,
+            w: l.width as u32,
+            mh: maps.shape.h as u32,
+            mw: maps.shape.w as u32,
+            iterations: self.iterations as u32,
+            per_iteration: self.per_iteration as u32,
+            scale_h: ay.scale,
+            scale_w: ax.scale,
+            row0: 0,
+            full_h: l.height as u32,
+            packed: 1,
+            bits: l.bits,
+            _pad: 0,
+        };
+        encoder.clear_buffer(dst, 0, None);
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[src, &maps.buffer, dst],
+            grid_groups(l.width, l.height, 1),
         )
     }
 }
@@ -363,6 +420,38 @@ impl Kernel for ZeroDceEnhance {
     }
 }
 
+/// [`ZeroDceEnhance`] on packed samples of one image: the kernel's packed
+/// mode, its CPU twin unpack, [`ZeroDceEnhance::cpu`], pack.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ZeroDceEnhancePacked {
+    /// The curve.
+    pub op: ZeroDceEnhance,
+    /// The image's layout.
+    pub layout: PixelLayout,
+}
+
+impl Kernel for ZeroDceEnhancePacked {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
+    }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        count(DESC.name, inputs.len(), 2)?;
+        self.op.check(self.layout.shape(), inputs[1].planes(DESC.name, 1)?.shape)?;
+        Ok(Output::Packed { bits: self.layout.bits, len: self.layout.samples() })
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        count(DESC.name, inputs.len(), 2)?;
+        let x = UnpackPixels(self.layout).cpu(inputs[0].packed(DESC.name, 0)?)?;
+        let y = self.op.cpu(&x, inputs[1].planes(DESC.name, 1)?)?;
+        Ok(Data::Packed(PackPixels(self.layout).cpu(&y)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        count(DESC.name, inputs.len(), 2)?;
+        let maps = inputs[1].planes(DESC.name, 1)?;
+        self.op.encode_packed(gpu, encoder, self.layout, inputs[0].buffer(), maps, out.buffer())
+    }
+}
+
 /// The registry line of `zero_dce_enhance`.
 pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
 
@@ -378,6 +467,20 @@ fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
             let what = format!("{op:?} {w}x{h}x{channels} maps {mw}x{mh}");
             cases.push(Case::new(what, op, vec![x.clone(), maps], Tolerance::FMA));
         }
+    }
+    // Packed samples in and out (8-bit RGB, 16-bit RGBA): one level after rounding.
+    for (per_iteration, channels, bits) in [(true, 3, 8), (false, 4, 16)] {
+        let op = ZeroDceEnhance::rgb(per_iteration);
+        let layout = PixelLayout { n: 1, height: h, width: w, channels, bits };
+        let x = Data::Packed(rng.samples(layout));
+        let maps = rng.planes(Shape::new(1, 3 * op.sets(), h.div_ceil(12), w.div_ceil(12)), -1.0, 1.0);
+        let what = format!("packed {op:?} {w}x{h}x{channels} {bits}-bit");
+        cases.push(Case::new(
+            what,
+            ZeroDceEnhancePacked { op, layout },
+            vec![x, maps],
+            Tolerance { abs: 1.0, rel: 0.0 },
+        ));
     }
     cases
 }

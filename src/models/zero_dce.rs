@@ -26,14 +26,13 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor};
-use crate::kernels::{Activation, ActivationKind, Conv2d, ResizeBilinear, ZeroDceEnhance};
+use crate::kernels::zero_dce_net::{net_cpu, NetInput, NetSpec, ZeroDceNet};
+use crate::kernels::{ActivationKind, Conv2d, ResizeBilinear, ZeroDceEnhance};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
 
-/// Feature channels of DCE-Net.
-pub const WIDTH: usize = 32;
-/// Number of convolution layers.
-pub const LAYERS: usize = 7;
+/// Feature channels of DCE-Net, and its number of convolution layers.
+pub use crate::kernels::zero_dce_net::{LAYERS, WIDTH};
 /// Curve iterations both papers use.
 pub const ITERATIONS: usize = 8;
 /// The scale factor the Zero-DCE++ reference uses at test time.
@@ -85,22 +84,18 @@ impl Arch {
 
     /// Input and output channels of layer `i` (0-based).
     pub fn layer_io(self, i: usize) -> (usize, usize) {
-        match i {
-            0 => (3, WIDTH),
-            1..=3 => (WIDTH, WIDTH),
-            4 | 5 => (2 * WIDTH, WIDTH),
-            _ => (2 * WIDTH, self.maps()),
-        }
+        self.spec().layer_io(i)
     }
 
     /// The convolutions of layer `i`: (depthwise, main). The main one is a
     /// dense 3x3 (Zero-DCE) or the pointwise 1x1 after the depthwise 3x3.
     pub fn convs(self, i: usize) -> (Option<Conv2d>, Conv2d) {
-        let (cin, cout) = self.layer_io(i);
-        match self {
-            Arch::ZeroDce => (None, Conv2d::new(cin, cout, 3)),
-            Arch::ZeroDcePlus => (Some(Conv2d::depthwise(cin, 3)), Conv2d::pointwise(cin, cout)),
-        }
+        self.spec().convs(i)
+    }
+
+    /// The network as the `zero_dce_net` kernel takes it.
+    pub fn spec(self) -> NetSpec {
+        NetSpec { plus: self == Arch::ZeroDcePlus, maps: self.maps() }
     }
 
     /// Tensor-name prefixes of layer `i`: (depthwise, main).
@@ -354,42 +349,17 @@ impl ZeroDce {
     }
 
     /// The curve maps of `x` (N, 3, h, w) on the CPU: the forward pass
-    /// without a trace, each layer's activation applied as its outputs are
-    /// stored and the skip connections read in place (no concatenation
-    /// copies); the same values as [`ZeroDce::forward_trace`]'s last output.
+    /// without a trace ([`net_cpu`], the `zero_dce_net` kernel's CPU twin);
+    /// the same values as [`ZeroDce::forward_trace`]'s last output.
     pub fn maps_cpu(&self, x: &Tensor) -> Result<Tensor> {
-        if x.shape.c != 3 {
-            return Err(Error::invalid("zero_dce", format!("input {} must have 3 channels", x.shape)));
-        }
-        let mut outs: Vec<Tensor> = Vec::with_capacity(LAYERS);
-        for i in 0..LAYERS {
-            let inputs: Vec<&Tensor> = match i {
-                0 => vec![x],
-                1..=3 => vec![&outs[i - 1]],
-                4 => vec![&outs[2], &outs[3]],
-                5 => vec![&outs[1], &outs[4]],
-                _ => vec![&outs[0], &outs[5]],
-            };
-            let act = if i + 1 == LAYERS { ActivationKind::Tanh } else { ActivationKind::Relu };
-            let (dc, mc) = self.arch.convs(i);
-            let l = &self.layers[i];
-            let y = match (dc, &l.depth) {
-                (Some(c), Some((w, b))) => {
-                    let mid = c.cpu_cat(&inputs, w, b, None)?;
-                    mc.cpu_cat(&[&mid], &l.main.0, &l.main.1, Some(act))?
-                }
-                _ => mc.cpu_cat(&inputs, &l.main.0, &l.main.1, Some(act))?,
-            };
-            outs.push(y);
-        }
-        Ok(outs.pop().expect("seven layers"))
+        net_cpu(self.arch.spec(), &self.flat(), x)
     }
 
     /// Enhances planar RGB `x` (N, C >= 3, H, W; channels past 3 pass through)
     /// on the CPU: downscale by `s`, network, fused upsample and curve.
     pub fn enhance_cpu(&self, x: &Tensor, s: usize, iterations: usize) -> Result<Tensor> {
         let curve = self.curve(iterations)?;
-        let rgb = first_channels(x, 3);
+        let rgb = x.first_channels(3);
         let small = match Self::downscale(x.shape.h, x.shape.w, s)? {
             Some(r) => r.cpu(&rgb)?,
             None => rgb,
@@ -397,102 +367,39 @@ impl ZeroDce {
         curve.cpu(x, &self.maps_cpu(&small)?)
     }
 
-    /// Uploads the weights.
+    /// Uploads the weights (one flat buffer, [`ZeroDce::flat`]'s order).
     pub fn upload(&self, gpu: &Gpu) -> GpuZeroDce {
-        let up = |(w, b): &ConvWeights| (gpu.constant("gpuimg.zero_dce.w", w), gpu.constant("gpuimg.zero_dce.b", b));
-        let layers = self.layers.iter().map(|l| (l.depth.as_ref().map(up), up(&l.main))).collect();
-        GpuZeroDce { arch: self.arch, layers }
+        GpuZeroDce { spec: self.arch.spec(), weights: gpu.constant("gpuimg.zero_dce_net.weights", &self.flat()) }
     }
 }
-
-/// The first `c` channels of every batch item.
-pub fn first_channels(x: &Tensor, c: usize) -> Tensor {
-    let s = x.shape;
-    let mut data = Vec::with_capacity(s.n * c * s.plane());
-    for n in 0..s.n {
-        data.extend_from_slice(&x.data[n * s.c * s.plane()..][..c * s.plane()]);
-    }
-    Tensor { shape: Shape::new(s.n, c, s.h, s.w), data }
-}
-
-type GpuConv = (wgpu::Buffer, wgpu::Buffer);
 
 /// Zero-DCE weights resident on a GPU.
 #[derive(Debug)]
 pub struct GpuZeroDce {
-    arch: Arch,
-    layers: Vec<(Option<GpuConv>, GpuConv)>,
+    spec: NetSpec,
+    weights: wgpu::Buffer,
 }
 
 impl GpuZeroDce {
-    /// Records the network into `encoder`: `x` (1, 3, h, w) to `maps`
-    /// (1, maps, h, w). `x`'s buffer may hold more than three planes (an RGBA
-    /// image's alpha after them). Intermediates come from the pool and are
-    /// pushed onto `scratch`; recycle them after the submission.
+    /// Records the network ([`ZeroDceNet`]: one dispatch for a small
+    /// network, one per layer for a large one) reading `input` from `src`
+    /// (packed pixels, downscaled on the fly, or f32 planes at the network's
+    /// size) into `maps` (1, maps, h, w). The feature scratch comes from the
+    /// pool and is pushed onto `scratch`; recycle it after the submission.
     pub fn encode(
         &self,
         gpu: &Gpu,
         enc: &mut wgpu::CommandEncoder,
-        x: &GpuTensor,
+        input: NetInput,
+        src: &wgpu::Buffer,
         maps: &GpuTensor,
-        scratch: &mut Vec<GpuTensor>,
+        scratch: &mut Vec<wgpu::Buffer>,
     ) -> Result<()> {
-        let s = x.shape;
-        if s.n != 1 || s.c != 3 {
-            return Err(Error::invalid("zero_dce", format!("GPU input {s} must be one RGB image")));
-        }
-        let (h, w) = (s.h, s.w);
-        let feat = |c: usize| Shape::new(1, c, h, w);
-        // x1..x6 live in the halves of three concatenation buffers:
-        // cat(x3, x4), cat(x2, x5), cat(x1, x6).
-        let c34 = gpu.alloc(feat(2 * WIDTH))?;
-        let c25 = gpu.alloc(feat(2 * WIDTH))?;
-        let c16 = gpu.alloc(feat(2 * WIDTH))?;
-        let pre = gpu.alloc(feat(WIDTH.max(self.arch.maps())))?;
-        let mid = gpu.alloc(feat(2 * WIDTH))?;
-        scratch.extend([c34.clone(), c25.clone(), c16.clone(), pre.clone(), mid.clone()]);
-        let half = (WIDTH * h * w * 4) as u64;
-        let view = |t: &GpuTensor, c: usize| GpuTensor { buffer: t.buffer.clone(), shape: feat(c) };
-        // Where each layer reads and writes: (source, channels), (buffer, byte offset).
-        let src: [(&GpuTensor, usize); LAYERS] = [
-            (x, 3),
-            (&c16, WIDTH),
-            (&c25, WIDTH),
-            (&c34, WIDTH),
-            (&c34, 2 * WIDTH),
-            (&c25, 2 * WIDTH),
-            (&c16, 2 * WIDTH),
-        ];
-        let dst: [(&GpuTensor, u64); LAYERS - 1] =
-            [(&c16, 0), (&c25, 0), (&c34, 0), (&c34, half), (&c25, half), (&c16, half)];
-        for i in 0..LAYERS {
-            let (dc, mc) = self.arch.convs(i);
-            let (dw, (mw, mb)) = &self.layers[i];
-            let input = view(src[i].0, src[i].1);
-            let main_in = match (dc, dw) {
-                (Some(c), Some((w_, b_))) => {
-                    let m = view(&mid, c.cout);
-                    c.encode(gpu, enc, &input, w_, b_, &m)?;
-                    m
-                }
-                _ => input,
-            };
-            let out = view(&pre, mc.cout);
-            mc.encode(gpu, enc, &main_in, mw, mb, &out)?;
-            if i + 1 == LAYERS {
-                maps.expect_shape("zero_dce", feat(mc.cout))?;
-                Activation(ActivationKind::Tanh).encode(gpu, enc, &out, maps)?;
-            } else {
-                // ReLU straight into the first half of a concatenation buffer,
-                // or through `mid` (free again) and a copy into the second half.
-                let (buf, off) = dst[i];
-                let act = view(if off == 0 { buf } else { &mid }, WIDTH);
-                Activation(ActivationKind::Relu).encode(gpu, enc, &out, &act)?;
-                if off != 0 {
-                    enc.copy_buffer_to_buffer(&act.buffer, 0, &buf.buffer, off, half);
-                }
-            }
-        }
-        Ok(())
+        let op = ZeroDceNet::new(self.spec, input)?;
+        maps.expect_shape("zero_dce", op.maps_shape()?)?;
+        let bytes = op.feat_bytes()?;
+        gpu.check_size("zero_dce features", bytes)?;
+        scratch.push(gpu.take_buffer(bytes, Gpu::TENSOR_USAGE));
+        op.encode(gpu, enc, src, &self.weights, scratch.last().expect("just pushed"), &maps.buffer)
     }
 }

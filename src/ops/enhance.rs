@@ -9,14 +9,14 @@ use rayon::prelude::*;
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::gpu::GpuTensor;
 use crate::image_io::Image;
 use crate::kernels::pack_pixels::quantise;
 use crate::kernels::resize_bilinear::Axis;
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::zero_dce_enhance::CurveTaps;
+use crate::kernels::zero_dce_net::{NetInput, ZeroDceNet};
 use crate::kernels::{rows_per_task, PackPixels, ResizeBilinear, UnpackPixels, ZeroDceEnhance};
-use crate::models::zero_dce::{first_channels, GpuZeroDce, ZeroDce};
+use crate::models::zero_dce::{GpuZeroDce, ZeroDce};
 use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
 
@@ -55,7 +55,7 @@ pub fn enhance_packed_cpu(model: &ZeroDce, img: &Image, s: usize, iterations: us
     let rgb_shape = Shape::new(1, 3, l.height, l.width);
     let small = match ZeroDce::downscale(l.height, l.width, s)? {
         Some(r) => downscale_packed(img, &r)?,
-        None => UnpackPixels(l).cpu(&img.samples).map(|x| first_channels(&x, 3))?,
+        None => UnpackPixels(l).cpu(&img.samples).map(|x| x.first_channels(3))?,
     };
     let maps = model.maps_cpu(&small)?;
     let taps = curve.taps(rgb_shape, maps.shape)?;
@@ -308,8 +308,11 @@ pub fn enhance_fits(l: PixelLayout, max_bytes: usize) -> bool {
 }
 
 /// Records the one-submission enhancement of an RGB(A) image of layout `l`
-/// whose packed samples are in `src`: unpack, downscale by `s`, network
-/// (weights `gm`), fused upsample-and-curve, pack.
+/// whose packed samples are in `src`: the network from the packed pixels
+/// (downscaled by `s` as it reads them; `zero_dce_net`, one dispatch for a
+/// small network) into the maps, then the fused upsample-and-curve pass
+/// from packed pixels to packed pixels: two dispatches for Zero-DCE++ at
+/// its default scale factor, and no full-resolution f32 planes.
 #[allow(clippy::too_many_arguments)]
 pub fn record_enhance(
     gpu: &crate::Gpu,
@@ -322,32 +325,22 @@ pub fn record_enhance(
     iterations: usize,
 ) -> Result<Recorded> {
     let curve = model.curve(iterations)?;
-    let down = ZeroDce::downscale(l.height, l.width, s)?;
-    let rgb_shape = Shape::new(1, 3, l.height, l.width);
-    let small_shape = match &down {
-        Some(r) => r.out_shape(rgb_shape)?,
-        None => rgb_shape,
-    };
-    let maps = gpu.alloc(Shape::new(1, model.arch.maps(), small_shape.h, small_shape.w))?;
-    let small = match &down {
-        Some(_) => Some(gpu.alloc(small_shape)?),
-        None => None,
-    };
+    let input = NetInput::Packed { layout: l, down: ZeroDce::downscale(l.height, l.width, s)? };
+    let maps = gpu.alloc(ZeroDceNet::new(model.arch.spec(), input)?.maps_shape()?)?;
+    let out = gpu.take_buffer(l.bytes().next_multiple_of(4), crate::Gpu::TENSOR_USAGE);
     let mut scratch = Vec::new();
-    let mut rec = record_pixel_chain(gpu, enc, l, src, l, |enc, x, y| {
-        let rgb = GpuTensor { buffer: x.buffer.clone(), shape: rgb_shape };
-        let net_in = match (&down, &small) {
-            (Some(r), Some(t)) => {
-                r.encode(gpu, enc, &rgb, t)?;
-                t.clone()
-            }
-            _ => rgb,
-        };
-        gm.encode(gpu, enc, &net_in, &maps, &mut scratch)?;
-        curve.encode(gpu, enc, x, &maps, y)
-    })?;
-    rec.scratch.extend(scratch.into_iter().chain(small).chain([maps]).map(|t| t.buffer));
-    Ok(rec)
+    let r = gm
+        .encode(gpu, enc, input, src, &maps, &mut scratch)
+        .and_then(|()| curve.encode_packed(gpu, enc, l, src, &maps, &out));
+    scratch.push(maps.buffer);
+    let rec = Recorded { out, out_bytes: l.bytes(), layout: l, scratch };
+    match r {
+        Ok(()) => Ok(rec),
+        Err(e) => {
+            rec.recycle(gpu);
+            Err(e)
+        }
+    }
 }
 
 /// [`enhance`] on the GPU for an RGB(A) image, with `max_bytes` bounding one
@@ -379,7 +372,7 @@ pub fn enhance_gpu(
         // Too large for one tensor: maps from a CPU downscale, then strips.
         let row_bytes = w * c * (l.bits / 8) as usize;
         let x = UnpackPixels(l).cpu(&img.samples)?;
-        let rgb = crate::models::zero_dce::first_channels(&x, 3);
+        let rgb = x.first_channels(3);
         drop(x);
         let small_host = match &down {
             Some(r) => r.cpu(&rgb)?,
@@ -387,9 +380,10 @@ pub fn enhance_gpu(
         };
         let small = gpu.upload(&small_host)?;
         let maps = gpu.alloc(Shape::new(1, model.arch.maps(), small.shape.h, small.shape.w))?;
-        let mut scratch = vec![small.clone()];
+        let input = NetInput::Planes { h: small.shape.h, w: small.shape.w };
+        let mut scratch = vec![small.buffer.clone()];
         let result = (|| -> Result<Vec<u8>> {
-            gpu.execute("gpuimg.enhance.maps", |enc| gm.encode(gpu, enc, &small, &maps, &mut scratch))?;
+            gpu.execute("gpuimg.enhance.maps", |enc| gm.encode(gpu, enc, input, &small.buffer, &maps, &mut scratch))?;
             let rows = (max_bytes / (c * w * 4).max(1)).max(1);
             let mut out = vec![0u8; row_bytes * h];
             let mut y0 = 0;
@@ -410,8 +404,8 @@ pub fn enhance_gpu(
             Ok(out)
         })();
         gpu.recycle(maps);
-        for t in scratch {
-            gpu.recycle(t);
+        for b in scratch {
+            gpu.recycle_buffer(b);
         }
         result?
     };
