@@ -242,7 +242,7 @@ fn model_case(
 /// TinyCompress-4 (bundled weights) encoding an RGB image into a `.tcz`
 /// or decoding one: the CPU path and the GPU round trip run the whole
 /// codec (transform, quantisation, arithmetic coding, container); GPU
-/// resident is the transform alone on data already uploaded.
+/// resident is the transform alone (the fused blocks) on data already uploaded.
 fn codec_case(name: &'static str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) -> Result<Case> {
     use crate::models::tinycompress::TinyCompress;
     let m = Arc::new(TinyCompress::bundled(4)?);
@@ -263,24 +263,32 @@ fn codec_case(name: &'static str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) ->
     let cpu: Run = Box::new(move || r2(&crate::Backend::Cpu));
     let (resident, roundtrip): (Option<Record>, Option<Run>) = match gpu {
         Some(g) => {
-            // The transform's input: the padded image (encode) or the latents (decode).
+            // The transform alone: from the packed pixels to the latents
+            // (encode), or from the latents to the packed image (decode).
             let (lw, lh) = crate::codec::container::latent_size(4, w, h);
-            let (net, side) = if encode { (m.enc.clone(), 2) } else { (m.dec.clone(), 1) };
-            let x = g.upload(&tensor(Shape::new(1, 3, lh * side, lw * side), 5))?;
-            let up = net.upload(g);
             let (g1, b2) = (g.clone(), crate::Backend::Gpu(g.clone()));
-            (
-                Some(Box::new(move |enc| {
-                    let mut scratch = Vec::new();
-                    let r = net.encode(&g1, enc, &up, &x, &mut scratch);
+            let rec: Record = if encode {
+                let weights = crate::codec::upload_blocks(g, &m.enc, crate::kernels::tinycompress_enc::FLAT_LEN);
+                let src = g.upload_bytes(&img.samples.le_bytes())?;
+                let (m2, l) = (m.clone(), img.layout());
+                Box::new(move |enc| {
+                    let (lat, scratch) = crate::codec::record_encode(&g1, enc, &m2, &weights, l, &src)?;
                     // Recycled at once: the pool hands them out again only after this submission.
-                    for t in scratch {
-                        g1.recycle(t);
-                    }
-                    ok(r)
-                })),
-                Some(Box::new(move || run(&b2))),
-            )
+                    g1.recycle(lat);
+                    scratch.into_iter().for_each(|b| g1.recycle_buffer(b));
+                    Ok(())
+                })
+            } else {
+                let weights = crate::codec::upload_blocks(g, &m.dec, crate::kernels::tinycompress_dec::FLAT_LEN);
+                let x = g.upload(&tensor(Shape::new(1, 3, lh, lw), 5))?;
+                let m2 = m.clone();
+                Box::new(move |enc| {
+                    let rec = crate::codec::record_decode(&g1, enc, &m2, &weights, (lw, lh), (w, h), &x.buffer)?;
+                    rec.recycle(&g1);
+                    Ok(())
+                })
+            };
+            (Some(rec), Some(Box::new(move || run(&b2))))
         }
         None => (None, None),
     };

@@ -205,6 +205,21 @@ fn any_size_round_trips_and_devices_agree() {
                     // The GPU encoder's file decodes too (its latents may round differently).
                     let tg = gpuimg::codec::compress(g, &m, &img, bitplanes).unwrap();
                     assert_eq!((tg.width, tg.height, tg.rate), (w, h, rate as u8));
+                    // The fused GPU encoder's latents are the layer path's to
+                    // float rounding: the same ranges, codes at most one step
+                    // apart and rarely that.
+                    for (a, b) in t.ranges.iter().zip(&tg.ranges) {
+                        for (x, y) in [(a.0, b.0), (a.1, b.1)] {
+                            assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "-{rate} {w}x{h}: ranges {a:?} vs {b:?}");
+                        }
+                    }
+                    let (lw, lh) = t.latent_size();
+                    let codes = |t: &Tcz| entropy::decode_latents(&t.payload, 3, lw, lh, bitplanes).unwrap();
+                    let (cc, cg) = (codes(&t), codes(&tg));
+                    let steps: Vec<i32> = cc.iter().zip(&cg).map(|(x, y)| (*x as i32 - *y as i32).abs()).collect();
+                    let off = steps.iter().filter(|&&d| d > 0).count();
+                    assert!(steps.iter().all(|&d| d <= 1), "-{rate} {w}x{h}: GPU codes more than one step off");
+                    assert!(off * 50 <= cc.len().max(50), "-{rate} {w}x{h}: {off} of {} GPU codes differ", cc.len());
                 }
             }
         }

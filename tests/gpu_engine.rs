@@ -197,3 +197,40 @@ fn traffic_counts_packed_pixels_both_ways() {
     assert_eq!(t.dispatches, 2);
     assert_eq!(out.samples.len(), img.samples.len());
 }
+
+/// TinyCompress-4, -16 and -64: one dispatch per block each way (issue 16's
+/// target is at most 4), counted by the engine while recording.
+#[test]
+fn tinycompress_records_one_dispatch_per_block() {
+    use gpuimg::codec::{record_decode, record_encode, upload_blocks};
+    use gpuimg::kernels::{tinycompress_dec, tinycompress_enc};
+    use gpuimg::models::tinycompress::TinyCompress;
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = Gpu::new().unwrap();
+    let (w, h) = (768usize, 512usize);
+    let img = gpuimg::image_io::Image::new(w as u32, h as u32, 3, gpuimg::Samples::U8(vec![90; w * h * 3])).unwrap();
+    for rate in [4, 16, 64] {
+        let m = TinyCompress::bundled(rate).unwrap();
+        let ew = upload_blocks(&gpu, &m.enc, tinycompress_enc::FLAT_LEN);
+        let dw = upload_blocks(&gpu, &m.dec, tinycompress_dec::FLAT_LEN);
+        let src = gpu.upload_bytes(&img.samples.le_bytes()).unwrap();
+        let (lw, lh) = gpuimg::codec::container::latent_size(rate as u8, w, h);
+        let lat = gpu.alloc(Shape::new(1, 3, lh, lw)).unwrap();
+        let before = gpu.traffic();
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        let (l, scratch) = record_encode(&gpu, &mut enc, &m, &ew, img.layout(), &src).unwrap();
+        assert_eq!(l.shape, lat.shape, "-{rate}: latent shape");
+        let encoded = gpu.traffic().since(before);
+        let rec = record_decode(&gpu, &mut enc, &m, &dw, (lw, lh), (w, h), &lat.buffer).unwrap();
+        let decoded = gpu.traffic().since(before).dispatches - encoded.dispatches;
+        drop(enc);
+        rec.recycle(&gpu);
+        scratch.into_iter().for_each(|b| gpu.recycle_buffer(b));
+        eprintln!("tinycompress-{rate}: encode {} dispatches, decode {decoded}", encoded.dispatches);
+        assert_eq!(encoded.dispatches as usize, m.blocks, "-{rate}: encode");
+        assert_eq!(decoded as usize, m.blocks, "-{rate}: decode");
+        assert!(m.blocks <= 4);
+    }
+}

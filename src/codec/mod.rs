@@ -62,11 +62,8 @@ use crate::models::tinycompress::TinyCompress;
 use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
 
-/// The image as (1, 3, H', W') float planes, extended by `model`'s margin
-/// of edge-replicated pixels on every side ([`container::margin`]) and on
-/// the right and bottom up to a multiple of its block factor.
-fn padded_planes(img: &Image, model: &TinyCompress) -> Result<Tensor> {
-    let (f, m) = (model.factor(), container::margin(model.rate() as u8));
+/// Refuses anything but RGB.
+fn check_rgb(img: &Image) -> Result<()> {
     if img.channels != 3 {
         let what = match img.channels {
             1 => "grey",
@@ -78,9 +75,25 @@ fn padded_planes(img: &Image, model: &TinyCompress) -> Result<Tensor> {
             format!("{what} images are not supported by TinyCompress (RGB only): convert to RGB first"),
         ));
     }
+    Ok(())
+}
+
+/// The encoder's input size for an image: `model`'s margin of
+/// edge-replicated pixels on every side ([`container::margin`]), then on
+/// the right and bottom up to a multiple of its block factor. (width, height)
+fn padded_size(img: &Image, model: &TinyCompress) -> (usize, usize) {
+    let (f, m) = (model.factor(), container::margin(model.rate() as u8));
+    ((img.width as usize + 2 * m).div_ceil(f) * f, (img.height as usize + 2 * m).div_ceil(f) * f)
+}
+
+/// The image as (1, 3, H', W') float planes of [`padded_size`], the padding
+/// edge-replicated.
+fn padded_planes(img: &Image, model: &TinyCompress) -> Result<Tensor> {
+    check_rgb(img)?;
+    let m = container::margin(model.rate() as u8);
     let x = UnpackPixels(img.layout()).cpu(&img.samples)?;
     let (h, w) = (img.height as usize, img.width as usize);
-    let (ph, pw) = ((h + 2 * m).div_ceil(f) * f, (w + 2 * m).div_ceil(f) * f);
+    let (pw, ph) = padded_size(img, model);
     let mut data = Vec::with_capacity(3 * ph * pw);
     for c in 0..3 {
         let plane = x.plane(0, c);
@@ -95,21 +108,13 @@ fn padded_planes(img: &Image, model: &TinyCompress) -> Result<Tensor> {
     Tensor::from_vec(Shape::new(1, 3, ph, pw), data)
 }
 
-/// Uploaded parameters of a network ([`crate::models::tinycompress::Net::upload`]).
-type Uploaded = Vec<(wgpu::Buffer, wgpu::Buffer)>;
+/// A network's weights on the GPU: one flat buffer per block, for the
+/// fused `tinycompress_enc` / `tinycompress_dec` kernels.
+pub type Uploaded = Vec<wgpu::Buffer>;
 
-/// Runs `net` on the CPU or GPU; on the GPU with the parameters in `up`
-/// (uploaded there once, the first time).
-fn run_net(
-    gpu: Option<&Gpu>,
-    net: &crate::models::tinycompress::Net,
-    up: &OnceLock<Uploaded>,
-    x: &Tensor,
-) -> Result<Tensor> {
-    match gpu {
-        None => net.forward(x, None),
-        Some(gpu) => run_net_gpu(gpu, net, up.get_or_init(|| net.upload(gpu)), x),
-    }
+/// Uploads `net`'s blocks of `len` weights each.
+pub fn upload_blocks(gpu: &Gpu, net: &crate::models::tinycompress::Net, len: usize) -> Uploaded {
+    net.flatten().chunks(len).map(|c| gpu.constant("gpuimg.tinycompress.block", c)).collect()
 }
 
 fn gpu_of(backend: &Backend) -> Option<&Gpu> {
@@ -119,16 +124,117 @@ fn gpu_of(backend: &Backend) -> Option<&Gpu> {
     }
 }
 
-fn run_net_gpu(gpu: &Gpu, net: &crate::models::tinycompress::Net, up: &Uploaded, x: &Tensor) -> Result<Tensor> {
-    let gx = gpu.upload(x)?;
-    let mut scratch = Vec::new();
-    let out = gpu.execute("gpuimg.tinycompress", |enc| net.encode(gpu, enc, up, &gx, &mut scratch));
-    let r = out.and_then(|y| gpu.download(&y));
-    gpu.recycle(gx);
-    for t in scratch {
-        gpu.recycle(t);
+/// Records the encoder on the packed RGB samples of layout `l` in `src`:
+/// one `tinycompress_enc` dispatch per block, the first reading the packed
+/// pixels with the codec's padding. Returns the latents (1, 3, h, w) and
+/// the intermediates to recycle after the submission.
+pub fn record_encode(
+    gpu: &Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    m: &TinyCompress,
+    weights: &[wgpu::Buffer],
+    l: PixelLayout,
+    src: &wgpu::Buffer,
+) -> Result<(crate::gpu::GpuTensor, Vec<wgpu::Buffer>)> {
+    use crate::kernels::tinycompress_enc::{EncInput, TinyCompressEnc};
+    let margin = container::margin(m.rate() as u8);
+    let f = m.factor();
+    let (mut w, mut h) = ((l.width + 2 * margin).div_ceil(f) * f, (l.height + 2 * margin).div_ceil(f) * f);
+    let mut scratch: Vec<wgpu::Buffer> = Vec::new();
+    let mut input = src.clone();
+    for (i, wb) in weights.iter().enumerate() {
+        let op = TinyCompressEnc {
+            w,
+            h,
+            input: if i == 0 { EncInput::Packed { layout: l, margin } } else { EncInput::Planes },
+        };
+        let out = gpu.alloc(op.out_shape())?;
+        let r = op.encode(gpu, enc, &input, wb, &out.buffer);
+        if i + 1 == weights.len() {
+            if let Err(e) = r {
+                scratch.push(out.buffer);
+                return Err(e);
+            }
+            return Ok((out, scratch));
+        }
+        scratch.push(out.buffer.clone());
+        r?;
+        input = out.buffer;
+        (w, h) = (w / 2, h / 2);
     }
-    r
+    Err(Error::invalid("tinycompress", "no encoding blocks"))
+}
+
+/// Records the decoder on latents (1, 3, lh, lw) in `src`: one
+/// `tinycompress_dec` dispatch per block, the last writing the cropped
+/// `width` x `height` image as packed 8-bit RGB.
+#[allow(clippy::too_many_arguments)]
+pub fn record_decode(
+    gpu: &Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    m: &TinyCompress,
+    weights: &[wgpu::Buffer],
+    (lw, lh): (usize, usize),
+    (width, height): (usize, usize),
+    src: &wgpu::Buffer,
+) -> Result<crate::gpu::Recorded> {
+    use crate::kernels::tinycompress_dec::{DecOutput, TinyCompressDec};
+    let margin = container::margin(m.rate() as u8);
+    let (mut w, mut h) = (lw, lh);
+    let mut scratch: Vec<wgpu::Buffer> = Vec::new();
+    let mut input = src.clone();
+    for (i, wb) in weights.iter().enumerate() {
+        let last = i + 1 == weights.len();
+        let output = if last { DecOutput::Image { width, height, margin } } else { DecOutput::Planes };
+        let op = TinyCompressDec { w, h, output };
+        let bytes = op.out().bytes();
+        gpu.check_size("tinycompress decoder output", bytes)?;
+        let out = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
+        let r = op.encode(gpu, enc, &input, wb, &out);
+        if last {
+            let layout = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };
+            let rec = crate::gpu::Recorded { out, out_bytes: layout.bytes(), layout, scratch };
+            return match r {
+                Ok(()) => Ok(rec),
+                Err(e) => {
+                    rec.recycle(gpu);
+                    Err(e)
+                }
+            };
+        }
+        scratch.push(out.clone());
+        r?;
+        input = out;
+        (w, h) = (w * 2, h * 2);
+    }
+    Err(Error::invalid("tinycompress", "no decoding blocks"))
+}
+
+/// The latents of an RGB image: the layer path on the CPU, or on the GPU
+/// the fused blocks from the packed pixels (weights uploaded once into `up`).
+fn latents(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, img: &Image) -> Result<Tensor> {
+    check_rgb(img)?;
+    let Some(gpu) = gpu else {
+        return m.enc.forward(&padded_planes(img, m)?, None);
+    };
+    let weights = up.get_or_init(|| upload_blocks(gpu, &m.enc, crate::kernels::tinycompress_enc::FLAT_LEN));
+    let src = gpu.upload_bytes(&img.samples.le_bytes())?;
+    let mut kept = None;
+    let r = gpu.execute("gpuimg.tinycompress.encode", |enc| {
+        let (lat, scratch) = record_encode(gpu, enc, m, weights, img.layout(), &src)?;
+        kept = Some(scratch);
+        Ok(lat)
+    });
+    let out = r.and_then(|lat| {
+        let t = gpu.download(&lat);
+        gpu.recycle(lat);
+        t
+    });
+    gpu.recycle_buffer(src);
+    for b in kept.into_iter().flatten() {
+        gpu.recycle_buffer(b);
+    }
+    out
 }
 
 /// Encodes an 8- or 16-bit RGB image into a `.tcz` with `bitplanes` bit planes.
@@ -136,8 +242,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, bitplanes: u32
     if !(1..=8).contains(&bitplanes) {
         return Err(Error::invalid("compress", format!("{bitplanes} bit planes (valid: 1-8)")));
     }
-    let x = padded_planes(img, m)?;
-    let lat = run_net(gpu_of(backend), &m.enc, &OnceLock::new(), &x)?;
+    let lat = latents(gpu_of(backend), m, &OnceLock::new(), img)?;
     let (lh, lw) = (lat.shape.h, lat.shape.w);
     let (codes, ranges) = quantise(&lat.data, 3, bitplanes);
     Ok(Tcz {
@@ -184,8 +289,19 @@ fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t
     let (lw, lh) = t.latent_size();
     let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.bitplanes as u32)?;
     let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.bitplanes as u32))?;
-    let y = run_net(gpu, &m.dec, up, &lat)?;
-    let (w, h, m) = (t.width as usize, t.height as usize, container::margin(t.rate));
+    let (w, h) = (t.width as usize, t.height as usize);
+    if let Some(gpu) = gpu {
+        // The fused blocks, the last writing the cropped 8-bit image.
+        let weights = up.get_or_init(|| upload_blocks(gpu, &m.dec, crate::kernels::tinycompress_dec::FLAT_LEN));
+        let src = gpu.upload(&lat)?;
+        let out = crate::gpu::run_recorded(gpu, "gpuimg.tinycompress.decode", (w * h * 3) as u64, |enc| {
+            record_decode(gpu, enc, m, weights, (lw, lh), (w, h), &src.buffer)
+        });
+        gpu.recycle(src);
+        return Image::new(t.width, t.height, 3, Samples::from_le_bytes(8, &out?, w * h * 3));
+    }
+    let y = m.dec.forward(&lat, None)?;
+    let m = container::margin(t.rate);
     let cropped = crate::ops::crop_rows(&y, m, m + h);
     let pw = cropped.shape.w;
     let mut data = Vec::with_capacity(3 * w * h);
@@ -261,8 +377,7 @@ impl CompressOp {
         Ok(CompressOp { id: model.id(), model, up: OnceLock::new(), bitplanes, side: Mutex::new(Vec::new()) })
     }
     fn run(&self, job: usize, gpu: Option<&Gpu>, img: &Image) -> Result<Image> {
-        let x = padded_planes(img, &self.model)?;
-        let lat = run_net(gpu, &self.model.enc, &self.up, &x)?;
+        let lat = latents(gpu, &self.model, &self.up, img)?;
         let (codes, ranges) = quantise(&lat.data, 3, self.bitplanes);
         crate::stream::set_job(
             &mut self.side.lock().expect("side poisoned"),

@@ -17,6 +17,8 @@ pub mod pixel_shuffle;
 pub mod pixel_unshuffle;
 pub mod prelu;
 pub mod resize_bilinear;
+pub mod tinycompress_dec;
+pub mod tinycompress_enc;
 pub mod tinypssr_fused;
 pub mod unpack_pixels;
 pub mod zero_dce_enhance;
@@ -31,6 +33,8 @@ pub use pixel_shuffle::PixelShuffle;
 pub use pixel_unshuffle::PixelUnshuffle;
 pub use prelu::Prelu;
 pub use resize_bilinear::ResizeBilinear;
+pub use tinycompress_dec::TinyCompressDec;
+pub use tinycompress_enc::TinyCompressEnc;
 pub use tinypssr_fused::TinyPssrFused;
 pub use unpack_pixels::UnpackPixels;
 pub use zero_dce_enhance::ZeroDceEnhance;
@@ -67,6 +71,8 @@ pub static ALL: &[&Entry] = &[
     &pixel_unshuffle::ENTRY,
     &prelu::ENTRY,
     &resize_bilinear::ENTRY,
+    &tinycompress_dec::ENTRY,
+    &tinycompress_enc::ENTRY,
     &tinypssr_fused::ENTRY,
     &unpack_pixels::ENTRY,
     &zero_dce_enhance::ENTRY,

@@ -9,9 +9,12 @@
 //! decode block: conv 3x3 3->12, PReLU, pixel shuffle 2 (12 -> 3), conv 5x5 3->9, PReLU,
 //!               conv 1x1 9->3, sigmoid
 //! ```
+//!
+//! [`Net::forward`] is the CPU path (and the training forward pass); on the
+//! GPU each block is one dispatch of the fused `tinycompress_enc` /
+//! `tinycompress_dec` kernel (`codec::record_encode` / `record_decode`).
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuTensor};
 use crate::kernels::{Activation, ActivationKind, Conv2d, PixelShuffle, PixelUnshuffle, Prelu};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -142,52 +145,6 @@ impl Net {
             };
         }
         Ok(cur)
-    }
-
-    /// Records the forward pass on the GPU from `x` into a new pooled
-    /// tensor; intermediates are pushed onto `scratch`. `up` holds the
-    /// uploaded parameters of [`Net::upload`].
-    pub fn encode(
-        &self,
-        gpu: &Gpu,
-        enc: &mut wgpu::CommandEncoder,
-        up: &[(wgpu::Buffer, wgpu::Buffer)],
-        x: &GpuTensor,
-        scratch: &mut Vec<GpuTensor>,
-    ) -> Result<GpuTensor> {
-        let mut cur = x.clone();
-        for (l, (wb, bb)) in self.layers.iter().zip(up) {
-            let out_shape = match l {
-                Layer::Conv { conv, w, b } => conv.check(cur.shape, w.len(), b.len())?,
-                Layer::Unshuffle => PixelUnshuffle { r: 2 }.out_shape(cur.shape)?,
-                Layer::Shuffle => PixelShuffle { r: 2 }.out_shape(cur.shape)?,
-                _ => cur.shape,
-            };
-            let y = gpu.alloc(out_shape)?;
-            match l {
-                Layer::Conv { conv, .. } => conv.encode(gpu, enc, &cur, wb, bb, &y)?,
-                Layer::Prelu(_) => Prelu.encode(gpu, enc, &cur, wb, &y)?,
-                Layer::Unshuffle => PixelUnshuffle { r: 2 }.encode(gpu, enc, &cur, &y)?,
-                Layer::Shuffle => PixelShuffle { r: 2 }.encode(gpu, enc, &cur, &y)?,
-                Layer::Sigmoid => Activation(ActivationKind::Sigmoid).encode(gpu, enc, &cur, &y)?,
-            }
-            scratch.push(y.clone());
-            cur = y;
-        }
-        Ok(cur)
-    }
-
-    /// The parameters on the GPU, one (weights, bias) pair per layer
-    /// (slopes in the first; dummies for parameterless layers).
-    pub fn upload(&self, gpu: &Gpu) -> Vec<(wgpu::Buffer, wgpu::Buffer)> {
-        self.layers
-            .iter()
-            .map(|l| match l {
-                Layer::Conv { w, b, .. } => (gpu.constant("tinycompress.w", w), gpu.constant("tinycompress.b", b)),
-                Layer::Prelu(a) => (gpu.constant("tinycompress.a", a), gpu.constant("tinycompress.none", &[])),
-                _ => (gpu.constant("tinycompress.none", &[]), gpu.constant("tinycompress.none", &[])),
-            })
-            .collect()
     }
 }
 

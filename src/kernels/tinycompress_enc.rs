@@ -1,0 +1,217 @@
+//! One TinyCompress encoding block in one dispatch (see
+//! `shaders/tinycompress_enc.wgsl`), from packed pixels (the codec's edge
+//! padding done as it reads them) or f32 planes, and its CPU twin.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::contract::{bench_rng, constants, count, Case, Data, Draw, Entry, GpuData, Kernel, Output, Tolerance};
+use super::{kernel_desc, Conv2d, KernelDesc, PixelUnshuffle, Prelu, UnpackPixels};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::pixel::PixelLayout;
+use crate::rng::SplitMix;
+use crate::tensor::{Shape, Tensor};
+
+/// Params uniform of `shaders/tinycompress_enc.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct EncParams {
+    pub w: u32,
+    pub h: u32,
+    pub in_mode: u32,
+    pub bits: u32,
+    pub channels: u32,
+    pub img_w: u32,
+    pub img_h: u32,
+    pub margin: u32,
+}
+
+/// Descriptor of the `tinycompress_enc` kernel.
+pub static DESC: KernelDesc = kernel_desc!("tinycompress_enc", EncParams, [Read, Read, ReadWrite], [64, 1, 1]);
+
+/// Weights of one block in `models::tinycompress::Net::flatten`'s order.
+pub const FLAT_LEN: usize = 5427;
+
+/// What the block reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncInput {
+    /// Packed RGB samples of an image of this layout, extended by `margin`
+    /// edge-replicated pixels before it and after it up to the block's
+    /// input size (the codec's padding).
+    Packed {
+        /// The image.
+        layout: PixelLayout,
+        /// Pixels of edge replication before the image on each axis.
+        margin: usize,
+    },
+    /// f32 planes (1, 3, h, w).
+    Planes,
+}
+
+/// One encoding block on an input of `w` x `h` (both even) pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TinyCompressEnc {
+    /// Input width.
+    pub w: usize,
+    /// Input height.
+    pub h: usize,
+    /// What it reads.
+    pub input: EncInput,
+}
+
+/// The block's layers on the CPU: `x` (1, 3, h, w) to the latents (1, 3,
+/// h/2, w/2), weights in `Net::flatten`'s order (the model's layer path).
+pub fn enc_block_cpu(flat: &[f32], x: &Tensor) -> Result<Tensor> {
+    if flat.len() != FLAT_LEN {
+        return Err(Error::invalid("tinycompress_enc", format!("{} weights, expected {FLAT_LEN}", flat.len())));
+    }
+    let mut at = 0;
+    let mut take = |n: usize| {
+        at += n;
+        &flat[at - n..at]
+    };
+    let mut conv = |x: &Tensor, c: Conv2d| -> Result<Tensor> {
+        let (w, b) = (take(c.weight_len()), take(c.cout));
+        let mut y = c.cpu(x, w, b)?;
+        Prelu.cpu_in_place(&mut y, take(c.cout))?;
+        Ok(y)
+    };
+    let a = conv(x, Conv2d::new(3, 15, 9))?;
+    let b = conv(&a, Conv2d::new(15, 3, 1))?;
+    let u = PixelUnshuffle { r: 2 }.cpu(&b)?;
+    let d = conv(&u, Conv2d::new(12, 15, 3))?;
+    conv(&d, Conv2d::new(15, 3, 1))
+}
+
+impl TinyCompressEnc {
+    fn check(&self) -> Result<()> {
+        if self.w == 0 || self.h == 0 || self.w % 2 == 1 || self.h % 2 == 1 {
+            return Err(Error::invalid("tinycompress_enc", format!("input {}x{}: sides must be even", self.w, self.h)));
+        }
+        if let EncInput::Packed { layout, margin } = self.input {
+            if layout.channels != 3 || layout.width + margin > self.w || layout.height + margin > self.h {
+                return Err(Error::invalid(
+                    "tinycompress_enc",
+                    format!("{layout:?} with margin {margin} does not fit"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Shape of the latents.
+    pub fn out_shape(&self) -> Shape {
+        Shape::new(1, 3, self.h / 2, self.w / 2)
+    }
+
+    fn params(&self) -> EncParams {
+        let mut p = EncParams { w: self.w as u32, h: self.h as u32, in_mode: 1, ..Zeroable::zeroed() };
+        if let EncInput::Packed { layout, margin } = self.input {
+            p.in_mode = 0;
+            p.bits = layout.bits;
+            p.channels = layout.channels as u32;
+            p.img_w = layout.width as u32;
+            p.img_h = layout.height as u32;
+            p.margin = margin as u32;
+        }
+        p
+    }
+
+    /// Records the block: `src` (packed words or planes) to the latents in
+    /// `dst`, with `weights` ([`FLAT_LEN`] values).
+    pub fn encode(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        weights: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+    ) -> Result<()> {
+        self.check()?;
+        if dst.size() < self.out_shape().bytes() || weights.size() < (FLAT_LEN * 4) as u64 {
+            return Err(Error::invalid("tinycompress_enc", "output or weight buffer too small"));
+        }
+        let groups = [self.w.div_ceil(16) as u32, self.h.div_ceil(16) as u32, 1];
+        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&self.params()), &[src, weights, dst], groups)
+    }
+
+    /// The input as planes: unpacked and edge-padded (packed), or as given.
+    pub fn input_planes(&self, input: &Data) -> Result<Tensor> {
+        self.check()?;
+        match (self.input, input) {
+            (EncInput::Planes, Data::Planes(t)) if t.shape == Shape::new(1, 3, self.h, self.w) => Ok(t.clone()),
+            (EncInput::Packed { layout, margin }, Data::Packed(s)) => {
+                let x = UnpackPixels(layout).cpu(s)?;
+                let (iw, ih) = (layout.width, layout.height);
+                let mut data = Vec::with_capacity(3 * self.w * self.h);
+                for c in 0..3 {
+                    let plane = x.plane(0, c);
+                    for y in 0..self.h {
+                        let sy = y.saturating_sub(margin).min(ih - 1);
+                        for xx in 0..self.w {
+                            data.push(plane[sy * iw + xx.saturating_sub(margin).min(iw - 1)]);
+                        }
+                    }
+                }
+                Tensor::from_vec(Shape::new(1, 3, self.h, self.w), data)
+            }
+            _ => Err(Error::invalid("tinycompress_enc", format!("input {:?} does not fit {self:?}", input.output()))),
+        }
+    }
+}
+
+impl Kernel for TinyCompressEnc {
+    fn desc(&self) -> &'static KernelDesc {
+        &DESC
+    }
+    fn output(&self, inputs: &[&Data]) -> Result<Output> {
+        count(DESC.name, inputs.len(), 2)?;
+        self.check()?;
+        Ok(Output::Planes(self.out_shape()))
+    }
+    fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
+        count(DESC.name, inputs.len(), 2)?;
+        let x = self.input_planes(inputs[0])?;
+        Ok(Data::Planes(enc_block_cpu(&inputs[1].planes(DESC.name, 1)?.data, &x)?))
+    }
+    fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
+        count(DESC.name, inputs.len(), 2)?;
+        TinyCompressEnc::encode(self, gpu, encoder, inputs[0].buffer(), inputs[1].buffer(), out.buffer())
+    }
+}
+
+/// The registry line of `tinycompress_enc`.
+pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
+
+fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    // Sums of 243 products in another order, through two PReLU stages each.
+    let tol = Tolerance { abs: 1e-4, rel: 1e-4 };
+    let (pw, ph) = (w.div_ceil(2) * 2, h.div_ceil(2) * 2);
+    let op = TinyCompressEnc { w: pw, h: ph, input: EncInput::Planes };
+    let x = rng.planes(Shape::new(1, 3, ph, pw), 0.0, 1.0);
+    cases.push(Case::new(format!("planes {pw}x{ph}"), op, vec![x, rng.constants(FLAT_LEN, -0.2, 0.2)], tol));
+    // Packed 8- and 16-bit RGB with the codec's margin of 2 and padding to even sides.
+    for bits in [8, 16] {
+        let layout = PixelLayout { n: 1, height: h, width: w, channels: 3, bits };
+        let (ew, eh) = ((w + 4).div_ceil(2) * 2, (h + 4).div_ceil(2) * 2);
+        let op = TinyCompressEnc { w: ew, h: eh, input: EncInput::Packed { layout, margin: 2 } };
+        let x = Data::Packed(rng.samples(layout));
+        let what = format!("packed {bits}-bit {w}x{h} margin 2");
+        cases.push(Case::new(what, op, vec![x, rng.constants(FLAT_LEN, -0.2, 0.2)], tol));
+    }
+    cases
+}
+
+fn bench(w: usize, h: usize) -> Result<Case> {
+    let mut rng = bench_rng();
+    let layout = PixelLayout { n: 1, height: h, width: w, channels: 3, bits: 8 };
+    let op = TinyCompressEnc {
+        w: (w + 4).div_ceil(2) * 2,
+        h: (h + 4).div_ceil(2) * 2,
+        input: EncInput::Packed { layout, margin: 2 },
+    };
+    let x = Data::Packed(rng.samples(layout));
+    let weights = constants(rng.values(FLAT_LEN, -0.2, 0.2));
+    Ok(Case::new("encoding block from 8-bit RGB", op, vec![x, weights], Tolerance { abs: 1e-4, rel: 1e-4 }))
+}
