@@ -147,3 +147,13 @@ fn augment_matches_cpu() {
         }
     }
 }
+
+/// A kernel named like a model case would shadow it in `gpuimg bench`.
+#[test]
+fn bench_case_names_are_unique() {
+    let names = gpuimg::bench::names();
+    let mut seen = std::collections::HashSet::new();
+    for n in &names {
+        assert!(seen.insert(n), "bench case {n} named twice (a kernel and a model?)");
+    }
+}

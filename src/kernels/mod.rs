@@ -20,6 +20,7 @@ pub mod resize_bilinear;
 pub mod tinycompress_dec;
 pub mod tinycompress_enc;
 pub mod tinypssr_fused;
+pub mod tinypssr_x4_fused;
 pub mod unpack_pixels;
 pub mod zero_dce_enhance;
 pub mod zero_dce_net;
@@ -36,6 +37,7 @@ pub use resize_bilinear::ResizeBilinear;
 pub use tinycompress_dec::TinyCompressDec;
 pub use tinycompress_enc::TinyCompressEnc;
 pub use tinypssr_fused::TinyPssrFused;
+pub use tinypssr_x4_fused::TinyPssrX4;
 pub use unpack_pixels::UnpackPixels;
 pub use zero_dce_enhance::ZeroDceEnhance;
 pub use zero_dce_net::ZeroDceNet;
@@ -74,6 +76,7 @@ pub static ALL: &[&Entry] = &[
     &tinycompress_dec::ENTRY,
     &tinycompress_enc::ENTRY,
     &tinypssr_fused::ENTRY,
+    &tinypssr_x4_fused::ENTRY,
     &unpack_pixels::ENTRY,
     &zero_dce_enhance::ENTRY,
     &zero_dce_net::ENTRY,

@@ -120,67 +120,73 @@ pub fn super_resolve_planar(backend: &Backend, model: &TinyPssr, img: &Image) ->
 /// and the halo rows each strip takes on both sides.
 pub fn sr_strip_rows(gpu: &crate::Gpu, model: &TinyPssr, l: PixelLayout) -> (usize, usize) {
     let f = model.scale();
-    let colour = if l.channels == 2 || l.channels == 4 { l.channels - 1 } else { l.channels };
     let out_row = l.width * f * l.channels * (l.bits / 8) as usize;
     let halo = (0..model.stages.len()).map(|i| HALO.div_ceil(1 << i)).sum::<usize>();
-    // Largest buffer per input row: the f32 planes between stages or the packed output.
-    let per_row = (colour * 4 * 2 * l.width * 4).max(out_row * f);
+    // Largest buffer per input row: the packed output (nothing else is in global memory).
+    let per_row = out_row * f;
     ((gpu.tensor_cap() / per_row.max(1)).saturating_sub(2 * halo).max(8), halo)
 }
 
-/// The fused kernel's weights on the GPU, one buffer per x2 stage.
-pub fn sr_weights(gpu: &crate::Gpu, model: &TinyPssr) -> Vec<wgpu::Buffer> {
-    model.stages.iter().map(|s| gpu.constant("gpuimg.tinypssr_fused.weights", &s.flat())).collect()
+/// The fused kernels' weights on the GPU: x2, one stage's; x4, both
+/// stages' back to back for `tinypssr_x4_fused`.
+pub fn sr_weights(gpu: &crate::Gpu, model: &TinyPssr) -> wgpu::Buffer {
+    let flat: Vec<f32> = model.stages.iter().flat_map(|s| s.flat()).collect();
+    gpu.constant("gpuimg.tinypssr.weights", &flat)
 }
 
 /// Records the fused super-resolution of `rows` rows of packed samples of
-/// layout `l` (only height differs) in `src`: one dispatch per x2 stage,
-/// packed output. Alpha comes out zero; [`sr_alpha`] fills it in.
+/// layout `l` (only height differs) in `src` by `model`'s scale with
+/// `weights` from [`sr_weights`]: one dispatch, packed pixels in and out
+/// (`tinypssr_fused` for x2, `tinypssr_x4_fused` for x4, whose stage-1 result
+/// never leaves workgroup memory). Alpha comes out zero; [`sr_alpha`] fills it in.
 pub fn record_sr(
     gpu: &crate::Gpu,
     enc: &mut wgpu::CommandEncoder,
-    weights: &[wgpu::Buffer],
+    model: &TinyPssr,
+    weights: &wgpu::Buffer,
     l: PixelLayout,
     rows: usize,
     src: &wgpu::Buffer,
 ) -> Result<Recorded> {
     use crate::kernels::tinypssr_fused::{FusedParams, TinyPssrFused};
+    use crate::kernels::tinypssr_x4_fused::TinyPssrX4;
     let colour = if l.channels == 2 || l.channels == 4 { l.channels - 1 } else { l.channels };
-    let mut bufs = Vec::new();
-    let (mut w, mut h) = (l.width as u32, rows as u32);
-    let mut ops = Vec::new();
-    for i in 0..weights.len() {
-        let last = i + 1 == weights.len();
-        let p = FusedParams {
-            w,
-            h,
-            channels: l.channels as u32,
-            colour: colour as u32,
-            bits: l.bits,
-            in_mode: u32::from(i > 0),
-            out_mode: u32::from(!last),
-            _pad: 0,
-        };
-        let op = TinyPssrFused(p);
-        gpu.check_size("tinypssr output", op.out_bytes())?;
-        bufs.push(gpu.take_buffer(op.out_bytes(), crate::Gpu::TENSOR_USAGE));
-        ops.push(op);
-        w *= 2;
-        h *= 2;
+    let input = PixelLayout { height: rows, ..l };
+    let f = model.scale();
+    let layout = PixelLayout { height: rows * f, width: l.width * f, ..l };
+    let bytes = layout.bytes().next_multiple_of(4);
+    gpu.check_size("tinypssr output", bytes)?;
+    let out = gpu.take_buffer(bytes, crate::Gpu::TENSOR_USAGE);
+    let r = match f {
+        2 => {
+            let p = FusedParams {
+                w: l.width as u32,
+                h: rows as u32,
+                channels: l.channels as u32,
+                colour: colour as u32,
+                bits: l.bits,
+                in_mode: 0,
+                out_mode: 0,
+                _pad: 0,
+            };
+            enc.clear_buffer(&out, 0, None);
+            TinyPssrFused(p).encode(gpu, enc, src, weights, &out)
+        }
+        4 => TinyPssrX4 { layout: input, colour }.encode(gpu, enc, src, weights, &out),
+        _ => Err(crate::Error::invalid("tinypssr", format!("scale {f}: the fused kernels do x2 and x4"))),
+    };
+    let rec = Recorded { out, out_bytes: layout.bytes(), layout, scratch: Vec::new() };
+    match r {
+        Ok(()) => Ok(rec),
+        Err(e) => {
+            rec.recycle(gpu);
+            Err(e)
+        }
     }
-    let out = bufs.pop().ok_or_else(|| crate::Error::invalid("tinypssr", "no stages"))?;
-    let out_bytes = ops.last().map(|o| o.out_bytes()).unwrap_or(0);
-    enc.clear_buffer(&out, 0, None);
-    for (i, op) in ops.iter().enumerate() {
-        let input = if i == 0 { src } else { &bufs[i - 1] };
-        op.encode(gpu, enc, input, &weights[i], bufs.get(i).unwrap_or(&out))?;
-    }
-    let layout = PixelLayout { height: h as usize, width: w as usize, ..l };
-    Ok(Recorded { out, out_bytes, layout, scratch: bufs })
 }
 
-/// [`super_resolve`] on the GPU with the fused kernel: packed pixels in,
-/// one dispatch per x2 stage (f32 planes between stages), packed pixels out,
+/// [`super_resolve`] on the GPU with the fused kernels: packed pixels in,
+/// one dispatch ([`record_sr`]), packed pixels out,
 /// in strips of rows whose halo covers the receptive field.
 pub fn super_resolve_fused(gpu: &crate::Gpu, model: &TinyPssr, img: &Image) -> Result<Image> {
     super_resolve_fused_strips(gpu, model, img, sr_strip_rows(gpu, model, img.layout()).0)
@@ -205,7 +211,7 @@ pub fn super_resolve_fused_strips(gpu: &crate::Gpu, model: &TinyPssr, img: &Imag
         let src = gpu.upload_bytes(&bytes[a * in_row..b * in_row])?;
         let out_bytes = (out_row * f * (b - a)) as u64;
         let r =
-            run_recorded(gpu, "gpuimg.tinypssr_fused", out_bytes, |enc| record_sr(gpu, enc, &weights, l, b - a, &src));
+            run_recorded(gpu, "gpuimg.tinypssr", out_bytes, |enc| record_sr(gpu, enc, model, &weights, l, b - a, &src));
         gpu.recycle_buffer(src);
         let strip = r?;
         let skip = (y0 - a) * f * out_row;
@@ -258,7 +264,7 @@ pub(super) const SR_BYTES_PER_OUTPUT_PIXEL: u64 = 24;
 #[derive(Debug)]
 pub struct SuperResolveOp {
     model: TinyPssr,
-    weights: OnceLock<Vec<wgpu::Buffer>>,
+    weights: OnceLock<wgpu::Buffer>,
 }
 
 impl SuperResolveOp {
@@ -297,7 +303,7 @@ impl StreamOp for SuperResolveOp {
             return Ok(None);
         }
         let weights = self.weights.get_or_init(|| sr_weights(gpu, &self.model));
-        Ok(Some(record_sr(gpu, enc, weights, l, l.height, src)?))
+        Ok(Some(record_sr(gpu, enc, &self.model, weights, l, l.height, src)?))
     }
     fn finish(&self, _channels: usize, input: &Image, out: Image) -> Result<Image> {
         sr_alpha(input, out, self.model.scale())
