@@ -168,10 +168,14 @@ pub struct ZeroDceNet {
 }
 
 impl ZeroDceNet {
-    /// The op, fused when its scratch stays under [`FUSED_MAX_BYTES`].
+    /// The op, fused for Zero-DCE++ when its scratch stays under
+    /// [`FUSED_MAX_BYTES`]. Zero-DCE runs layer by layer: its dense layers
+    /// cost 20x the separable ones per pixel, so recomputing the halos
+    /// (about twice the work at 16x16 tiles) costs more than the six
+    /// dispatches it would save.
     pub fn new(spec: NetSpec, input: NetInput) -> Result<Self> {
-        let mut op = ZeroDceNet { spec, input, fused: true };
-        op.fused = op.feat_bytes()? <= FUSED_MAX_BYTES;
+        let mut op = ZeroDceNet { spec, input, fused: spec.plus };
+        op.fused = op.fused && op.feat_bytes()? <= FUSED_MAX_BYTES;
         Ok(op)
     }
 
