@@ -400,6 +400,16 @@ pub fn constants(values: Vec<f32>) -> Data {
     Data::Planes(Tensor { shape: Shape::new(1, 1, 1, values.len()), data: values })
 }
 
+/// Successive slices of flat weights: each call takes the next `n` values
+/// (the fused kernels' CPU twins read their layers so).
+pub fn flat_cursor<'a>(flat: &'a [f32]) -> impl FnMut(usize) -> &'a [f32] {
+    let mut at = 0;
+    move |n| {
+        at += n;
+        &flat[at - n..at]
+    }
+}
+
 /// The generator bench inputs are drawn from: fixed, so every run times the same values.
 pub fn bench_rng() -> SplitMix {
     SplitMix(0x6770_7569_6d67)

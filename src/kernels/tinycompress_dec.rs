@@ -65,11 +65,7 @@ pub fn dec_block_cpu(flat: &[f32], x: &Tensor) -> Result<Tensor> {
     if flat.len() != FLAT_LEN {
         return Err(Error::invalid("tinycompress_dec", format!("{} weights, expected {FLAT_LEN}", flat.len())));
     }
-    let mut at = 0;
-    let mut take = |n: usize| {
-        at += n;
-        &flat[at - n..at]
-    };
+    let mut take = super::contract::flat_cursor(flat);
     let c1 = Conv2d::new(3, 12, 3);
     let mut e = c1.cpu(x, take(c1.weight_len()), take(12))?;
     Prelu.cpu_in_place(&mut e, take(12))?;

@@ -65,11 +65,7 @@ pub fn enc_block_cpu(flat: &[f32], x: &Tensor) -> Result<Tensor> {
     if flat.len() != FLAT_LEN {
         return Err(Error::invalid("tinycompress_enc", format!("{} weights, expected {FLAT_LEN}", flat.len())));
     }
-    let mut at = 0;
-    let mut take = |n: usize| {
-        at += n;
-        &flat[at - n..at]
-    };
+    let mut take = super::contract::flat_cursor(flat);
     let mut conv = |x: &Tensor, c: Conv2d| -> Result<Tensor> {
         let (w, b) = (take(c.weight_len()), take(c.cout));
         let mut y = c.cpu(x, w, b)?;

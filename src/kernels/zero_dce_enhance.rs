@@ -270,6 +270,29 @@ impl ZeroDceEnhance {
         self.encode_rows(gpu, encoder, x, maps, y, 0, x.shape.h)
     }
 
+    /// The params of a whole image of shape `x` (f32 planes), maps of
+    /// shape `maps`, upsampling steps `scale` (rows, columns).
+    fn params(&self, x: Shape, maps: Shape, scale: (f32, f32)) -> EnhanceParams {
+        EnhanceParams {
+            n: x.n as u32,
+            channels: x.c as u32,
+            colour: self.colour as u32,
+            h: x.h as u32,
+            w: x.w as u32,
+            mh: maps.h as u32,
+            mw: maps.w as u32,
+            iterations: self.iterations as u32,
+            per_iteration: self.per_iteration as u32,
+            scale_h: scale.0,
+            scale_w: scale.1,
+            row0: 0,
+            full_h: x.h as u32,
+            packed: 0,
+            bits: 0,
+            _pad: 0,
+        }
+    }
+
     /// Records the pass for a strip: `x` and `y` hold rows `row0..row0 + x.h`
     /// of an image `full_h` rows high (the maps cover the whole image).
     #[allow(clippy::too_many_arguments)]
@@ -289,24 +312,8 @@ impl ZeroDceEnhance {
         }
         let (ay, ax) = self.check(Shape::new(s.n, s.c, full_h, s.w), maps.shape)?;
         y.expect_shape("zero_dce_enhance", s)?;
-        let p = EnhanceParams {
-            n: s.n as u32,
-            channels: s.c as u32,
-            colour: self.colour as u32,
-            h: s.h as u32,
-            w: s.w as u32,
-            mh: maps.shape.h as u32,
-            mw: maps.shape.w as u32,
-            iterations: self.iterations as u32,
-            per_iteration: self.per_iteration as u32,
-            scale_h: ay.scale,
-            scale_w: ax.scale,
-            row0: row0 as u32,
-            full_h: full_h as u32,
-            packed: 0,
-            bits: 0,
-            _pad: 0,
-        };
+        let mut p = self.params(s, maps.shape, (ay.scale, ax.scale));
+        (p.row0, p.full_h) = (row0 as u32, full_h as u32);
         gpu.dispatch(
             encoder,
             &DESC,
@@ -335,24 +342,8 @@ impl ZeroDceEnhance {
         if src.size() < l.bytes().next_multiple_of(4) || dst.size() < l.bytes().next_multiple_of(4) {
             return Err(Error::invalid("zero_dce_enhance", "packed buffer smaller than the image"));
         }
-        let p = EnhanceParams {
-            n: 1,
-            channels: l.channels as u32,
-            colour: self.colour as u32,
-            h: l.height as u32,
-            w: l.width as u32,
-            mh: maps.shape.h as u32,
-            mw: maps.shape.w as u32,
-            iterations: self.iterations as u32,
-            per_iteration: self.per_iteration as u32,
-            scale_h: ay.scale,
-            scale_w: ax.scale,
-            row0: 0,
-            full_h: l.height as u32,
-            packed: 1,
-            bits: l.bits,
-            _pad: 0,
-        };
+        let mut p = self.params(l.shape(), maps.shape, (ay.scale, ax.scale));
+        (p.packed, p.bits) = (1, l.bits);
         encoder.clear_buffer(dst, 0, None);
         gpu.dispatch(
             encoder,

@@ -108,11 +108,7 @@ pub fn net_cpu(spec: NetSpec, flat: &[f32], x: &Tensor) -> Result<Tensor> {
         return Err(Error::invalid("zero_dce", format!("{} weights, expected {}", flat.len(), spec.flat_len())));
     }
     let mut outs: Vec<Tensor> = Vec::with_capacity(LAYERS);
-    let mut at = 0;
-    let mut take = |n: usize| {
-        at += n;
-        &flat[at - n..at]
-    };
+    let mut take = super::contract::flat_cursor(flat);
     for i in 0..LAYERS {
         let inputs: Vec<&Tensor> = match i {
             0 => vec![x],
