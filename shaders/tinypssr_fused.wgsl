@@ -12,7 +12,7 @@
 // Input: packed interleaved u8/u16 samples (in_mode 0) or f32 planes (1).
 // Output: packed interleaved samples set with atomicOr into a zeroed buffer
 // (out_mode 0; one byte or half-word each, so neighbours never clash), or
-// f32 planes (1). Chaining two dispatches (f32 planes between) gives x4.
+// f32 planes (1). x4 runs both stages in one dispatch (tinypssr_x4_fused.wgsl).
 // CPU twin: TinyPssr::forward_cpu (src/models/tinypssr.rs), the layer-by-layer path.
 //
 // bindings: 0 uniform Params | 1 input words | 2 weights (flat, see OFFSETS) | 3 output words (atomic)

@@ -665,9 +665,13 @@ fn sigterm_stops_a_batch_cleanly() {
 }
 
 /// Images over the adapter's limits: resize splits them into strips; ops
-/// without a split form (augment, the codec) run them on the CPU path. Either
-/// way the output equals the CPU path's. On lavapipe (128 MiB bindings) a
-/// 6000x1500 RGB image as f32 planes (108 MB) is over the 64 MiB tensor cap.
+/// without a split form (augment) run them on the CPU path. Either way the
+/// output equals the CPU path's. On lavapipe (128 MiB bindings) a 6000x1500
+/// RGB image as f32 planes (108 MB) is over the 64 MiB tensor cap. The codec
+/// is not here: its fused GPU blocks read the packed pixels (27 MB) and keep
+/// the full-resolution layers in workgroup memory, so this image fits, and on
+/// the software adapter it would run for many minutes (tests/codec.rs checks
+/// GPU against CPU at small sizes).
 #[test]
 fn gpu_ops_over_the_device_limits_split_or_fall_back() {
     let Some(gpu) = common::gpu() else { return };
@@ -677,7 +681,6 @@ fn gpu_ops_over_the_device_limits_split_or_fall_back() {
     for (name, args, ext, fallback) in [
         ("resize", vec!["resize", "--scale", "0.5"], "png", false),
         ("augment", vec!["augment", "--ops", "hflip;brightness:f=1.2"], "", true),
-        ("compress", vec!["compress", "--rate", "64", "--bitplanes", "4"], "tcz", true),
     ] {
         let mut outs = Vec::new();
         for dev in ["cpu", "gpu"] {
@@ -700,38 +703,19 @@ fn gpu_ops_over_the_device_limits_split_or_fall_back() {
                 assert_eq!(r["cpu_fallbacks"].as_u64(), Some(fallback as u64), "{name}: {r}");
             }
             let out = if ext.is_empty() { out.join("big_0.png") } else { out };
-            outs.push(if ext == "tcz" {
-                std::fs::read(&out).unwrap()
-            } else {
-                match image_io::load(&out).unwrap().samples {
-                    Samples::U8(v) => v,
-                    _ => panic!(),
-                }
+            outs.push(match image_io::load(&out).unwrap().samples {
+                Samples::U8(v) => v,
+                _ => panic!(),
             });
         }
         if small_binding && fallback {
             // The CPU path ran: the same bytes.
             assert!(outs[0] == outs[1], "{name}: the fallback's output differs from the CPU's");
-        } else if ext != "tcz" {
+        } else {
             let worst = outs[0].iter().zip(&outs[1]).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
             assert!(worst <= 2, "{name}: the GPU output differs from the CPU path by {worst} levels");
         }
     }
-    // The .tcz made on the CPU decodes on the GPU as on the CPU.
-    let mut decoded = Vec::new();
-    for dev in ["cpu", "gpu"] {
-        let out = d.join(format!("dec-{dev}.png"));
-        let o = bin()
-            .args(["--device", dev, "decompress"])
-            .arg(d.join("compress-cpu.tcz"))
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "decompress on {dev}: {}", stderr(&o));
-        decoded.push(image_io::load(&out).unwrap());
-    }
-    assert!(decoded[0] == decoded[1] || !small_binding);
 }
 
 #[cfg(unix)]
