@@ -340,8 +340,9 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    /// Seconds for CI (about a minute on a 2-core VM with the software
-    /// adapter): two small sizes, 1 and all threads, two runs after a warm-up.
+    /// Minutes for CI (about 4.5 on a 2-core VM with the software adapter,
+    /// which runs the fused model kernels slowly): two small sizes, 1 and
+    /// all threads, two runs after a warm-up.
     pub fn quick() -> Self {
         let n = rayon::current_num_threads();
         let mut threads = vec![1, n];

@@ -313,7 +313,7 @@ pub struct AugmentArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Seconds, not minutes: two small sizes, 1 and all threads, two runs each after a warm-up (what CI runs).
+    /// A short sweep: two small sizes, 1 and all threads, two runs each after a warm-up (what CI runs).
     #[arg(long)]
     pub quick: bool,
     /// Only these cases, comma-separated (default: every kernel and model).
