@@ -78,34 +78,21 @@ fn check_rgb(img: &Image) -> Result<()> {
     Ok(())
 }
 
-/// The encoder's input size for an image: `model`'s margin of
-/// edge-replicated pixels on every side ([`container::margin`]), then on
-/// the right and bottom up to a multiple of its block factor. (width, height)
-fn padded_size(img: &Image, model: &TinyCompress) -> (usize, usize) {
+/// The encoder's input size for a `width` x `height` image: `model`'s
+/// margin of edge-replicated pixels on every side ([`container::margin`]),
+/// then on the right and bottom up to a multiple of its block factor.
+/// (width, height)
+fn padded_size(width: usize, height: usize, model: &TinyCompress) -> (usize, usize) {
     let (f, m) = (model.factor(), container::margin(model.rate() as u8));
-    ((img.width as usize + 2 * m).div_ceil(f) * f, (img.height as usize + 2 * m).div_ceil(f) * f)
+    ((width + 2 * m).div_ceil(f) * f, (height + 2 * m).div_ceil(f) * f)
 }
 
-/// The image as (1, 3, H', W') float planes of [`padded_size`], the padding
-/// edge-replicated.
+/// The RGB image as (1, 3, H', W') float planes of [`padded_size`], the
+/// padding edge-replicated.
 fn padded_planes(img: &Image, model: &TinyCompress) -> Result<Tensor> {
-    check_rgb(img)?;
-    let m = container::margin(model.rate() as u8);
+    let (pw, ph) = padded_size(img.width as usize, img.height as usize, model);
     let x = UnpackPixels(img.layout()).cpu(&img.samples)?;
-    let (h, w) = (img.height as usize, img.width as usize);
-    let (pw, ph) = padded_size(img, model);
-    let mut data = Vec::with_capacity(3 * ph * pw);
-    for c in 0..3 {
-        let plane = x.plane(0, c);
-        for y in 0..ph {
-            let sy = y.saturating_sub(m).min(h - 1);
-            let row = &plane[sy * w..sy * w + w];
-            data.extend(std::iter::repeat_n(row[0], m));
-            data.extend_from_slice(row);
-            data.extend(std::iter::repeat_n(row[w - 1], pw - w - m));
-        }
-    }
-    Tensor::from_vec(Shape::new(1, 3, ph, pw), data)
+    crate::kernels::tinycompress_enc::edge_padded(&x, container::margin(model.rate() as u8), pw, ph)
 }
 
 /// A network's weights on the GPU: one flat buffer per block, for the
@@ -138,8 +125,7 @@ pub fn record_encode(
 ) -> Result<(crate::gpu::GpuTensor, Vec<wgpu::Buffer>)> {
     use crate::kernels::tinycompress_enc::{EncInput, TinyCompressEnc};
     let margin = container::margin(m.rate() as u8);
-    let f = m.factor();
-    let (mut w, mut h) = ((l.width + 2 * margin).div_ceil(f) * f, (l.height + 2 * margin).div_ceil(f) * f);
+    let (mut w, mut h) = padded_size(l.width, l.height, m);
     let mut scratch: Vec<wgpu::Buffer> = Vec::new();
     let mut input = src.clone();
     for (i, wb) in weights.iter().enumerate() {
@@ -193,14 +179,7 @@ pub fn record_decode(
         let r = op.encode(gpu, enc, &input, wb, &out);
         if last {
             let layout = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };
-            let rec = crate::gpu::Recorded { out, out_bytes: layout.bytes(), layout, scratch };
-            return match r {
-                Ok(()) => Ok(rec),
-                Err(e) => {
-                    rec.recycle(gpu);
-                    Err(e)
-                }
-            };
+            return crate::gpu::Recorded { out, out_bytes: layout.bytes(), layout, scratch }.or_recycle(gpu, r);
         }
         scratch.push(out.clone());
         r?;

@@ -20,6 +20,18 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// `self` when `recording` (the work recorded into it) succeeded;
+    /// otherwise its buffers go back to the pool and the error comes back.
+    pub fn or_recycle(self, gpu: &super::Gpu, recording: Result<()>) -> Result<Recorded> {
+        match recording {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.recycle(gpu);
+                Err(e)
+            }
+        }
+    }
+
     /// Returns every buffer to the pool (after the submission).
     pub fn recycle(self, gpu: &super::Gpu) {
         gpu.recycle_buffer(self.out);

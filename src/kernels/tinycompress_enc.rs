@@ -79,6 +79,31 @@ pub fn enc_block_cpu(flat: &[f32], x: &Tensor) -> Result<Tensor> {
     conv(&d, Conv2d::new(15, 3, 1))
 }
 
+/// Planes (1, 3, ih, iw) extended to `w` x `h` by edge replication:
+/// `margin` pixels before them on each axis, the rest after (the codec's
+/// padding, which the kernel's packed mode applies as it loads).
+pub fn edge_padded(x: &Tensor, margin: usize, w: usize, h: usize) -> Result<Tensor> {
+    let (ih, iw) = (x.shape.h, x.shape.w);
+    if x.shape.n != 1 || x.shape.c != 3 || ih == 0 || iw == 0 || iw + margin > w || ih + margin > h {
+        return Err(Error::invalid(
+            "tinycompress_enc",
+            format!("cannot pad {} to {w}x{h} with margin {margin}", x.shape),
+        ));
+    }
+    let mut data = Vec::with_capacity(3 * w * h);
+    for c in 0..3 {
+        let plane = x.plane(0, c);
+        for y in 0..h {
+            let sy = y.saturating_sub(margin).min(ih - 1);
+            let row = &plane[sy * iw..sy * iw + iw];
+            data.extend(std::iter::repeat_n(row[0], margin));
+            data.extend_from_slice(row);
+            data.extend(std::iter::repeat_n(row[iw - 1], w - iw - margin));
+        }
+    }
+    Tensor::from_vec(Shape::new(1, 3, h, w), data)
+}
+
 impl TinyCompressEnc {
     fn check(&self) -> Result<()> {
         if self.w == 0 || self.h == 0 || self.w % 2 == 1 || self.h % 2 == 1 {
@@ -137,19 +162,7 @@ impl TinyCompressEnc {
         match (self.input, input) {
             (EncInput::Planes, Data::Planes(t)) if t.shape == Shape::new(1, 3, self.h, self.w) => Ok(t.clone()),
             (EncInput::Packed { layout, margin }, Data::Packed(s)) => {
-                let x = UnpackPixels(layout).cpu(s)?;
-                let (iw, ih) = (layout.width, layout.height);
-                let mut data = Vec::with_capacity(3 * self.w * self.h);
-                for c in 0..3 {
-                    let plane = x.plane(0, c);
-                    for y in 0..self.h {
-                        let sy = y.saturating_sub(margin).min(ih - 1);
-                        for xx in 0..self.w {
-                            data.push(plane[sy * iw + xx.saturating_sub(margin).min(iw - 1)]);
-                        }
-                    }
-                }
-                Tensor::from_vec(Shape::new(1, 3, self.h, self.w), data)
+                edge_padded(&UnpackPixels(layout).cpu(s)?, margin, self.w, self.h)
             }
             _ => Err(Error::invalid("tinycompress_enc", format!("input {:?} does not fit {self:?}", input.output()))),
         }

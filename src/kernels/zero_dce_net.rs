@@ -96,20 +96,40 @@ impl NetSpec {
     }
 }
 
-/// The network on the CPU: `x` (N, 3, h, w) in [0, 1] to the maps (N,
-/// maps, h, w), weights `flat` in [`NetSpec::flat_len`]'s order. Each
-/// layer's activation is applied as its outputs are stored and the skip
-/// connections are read in place (no concatenation copies).
-pub fn net_cpu(spec: NetSpec, flat: &[f32], x: &Tensor) -> Result<Tensor> {
-    if x.shape.c != 3 {
-        return Err(Error::invalid("zero_dce", format!("input {} must have 3 channels", x.shape)));
-    }
+/// One convolution's (weight, bias).
+pub type ConvRef<'a> = (&'a [f32], &'a [f32]);
+/// One layer's weights: (depthwise, for Zero-DCE++; main).
+pub type LayerRef<'a> = (Option<ConvRef<'a>>, ConvRef<'a>);
+
+/// The layers of `flat` weights in [`NetSpec::flat_len`]'s order.
+pub fn split_flat(spec: NetSpec, flat: &[f32]) -> Result<Vec<LayerRef<'_>>> {
     if flat.len() != spec.flat_len() {
         return Err(Error::invalid("zero_dce", format!("{} weights, expected {}", flat.len(), spec.flat_len())));
     }
-    let mut outs: Vec<Tensor> = Vec::with_capacity(LAYERS);
     let mut take = super::contract::flat_cursor(flat);
-    for i in 0..LAYERS {
+    let mut conv = |c: Conv2d| (take(c.weight_len()), take(c.cout));
+    Ok((0..LAYERS)
+        .map(|i| {
+            let (dc, mc) = spec.convs(i);
+            (dc.map(&mut conv), conv(mc))
+        })
+        .collect())
+}
+
+/// The network on the CPU: `x` (N, 3, h, w) in [0, 1] to the maps (N,
+/// maps, h, w), with each layer's weights in `layers` (the shapes of
+/// [`NetSpec::convs`], checked by the convolutions). Each layer's
+/// activation is applied as its outputs are stored and the skip
+/// connections are read in place (no concatenation copies).
+pub fn net_cpu(spec: NetSpec, layers: &[LayerRef<'_>], x: &Tensor) -> Result<Tensor> {
+    if x.shape.c != 3 {
+        return Err(Error::invalid("zero_dce", format!("input {} must have 3 channels", x.shape)));
+    }
+    if layers.len() != LAYERS {
+        return Err(Error::invalid("zero_dce", format!("{} layers of weights, expected {LAYERS}", layers.len())));
+    }
+    let mut outs: Vec<Tensor> = Vec::with_capacity(LAYERS);
+    for (i, &(depth, (mw, mb))) in layers.iter().enumerate() {
         let inputs: Vec<&Tensor> = match i {
             0 => vec![x],
             1..=3 => vec![&outs[i - 1]],
@@ -119,13 +139,18 @@ pub fn net_cpu(spec: NetSpec, flat: &[f32], x: &Tensor) -> Result<Tensor> {
         };
         let act = if i + 1 == LAYERS { ActivationKind::Tanh } else { ActivationKind::Relu };
         let (dc, mc) = spec.convs(i);
-        let y = match dc {
-            Some(c) => {
-                let (w, b) = (take(c.weight_len()), take(c.cout));
+        let y = match (dc, depth) {
+            (Some(c), Some((w, b))) => {
                 let mid = c.cpu_cat(&inputs, w, b, None)?;
-                mc.cpu_cat(&[&mid], take(mc.weight_len()), take(mc.cout), Some(act))?
+                mc.cpu_cat(&[&mid], mw, mb, Some(act))?
             }
-            None => mc.cpu_cat(&inputs, take(mc.weight_len()), take(mc.cout), Some(act))?,
+            (None, None) => mc.cpu_cat(&inputs, mw, mb, Some(act))?,
+            _ => {
+                return Err(Error::invalid(
+                    "zero_dce",
+                    format!("layer {}: depthwise weights do not fit {spec:?}", i + 1),
+                ))
+            }
         };
         outs.push(y);
     }
@@ -319,7 +344,7 @@ impl ZeroDceNet {
             }
             _ => return Err(Error::invalid("zero_dce_net", "input kind does not match the op's")),
         };
-        net_cpu(self.spec, flat, &x)
+        net_cpu(self.spec, &split_flat(self.spec, flat)?, &x)
     }
 }
 

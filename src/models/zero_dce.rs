@@ -26,7 +26,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor};
-use crate::kernels::zero_dce_net::{net_cpu, NetInput, NetSpec, ZeroDceNet};
+use crate::kernels::zero_dce_net::{net_cpu, LayerRef, NetInput, NetSpec, ZeroDceNet};
 use crate::kernels::{ActivationKind, Conv2d, ResizeBilinear, ZeroDceEnhance};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
@@ -352,7 +352,12 @@ impl ZeroDce {
     /// without a trace ([`net_cpu`], the `zero_dce_net` kernel's CPU twin);
     /// the same values as [`ZeroDce::forward_trace`]'s last output.
     pub fn maps_cpu(&self, x: &Tensor) -> Result<Tensor> {
-        net_cpu(self.arch.spec(), &self.flat(), x)
+        let layers: Vec<LayerRef<'_>> = self
+            .layers
+            .iter()
+            .map(|l| (l.depth.as_ref().map(|(w, b)| (&w[..], &b[..])), (&l.main.0[..], &l.main.1[..])))
+            .collect();
+        net_cpu(self.arch.spec(), &layers, x)
     }
 
     /// Enhances planar RGB `x` (N, C >= 3, H, W; channels past 3 pass through)

@@ -333,14 +333,7 @@ pub fn record_enhance(
         .encode(gpu, enc, input, src, &maps, &mut scratch)
         .and_then(|()| curve.encode_packed(gpu, enc, l, src, &maps, &out));
     scratch.push(maps.buffer);
-    let rec = Recorded { out, out_bytes: l.bytes(), layout: l, scratch };
-    match r {
-        Ok(()) => Ok(rec),
-        Err(e) => {
-            rec.recycle(gpu);
-            Err(e)
-        }
-    }
+    Recorded { out, out_bytes: l.bytes(), layout: l, scratch }.or_recycle(gpu, r)
 }
 
 /// [`enhance`] on the GPU for an RGB(A) image, with `max_bytes` bounding one

@@ -175,14 +175,7 @@ pub fn record_sr(
         4 => TinyPssrX4 { layout: input, colour }.encode(gpu, enc, src, weights, &out),
         _ => Err(crate::Error::invalid("tinypssr", format!("scale {f}: the fused kernels do x2 and x4"))),
     };
-    let rec = Recorded { out, out_bytes: layout.bytes(), layout, scratch: Vec::new() };
-    match r {
-        Ok(()) => Ok(rec),
-        Err(e) => {
-            rec.recycle(gpu);
-            Err(e)
-        }
-    }
+    Recorded { out, out_bytes: layout.bytes(), layout, scratch: Vec::new() }.or_recycle(gpu, r)
 }
 
 /// [`super_resolve`] on the GPU with the fused kernels: packed pixels in,
