@@ -24,7 +24,7 @@ echo "== parity and strips on the hardware"
 .dev/parity 2>&1 | tail -6 | tee "$OUT/tests.txt"
 .dev/gpu_engine 2>&1 | tail -4 | tee -a "$OUT/tests.txt"
 echo "== bench"
-$B --device gpu bench --only tinycompress_4_encode,tinycompress_4_decode,tinycompress_enc,tinycompress_dec,resize_bilinear,zero_dce_net,zero_dce_pp,zero_dce,tinypssr_x2,tinypssr_x4,tinypssr_x4_fused \
+$B --device gpu bench --only tinycompress_4_encode,tinycompress_4_decode,tinycompress_enc,tinycompress_quant,tinycompress_dec,resize_bilinear,zero_dce_net,zero_dce_pp,zero_dce,tinypssr_x2,tinypssr_x4,tinypssr_x4_fused \
   --sizes 768x512,1200x900,1920x1080 --threads "$(nproc)" --json "$OUT/bench.json" --overwrite 2>&1 | tee "$OUT/bench.txt"
 echo "== ring depth"
 mkdir -p /tmp/in /tmp/o

@@ -10,13 +10,16 @@
 // after the shuffle), then each invocation computes layers 2-3 for a 2x2
 // block of output pixels.
 //
-// Input: f32 planes (3, h, w). Output: f32 planes (3, 2h, 2w) (out_mode 1),
+// Input: f32 planes (3, h, w) (in_mode 1), or, for the codec's first
+// block, the latent codes themselves (in_mode 0): planar u8 codes, 4 to a
+// word, dequantised as they load: lo[c] + (hi[c] - lo[c]) * q / top
+// (codec::dequantise). Output: f32 planes (3, 2h, 2w) (out_mode 1),
 // or, for the codec's last block, the image itself (out_mode 0): the pixels
 // `margin`..`margin + img_h` x `margin`..`margin + img_w` as packed 8-bit
 // RGB, set with atomicOr into a zeroed buffer (one byte each).
 // CPU twin: src/kernels/tinycompress_dec.rs (TinyCompressDec::cpu).
 //
-// bindings: 0 uniform Params | 1 input planes | 2 weights (Net::flatten of one block, 1,071) | 3 output (atomic words)
+// bindings: 0 uniform Params | 1 input planes or codes | 2 weights (Net::flatten of one block, 1,071) | 3 output (atomic words)
 // dispatch: (ceil(w/8), ceil(h/8), 1)
 
 struct Params {
@@ -26,12 +29,20 @@ struct Params {
     margin: u32,   // packed: pixels cropped before the image
     img_w: u32,    // packed: the image's size
     img_h: u32,
+    in_mode: u32,  // 0 u8 codes, 1 f32 planes
+    top: f32,      // codes: 2^bits - 1
+    lo0: f32,      // codes: each channel's range
+    hi0: f32,
+    lo1: f32,
+    hi1: f32,
+    lo2: f32,
+    hi2: f32,
     _pad0: u32,
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read> wts: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<atomic<u32>>;
 
@@ -51,6 +62,25 @@ const B3: u32 = 1068u;
 
 var<workgroup> ls: array<f32, 432>;   // 3 x 12 x 12
 var<workgroup> es: array<f32, 1200>;  // 12 x 10 x 10
+
+// Input value c at (y, x), inside the latents.
+fn load(c: u32, y: u32, x: u32) -> f32 {
+    let k = (c * p.h + y) * p.w + x;
+    if (p.in_mode == 1u) {
+        return bitcast<f32>(src[k]);
+    }
+    let q = f32((src[k / 4u] >> ((k % 4u) * 8u)) & 0xffu);
+    var lo = p.lo0;
+    var hi = p.hi0;
+    if (c == 1u) {
+        lo = p.lo1;
+        hi = p.hi1;
+    } else if (c == 2u) {
+        lo = p.lo2;
+        hi = p.hi2;
+    }
+    return lo + (hi - lo) * q / p.top;
+}
 
 fn prelu(v: f32, a: f32) -> f32 {
     return select(a * v, v, v >= 0.0);
@@ -87,7 +117,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let x = tx0 - 2 + i32(r % RL);
         var v = 0.0;
         if (y >= 0 && x >= 0 && y < i32(p.h) && x < i32(p.w)) {
-            v = src[(c * p.h + u32(y)) * p.w + u32(x)];
+            v = load(c, u32(y), u32(x));
         }
         ls[i] = v;
     }

@@ -14,11 +14,16 @@
 // interleaved u8/u16 RGB samples of an img_w x img_h image read with
 // `margin` pixels of edge replication on every side and up to (w, h) on the
 // right and bottom: the codec's padding done as it loads (in_mode 0).
-// Output: f32 planes (3, h/2, w/2).
+// Output: f32 planes (3, h/2, w/2); with `ranges` on (the codec's last
+// block), followed by six order-preserving keys of the latents (see
+// tinycompress_quant.wgsl), gathered per workgroup in workgroup atomics
+// and then with one atomicMax per key into the buffer's tail, which the
+// host clears first: the largest key of each channel, then the complement
+// of the smallest. The latents are stored through the same atomic words.
 // CPU twin: src/kernels/tinycompress_enc.rs (TinyCompressEnc::cpu; the
 // model's layer path, models::tinycompress::Net::forward, gives the same).
 //
-// bindings: 0 uniform Params | 1 input | 2 weights (Net::flatten of one block, 5,427) | 3 latents
+// bindings: 0 uniform Params | 1 input | 2 weights (Net::flatten of one block, 5,427) | 3 latents (and keys)
 // dispatch: (ceil(w/16), ceil(h/16), 1)
 
 struct Params {
@@ -30,12 +35,16 @@ struct Params {
     img_w: u32,    // packed: the image's size
     img_h: u32,
     margin: u32,   // packed: edge-replicated pixels before the image
+    ranges: u32,   // 1: gather the channel-range keys after the latents
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read> wts: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<atomic<u32>>;
 
 const WG: u32 = 64u;
 const T: u32 = 8u;      // latent tile side
@@ -57,6 +66,19 @@ const A4: u32 = 5424u;
 
 var<workgroup> xs: array<f32, 2352>;  // 3 x 28 x 28
 var<workgroup> bs: array<f32, 1200>;  // 3 x 20 x 20
+var<workgroup> wkeys: array<atomic<u32>, 6>;
+
+// Order key: unsigned order of keys is the order of the floats.
+fn key(v: f32) -> u32 {
+    let b = bitcast<u32>(v);
+    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn note(c: u32, v: f32) {
+    let k = key(v);
+    atomicMax(&wkeys[c], k);
+    atomicMax(&wkeys[3u + c], ~k);
+}
 
 fn prelu(v: f32, a: f32) -> f32 {
     return select(a * v, v, v >= 0.0);
@@ -84,6 +106,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // latents start at 8 * wid, their 3x3 field one latent (2 pixels) before.
     let by0 = i32(wid.y * 2u * T) - 2;
     let bx0 = i32(wid.x * 2u * T) - 2;
+    if (li < 6u) {
+        atomicStore(&wkeys[li], 0u);
+    }
     for (var i = li; i < 3u * RX * RX; i += WG) {
         let c = i / (RX * RX);
         let r = i % (RX * RX);
@@ -122,37 +147,50 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     // Layers 3-4 for this invocation's latent: unshuffled channel
     // c * 4 + dy * 2 + dx at latent (i, j) is b[c][2i + dy][2j + dx].
-    let ly = wid.y * T + li / T;
-    let lx = wid.x * T + li % T;
-    let lh = p.h / 2u;
-    let lw = p.w / 2u;
-    if (ly >= lh || lx >= lw) {
-        return;
-    }
-    var l = vec3<f32>(wts[B4], wts[B4 + 1u], wts[B4 + 2u]);
     let ty = li / T;
     let tx = li % T;
-    for (var o = 0u; o < 15u; o++) {
-        var acc = wts[B3 + o];
-        for (var ci = 0u; ci < 12u; ci++) {
-            let c = ci / 4u;
-            let dy = (ci / 2u) % 2u;
-            let dx = ci % 2u;
-            for (var u = 0u; u < 3u; u++) {
-                for (var v = 0u; v < 3u; v++) {
-                    // Latent (ty + u - 1, tx + v - 1) of the tile; region latent ty + u.
-                    let by = (ty + u) * 2u + dy;
-                    let bx = (tx + v) * 2u + dx;
-                    acc += wts[W3 + ((o * 12u + ci) * 3u + u) * 3u + v] * bs[c * RB * RB + by * RB + bx];
+    let ly = wid.y * T + ty;
+    let lx = wid.x * T + tx;
+    let lh = p.h / 2u;
+    let lw = p.w / 2u;
+    let plane = lh * lw;
+    if (ly < lh && lx < lw) {
+        var l = vec3<f32>(wts[B4], wts[B4 + 1u], wts[B4 + 2u]);
+        for (var o = 0u; o < 15u; o++) {
+            var acc = wts[B3 + o];
+            for (var ci = 0u; ci < 12u; ci++) {
+                let c = ci / 4u;
+                let dy = (ci / 2u) % 2u;
+                let dx = ci % 2u;
+                for (var u = 0u; u < 3u; u++) {
+                    for (var v = 0u; v < 3u; v++) {
+                        // Latent (ty + u - 1, tx + v - 1) of the tile; region latent ty + u.
+                        let by = (ty + u) * 2u + dy;
+                        let bx = (tx + v) * 2u + dx;
+                        acc += wts[W3 + ((o * 12u + ci) * 3u + u) * 3u + v] * bs[c * RB * RB + by * RB + bx];
+                    }
                 }
             }
+            let d = prelu(acc, wts[A3 + o]);
+            l += vec3<f32>(wts[W4 + o], wts[W4 + 15u + o], wts[W4 + 30u + o]) * d;
         }
-        let d = prelu(acc, wts[A3 + o]);
-        l += vec3<f32>(wts[W4 + o], wts[W4 + 15u + o], wts[W4 + 30u + o]) * d;
+        let at = ly * lw + lx;
+        let l0 = prelu(l.x, wts[A4]);
+        let l1 = prelu(l.y, wts[A4 + 1u]);
+        let l2 = prelu(l.z, wts[A4 + 2u]);
+        atomicStore(&dst[at], bitcast<u32>(l0));
+        atomicStore(&dst[plane + at], bitcast<u32>(l1));
+        atomicStore(&dst[2u * plane + at], bitcast<u32>(l2));
+        if (p.ranges == 1u) {
+            note(0u, l0);
+            note(1u, l1);
+            note(2u, l2);
+        }
     }
-    let plane = lh * lw;
-    let at = ly * lw + lx;
-    dst[at] = prelu(l.x, wts[A4]);
-    dst[plane + at] = prelu(l.y, wts[A4 + 1u]);
-    dst[2u * plane + at] = prelu(l.z, wts[A4 + 2u]);
+    if (p.ranges == 1u) {
+        workgroupBarrier();
+        if (li < 6u) {
+            atomicMax(&dst[3u * plane + li], atomicLoad(&wkeys[li]));
+        }
+    }
 }

@@ -272,18 +272,18 @@ fn codec_case(name: &'static str, gpu: Option<&Arc<Gpu>>, w: usize, h: usize) ->
                 let src = g.upload_bytes(&img.samples.le_bytes())?;
                 let (m2, l) = (m.clone(), img.layout());
                 Box::new(move |enc| {
-                    let (lat, scratch) = crate::codec::record_encode(&g1, enc, &m2, &weights, l, &src)?;
+                    let rec = crate::codec::record_encode(&g1, enc, &m2, &weights, l, 8, &src)?;
                     // Recycled at once: the pool hands them out again only after this submission.
-                    g1.recycle(lat);
-                    scratch.into_iter().for_each(|b| g1.recycle_buffer(b));
+                    rec.recycle(&g1);
                     Ok(())
                 })
             } else {
                 let weights = crate::codec::upload_blocks(g, &m.dec, crate::kernels::tinycompress_dec::FLAT_LEN);
-                let x = g.upload(&tensor(Shape::new(1, 3, lh, lw), 5))?;
-                let m2 = m.clone();
+                let codes: Vec<u8> = (0..3 * lw * lh).map(|i| (i * 37 % 256) as u8).collect();
+                let x = g.upload_bytes(&codes)?;
+                let (m2, q) = (m.clone(), ([(-0.5, 1.5), (0.0, 1.0), (-1.0, 0.5)], 8));
                 Box::new(move |enc| {
-                    let rec = crate::codec::record_decode(&g1, enc, &m2, &weights, (lw, lh), (w, h), &x.buffer)?;
+                    let rec = crate::codec::record_decode(&g1, enc, &m2, &weights, q, (lw, lh), (w, h), &x)?;
                     rec.recycle(&g1);
                     Ok(())
                 })

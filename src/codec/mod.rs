@@ -12,26 +12,20 @@ pub use container::Tcz;
 /// Quantises planar latents (`channels` planes of `plane` values) to
 /// `bitplanes`-bit codes: min-max normalised per channel to 0..=255, then the
 /// low `8 - bitplanes` bits dropped (rounding). Returns the codes and each
-/// channel's (minimum, maximum).
+/// channel's (minimum, maximum); (0, 0) and codes 0 for a channel with a NaN
+/// or infinity. The arithmetic is the `tinycompress_quant` kernel's (3
+/// channels on the GPU), so both paths write the same ranges.
 pub fn quantise(latents: &[f32], channels: usize, bitplanes: u32) -> (Vec<u8>, Vec<(f32, f32)>) {
+    use crate::kernels::tinycompress_quant::{key, range_of};
     let plane = latents.len() / channels.max(1);
-    let top = (1u32 << bitplanes) - 1;
-    let mut codes = Vec::with_capacity(latents.len());
-    let mut ranges = Vec::with_capacity(channels);
-    for c in 0..channels {
-        let v = &latents[c * plane..(c + 1) * plane];
-        let (lo, hi) = v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 0.0) };
-        let span = hi - lo;
-        for &x in v {
-            let u8v = if span > 0.0 { ((x - lo) / span * 255.0).round().clamp(0.0, 255.0) as u32 } else { 0 };
-            // Keep the top `bitplanes` bits, rounded.
-            let code = ((u8v * top + 127) / 255).min(top);
-            codes.push(code as u8);
-        }
-        ranges.push((lo, hi));
-    }
-    (codes, ranges)
+    let ranges: Vec<(f32, f32)> = (0..channels)
+        .map(|c| {
+            let v = &latents[c * plane..(c + 1) * plane];
+            let (hi, lo) = v.iter().fold((0u32, 0u32), |(hi, lo), &x| (hi.max(key(x)), lo.max(!key(x))));
+            range_of(&[hi, 0, 0, lo, 0, 0], 0)
+        })
+        .collect();
+    (crate::kernels::tinycompress_quant::codes_in(latents, &ranges, bitplanes), ranges)
 }
 
 /// Inverts [`quantise`]: codes back to latent values.
@@ -111,60 +105,96 @@ fn gpu_of(backend: &Backend) -> Option<&Gpu> {
     }
 }
 
-/// Records the encoder on the packed RGB samples of layout `l` in `src`:
-/// one `tinycompress_enc` dispatch per block, the first reading the packed
-/// pixels with the codec's padding. Returns the latents (1, 3, h, w) and
-/// the intermediates to recycle after the submission.
+/// Records the encoder and the quantisation on the packed RGB samples of
+/// layout `l` in `src`: one `tinycompress_enc` dispatch per block, the first
+/// reading the packed pixels with the codec's padding and the last
+/// gathering the channel ranges, then one `tinycompress_quant` dispatch.
+/// The output holds the ranges and the `bitplanes`-bit codes as bytes
+/// ([`split_codes`]); its layout names the codes as one 8-bit plane of
+/// 3 x lh rows of lw (the ranges' 24 bytes come first, counted in
+/// `out_bytes`).
 pub fn record_encode(
     gpu: &Gpu,
     enc: &mut wgpu::CommandEncoder,
     m: &TinyCompress,
     weights: &[wgpu::Buffer],
     l: PixelLayout,
+    bitplanes: u32,
     src: &wgpu::Buffer,
-) -> Result<(crate::gpu::GpuTensor, Vec<wgpu::Buffer>)> {
+) -> Result<crate::gpu::Recorded> {
     use crate::kernels::tinycompress_enc::{EncInput, TinyCompressEnc};
+    use crate::kernels::tinycompress_quant::TinyCompressQuant;
     let margin = container::margin(m.rate() as u8);
     let (mut w, mut h) = padded_size(l.width, l.height, m);
     let mut scratch: Vec<wgpu::Buffer> = Vec::new();
     let mut input = src.clone();
+    let recycle = |scratch: Vec<wgpu::Buffer>| scratch.into_iter().for_each(|b| gpu.recycle_buffer(b));
     for (i, wb) in weights.iter().enumerate() {
+        let last = i + 1 == weights.len();
         let op = TinyCompressEnc {
             w,
             h,
             input: if i == 0 { EncInput::Packed { layout: l, margin } } else { EncInput::Planes },
+            ranges: last,
         };
-        let out = gpu.alloc(op.out_shape())?;
-        let r = op.encode(gpu, enc, &input, wb, &out.buffer);
-        if i + 1 == weights.len() {
-            if let Err(e) = r {
-                scratch.push(out.buffer);
-                return Err(e);
-            }
-            return Ok((out, scratch));
+        let bytes = op.out().bytes();
+        if let Err(e) = gpu.check_size("tinycompress latents", bytes) {
+            recycle(scratch);
+            return Err(e);
         }
-        scratch.push(out.buffer.clone());
-        r?;
-        input = out.buffer;
+        let out = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
+        scratch.push(out.clone());
+        if let Err(e) = op.encode(gpu, enc, &input, wb, &out) {
+            recycle(scratch);
+            return Err(e);
+        }
+        input = out;
+        if last {
+            let q = TinyCompressQuant { plane: (w / 2) * (h / 2), bitplanes };
+            let out_bytes = q.out().bytes();
+            let layout = PixelLayout { n: 1, height: 3 * (h / 2), width: w / 2, channels: 1, bits: 8 };
+            let codes = gpu.take_buffer(out_bytes, Gpu::TENSOR_USAGE);
+            let r = q.encode(gpu, enc, &input, &codes);
+            let out_bytes = (crate::kernels::tinycompress_quant::RANGE_BYTES + 3 * q.plane) as u64;
+            return crate::gpu::Recorded { out: codes, out_bytes, layout, scratch }.or_recycle(gpu, r);
+        }
         (w, h) = (w / 2, h / 2);
     }
     Err(Error::invalid("tinycompress", "no encoding blocks"))
 }
 
-/// Records the decoder on latents (1, 3, lh, lw) in `src`: one
-/// `tinycompress_dec` dispatch per block, the last writing the cropped
-/// `width` x `height` image as packed 8-bit RGB.
+/// Latent codes and each channel's (minimum, maximum).
+pub type CodesAndRanges = (Vec<u8>, Vec<(f32, f32)>);
+
+/// The bytes [`record_encode`] writes, as the codes and the three channel ranges.
+pub fn split_codes(bytes: &[u8]) -> Result<CodesAndRanges> {
+    let n = crate::kernels::tinycompress_quant::RANGE_BYTES;
+    if bytes.len() < n {
+        return Err(Error::invalid(
+            "tinycompress",
+            format!("{} bytes of codes, fewer than the ranges' {n}", bytes.len()),
+        ));
+    }
+    let f = |i: usize| f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    Ok((bytes[n..].to_vec(), (0..3).map(|c| (f(2 * c), f(2 * c + 1))).collect()))
+}
+
+/// Records the decoder on the latent codes (planar u8, 3 x lh x lw, of
+/// `bitplanes` bits within `ranges`) in `src`: one `tinycompress_dec`
+/// dispatch per block, the first dequantising the codes as it loads them,
+/// the last writing the cropped `width` x `height` image as packed 8-bit RGB.
 #[allow(clippy::too_many_arguments)]
 pub fn record_decode(
     gpu: &Gpu,
     enc: &mut wgpu::CommandEncoder,
     m: &TinyCompress,
     weights: &[wgpu::Buffer],
+    (ranges, bitplanes): ([(f32, f32); 3], u32),
     (lw, lh): (usize, usize),
     (width, height): (usize, usize),
     src: &wgpu::Buffer,
 ) -> Result<crate::gpu::Recorded> {
-    use crate::kernels::tinycompress_dec::{DecOutput, TinyCompressDec};
+    use crate::kernels::tinycompress_dec::{DecInput, DecOutput, TinyCompressDec};
     let margin = container::margin(m.rate() as u8);
     let (mut w, mut h) = (lw, lh);
     let mut scratch: Vec<wgpu::Buffer> = Vec::new();
@@ -172,7 +202,8 @@ pub fn record_decode(
     for (i, wb) in weights.iter().enumerate() {
         let last = i + 1 == weights.len();
         let output = if last { DecOutput::Image { width, height, margin } } else { DecOutput::Planes };
-        let op = TinyCompressDec { w, h, output };
+        let reads = if i == 0 { DecInput::Codes { ranges, bitplanes } } else { DecInput::Planes };
+        let op = TinyCompressDec { w, h, input: reads, output };
         let bytes = op.out().bytes();
         gpu.check_size("tinycompress decoder output", bytes)?;
         let out = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
@@ -189,31 +220,31 @@ pub fn record_decode(
     Err(Error::invalid("tinycompress", "no decoding blocks"))
 }
 
-/// The latents of an RGB image: the layer path on the CPU, or on the GPU
-/// the fused blocks from the packed pixels (weights uploaded once into `up`).
-fn latents(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, img: &Image) -> Result<Tensor> {
+/// Codes, channel ranges and the latent size (lw, lh).
+type Coded = (Vec<u8>, Vec<(f32, f32)>, usize, usize);
+
+/// The latent codes of an RGB image, their channel ranges and the latent
+/// size: the layer path and [`quantise`] on the CPU, or on the GPU the
+/// fused blocks from the packed pixels and the quantisation there, only the
+/// codes coming back (weights uploaded once into `up`).
+fn codes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, img: &Image, bitplanes: u32) -> Result<Coded> {
     check_rgb(img)?;
     let Some(gpu) = gpu else {
-        return m.enc.forward(&padded_planes(img, m)?, None);
+        let lat = m.enc.forward(&padded_planes(img, m)?, None)?;
+        let (codes, ranges) = quantise(&lat.data, 3, bitplanes);
+        return Ok((codes, ranges, lat.shape.w, lat.shape.h));
     };
     let weights = up.get_or_init(|| upload_blocks(gpu, &m.enc, crate::kernels::tinycompress_enc::FLAT_LEN));
     let src = gpu.upload_bytes(&img.samples.le_bytes())?;
-    let mut kept = None;
-    let r = gpu.execute("gpuimg.tinycompress.encode", |enc| {
-        let (lat, scratch) = record_encode(gpu, enc, m, weights, img.layout(), &src)?;
-        kept = Some(scratch);
-        Ok(lat)
-    });
-    let out = r.and_then(|lat| {
-        let t = gpu.download(&lat);
-        gpu.recycle(lat);
-        t
+    let (pw, ph) = padded_size(img.width as usize, img.height as usize, m);
+    let (lw, lh) = (pw / m.factor(), ph / m.factor());
+    let out_bytes = (crate::kernels::tinycompress_quant::RANGE_BYTES + 3 * lw * lh) as u64;
+    let bytes = crate::gpu::run_recorded(gpu, "gpuimg.tinycompress.encode", out_bytes, |enc| {
+        record_encode(gpu, enc, m, weights, img.layout(), bitplanes, &src)
     });
     gpu.recycle_buffer(src);
-    for b in kept.into_iter().flatten() {
-        gpu.recycle_buffer(b);
-    }
-    out
+    let (codes, ranges) = split_codes(&bytes?)?;
+    Ok((codes, ranges, lw, lh))
 }
 
 /// Encodes an 8- or 16-bit RGB image into a `.tcz` with `bitplanes` bit planes.
@@ -221,9 +252,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, bitplanes: u32
     if !(1..=8).contains(&bitplanes) {
         return Err(Error::invalid("compress", format!("{bitplanes} bit planes (valid: 1-8)")));
     }
-    let lat = latents(gpu_of(backend), m, &OnceLock::new(), img)?;
-    let (lh, lw) = (lat.shape.h, lat.shape.w);
-    let (codes, ranges) = quantise(&lat.data, 3, bitplanes);
+    let (codes, ranges, lw, lh) = codes(gpu_of(backend), m, &OnceLock::new(), img, bitplanes)?;
     Ok(Tcz {
         rate: m.rate() as u8,
         bitplanes: bitplanes as u8,
@@ -267,18 +296,20 @@ fn other_weights(t: &Tcz, ids: &[u32]) -> Error {
 fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t: &Tcz) -> Result<Image> {
     let (lw, lh) = t.latent_size();
     let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.bitplanes as u32)?;
-    let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.bitplanes as u32))?;
     let (w, h) = (t.width as usize, t.height as usize);
     if let Some(gpu) = gpu {
-        // The fused blocks, the last writing the cropped 8-bit image.
+        // The codes up (a byte each), the fused blocks, the first
+        // dequantising, the last writing the cropped 8-bit image.
         let weights = up.get_or_init(|| upload_blocks(gpu, &m.dec, crate::kernels::tinycompress_dec::FLAT_LEN));
-        let src = gpu.upload(&lat)?;
+        let src = gpu.upload_bytes(&codes)?;
+        let q = (t.ranges, t.bitplanes as u32);
         let out = crate::gpu::run_recorded(gpu, "gpuimg.tinycompress.decode", (w * h * 3) as u64, |enc| {
-            record_decode(gpu, enc, m, weights, (lw, lh), (w, h), &src.buffer)
+            record_decode(gpu, enc, m, weights, q, (lw, lh), (w, h), &src)
         });
-        gpu.recycle(src);
+        gpu.recycle_buffer(src);
         return Image::new(t.width, t.height, 3, Samples::from_le_bytes(8, &out?, w * h * 3));
     }
+    let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.bitplanes as u32))?;
     let y = m.dec.forward(&lat, None)?;
     let m = container::margin(t.rate);
     let cropped = crate::ops::crop_rows(&y, m, m + h);
@@ -356,14 +387,13 @@ impl CompressOp {
         Ok(CompressOp { id: model.id(), model, up: OnceLock::new(), bitplanes, side: Mutex::new(Vec::new()) })
     }
     fn run(&self, job: usize, gpu: Option<&Gpu>, img: &Image) -> Result<Image> {
-        let lat = latents(gpu, &self.model, &self.up, img)?;
-        let (codes, ranges) = quantise(&lat.data, 3, self.bitplanes);
+        let (codes, ranges, lw, lh) = codes(gpu, &self.model, &self.up, img, self.bitplanes)?;
         crate::stream::set_job(
             &mut self.side.lock().expect("side poisoned"),
             job,
             Side { ranges, width: img.width, height: img.height },
         );
-        codes_image(&codes, lat.shape.w, lat.shape.h)
+        codes_image(&codes, lw, lh)
     }
 }
 

@@ -230,23 +230,7 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     /// records, reads the output back in the same submission and recycles
     /// every buffer.
     fn gpu(&self, gpu: &Gpu, inputs: &[&Data]) -> Result<Data> {
-        let out = self.output(inputs)?;
-        // Everything uploaded so far goes back to the pool, whatever fails.
-        let mut resident = Vec::with_capacity(inputs.len());
-        let res = inputs.iter().try_for_each(|d| GpuData::upload(gpu, d).map(|g| resident.push(g))).and_then(|()| {
-            let y = GpuData::alloc(gpu, out)?;
-            let refs: Vec<&GpuData> = resident.iter().collect();
-            let r = gpu.run_and_read(&self.desc().label(), out.bytes(), |enc| {
-                self.encode(gpu, enc, &refs, &y)?;
-                Ok(y.buffer().clone())
-            });
-            y.recycle(gpu);
-            r
-        });
-        for g in resident {
-            g.recycle(gpu);
-        }
-        out.read(&res?)
+        run_gpu(self, gpu, inputs)
     }
 }
 
@@ -393,6 +377,29 @@ impl Draw for SplitMix {
             Samples::U16((0..n).map(|_| self.below(65536) as u16).collect())
         }
     }
+}
+
+/// [`Kernel::gpu`]'s default: uploads the inputs to pooled buffers, records,
+/// reads the output back in the same submission and recycles every buffer
+/// (for kernels that override `gpu` to post-process what they read).
+pub fn run_gpu<K: Kernel + ?Sized>(kernel: &K, gpu: &Gpu, inputs: &[&Data]) -> Result<Data> {
+    let out = kernel.output(inputs)?;
+    // Everything uploaded so far goes back to the pool, whatever fails.
+    let mut resident = Vec::with_capacity(inputs.len());
+    let res = inputs.iter().try_for_each(|d| GpuData::upload(gpu, d).map(|g| resident.push(g))).and_then(|()| {
+        let y = GpuData::alloc(gpu, out)?;
+        let refs: Vec<&GpuData> = resident.iter().collect();
+        let r = gpu.run_and_read(&kernel.desc().label(), out.bytes(), |enc| {
+            kernel.encode(gpu, enc, &refs, &y)?;
+            Ok(y.buffer().clone())
+        });
+        y.recycle(gpu);
+        r
+    });
+    for g in resident {
+        g.recycle(gpu);
+    }
+    out.read(&res?)
 }
 
 /// A constant array as the trait passes it: a (1, 1, 1, len) tensor.

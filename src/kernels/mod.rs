@@ -19,6 +19,7 @@ pub mod prelu;
 pub mod resize_bilinear;
 pub mod tinycompress_dec;
 pub mod tinycompress_enc;
+pub mod tinycompress_quant;
 pub mod tinypssr_fused;
 pub mod tinypssr_x4_fused;
 pub mod unpack_pixels;
@@ -36,6 +37,7 @@ pub use prelu::Prelu;
 pub use resize_bilinear::ResizeBilinear;
 pub use tinycompress_dec::TinyCompressDec;
 pub use tinycompress_enc::TinyCompressEnc;
+pub use tinycompress_quant::TinyCompressQuant;
 pub use tinypssr_fused::TinyPssrFused;
 pub use tinypssr_x4_fused::TinyPssrX4;
 pub use unpack_pixels::UnpackPixels;
@@ -75,6 +77,7 @@ pub static ALL: &[&Entry] = &[
     &resize_bilinear::ENTRY,
     &tinycompress_dec::ENTRY,
     &tinycompress_enc::ENTRY,
+    &tinycompress_quant::ENTRY,
     &tinypssr_fused::ENTRY,
     &tinypssr_x4_fused::ENTRY,
     &unpack_pixels::ENTRY,

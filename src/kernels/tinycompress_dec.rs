@@ -14,7 +14,7 @@ use crate::tensor::{Samples, Shape, Tensor};
 
 /// Params uniform of `shaders/tinycompress_dec.wgsl`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq)]
 pub struct DecParams {
     pub w: u32,
     pub h: u32,
@@ -22,6 +22,10 @@ pub struct DecParams {
     pub margin: u32,
     pub img_w: u32,
     pub img_h: u32,
+    pub in_mode: u32,
+    pub top: f32,
+    /// lo0, hi0, lo1, hi1, lo2, hi2.
+    pub ranges: [f32; 6],
     pub _pad: [u32; 2],
 }
 
@@ -30,6 +34,21 @@ pub static DESC: KernelDesc = kernel_desc!("tinycompress_dec", DecParams, [Read,
 
 /// Weights of one block in `models::tinycompress::Net::flatten`'s order.
 pub const FLAT_LEN: usize = 1071;
+
+/// What the block reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DecInput {
+    /// f32 planes (1, 3, h, w).
+    Planes,
+    /// The codec's latent codes: planar u8 (3 x h x w), dequantised as
+    /// they load ([`crate::codec::dequantise`]).
+    Codes {
+        /// Each channel's (minimum, maximum).
+        ranges: [(f32, f32); 3],
+        /// Bit planes of the codes, 1-8.
+        bitplanes: u32,
+    },
+}
 
 /// What the block writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +68,14 @@ pub enum DecOutput {
 }
 
 /// One decoding block on latents of `w` x `h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TinyCompressDec {
     /// Input width.
     pub w: usize,
     /// Input height.
     pub h: usize,
+    /// What it reads.
+    pub input: DecInput,
     /// What it writes.
     pub output: DecOutput,
 }
@@ -83,6 +104,11 @@ impl TinyCompressDec {
         if self.w == 0 || self.h == 0 {
             return Err(Error::invalid("tinycompress_dec", "empty input"));
         }
+        if let DecInput::Codes { bitplanes, .. } = self.input {
+            if !(1..=8).contains(&bitplanes) {
+                return Err(Error::invalid("tinycompress_dec", format!("{bitplanes} bit planes (valid: 1-8)")));
+            }
+        }
         if let DecOutput::Image { width, height, margin } = self.output {
             if width == 0 || height == 0 || width + margin > 2 * self.w || height + margin > 2 * self.h {
                 return Err(Error::invalid("tinycompress_dec", format!("{self:?}: the image does not fit")));
@@ -99,7 +125,16 @@ impl TinyCompressDec {
         }
     }
 
-    /// Records the block from the planes in `src` to `dst` (cleared here first in image mode).
+    /// Bytes of input it reads: planes, or codes padded to a word.
+    pub fn in_bytes(&self) -> u64 {
+        let n = 3 * self.w as u64 * self.h as u64;
+        match self.input {
+            DecInput::Planes => 4 * n,
+            DecInput::Codes { .. } => n.next_multiple_of(4),
+        }
+    }
+
+    /// Records the block from the planes or codes in `src` to `dst` (cleared here first in image mode).
     pub fn encode(
         &self,
         gpu: &Gpu,
@@ -109,10 +144,15 @@ impl TinyCompressDec {
         dst: &wgpu::Buffer,
     ) -> Result<()> {
         self.check()?;
-        if dst.size() < self.out().bytes() || weights.size() < (FLAT_LEN * 4) as u64 {
-            return Err(Error::invalid("tinycompress_dec", "output or weight buffer too small"));
+        if dst.size() < self.out().bytes() || weights.size() < (FLAT_LEN * 4) as u64 || src.size() < self.in_bytes() {
+            return Err(Error::invalid("tinycompress_dec", "input, output or weight buffer too small"));
         }
-        let mut p = DecParams { w: self.w as u32, h: self.h as u32, out_mode: 1, ..Zeroable::zeroed() };
+        let mut p = DecParams { w: self.w as u32, h: self.h as u32, out_mode: 1, in_mode: 1, ..Zeroable::zeroed() };
+        if let DecInput::Codes { ranges, bitplanes } = self.input {
+            p.in_mode = 0;
+            p.top = ((1u32 << bitplanes) - 1) as f32;
+            p.ranges = [ranges[0].0, ranges[0].1, ranges[1].0, ranges[1].1, ranges[2].0, ranges[2].1];
+        }
         if let DecOutput::Image { width, height, margin } = self.output {
             (p.out_mode, p.margin, p.img_w, p.img_h) = (0, margin as u32, width as u32, height as u32);
             encoder.clear_buffer(dst, 0, None);
@@ -121,8 +161,20 @@ impl TinyCompressDec {
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[src, weights, dst], groups)
     }
 
-    /// The CPU twin: [`dec_block_cpu`], then in image mode the crop and
-    /// 8-bit quantisation.
+    /// The block's input as planes: the planes given, or the codes dequantised.
+    pub fn input_planes(&self, input: &Data) -> Result<Tensor> {
+        let shape = Shape::new(1, 3, self.h, self.w);
+        match (self.input, input) {
+            (DecInput::Planes, Data::Planes(t)) => Ok(t.clone()),
+            (DecInput::Codes { ranges, bitplanes }, Data::Packed(Samples::U8(q))) if q.len() == shape.len() => {
+                Tensor::from_vec(shape, crate::codec::dequantise(q, &ranges, bitplanes))
+            }
+            _ => Err(Error::invalid("tinycompress_dec", format!("input {:?} does not fit {self:?}", input.output()))),
+        }
+    }
+
+    /// The CPU twin on input planes: [`dec_block_cpu`], then in image mode
+    /// the crop and 8-bit quantisation.
     pub fn cpu(&self, flat: &[f32], x: &Tensor) -> Result<Data> {
         self.check()?;
         if x.shape != Shape::new(1, 3, self.h, self.w) {
@@ -162,7 +214,8 @@ impl Kernel for TinyCompressDec {
     }
     fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
         count(DESC.name, inputs.len(), 2)?;
-        TinyCompressDec::cpu(self, &inputs[1].planes(DESC.name, 1)?.data, inputs[0].planes(DESC.name, 0)?)
+        let x = self.input_planes(inputs[0])?;
+        TinyCompressDec::cpu(self, &inputs[1].planes(DESC.name, 1)?.data, &x)
     }
     fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
         count(DESC.name, inputs.len(), 2)?;
@@ -176,25 +229,65 @@ pub static ENTRY: Entry = Entry { desc: &DESC, parity, bench };
 fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
     let (lw, lh) = (w.div_ceil(2), h.div_ceil(2));
     let mut cases = Vec::new();
-    let op = TinyCompressDec { w: lw, h: lh, output: DecOutput::Planes };
+    let op = TinyCompressDec { w: lw, h: lh, input: DecInput::Planes, output: DecOutput::Planes };
     let x = rng.planes(Shape::new(1, 3, lh, lw), -1.0, 2.0);
     let tol = Tolerance { abs: 1e-5, rel: 1e-4 };
     cases.push(Case::new(format!("planes {lw}x{lh}"), op, vec![x, rng.constants(FLAT_LEN, -0.3, 0.3)], tol));
     // The codec's last block: crop a margin of 2 (where it fits), 8-bit RGB.
     let margin = if 2 * lw >= w + 2 && 2 * lh >= h + 2 { 2 } else { 0 };
     let (iw, ih) = (2 * lw - margin, 2 * lh - margin);
-    let op = TinyCompressDec { w: lw, h: lh, output: DecOutput::Image { width: iw, height: ih, margin } };
+    let op = TinyCompressDec {
+        w: lw,
+        h: lh,
+        input: DecInput::Planes,
+        output: DecOutput::Image { width: iw, height: ih, margin },
+    };
     let x = rng.planes(Shape::new(1, 3, lh, lw), -1.0, 2.0);
     let what = format!("image {iw}x{ih} margin {margin}");
     cases.push(Case::new(what, op, vec![x, rng.constants(FLAT_LEN, -0.3, 0.3)], Tolerance { abs: 1.0, rel: 0.0 }));
+    // The codec's only block (-4): from 6- and 8-bit codes to the image.
+    for bitplanes in [8, 6] {
+        let ranges = [(-0.4, 1.3), (0.1, 0.2), (-2.0, -1.0)];
+        let op = TinyCompressDec { w: lw, h: lh, input: DecInput::Codes { ranges, bitplanes }, output: op.output };
+        let top = 1usize << bitplanes;
+        let q = Samples::U8((0..3 * lw * lh).map(|_| rng.below(top) as u8).collect());
+        let what = format!("{bitplanes}-bit codes to image {iw}x{ih}");
+        let tol = Tolerance { abs: 1.0, rel: 0.0 };
+        cases.push(Case::new(what, op, vec![Data::Packed(q), rng.constants(FLAT_LEN, -0.3, 0.3)], tol));
+    }
+    // Codes to planes (the first of several blocks).
+    let op = TinyCompressDec {
+        w: lw,
+        h: lh,
+        input: DecInput::Codes { ranges: [(0.0, 1.0), (-1.0, 1.0), (0.5, 3.0)], bitplanes: 8 },
+        output: DecOutput::Planes,
+    };
+    let q = Samples::U8((0..3 * lw * lh).map(|_| rng.below(256) as u8).collect());
+    cases.push(Case::new(
+        format!("codes to planes {lw}x{lh}"),
+        op,
+        vec![Data::Packed(q), rng.constants(FLAT_LEN, -0.3, 0.3)],
+        tol,
+    ));
     cases
 }
 
 fn bench(w: usize, h: usize) -> Result<Case> {
     let mut rng = bench_rng();
     let (lw, lh) = ((w + 4).div_ceil(2), (h + 4).div_ceil(2));
-    let op = TinyCompressDec { w: lw, h: lh, output: DecOutput::Image { width: w, height: h, margin: 2 } };
-    let x = rng.planes(Shape::new(1, 3, lh, lw), 0.0, 1.0);
+    let ranges = [(0.0, 1.0), (-0.5, 1.5), (0.2, 0.9)];
+    let op = TinyCompressDec {
+        w: lw,
+        h: lh,
+        input: DecInput::Codes { ranges, bitplanes: 8 },
+        output: DecOutput::Image { width: w, height: h, margin: 2 },
+    };
+    let q = Samples::U8((0..3 * lw * lh).map(|_| rng.below(256) as u8).collect());
     let weights = constants(rng.values(FLAT_LEN, -0.3, 0.3));
-    Ok(Case::new("decoding block to 8-bit RGB", op, vec![x, weights], Tolerance { abs: 1.0, rel: 0.0 }))
+    Ok(Case::new(
+        "decoding block from 8-bit codes to 8-bit RGB",
+        op,
+        vec![Data::Packed(q), weights],
+        Tolerance { abs: 1.0, rel: 0.0 },
+    ))
 }

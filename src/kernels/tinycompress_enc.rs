@@ -24,6 +24,8 @@ pub struct EncParams {
     pub img_w: u32,
     pub img_h: u32,
     pub margin: u32,
+    pub ranges: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Descriptor of the `tinycompress_enc` kernel.
@@ -57,6 +59,9 @@ pub struct TinyCompressEnc {
     pub h: usize,
     /// What it reads.
     pub input: EncInput,
+    /// Whether it also gathers the channel-range keys the codec's
+    /// quantisation needs (`tinycompress_quant`), after the latents.
+    pub ranges: bool,
 }
 
 /// The block's layers on the CPU: `x` (1, 3, h, w) to the latents (1, 3,
@@ -125,8 +130,28 @@ impl TinyCompressEnc {
         Shape::new(1, 3, self.h / 2, self.w / 2)
     }
 
+    /// What it writes: the latents, or with ranges the latents and the six
+    /// keys as one row of f32 (the keys' bit patterns in the buffer; as
+    /// [`Kernel::cpu`] and [`Kernel::gpu`] give it, the six range values the
+    /// keys stand for, lo0, hi0, lo1, hi1, lo2, hi2, which compare as
+    /// floats where the bit patterns would not).
+    pub fn out(&self) -> Output {
+        let s = self.out_shape();
+        if self.ranges {
+            Output::Planes(Shape::new(1, 1, 1, s.len() + 6))
+        } else {
+            Output::Planes(s)
+        }
+    }
+
     fn params(&self) -> EncParams {
-        let mut p = EncParams { w: self.w as u32, h: self.h as u32, in_mode: 1, ..Zeroable::zeroed() };
+        let mut p = EncParams {
+            w: self.w as u32,
+            h: self.h as u32,
+            in_mode: 1,
+            ranges: self.ranges as u32,
+            ..Zeroable::zeroed()
+        };
         if let EncInput::Packed { layout, margin } = self.input {
             p.in_mode = 0;
             p.bits = layout.bits;
@@ -139,7 +164,8 @@ impl TinyCompressEnc {
     }
 
     /// Records the block: `src` (packed words or planes) to the latents in
-    /// `dst`, with `weights` ([`FLAT_LEN`] values).
+    /// `dst`, with `weights` ([`FLAT_LEN`] values); with ranges, the keys'
+    /// words after the latents are cleared first.
     pub fn encode(
         &self,
         gpu: &Gpu,
@@ -149,8 +175,11 @@ impl TinyCompressEnc {
         dst: &wgpu::Buffer,
     ) -> Result<()> {
         self.check()?;
-        if dst.size() < self.out_shape().bytes() || weights.size() < (FLAT_LEN * 4) as u64 {
+        if dst.size() < self.out().bytes() || weights.size() < (FLAT_LEN * 4) as u64 {
             return Err(Error::invalid("tinycompress_enc", "output or weight buffer too small"));
+        }
+        if self.ranges {
+            encoder.clear_buffer(dst, self.out_shape().bytes(), Some(24));
         }
         let groups = [self.w.div_ceil(16) as u32, self.h.div_ceil(16) as u32, 1];
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&self.params()), &[src, weights, dst], groups)
@@ -176,16 +205,40 @@ impl Kernel for TinyCompressEnc {
     fn output(&self, inputs: &[&Data]) -> Result<Output> {
         count(DESC.name, inputs.len(), 2)?;
         self.check()?;
-        Ok(Output::Planes(self.out_shape()))
+        Ok(self.out())
     }
     fn cpu(&self, inputs: &[&Data]) -> Result<Data> {
         count(DESC.name, inputs.len(), 2)?;
         let x = self.input_planes(inputs[0])?;
-        Ok(Data::Planes(enc_block_cpu(&inputs[1].planes(DESC.name, 1)?.data, &x)?))
+        let y = enc_block_cpu(&inputs[1].planes(DESC.name, 1)?.data, &x)?;
+        if !self.ranges {
+            return Ok(Data::Planes(y));
+        }
+        let mut t = super::tinycompress_quant::with_keys(&y.data);
+        keys_to_ranges(&mut t.data);
+        Ok(Data::Planes(t))
+    }
+    fn gpu(&self, gpu: &Gpu, inputs: &[&Data]) -> Result<Data> {
+        let mut out = super::contract::run_gpu(self, gpu, inputs)?;
+        if let (true, Data::Planes(t)) = (self.ranges, &mut out) {
+            keys_to_ranges(&mut t.data);
+        }
+        Ok(out)
     }
     fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
         count(DESC.name, inputs.len(), 2)?;
         TinyCompressEnc::encode(self, gpu, encoder, inputs[0].buffer(), inputs[1].buffer(), out.buffer())
+    }
+}
+
+/// The six keys at the end of `v` (as f32 bit patterns) replaced by the
+/// ranges they stand for: lo0, hi0, lo1, hi1, lo2, hi2.
+fn keys_to_ranges(v: &mut [f32]) {
+    let at = v.len() - 6;
+    let keys: [u32; 6] = std::array::from_fn(|i| v[at + i].to_bits());
+    for c in 0..3 {
+        let (lo, hi) = super::tinycompress_quant::range_of(&keys, c);
+        (v[at + 2 * c], v[at + 2 * c + 1]) = (lo, hi);
     }
 }
 
@@ -197,16 +250,20 @@ fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
     // Sums of 243 products in another order, through two PReLU stages each.
     let tol = Tolerance { abs: 1e-4, rel: 1e-4 };
     let (pw, ph) = (w.div_ceil(2) * 2, h.div_ceil(2) * 2);
-    let op = TinyCompressEnc { w: pw, h: ph, input: EncInput::Planes };
-    let x = rng.planes(Shape::new(1, 3, ph, pw), 0.0, 1.0);
-    cases.push(Case::new(format!("planes {pw}x{ph}"), op, vec![x, rng.constants(FLAT_LEN, -0.2, 0.2)], tol));
+    for ranges in [false, true] {
+        let op = TinyCompressEnc { w: pw, h: ph, input: EncInput::Planes, ranges };
+        let x = rng.planes(Shape::new(1, 3, ph, pw), 0.0, 1.0);
+        // With ranges, the channels' extremes gathered by atomics compare as values.
+        let what = format!("planes {pw}x{ph}{}", if ranges { " with range keys" } else { "" });
+        cases.push(Case::new(what, op, vec![x, rng.constants(FLAT_LEN, -0.2, 0.2)], tol));
+    }
     // Packed 8- and 16-bit RGB with the codec's margin of 2 and padding to even sides.
     for bits in [8, 16] {
         let layout = PixelLayout { n: 1, height: h, width: w, channels: 3, bits };
         let (ew, eh) = ((w + 4).div_ceil(2) * 2, (h + 4).div_ceil(2) * 2);
-        let op = TinyCompressEnc { w: ew, h: eh, input: EncInput::Packed { layout, margin: 2 } };
+        let op = TinyCompressEnc { w: ew, h: eh, input: EncInput::Packed { layout, margin: 2 }, ranges: bits == 8 };
         let x = Data::Packed(rng.samples(layout));
-        let what = format!("packed {bits}-bit {w}x{h} margin 2");
+        let what = format!("packed {bits}-bit {w}x{h} margin 2{}", if bits == 8 { " with range keys" } else { "" });
         cases.push(Case::new(what, op, vec![x, rng.constants(FLAT_LEN, -0.2, 0.2)], tol));
     }
     cases
@@ -219,6 +276,7 @@ fn bench(w: usize, h: usize) -> Result<Case> {
         w: (w + 4).div_ceil(2) * 2,
         h: (h + 4).div_ceil(2) * 2,
         input: EncInput::Packed { layout, margin: 2 },
+        ranges: false,
     };
     let x = Data::Packed(rng.samples(layout));
     let weights = constants(rng.values(FLAT_LEN, -0.2, 0.2));
