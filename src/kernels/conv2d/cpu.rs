@@ -372,11 +372,17 @@ unsafe fn span_avx2<const T: usize, const NV: usize>(a: TileArgs, n: usize, dst:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
+#[allow(clippy::needless_range_loop)]
 unsafe fn tile_avx2<const T: usize, const NV: usize>(a: TileArgs, dst: [*mut f32; 4]) {
     use std::arch::x86_64::*;
+    // Index loops over the constant T and NV: fully unrolled, every
+    // accumulator stays in a register (with iterator adaptors LLVM kept the
+    // array on the stack and stored each accumulator after its multiply-add).
     let mut acc = [[_mm256_setzero_ps(); NV]; T];
-    for (t, row) in acc.iter_mut().enumerate() {
-        *row = [_mm256_set1_ps(a.bias[t]); NV];
+    for t in 0..T {
+        for n in 0..NV {
+            acc[t][n] = _mm256_set1_ps(a.bias[t]);
+        }
     }
     let x = a.xp.as_ptr();
     let mut w = a.wts.as_ptr();
@@ -386,22 +392,22 @@ unsafe fn tile_avx2<const T: usize, const NV: usize>(a: TileArgs, dst: [*mut f32
             let xr = x.add(a.off + c * a.s.plane + u * a.s.row);
             for v in 0..a.k {
                 let mut xv = [_mm256_setzero_ps(); NV];
-                for (n, xv) in xv.iter_mut().enumerate() {
-                    *xv = _mm256_loadu_ps(xr.add(v + n * LANES));
+                for n in 0..NV {
+                    xv[n] = _mm256_loadu_ps(xr.add(v + n * LANES));
                 }
-                for row in acc.iter_mut() {
-                    let wb = _mm256_broadcast_ss(&*w);
-                    w = w.add(1);
-                    for (acc, &xv) in row.iter_mut().zip(&xv) {
-                        *acc = _mm256_fmadd_ps(wb, xv, *acc);
+                for t in 0..T {
+                    let wb = _mm256_broadcast_ss(&*w.add(t));
+                    for n in 0..NV {
+                        acc[t][n] = _mm256_fmadd_ps(wb, xv[n], acc[t][n]);
                     }
                 }
+                w = w.add(T);
             }
         }
     }
-    for (t, row) in acc.iter().enumerate() {
-        for (n, v) in row.iter().enumerate() {
-            _mm256_storeu_ps(dst[t].add(n * LANES), *v);
+    for t in 0..T {
+        for n in 0..NV {
+            _mm256_storeu_ps(dst[t].add(n * LANES), acc[t][n]);
         }
     }
 }
