@@ -14,6 +14,7 @@ fn valid_file(rng: &mut Rng, w: u32, h: u32, rate: u8, bitplanes: u8) -> (Tcz, V
     let (codes, ranges) = quantise(&latents, 3, bitplanes as u32);
     let payload = entropy::encode_latents(&codes, 3, lw, lh, bitplanes as u32);
     let t = Tcz {
+        version: gpuimg::codec::container::VERSION,
         rate,
         bitplanes,
         width: w,
@@ -28,8 +29,13 @@ fn valid_file(rng: &mut Rng, w: u32, h: u32, rate: u8, bitplanes: u8) -> (Tcz, V
 #[test]
 fn latents_round_trip_through_the_coder_at_every_plane_count() {
     let mut rng = Rng::for_test("latents_round_trip_through_the_coder_at_every_plane_count");
-    for (w, h) in [(1usize, 1usize), (37, 23), (64, 61)] {
+    // 300x500: two bands of 219 rows and one of 62 per channel (format 3's streams).
+    assert_eq!(entropy::band_rows(300), 219);
+    for (w, h) in [(1usize, 1usize), (37, 23), (64, 61), (300, 500)] {
         for bitplanes in 1..=8u32 {
+            if w == 300 && bitplanes % 3 != 0 {
+                continue;
+            }
             let top = 1u64 << bitplanes;
             let smooth: Vec<u8> = (0..3 * w * h).map(|i| (((i % w) * top as usize) / w.max(1)) as u8).collect();
             let noise: Vec<u8> = (0..3 * w * h).map(|_| rng.below(top) as u8).collect();
@@ -64,6 +70,13 @@ fn arithmetic_coding_beats_raw_bit_planes_on_image_like_latents() {
         let saving = 1.0 - bytes.len() as f64 / raw as f64;
         eprintln!("{bitplanes} planes: {} bytes coded, {raw} raw, {:.1}% saved", bytes.len(), saving * 100.0);
         assert!(saving >= 0.12, "{bitplanes} planes: only {:.1}% saved over raw bit planes", saving * 100.0);
+        // Format 3's bands (own streams and models, coded in parallel) cost
+        // little against format 2's single stream.
+        let one = entropy::encode_latents_v2(&codes, 3, w, h, bitplanes);
+        let cost = bytes.len() as f64 / one.len() as f64 - 1.0;
+        eprintln!("{bitplanes} planes: {} bytes in one stream, bands cost {:.2}%", one.len(), cost * 100.0);
+        assert!(cost < 0.02, "{bitplanes} planes: bands cost {:.2}%", cost * 100.0);
+        assert_eq!(entropy::decode_latents_v2(&one, 3, w, h, bitplanes).unwrap(), codes);
         // Dequantised values are within half a step of the originals.
         let back = dequantise(&codes, &ranges, bitplanes);
         // Two roundings: to 0..=255, then to the kept planes.
@@ -72,6 +85,20 @@ fn arithmetic_coding_beats_raw_bit_planes_on_image_like_latents() {
         let worst = back.iter().zip(&small.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst <= 0.5 * step + 0.5 * span / 255.0 + 1e-5, "{bitplanes} planes: error {worst} for step {step}");
     }
+    // At full resolution (451 wide: bands of 146 rows, three per channel).
+    let (w, h) = (x.shape.w, x.shape.h);
+    assert_eq!(h.div_ceil(entropy::band_rows(w)), 3);
+    let (codes, _) = quantise(&x.data, 3, 8);
+    let (bands, one) = (entropy::encode_latents(&codes, 3, w, h, 8), entropy::encode_latents_v2(&codes, 3, w, h, 8));
+    let cost = bands.len() as f64 / one.len() as f64 - 1.0;
+    eprintln!(
+        "{w}x{h}: {} bytes in 9 bands, {} in one stream: bands cost {:.2}%",
+        bands.len(),
+        one.len(),
+        cost * 100.0
+    );
+    assert!(cost < 0.015, "bands cost {:.2}%", cost * 100.0);
+    assert_eq!(entropy::decode_latents(&bands, 3, w, h, 8).unwrap(), codes);
 }
 
 #[test]
@@ -100,6 +127,38 @@ fn containers_round_trip_and_corruption_is_refused() {
     assert!(Tcz::parse(&trailing).unwrap_err().to_string().contains("trailing"));
     let png = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/chelsea.png")).unwrap();
     assert!(Tcz::parse(&png).unwrap_err().to_string().contains("not a .tcz file"));
+}
+
+#[test]
+fn format_2_files_still_decode() {
+    // A file as the previous format wrote it (one stream): parsed, its
+    // version kept, its codes decoded, and written back unchanged.
+    let mut rng = Rng::for_test("format_2_files_still_decode");
+    let (t, codes) = valid_file(&mut rng, 45, 31, 4, 7);
+    let (lw, lh) = t.latent_size();
+    let old = Tcz { version: 2, payload: entropy::encode_latents_v2(&codes, 3, lw, lh, 7), ..t };
+    let bytes = old.to_bytes();
+    assert_eq!(bytes[4], 2);
+    let back = Tcz::parse(&bytes).unwrap();
+    assert_eq!(back, old);
+    assert_eq!(entropy::decode_payload(back.version, &back.payload, 3, lw, lh, 7).unwrap(), codes);
+    // The same payload read as format 3 is refused, not misread.
+    assert!(entropy::decode_payload(3, &back.payload, 3, lw, lh, 7).is_err());
+    // And through the CLI's op: the image comes out.
+    let m = gpuimg::models::tinycompress::TinyCompress::bundled(4).unwrap();
+    let img = gpuimg::image_io::Image::new(
+        45,
+        31,
+        3,
+        gpuimg::Samples::U8((0..45 * 31 * 3).map(|i| (i % 251) as u8).collect()),
+    )
+    .unwrap();
+    let t3 = gpuimg::codec::compress(&gpuimg::Backend::Cpu, &m, &img, 7).unwrap();
+    let codes3 = entropy::decode_latents(&t3.payload, 3, lw, lh, 7).unwrap();
+    let t2 = Tcz { version: 2, payload: entropy::encode_latents_v2(&codes3, 3, lw, lh, 7), ..t3.clone() };
+    let a = gpuimg::codec::decompress(&gpuimg::Backend::Cpu, &m, &Tcz::parse(&t2.to_bytes()).unwrap()).unwrap();
+    let b = gpuimg::codec::decompress(&gpuimg::Backend::Cpu, &m, &t3).unwrap();
+    assert_eq!(a.samples, b.samples, "format 2 and 3 files of the same codes decode alike");
 }
 
 #[test]

@@ -62,6 +62,7 @@ fn snapshot(d: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn forged_tcz(w: u32, h: u32, rate: u8, payload: &[u8]) -> Vec<u8> {
     let m = gpuimg::models::tinycompress::TinyCompress::bundled(rate as usize).unwrap();
     gpuimg::codec::Tcz {
+        version: gpuimg::codec::container::VERSION,
         rate,
         bitplanes: 8,
         width: w,

@@ -3,7 +3,7 @@
 //! ```text
 //! offset size  field
 //! 0      4     magic "TCZ1"
-//! 4      1     format version (2)
+//! 4      1     format version (3; 2 is still read)
 //! 5      1     rate: 4, 16 or 64 (pixels per latent value per channel)
 //! 6      1     bit planes kept, 1..8
 //! 7      1     image channels: 3 (RGB)
@@ -13,7 +13,11 @@
 //! 17     4     codec id: CRC-32 of the weights that encoded it (TinyCompress::id)
 //! 21     24    per latent channel: minimum f32, maximum f32
 //! 45     4     payload length n
-//! 49     n     payload: the arithmetic-coded latents
+//! 49     n     payload: the arithmetic-coded latents (format 3: a stream
+//!              per band of rows of each channel, 65,536 values or more
+//!              (`entropy::band_rows`), each stream's
+//!              length but the last's as u32, then the streams; format 2:
+//!              one stream, see `entropy`)
 //! 49+n   4     CRC-32 (IEEE) of bytes 0..49+n
 //! ```
 //!
@@ -34,8 +38,10 @@ use crate::error::{Error, Result};
 
 /// The magic bytes.
 pub const MAGIC: &[u8; 4] = b"TCZ1";
-/// The format version this build writes and reads.
-pub const VERSION: u8 = 2;
+/// The format version this build writes (it reads this and [`OLDEST`]).
+pub const VERSION: u8 = 3;
+/// The oldest format version this build reads (its payload one stream).
+pub const OLDEST: u8 = 2;
 /// Largest side accepted.
 pub const MAX_SIDE: u32 = 32768;
 const HEADER: usize = 49;
@@ -43,6 +49,9 @@ const HEADER: usize = 49;
 /// A parsed `.tcz` file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tcz {
+    /// Format version: [`VERSION`] for files this build makes, [`OLDEST`]
+    /// for older ones read (the payload's layout differs).
+    pub version: u8,
     /// 4, 16 or 64.
     pub rate: u8,
     /// Bit planes kept (1..=8).
@@ -102,7 +111,7 @@ impl Tcz {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(HEADER + self.payload.len() + 4);
         b.extend_from_slice(MAGIC);
-        b.extend_from_slice(&[VERSION, self.rate, self.bitplanes, 3]);
+        b.extend_from_slice(&[self.version, self.rate, self.bitplanes, 3]);
         b.extend_from_slice(&self.width.to_le_bytes());
         b.extend_from_slice(&self.height.to_le_bytes());
         b.push(3);
@@ -127,8 +136,9 @@ impl Tcz {
         if b.len() < HEADER + 4 {
             return bad(format!("truncated: {} bytes, the header alone is {}", b.len(), HEADER + 4));
         }
-        if b[4] != VERSION {
-            return bad(format!("format version {} (this build reads {VERSION})", b[4]));
+        let version = b[4];
+        if !(OLDEST..=VERSION).contains(&version) {
+            return bad(format!("format version {version} (this build reads {OLDEST}-{VERSION})"));
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let f32_at = |o: usize| f32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
@@ -164,6 +174,7 @@ impl Tcz {
         if crc32(&b[..HEADER + n]) != crc {
             return bad("CRC mismatch: the file is corrupt".into());
         }
-        Ok(Tcz { rate, bitplanes, width, height, codec: u32_at(17), ranges, payload: b[HEADER..HEADER + n].to_vec() })
+        let payload = b[HEADER..HEADER + n].to_vec();
+        Ok(Tcz { version, rate, bitplanes, width, height, codec: u32_at(17), ranges, payload })
     }
 }

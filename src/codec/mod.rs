@@ -254,6 +254,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, bitplanes: u32
     }
     let (codes, ranges, lw, lh) = codes(gpu_of(backend), m, &OnceLock::new(), img, bitplanes)?;
     Ok(Tcz {
+        version: container::VERSION,
         rate: m.rate() as u8,
         bitplanes: bitplanes as u8,
         width: img.width,
@@ -295,7 +296,7 @@ fn other_weights(t: &Tcz, ids: &[u32]) -> Error {
 /// Decodes `t` with `m`, whose rate and id the caller has matched to the file's.
 fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t: &Tcz) -> Result<Image> {
     let (lw, lh) = t.latent_size();
-    let codes = entropy::decode_latents(&t.payload, 3, lw, lh, t.bitplanes as u32)?;
+    let codes = entropy::decode_payload(t.version, &t.payload, 3, lw, lh, t.bitplanes as u32)?;
     let (w, h) = (t.width as usize, t.height as usize);
     if let Some(gpu) = gpu {
         // The codes up (a byte each), the fused blocks, the first
@@ -414,6 +415,7 @@ impl StreamOp for CompressOp {
         let s = self.side.lock().expect("side poisoned").get(job).cloned().unwrap_or_default();
         let (lw, lh) = (out.width as usize, out.height as usize);
         let t = Tcz {
+            version: container::VERSION,
             rate: self.model.rate() as u8,
             bitplanes: self.bitplanes as u8,
             width: s.width,
