@@ -130,6 +130,21 @@ fn containers_round_trip_and_corruption_is_refused() {
 }
 
 #[test]
+fn the_fused_cpu_decoder_block_matches_the_layer_path() {
+    use gpuimg::kernels::tinycompress_dec::{dec_block_cpu, dec_block_fast, FLAT_LEN};
+    let mut rng = Rng::for_test("the_fused_cpu_decoder_block_matches_the_layer_path");
+    // Odd sizes, one and several strips, partial 8-pixel blocks.
+    for (w, h) in [(1usize, 1usize), (5, 3), (37, 23), (64, 17), (131, 9)] {
+        let flat = rng.vec(FLAT_LEN, -0.4, 0.4);
+        let x = rng.tensor(gpuimg::Shape::new(1, 3, h, w), -1.0, 2.0);
+        let (a, b) = (dec_block_fast(&flat, &x).unwrap(), dec_block_cpu(&flat, &x).unwrap());
+        assert_eq!(a.shape, b.shape);
+        // The same sums in the same order (FMA in both where AVX2 is present): the same bits.
+        assert_eq!(a.data, b.data, "{w}x{h}");
+    }
+}
+
+#[test]
 fn format_2_files_still_decode() {
     // A file as the previous format wrote it (one stream): parsed, its
     // version kept, its codes decoded, and written back unchanged.

@@ -60,16 +60,17 @@ impl Encoder {
     }
 
     /// Codes one bit with probability `p` (of a 0) and adapts it.
+    /// Branch-free like [`Decoder::bit`].
+    #[inline]
     pub fn bit(&mut self, p: &mut u16, bit: bool) {
-        let bound = (self.range >> PROB_BITS) * *p as u32;
-        if !bit {
-            self.range = bound;
-            *p += (PROB_ONE - *p) >> MOVE_BITS;
-        } else {
-            self.low += bound as u64;
-            self.range -= bound;
-            *p -= *p >> MOVE_BITS;
-        }
+        let p0 = *p as u32;
+        let bound = (self.range >> PROB_BITS) * p0;
+        let one = (bit as u32).wrapping_neg();
+        self.low += (bound & one) as u64;
+        self.range = (bound & !one) | (self.range.wrapping_sub(bound) & one);
+        let up = p0 + ((PROB_ONE as u32 - p0) >> MOVE_BITS);
+        let down = p0 - (p0 >> MOVE_BITS);
+        *p = ((up & !one) | (down & one)) as u16;
         while self.range < TOP {
             self.range <<= 8;
             self.shift_low();
@@ -125,18 +126,20 @@ impl<'a> Decoder<'a> {
     }
 
     /// Decodes one bit with probability `p` (of a 0) and adapts it.
+    /// Branch-free: the coded bits are close to random, so a branch on
+    /// them mispredicts about half the time (the update is the same
+    /// arithmetic as the encoder's, selected by a mask).
+    #[inline]
     pub fn bit(&mut self, p: &mut u16) -> bool {
-        let bound = (self.range >> PROB_BITS) * *p as u32;
-        let bit = if self.code < bound {
-            self.range = bound;
-            *p += (PROB_ONE - *p) >> MOVE_BITS;
-            false
-        } else {
-            self.code -= bound;
-            self.range -= bound;
-            *p -= *p >> MOVE_BITS;
-            true
-        };
+        let p0 = *p as u32;
+        let bound = (self.range >> PROB_BITS) * p0;
+        let bit = self.code >= bound;
+        let one = (bit as u32).wrapping_neg();
+        self.code -= bound & one;
+        self.range = (bound & !one) | (self.range.wrapping_sub(bound) & one);
+        let up = p0 + ((PROB_ONE as u32 - p0) >> MOVE_BITS);
+        let down = p0 - (p0 >> MOVE_BITS);
+        *p = ((up & !one) | (down & one)) as u16;
         while self.range < TOP {
             self.range <<= 8;
             self.code = (self.code << 8) | self.byte() as u32;

@@ -311,7 +311,12 @@ fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t
         return Image::new(t.width, t.height, 3, Samples::from_le_bytes(8, &out?, w * h * 3));
     }
     let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.bitplanes as u32))?;
-    let y = m.dec.forward(&lat, None)?;
+    // The fused CPU blocks (the layer path where AVX2 is missing).
+    let flat = m.dec.flatten();
+    let mut y = lat;
+    for block in flat.chunks(crate::kernels::tinycompress_dec::FLAT_LEN) {
+        y = crate::kernels::tinycompress_dec::dec_block_fast(block, &y)?;
+    }
     let m = container::margin(t.rate);
     let cropped = crate::ops::crop_rows(&y, m, m + h);
     let pw = cropped.shape.w;

@@ -99,6 +99,174 @@ pub fn dec_block_cpu(flat: &[f32], x: &Tensor) -> Result<Tensor> {
     Ok(Activation(ActivationKind::Sigmoid).cpu(&y))
 }
 
+/// Latent rows per parallel task of [`dec_block_fast`].
+const STRIP: usize = 8;
+
+/// [`dec_block_cpu`] fused per strip of rows, the codec's CPU decoder:
+/// layer 1 for the strip's latent rows (and one each side) straight into
+/// the pixel-shuffled full-resolution rows, then layers 2-3 and the sigmoid
+/// from there, eight pixels to a register, every task on its own rows; no
+/// tensor per layer. On x86-64 with AVX2+FMA; elsewhere it is
+/// [`dec_block_cpu`]. Every output sums as the layer path's AVX2 build does
+/// (the bias, then input channel, kernel row, kernel column, with FMA), so
+/// the two agree to the last bit there (`tests/codec.rs` compares them).
+pub fn dec_block_fast(flat: &[f32], x: &Tensor) -> Result<Tensor> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::level() == crate::cpu::Level::Avx2Fma
+        && flat.len() == FLAT_LEN
+        && x.shape.n == 1
+        && x.shape.c == 3
+        && x.shape.h > 0
+        && x.shape.w > 0
+    {
+        use rayon::prelude::*;
+        let (h, w) = (x.shape.h, x.shape.w);
+        let mut y = Tensor::zeros(Shape::new(1, 3, 2 * h, 2 * w));
+        let out = OutPtr(y.data.as_mut_ptr());
+        (0..h.div_ceil(STRIP)).into_par_iter().for_each(|i| {
+            let ly0 = i * STRIP;
+            // SAFETY: AVX2+FMA was checked above; each task writes output
+            // rows 2 ly0 .. 2 ly1 of each plane, which no other task writes.
+            unsafe { dec_strip_avx2(flat, &x.data, h, w, ly0, (ly0 + STRIP).min(h), out) };
+        });
+        return Ok(y);
+    }
+    dec_block_cpu(flat, x)
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint rows through it (see dec_block_fast).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// One strip of [`dec_block_fast`]: latent rows `ly0..ly1` of `x` (3 x h x
+/// w) to output rows `2 ly0 .. 2 ly1` of the three planes at `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize, ly1: usize, out: OutPtr) {
+    use std::arch::x86_64::*;
+    const L: usize = 8;
+    const W1: usize = 0; // 12 x 3 x 3 x 3
+    const B1: usize = 324;
+    const A1: usize = 336;
+    const W2: usize = 348; // 9 x 3 x 5 x 5
+    const B2: usize = 1023;
+    const A2: usize = 1032;
+    const W3: usize = 1041; // 3 x 9
+    const B3: usize = 1068;
+    #[inline(always)]
+    fn prelu8(v: __m256, a: f32) -> __m256 {
+        // SAFETY (all intrinsics here): inlined into the avx2+fma build only.
+        unsafe {
+            let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
+            _mm256_blendv_ps(_mm256_mul_ps(_mm256_set1_ps(a), v), v, ge)
+        }
+    }
+    let wb = w.div_ceil(L) * L;
+    let s = ly1 - ly0;
+    // The latents, rows ly0 - 2 .. ly1 + 2 (layer 1's halo around the rows
+    // the 5x5 convolution needs), one zero column before, zero outside.
+    let (lr, lw) = (s + 4, wb + 2 + L);
+    let mut lat = vec![0.0f32; 3 * lr * lw];
+    for c in 0..3 {
+        for r in 0..lr {
+            let y = ly0 as isize - 2 + r as isize;
+            if y >= 0 && (y as usize) < h {
+                let src = &x[(c * h + y as usize) * w..][..w];
+                lat[(c * lr + r) * lw + 1..][..w].copy_from_slice(src);
+            }
+        }
+    }
+    // The shuffled full-resolution rows 2 ly0 - 2 .. 2 ly1 + 2, two zero
+    // columns before; layer 1's latent row ly0 - 1 + k lands on rows 2k, 2k + 1.
+    let (sr, sw) = (2 * s + 4, 2 * wb + 4 + L);
+    let mut sh = vec![0.0f32; 3 * sr * sw];
+    for k in 0..s + 2 {
+        let ly = ly0 as isize - 1 + k as isize;
+        if ly < 0 || ly as usize >= h {
+            continue; // zero: the 5x5 convolution's padding
+        }
+        for x0 in (0..wb).step_by(L) {
+            let mut a = [_mm256_setzero_ps(); 12];
+            for o in 0..12 {
+                a[o] = _mm256_set1_ps(flat[B1 + o]);
+            }
+            for c in 0..3 {
+                for u in 0..3 {
+                    // Latent row ly + u - 1 is lat row k + u; column x0 + v - 1 is lat column x0 + v.
+                    let row = lat.as_ptr().add((c * lr + k + u) * lw + x0);
+                    for v in 0..3 {
+                        let xs = _mm256_loadu_ps(row.add(v));
+                        for o in 0..12 {
+                            a[o] = _mm256_fmadd_ps(_mm256_set1_ps(flat[W1 + ((o * 3 + c) * 3 + u) * 3 + v]), xs, a[o]);
+                        }
+                    }
+                }
+            }
+            // Lanes past the image are the 5x5 convolution's zero padding.
+            let keep = if x0 + L <= w {
+                _mm256_castsi256_ps(_mm256_set1_epi32(-1))
+            } else {
+                let lanes: [i32; L] = std::array::from_fn(|l| if x0 + l < w { -1 } else { 0 });
+                _mm256_castsi256_ps(_mm256_loadu_si256(lanes.as_ptr() as *const __m256i))
+            };
+            for c in 0..3 {
+                for dy in 0..2 {
+                    let o = c * 4 + dy * 2;
+                    let e = _mm256_and_ps(prelu8(a[o], flat[A1 + o]), keep);
+                    let f = _mm256_and_ps(prelu8(a[o + 1], flat[A1 + o + 1]), keep);
+                    let lo = _mm256_unpacklo_ps(e, f);
+                    let hi = _mm256_unpackhi_ps(e, f);
+                    let dst = sh.as_mut_ptr().add((c * sr + 2 * k + dy) * sw + 2 + 2 * x0);
+                    _mm256_storeu_ps(dst, _mm256_permute2f128_ps::<0x20>(lo, hi));
+                    _mm256_storeu_ps(dst.add(L), _mm256_permute2f128_ps::<0x31>(lo, hi));
+                }
+            }
+        }
+    }
+    // Layers 2-3 and the sigmoid for output rows 2 ly0 .. 2 ly1.
+    let (oh, ow) = (2 * h, 2 * w);
+    for r in 0..2 * s {
+        let oy = 2 * ly0 + r;
+        for x0 in (0..ow).step_by(L) {
+            let mut f = [_mm256_setzero_ps(); 9];
+            for o in 0..9 {
+                f[o] = _mm256_set1_ps(flat[B2 + o]);
+            }
+            for c in 0..3 {
+                for u in 0..5 {
+                    // Output row oy + u - 2 is sh row r + u; column x0 + v - 2 is sh column x0 + v.
+                    let row = sh.as_ptr().add((c * sr + r + u) * sw + x0);
+                    for v in 0..5 {
+                        let xs = _mm256_loadu_ps(row.add(v));
+                        for o in 0..9 {
+                            f[o] = _mm256_fmadd_ps(_mm256_set1_ps(flat[W2 + ((o * 3 + c) * 5 + u) * 5 + v]), xs, f[o]);
+                        }
+                    }
+                }
+            }
+            for o in 0..9 {
+                f[o] = prelu8(f[o], flat[A2 + o]);
+            }
+            let n = L.min(ow - x0);
+            for k in 0..3 {
+                let mut q = _mm256_set1_ps(flat[B3 + k]);
+                for o in 0..9 {
+                    q = _mm256_fmadd_ps(_mm256_set1_ps(flat[W3 + k * 9 + o]), f[o], q);
+                }
+                let mut t = [0.0f32; L];
+                _mm256_storeu_ps(t.as_mut_ptr(), q);
+                let dst = out.0.add((k * oh + oy) * ow + x0);
+                for l in 0..n {
+                    *dst.add(l) = 1.0 / (1.0 + (-t[l]).exp());
+                }
+            }
+        }
+    }
+}
+
 impl TinyCompressDec {
     fn check(&self) -> Result<()> {
         if self.w == 0 || self.h == 0 {
