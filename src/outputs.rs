@@ -90,6 +90,17 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// Keeps shard `k` of `n` (0-based): inputs `k`, `k + n`, `k + 2n`, ...
+    /// of the planned list (each folder's files sorted), with their outputs,
+    /// so `n` processes given the same arguments and `k = 0..n` split the
+    /// inputs between them without overlap or gaps.
+    pub fn shard(self, k: usize, n: usize) -> Planned {
+        let keep = |i: &usize| i % n.max(1) == k;
+        let inputs = self.inputs.into_iter().enumerate().filter(|(i, _)| keep(i)).map(|(_, p)| p).collect();
+        let outputs = self.outputs.into_iter().enumerate().filter(|(i, _)| keep(i)).map(|(_, o)| o).collect();
+        Planned { inputs, outputs, ..self }
+    }
+
     /// Plans one output per input: `-o` as a file for a single input, `-o`
     /// as a folder, or beside the input.
     pub fn new(inputs_arg: &[PathBuf], inputs: Vec<PathBuf>, output: Option<&Path>, naming: &Naming) -> Result<Self> {

@@ -649,3 +649,87 @@ fn compress_and_decompress_files_and_refuse_bad_ones() {
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("| a | -16 / 8 planes |") && table.contains("| **mean** | -16 / 4 planes |"), "{table}");
 }
+
+#[test]
+fn shards_split_a_folder_without_overlap_or_gaps() {
+    // Seven inputs over three shards (0-based), each run with the same
+    // arguments: together they write exactly the unsharded run's outputs,
+    // byte for byte, each once.
+    let dir = tmpdir("shard");
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for i in 0..7 {
+        std::fs::copy(sample(), inputs.join(format!("img{i}.png"))).unwrap();
+    }
+    let run = |out: &Path, shard: Option<&str>| {
+        let (i, o) = (inputs.to_str().unwrap(), out.to_str().unwrap());
+        let mut args = vec!["--device", "cpu", "resize", i, "--scale", "0.25", "-o", o];
+        if let Some(s) = shard {
+            args.extend(["--shard", s]);
+        }
+        let r = gpuimg(&args);
+        assert!(r.status.success(), "{shard:?}: {}", stderr(&r));
+        r
+    };
+    let files = |d: &Path| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let whole = dir.join("whole");
+    run(&whole, None);
+    let mut seen = Vec::new();
+    for k in 0..3 {
+        let out = dir.join(format!("shard{k}"));
+        let r = run(&out, Some(&format!("{k}/3")));
+        let want = [3, 2, 2][k];
+        assert!(stderr(&r).contains(&format!("shard {k}/3: {want} of 7 inputs")), "{}", stderr(&r));
+        let got = files(&out);
+        assert_eq!(got.len(), want, "shard {k}: {got:?}");
+        for f in got {
+            assert_eq!(std::fs::read(out.join(&f)).unwrap(), std::fs::read(whole.join(&f)).unwrap(), "{f}");
+            seen.push(f);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, files(&whole), "the shards together cover every input once");
+    // augment: a sample's seed follows its input's place in the whole list,
+    // so the shards' samples are the unsharded run's (the inputs are copies
+    // of one photo: only the seeds tell them apart).
+    let aug = |out: &Path, shard: Option<&str>| {
+        let (i, o) = (inputs.to_str().unwrap(), out.to_str().unwrap());
+        let ops = "hflip:p=0.5;rotate:deg=10;random-resized-crop:size=32";
+        let mut args = vec!["--device", "cpu", "augment", i, "-o", o, "--ops", ops, "--count", "2", "--seed", "5"];
+        if let Some(s) = shard {
+            args.extend(["--shard", s]);
+        }
+        let r = gpuimg(&args);
+        assert!(r.status.success(), "augment {shard:?}: {}", stderr(&r));
+    };
+    let whole = dir.join("aug_whole");
+    aug(&whole, None);
+    let mut seen = Vec::new();
+    for k in 0..2 {
+        let out = dir.join(format!("aug{k}"));
+        aug(&out, Some(&format!("{k}/2")));
+        for f in files(&out) {
+            assert_eq!(std::fs::read(out.join(&f)).unwrap(), std::fs::read(whole.join(&f)).unwrap(), "augment {f}");
+            seen.push(f);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, files(&whole));
+    assert_eq!(seen.len(), 14);
+    // A shard with nothing to do succeeds; bad shard values are refused.
+    let one = dir.join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::copy(sample(), one.join("a.png")).unwrap();
+    let r = gpuimg(&["--device", "cpu", "resize", one.to_str().unwrap(), "--scale", "0.5", "--shard", "1/2"]);
+    assert!(r.status.success() && stderr(&r).contains("shard 1/2: 0 of 1 inputs"), "{}", stderr(&r));
+    for bad in ["2/2", "1/0", "x/3", "3"] {
+        let r = gpuimg(&["--device", "cpu", "resize", one.to_str().unwrap(), "--scale", "0.5", "--shard", bad]);
+        assert_eq!(r.status.code(), Some(2), "--shard {bad}: {}", stderr(&r));
+        assert!(stderr(&r).contains("--shard"), "--shard {bad}: {}", stderr(&r));
+    }
+}

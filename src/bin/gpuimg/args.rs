@@ -31,6 +31,21 @@ pub struct Global {
     /// More detail (adapter, timings).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Process only shard K of N (K from 0 to N-1): inputs K, K+N, K+2N, ... of the list (each folder's files sorted), for job arrays (Slurm's $SLURM_ARRAY_TASK_ID, Kubernetes' $JOB_COMPLETION_INDEX). Every shard given the same arguments: together they cover every input once.
+    #[arg(long, global = true, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+}
+
+/// `K/N` with N >= 1 and K < N.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s.split_once('/').ok_or_else(|| format!("{s}: expected K/N, e.g. 0/4"))?;
+    let num =
+        |v: &str, what: &str| v.trim().parse::<usize>().map_err(|_| format!("{s}: {what} '{v}' is not a whole number"));
+    let (k, n) = (num(k, "K")?, num(n, "N")?);
+    if n == 0 || k >= n {
+        return Err(format!("{s}: K must be from 0 to N-1 and N at least 1"));
+    }
+    Ok((k, n))
 }
 
 #[derive(Subcommand)]

@@ -240,6 +240,20 @@ fn batch_jobs(
             inputs_arg.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
+    let plan = match g.shard {
+        Some((k, n)) => {
+            let total = plan.inputs.len();
+            let plan = plan.shard(k, n);
+            if !g.quiet {
+                eprintln!("shard {k}/{n}: {} of {total} inputs", plan.inputs.len());
+            }
+            if plan.inputs.is_empty() {
+                return Ok((ExitCode::SUCCESS, Vec::new()));
+            }
+            plan
+        }
+        None => plan,
+    };
     let mut extra = extra.to_vec();
     if let Some(r) = &sa.report {
         extra.push(("--report", r.as_path()));
