@@ -48,6 +48,7 @@ pub mod resample;
 pub mod rng;
 pub mod stream;
 pub mod tensor;
+pub mod tiling;
 pub mod train;
 pub mod weights;
 

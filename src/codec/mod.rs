@@ -28,19 +28,10 @@ pub fn quantise(latents: &[f32], channels: usize, bitplanes: u32) -> (Vec<u8>, V
     (crate::kernels::tinycompress_quant::codes_in(latents, &ranges, bitplanes), ranges)
 }
 
-/// Inverts [`quantise`]: codes back to latent values.
+/// Inverts [`quantise`]: codes back to latent values (the arithmetic the
+/// decoder kernel's code input applies as it loads).
 pub fn dequantise(codes: &[u8], ranges: &[(f32, f32)], bitplanes: u32) -> Vec<f32> {
-    let channels = ranges.len().max(1);
-    let plane = codes.len() / channels;
-    let top = ((1u32 << bitplanes) - 1) as f32;
-    codes
-        .iter()
-        .enumerate()
-        .map(|(i, &q)| {
-            let (lo, hi) = ranges[(i / plane.max(1)).min(channels - 1)];
-            lo + (hi - lo) * q as f32 / top
-        })
-        .collect()
+    crate::kernels::tinycompress_quant::dequantise(codes, ranges, bitplanes)
 }
 
 use std::path::Path;

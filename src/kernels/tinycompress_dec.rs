@@ -41,7 +41,7 @@ pub enum DecInput {
     /// f32 planes (1, 3, h, w).
     Planes,
     /// The codec's latent codes: planar u8 (3 x h x w), dequantised as
-    /// they load ([`crate::codec::dequantise`]).
+    /// they load ([`super::tinycompress_quant::dequantise`]).
     Codes {
         /// Each channel's (minimum, maximum).
         ranges: [(f32, f32); 3],
@@ -335,7 +335,7 @@ impl TinyCompressDec {
         match (self.input, input) {
             (DecInput::Planes, Data::Planes(t)) => Ok(t.clone()),
             (DecInput::Codes { ranges, bitplanes }, Data::Packed(Samples::U8(q))) if q.len() == shape.len() => {
-                Tensor::from_vec(shape, crate::codec::dequantise(q, &ranges, bitplanes))
+                Tensor::from_vec(shape, super::tinycompress_quant::dequantise(q, &ranges, bitplanes))
             }
             _ => Err(Error::invalid("tinycompress_dec", format!("input {:?} does not fit {self:?}", input.output()))),
         }

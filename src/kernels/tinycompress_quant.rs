@@ -90,6 +90,22 @@ pub fn codes_in(latents: &[f32], ranges: &[(f32, f32)], bitplanes: u32) -> Vec<u
     codes
 }
 
+/// Codes back to latent values: lo + (hi - lo) q / (2^bitplanes - 1) per
+/// channel (`codec::dequantise`; `tinycompress_dec`'s code input loads so).
+pub fn dequantise(codes: &[u8], ranges: &[(f32, f32)], bitplanes: u32) -> Vec<f32> {
+    let channels = ranges.len().max(1);
+    let plane = codes.len() / channels;
+    let top = ((1u32 << bitplanes) - 1) as f32;
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let (lo, hi) = ranges[(i / plane.max(1)).min(channels - 1)];
+            lo + (hi - lo) * q as f32 / top
+        })
+        .collect()
+}
+
 /// The quantisation of `plane` latents per channel to `bitplanes`-bit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TinyCompressQuant {

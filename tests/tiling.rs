@@ -1,0 +1,84 @@
+//! Seed 001's tiling (`gpuimg::tiling`): every tiling covers the image once,
+//! the near-square tiles are of about equal area and cost less overlap than
+//! stripes, and an op run tile by tile with a halo of its receptive radius
+//! gives the untiled result bit for bit.
+
+mod common;
+
+use gpuimg::tiling::{overhead, run_tiled, tiles, Scheme};
+
+#[test]
+fn every_tiling_covers_the_image_once() {
+    for (w, h) in [(1usize, 1usize), (7, 3), (3, 7), (640, 480), (480, 640), (4000, 3000), (101, 4999)] {
+        for n in [1usize, 2, 3, 5, 8, 13, 32, 100, 256] {
+            for scheme in [Scheme::NearSquare, Scheme::Stripes] {
+                let Ok(t) = tiles(scheme, w, h, n) else {
+                    // Only when the image has too few pixels for the tiles.
+                    assert!(n > w || n > h, "{scheme:?} {n} of {w}x{h}");
+                    continue;
+                };
+                assert_eq!(t.len(), n, "{scheme:?} {n} of {w}x{h}");
+                let mut seen = vec![0u8; w * h];
+                for tile in &t {
+                    assert!(tile.w > 0 && tile.h > 0 && tile.x + tile.w <= w && tile.y + tile.h <= h, "{tile:?}");
+                    for y in tile.y..tile.y + tile.h {
+                        for x in tile.x..tile.x + tile.w {
+                            seen[y * w + x] += 1;
+                        }
+                    }
+                }
+                assert!(seen.iter().all(|&s| s == 1), "{scheme:?} {n} of {w}x{h}: a pixel covered other than once");
+            }
+        }
+    }
+    assert!(tiles(Scheme::NearSquare, 10, 10, 0).is_err());
+    assert!(tiles(Scheme::Stripes, 10, 10, 11).is_err());
+}
+
+#[test]
+fn near_square_tiles_are_even_and_cheaper_than_stripes() {
+    let (w, h, halo) = (4000, 3000, 8);
+    for n in [4usize, 6, 9, 16, 32, 64, 128, 256] {
+        let t = tiles(Scheme::NearSquare, w, h, n).unwrap();
+        let areas: Vec<usize> = t.iter().map(|t| t.w * t.h).collect();
+        let (lo, hi) = (*areas.iter().min().unwrap() as f64, *areas.iter().max().unwrap() as f64);
+        assert!(hi / lo < 1.25, "{n} tiles: areas {lo}..{hi}");
+        let aspect = t.iter().map(|t| (t.w.max(t.h) as f64) / (t.w.min(t.h) as f64)).fold(0.0, f64::max);
+        assert!(aspect < 2.5, "{n} tiles: a tile {aspect:.2} times as long as wide");
+        let s = tiles(Scheme::Stripes, w, h, n).unwrap();
+        let (a, b) = (overhead(&t, halo, w, h), overhead(&s, halo, w, h));
+        eprintln!("{n} tiles: overhead {:.2}% near-square, {:.2}% stripes", a * 100.0, b * 100.0);
+        assert!(a < b, "{n} tiles: near-square {a} against stripes {b}");
+    }
+    assert_eq!(overhead(&tiles(Scheme::NearSquare, w, h, 1).unwrap(), halo, w, h), 0.0);
+}
+
+#[test]
+fn tiled_super_resolution_equals_untiled_on_the_cpu() {
+    use gpuimg::models::tinypssr::TinyPssr;
+    let mut rng = common::Rng::for_test("tiled_super_resolution_equals_untiled_on_the_cpu");
+    let (w, h) = (97usize, 61usize);
+    let img = gpuimg::image_io::Image::new(
+        w as u32,
+        h as u32,
+        3,
+        gpuimg::Samples::U8((0..w * h * 3).map(|_| rng.below(256) as u8).collect()),
+    )
+    .unwrap();
+    // Receptive radius in input pixels: 4 per x2 stage, halved by each earlier one.
+    for (scale, halo) in [(2usize, 4usize), (4, 6)] {
+        let m = TinyPssr::bundled(scale).unwrap();
+        let sr = |i: &gpuimg::image_io::Image| gpuimg::ops::super_resolve(&gpuimg::Backend::Cpu, &m, i);
+        let whole = sr(&img).unwrap();
+        for (scheme, n) in [(Scheme::NearSquare, 6), (Scheme::Stripes, 5), (Scheme::NearSquare, 1)] {
+            let t = tiles(scheme, w, h, n).unwrap();
+            let tiled = run_tiled(&img, &t, halo, scale, sr).unwrap();
+            assert_eq!((tiled.width, tiled.height), (whole.width, whole.height));
+            assert!(tiled.samples == whole.samples, "x{scale} {scheme:?} {n}: tiled differs from untiled");
+        }
+        // A halo short of the receptive radius shows at the seams: the check can fail.
+        let t = tiles(Scheme::NearSquare, w, h, 6).unwrap();
+        let short = run_tiled(&img, &t, halo - 2, scale, sr).unwrap();
+        assert!(short.samples != whole.samples, "x{scale}: a short halo should change the seams");
+    }
+}
