@@ -300,8 +300,20 @@ fn short(len: usize, n: usize) -> crate::error::Error {
     crate::error::Error::invalid("tcz", format!("the payload ends early ({len} bytes for {n} latent values)"))
 }
 
-fn left_over(extra: usize) -> crate::error::Error {
-    crate::error::Error::invalid("tcz", format!("{extra} bytes left over after the latent values (a corrupt payload)"))
+/// A stream of `len` bytes (of a `payload`-byte payload of `n` values)
+/// decoded: an error if it needed more bytes or left some over.
+fn finished(d: &Decoder, len: usize, payload: usize, n: usize) -> crate::error::Result<()> {
+    if d.overrun() {
+        return Err(short(payload, n));
+    }
+    if d.consumed() < len {
+        let extra = len - d.consumed();
+        return Err(crate::error::Error::invalid(
+            "tcz",
+            format!("{extra} bytes left over after the latent values (a corrupt payload)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes what [`encode_latents`] wrote (format 3): `channels * w * h`
@@ -354,13 +366,7 @@ pub fn decode_latents(
             let mut m = Model::new(1, bitplanes);
             let mut d = Decoder::new(&data[a..b]);
             decode_rows(&mut d, &mut m, band, w, (0, y1 - y0), 0, 0).map_err(|()| short(data.len(), n))?;
-            if d.overrun() {
-                return Err(short(data.len(), n));
-            }
-            if d.consumed() < b - a {
-                return Err(left_over(b - a - d.consumed()));
-            }
-            Ok(())
+            finished(&d, b - a, data.len(), n)
         },
     )?;
     Ok(values)
@@ -382,12 +388,7 @@ pub fn decode_latents_v2(
         let plane = &mut values[c * w * h..(c + 1) * w * h];
         decode_rows(&mut d, &mut m, plane, w, (0, h), 0, c).map_err(|()| short(data.len(), n))?;
     }
-    if d.overrun() {
-        return Err(short(data.len(), n));
-    }
-    if d.consumed() < data.len() {
-        return Err(left_over(data.len() - d.consumed()));
-    }
+    finished(&d, data.len(), data.len(), n)?;
     Ok(values)
 }
 

@@ -17,6 +17,8 @@ pub mod pixel_shuffle;
 pub mod pixel_unshuffle;
 pub mod prelu;
 pub mod resize_bilinear;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd;
 pub mod tinycompress_dec;
 pub mod tinycompress_enc;
 pub mod tinycompress_quant;

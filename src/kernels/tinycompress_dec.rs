@@ -156,14 +156,7 @@ unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize
     const A2: usize = 1032;
     const W3: usize = 1041; // 3 x 9
     const B3: usize = 1068;
-    #[inline(always)]
-    fn prelu8(v: __m256, a: f32) -> __m256 {
-        // SAFETY (all intrinsics here): inlined into the avx2+fma build only.
-        unsafe {
-            let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
-            _mm256_blendv_ps(_mm256_mul_ps(_mm256_set1_ps(a), v), v, ge)
-        }
-    }
+    use super::simd::prelu8;
     let wb = w.div_ceil(L) * L;
     let s = ly1 - ly0;
     // The latents, rows ly0 - 2 .. ly1 + 2 (layer 1's halo around the rows

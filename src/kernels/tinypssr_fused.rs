@@ -160,26 +160,42 @@ fn mac<const FMA: bool>(acc: f32, w: f32, x: f32) -> f32 {
     }
 }
 
+/// A strip's buffers: the input rows y0 - 4 .. y1 + 4 with 4 zero columns
+/// each side (zero outside the image), `pw` wide, and room for layer 2's
+/// output, rows y0 - 2 .. y1 + 2 of 4 channels with 2 zero columns each
+/// side, `mw` wide; `wb` is the width rounded up to whole blocks.
+struct StripBufs {
+    wb: usize,
+    inp: Vec<f32>,
+    pw: usize,
+    mid: Vec<f32>,
+    rmid: usize,
+    mw: usize,
+}
+
+impl StripBufs {
+    #[inline(always)]
+    fn new(src: &[f32], h: usize, w: usize, y0: usize, y1: usize) -> StripBufs {
+        let wb = w.div_ceil(L) * L;
+        let pw = wb + 8;
+        let rin = y1 - y0 + 8;
+        let mut inp = vec![0.0f32; rin * pw];
+        for r in 0..rin {
+            let y = y0 as isize - 4 + r as isize;
+            if y >= 0 && (y as usize) < h {
+                inp[r * pw + 4..r * pw + 4 + w].copy_from_slice(&src[y as usize * w..(y as usize + 1) * w]);
+            }
+        }
+        let (rmid, mw) = (y1 - y0 + 4, wb + 4);
+        StripBufs { wb, inp, pw, mid: vec![0.0f32; 4 * rmid * mw], rmid, mw }
+    }
+}
+
 /// One strip: input rows `y0..y1` of a plane (`src`, h x w) to output rows
 /// `2*y0..2*y1` (`dst`, the strip's part of the 2h x 2w plane).
 #[inline(always)]
 fn strip<const FMA: bool>(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst: &mut [f32]) {
-    // Padded width: 4 zero columns each side, rounded up to whole blocks.
-    let wb = w.div_ceil(L) * L;
-    let pw = wb + 8;
-    // Input rows y0-4 .. y1+4, zero outside the image.
-    let rin = y1 - y0 + 8;
-    let mut inp = vec![0.0f32; rin * pw];
-    for r in 0..rin {
-        let y = y0 as isize - 4 + r as isize;
-        if y >= 0 && (y as usize) < h {
-            inp[r * pw + 4..r * pw + 4 + w].copy_from_slice(&src[y as usize * w..(y as usize + 1) * w]);
-        }
-    }
-    // Layer-2 output for rows y0-2 .. y1+2 with 2 zero columns each side.
-    let rmid = y1 - y0 + 4;
-    let mw = wb + 4;
-    let mut mid = vec![0.0f32; 4 * rmid * mw];
+    let StripBufs { wb, inp, pw, mut mid, rmid, mw } = StripBufs::new(src, h, w, y0, y1);
     for r in 0..rmid {
         let y = y0 as isize - 2 + r as isize;
         if y < 0 || y as usize >= h {
@@ -282,28 +298,9 @@ fn strip<const FMA: bool>(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn strip_avx2(p: &Packed, src: &[f32], h: usize, w: usize, y0: usize, y1: usize, dst: &mut [f32]) {
+    use super::simd::prelu8;
     use std::arch::x86_64::*;
-    #[inline(always)]
-    fn prelu8(v: __m256, a: f32) -> __m256 {
-        // SAFETY (all intrinsics here): this runs only inside the avx2+fma build.
-        unsafe {
-            let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
-            _mm256_blendv_ps(_mm256_mul_ps(_mm256_set1_ps(a), v), v, ge)
-        }
-    }
-    let wb = w.div_ceil(L) * L;
-    let pw = wb + 8;
-    let rin = y1 - y0 + 8;
-    let mut inp = vec![0.0f32; rin * pw];
-    for r in 0..rin {
-        let y = y0 as isize - 4 + r as isize;
-        if y >= 0 && (y as usize) < h {
-            inp[r * pw + 4..r * pw + 4 + w].copy_from_slice(&src[y as usize * w..(y as usize + 1) * w]);
-        }
-    }
-    let rmid = y1 - y0 + 4;
-    let mw = wb + 4;
-    let mut mid = vec![0.0f32; 4 * rmid * mw];
+    let StripBufs { wb, inp, pw, mut mid, rmid, mw } = StripBufs::new(src, h, w, y0, y1);
     // SAFETY: every load reads `L` floats inside `inp` or `mid` (rows are
     // padded to whole blocks plus the halo), every store writes inside
     // `mid` or through the bounds-checked slices below.
