@@ -225,16 +225,27 @@ fn seeded_mutations_never_panic_or_run_away() {
         if let Ok(t) = Tcz::parse(&b) {
             // Only a CRC collision gets here; decoding is bounded by the header's size anyway.
             let (w, h) = t.latent_size();
-            let _ = entropy::decode_latents(&t.payload, 3, w, h, t.bitplanes as u32);
+            let _ = entropy::decode_payload(t.version, &t.payload, 3, w, h, t.bitplanes as u32);
         }
     }
     // The decoder alone on garbage: bounded by the symbol count, no panic;
     // short garbage runs out of bytes and says so.
     for _ in 0..200 {
         let garbage: Vec<u8> = (0..rng.below(64)).map(|_| rng.below(256) as u8).collect();
-        match entropy::decode_latents(&garbage, 3, 9, 7, 1 + rng.below(8) as u32) {
-            Ok(v) => assert_eq!(v.len(), 3 * 9 * 7),
-            Err(e) => assert!(e.to_string().contains("payload"), "{e}"),
+        let planes = 1 + rng.below(8) as u32;
+        // Both formats' decoders: format 3's stream table and format 2's single stream.
+        for version in [3, 2] {
+            match entropy::decode_payload(version, &garbage, 3, 9, 7, planes) {
+                Ok(v) => assert_eq!(v.len(), 3 * 9 * 7),
+                Err(e) => assert!(e.to_string().contains("payload"), "{e}"),
+            }
+        }
+    }
+    // Format 3 at a size with several bands: garbage tables are refused cleanly.
+    for _ in 0..200 {
+        let garbage: Vec<u8> = (0..rng.below(200)).map(|_| rng.below(256) as u8).collect();
+        if let Err(e) = entropy::decode_latents(&garbage, 3, 300, 500, 8) {
+            assert!(e.to_string().contains("payload"), "{e}");
         }
     }
     // A huge declared size with a tiny payload stops early with an error.

@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 fn decode(data: &[u8]) {
     if let Ok(t) = Tcz::parse(data) {
         let (w, h) = t.latent_size();
-        let _ = entropy::decode_latents(&t.payload, 3, w, h, t.bitplanes as u32);
+        let _ = entropy::decode_payload(t.version, &t.payload, 3, w, h, t.bitplanes as u32);
     }
 }
 
