@@ -139,8 +139,11 @@ fn the_fused_cpu_decoder_block_matches_the_layer_path() {
         let x = rng.tensor(gpuimg::Shape::new(1, 3, h, w), -1.0, 2.0);
         let (a, b) = (dec_block_fast(&flat, &x).unwrap(), dec_block_cpu(&flat, &x).unwrap());
         assert_eq!(a.shape, b.shape);
-        // The same sums in the same order (FMA in both where AVX2 is present): the same bits.
-        assert_eq!(a.data, b.data, "{w}x{h}");
+        // The same sums in the same order (FMA in both where AVX2 is present);
+        // the sigmoid's exponential a vector polynomial within 2 ulp of libm's.
+        let worst = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 2e-7, "{w}x{h}: differs by {worst}");
+        // Outputs lie in (0, 1): 2e-7 is 1/20,000 of an 8-bit level.
     }
 }
 

@@ -108,8 +108,10 @@ const STRIP: usize = 8;
 /// from there, eight pixels to a register, every task on its own rows; no
 /// tensor per layer. On x86-64 with AVX2+FMA; elsewhere it is
 /// [`dec_block_cpu`]. Every output sums as the layer path's AVX2 build does
-/// (the bias, then input channel, kernel row, kernel column, with FMA), so
-/// the two agree to the last bit there (`tests/codec.rs` compares them).
+/// (the bias, then input channel, kernel row, kernel column, with FMA); the
+/// sigmoid's exponential is a vector polynomial ([`super::simd::exp8`], 2
+/// ulp) instead of libm's, so the two agree within a few ulp
+/// (`tests/codec.rs` compares them).
 pub fn dec_block_fast(flat: &[f32], x: &Tensor) -> Result<Tensor> {
     #[cfg(target_arch = "x86_64")]
     if crate::cpu::level() == crate::cpu::Level::Avx2Fma
@@ -156,7 +158,7 @@ unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize
     const A2: usize = 1032;
     const W3: usize = 1041; // 3 x 9
     const B3: usize = 1068;
-    use super::simd::prelu8;
+    use super::simd::{prelu8, sigmoid8};
     let wb = w.div_ceil(L) * L;
     let s = ly1 - ly0;
     // The latents, rows ly0 - 2 .. ly1 + 2 (layer 1's halo around the rows
@@ -249,11 +251,14 @@ unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize
                 for o in 0..9 {
                     q = _mm256_fmadd_ps(_mm256_set1_ps(flat[W3 + k * 9 + o]), f[o], q);
                 }
-                let mut t = [0.0f32; L];
-                _mm256_storeu_ps(t.as_mut_ptr(), q);
                 let dst = out.0.add((k * oh + oy) * ow + x0);
-                for l in 0..n {
-                    *dst.add(l) = 1.0 / (1.0 + (-t[l]).exp());
+                let v = sigmoid8(q);
+                if n == L {
+                    _mm256_storeu_ps(dst, v);
+                } else {
+                    let mut t = [0.0f32; L];
+                    _mm256_storeu_ps(t.as_mut_ptr(), v);
+                    std::ptr::copy_nonoverlapping(t.as_ptr(), dst, n);
                 }
             }
         }
