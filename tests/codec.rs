@@ -148,6 +148,57 @@ fn the_fused_cpu_decoder_block_matches_the_layer_path() {
 }
 
 #[test]
+fn the_fused_last_block_writes_the_cropped_packed_planes() {
+    use gpuimg::kernels::tinycompress_dec::{dec_block_fast, dec_block_fast_image, FLAT_LEN};
+    use gpuimg::kernels::PackPixels;
+    use gpuimg::pixel::PixelLayout;
+    let mut rng = Rng::for_test("the_fused_last_block_writes_the_cropped_packed_planes");
+    for (lw, lh, margin) in [(1usize, 1usize, 0usize), (9, 5, 2), (37, 23, 2), (70, 19, 4)] {
+        let flat = rng.vec(FLAT_LEN, -0.4, 0.4);
+        let x = rng.tensor(gpuimg::Shape::new(1, 3, lh, lw), -1.0, 2.0);
+        // Odd sizes, cropped short of the last column and row.
+        let (w, h) = (2 * lw - 2 * margin - 1, 2 * lh - 2 * margin - 1);
+        let planes = dec_block_fast(&flat, &x).unwrap();
+        let mut crop = Vec::new();
+        for c in 0..3 {
+            for r in margin..margin + h {
+                crop.extend_from_slice(&planes.plane(0, c)[r * 2 * lw + margin..r * 2 * lw + margin + w]);
+            }
+        }
+        let l = PixelLayout { n: 1, height: h, width: w, channels: 3, bits: 8 };
+        let want = PackPixels(l).cpu(&gpuimg::Tensor::from_vec(l.shape(), crop).unwrap()).unwrap();
+        let got = dec_block_fast_image(&flat, &x, w, h, margin).unwrap();
+        assert!(got == want, "{lw}x{lh} margin {margin}: the fused image differs from the cropped, packed planes");
+    }
+}
+
+#[test]
+fn cpu_decompress_matches_the_layer_path() {
+    // The whole CPU decode (fused blocks) against the layer path, per rate: within one level.
+    let mut rng = Rng::for_test("cpu_decompress_matches_the_layer_path");
+    for rate in [4, 16, 64] {
+        let m = gpuimg::models::tinycompress::TinyCompress::bundled(rate).unwrap();
+        let (w, h) = (61u32, 43u32);
+        let img = gpuimg::image_io::Image::new(
+            w,
+            h,
+            3,
+            gpuimg::Samples::U8((0..w * h * 3).map(|_| rng.below(256) as u8).collect()),
+        )
+        .unwrap();
+        let t = gpuimg::codec::compress(&gpuimg::Backend::Cpu, &m, &img, 8).unwrap();
+        let fused = gpuimg::codec::decompress(&gpuimg::Backend::Cpu, &m, &t).unwrap();
+        let (lw, lh) = t.latent_size();
+        let codes = entropy::decode_latents(&t.payload, 3, lw, lh, 8).unwrap();
+        let lat = gpuimg::Tensor::from_vec(gpuimg::Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, 8)).unwrap();
+        let layers = gpuimg::codec::decode_layers(&m, &lat, &t).unwrap();
+        let (gpuimg::Samples::U8(a), gpuimg::Samples::U8(b)) = (&fused.samples, &layers.samples) else { panic!() };
+        let worst = a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap();
+        assert!(worst <= 1, "-{rate}: fused and layer decodes differ by {worst} levels");
+    }
+}
+
+#[test]
 fn format_2_files_still_decode() {
     // A file as the previous format wrote it (one stream): parsed, its
     // version kept, its codes decoded, and written back unchanged.

@@ -302,12 +302,28 @@ fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t
         return Image::new(t.width, t.height, 3, Samples::from_le_bytes(8, &out?, w * h * 3));
     }
     let lat = Tensor::from_vec(Shape::new(1, 3, lh, lw), dequantise(&codes, &t.ranges, t.bitplanes as u32))?;
-    // The fused CPU blocks (the layer path where AVX2 is missing).
+    // The fused CPU blocks (the layer path where AVX2 is missing), the last
+    // writing the cropped 8-bit image.
+    use crate::kernels::tinycompress_dec::{dec_block_fast, dec_block_fast_image, FLAT_LEN};
     let flat = m.dec.flatten();
+    let blocks: Vec<&[f32]> = flat.chunks(FLAT_LEN).collect();
+    let Some((last, first)) = blocks.split_last() else {
+        return Err(Error::invalid("tinycompress", "no decoding blocks"));
+    };
     let mut y = lat;
-    for block in flat.chunks(crate::kernels::tinycompress_dec::FLAT_LEN) {
-        y = crate::kernels::tinycompress_dec::dec_block_fast(block, &y)?;
+    for block in first {
+        y = dec_block_fast(block, &y)?;
     }
+    let samples = dec_block_fast_image(last, &y, w, h, container::margin(t.rate))?;
+    Image::new(t.width, t.height, 3, samples)
+}
+
+/// The layer path's decode of `lat` to the cropped 8-bit image (the
+/// reference [`decompress_on`]'s fused CPU blocks are tested against).
+#[doc(hidden)]
+pub fn decode_layers(m: &TinyCompress, lat: &Tensor, t: &Tcz) -> Result<Image> {
+    let (w, h) = (t.width as usize, t.height as usize);
+    let y = m.dec.forward(lat, None)?;
     let m = container::margin(t.rate);
     let cropped = crate::ops::crop_rows(&y, m, m + h);
     let pw = cropped.shape.w;

@@ -114,40 +114,78 @@ const STRIP: usize = 8;
 /// (`tests/codec.rs` compares them).
 pub fn dec_block_fast(flat: &[f32], x: &Tensor) -> Result<Tensor> {
     #[cfg(target_arch = "x86_64")]
-    if crate::cpu::level() == crate::cpu::Level::Avx2Fma
-        && flat.len() == FLAT_LEN
-        && x.shape.n == 1
-        && x.shape.c == 3
-        && x.shape.h > 0
-        && x.shape.w > 0
-    {
-        use rayon::prelude::*;
+    if fast_fits(flat, x) {
         let (h, w) = (x.shape.h, x.shape.w);
         let mut y = Tensor::zeros(Shape::new(1, 3, 2 * h, 2 * w));
-        let out = OutPtr(y.data.as_mut_ptr());
-        (0..h.div_ceil(STRIP)).into_par_iter().for_each(|i| {
-            let ly0 = i * STRIP;
-            // SAFETY: AVX2+FMA was checked above; each task writes output
-            // rows 2 ly0 .. 2 ly1 of each plane, which no other task writes.
-            unsafe { dec_strip_avx2(flat, &x.data, h, w, ly0, (ly0 + STRIP).min(h), out) };
-        });
+        run_strips(flat, x, Out::Planes(y.data.as_mut_ptr()));
         return Ok(y);
     }
     dec_block_cpu(flat, x)
 }
 
+/// [`dec_block_fast`] as the codec's last block: the `width` x `height`
+/// image `margin` pixels in, as packed 8-bit RGB, quantised as
+/// [`PackPixels`] does as each strip finishes (no full-resolution planes,
+/// no crop copy); the same bytes as the planes cropped and packed.
+pub fn dec_block_fast_image(flat: &[f32], x: &Tensor, width: usize, height: usize, margin: usize) -> Result<Samples> {
+    let op = TinyCompressDec {
+        w: x.shape.w,
+        h: x.shape.h,
+        input: DecInput::Planes,
+        output: DecOutput::Image { width, height, margin },
+    };
+    op.check()?;
+    #[cfg(target_arch = "x86_64")]
+    if fast_fits(flat, x) {
+        let mut px = crate::fsutil::try_vec("the decoded image", width * height * 3, 0u8)?;
+        run_strips(flat, x, Out::Image { px: px.as_mut_ptr(), width, height, margin });
+        return Ok(Samples::U8(px));
+    }
+    match op.cpu(flat, x)? {
+        Data::Packed(s) => Ok(s),
+        Data::Planes(_) => Err(Error::invalid("tinycompress_dec", "image mode gave planes")),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fast_fits(flat: &[f32], x: &Tensor) -> bool {
+    crate::cpu::level() == crate::cpu::Level::Avx2Fma
+        && flat.len() == FLAT_LEN
+        && x.shape.n == 1
+        && x.shape.c == 3
+        && x.shape.h > 0
+        && x.shape.w > 0
+}
+
+#[cfg(target_arch = "x86_64")]
+fn run_strips(flat: &[f32], x: &Tensor, out: Out) {
+    use rayon::prelude::*;
+    let (h, w) = (x.shape.h, x.shape.w);
+    (0..h.div_ceil(STRIP)).into_par_iter().for_each(|i| {
+        let ly0 = i * STRIP;
+        // SAFETY: fast_fits checked AVX2+FMA; each task writes output rows
+        // 2 ly0 .. 2 ly1 (of each plane, or of the image), which no other task writes.
+        unsafe { dec_strip_avx2(flat, &x.data, h, w, ly0, (ly0 + STRIP).min(h), out) };
+    });
+}
+
+/// Where a strip writes: f32 planes (3 x 2h x 2w), or the cropped packed image.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint rows through it (see dec_block_fast).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
+enum Out {
+    Planes(*mut f32),
+    Image { px: *mut u8, width: usize, height: usize, margin: usize },
+}
+// SAFETY: tasks write disjoint rows through it (see run_strips).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
 
 /// One strip of [`dec_block_fast`]: latent rows `ly0..ly1` of `x` (3 x h x
-/// w) to output rows `2 ly0 .. 2 ly1` of the three planes at `out`.
+/// w) to output rows `2 ly0 .. 2 ly1` of the three planes at `out`, or
+/// those of them inside the image, quantised.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize, ly1: usize, out: OutPtr) {
+unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize, ly1: usize, out: Out) {
     use std::arch::x86_64::*;
     const L: usize = 8;
     const W1: usize = 0; // 12 x 3 x 3 x 3
@@ -223,9 +261,17 @@ unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize
     }
     // Layers 2-3 and the sigmoid for output rows 2 ly0 .. 2 ly1.
     let (oh, ow) = (2 * h, 2 * w);
+    // The columns and rows written: all, or the image's.
+    let (cols, rows) = match out {
+        Out::Planes(_) => (0..ow, 0..oh),
+        Out::Image { width, height, margin, .. } => (margin..margin + width, margin..margin + height),
+    };
     for r in 0..2 * s {
         let oy = 2 * ly0 + r;
-        for x0 in (0..ow).step_by(L) {
+        if !rows.contains(&oy) {
+            continue;
+        }
+        for x0 in (cols.start / L * L..cols.end).step_by(L) {
             let mut f = [_mm256_setzero_ps(); 9];
             for o in 0..9 {
                 f[o] = _mm256_set1_ps(flat[B2 + o]);
@@ -251,14 +297,36 @@ unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize
                 for o in 0..9 {
                     q = _mm256_fmadd_ps(_mm256_set1_ps(flat[W3 + k * 9 + o]), f[o], q);
                 }
-                let dst = out.0.add((k * oh + oy) * ow + x0);
                 let v = sigmoid8(q);
-                if n == L {
-                    _mm256_storeu_ps(dst, v);
-                } else {
-                    let mut t = [0.0f32; L];
-                    _mm256_storeu_ps(t.as_mut_ptr(), v);
-                    std::ptr::copy_nonoverlapping(t.as_ptr(), dst, n);
+                match out {
+                    Out::Planes(p) => {
+                        let dst = p.add((k * oh + oy) * ow + x0);
+                        if n == L {
+                            _mm256_storeu_ps(dst, v);
+                        } else {
+                            let mut t = [0.0f32; L];
+                            _mm256_storeu_ps(t.as_mut_ptr(), v);
+                            std::ptr::copy_nonoverlapping(t.as_ptr(), dst, n);
+                        }
+                    }
+                    Out::Image { px, width, margin, .. } => {
+                        // PackPixels' rounding: clamp, times 255, plus 0.5 (a separate
+                        // multiply and add), truncated.
+                        let c = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.0));
+                        let b = _mm256_cvttps_epi32(_mm256_add_ps(
+                            _mm256_mul_ps(c, _mm256_set1_ps(255.0)),
+                            _mm256_set1_ps(0.5),
+                        ));
+                        let mut t = [0i32; L];
+                        _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, b);
+                        let row = px.add((oy - margin) * width * 3);
+                        for l in 0..n {
+                            let x = x0 + l;
+                            if cols.contains(&x) {
+                                *row.add((x - margin) * 3 + k) = t[l] as u8;
+                            }
+                        }
+                    }
                 }
             }
         }
