@@ -16,16 +16,15 @@ pub use container::Tcz;
 /// or infinity. The arithmetic is the `tinycompress_quant` kernel's (3
 /// channels on the GPU), so both paths write the same ranges.
 pub fn quantise(latents: &[f32], channels: usize, bitplanes: u32) -> (Vec<u8>, Vec<(f32, f32)>) {
-    use crate::kernels::tinycompress_quant::{key, range_of};
+    use crate::kernels::tinycompress_quant::{channel_keys, codes_in, range_from};
     let plane = latents.len() / channels.max(1);
     let ranges: Vec<(f32, f32)> = (0..channels)
         .map(|c| {
-            let v = &latents[c * plane..(c + 1) * plane];
-            let (hi, lo) = v.iter().fold((0u32, 0u32), |(hi, lo), &x| (hi.max(key(x)), lo.max(!key(x))));
-            range_of(&[hi, 0, 0, lo, 0, 0], 0)
+            let (hi, not_lo) = channel_keys(&latents[c * plane..(c + 1) * plane]);
+            range_from(hi, not_lo)
         })
         .collect();
-    (crate::kernels::tinycompress_quant::codes_in(latents, &ranges, bitplanes), ranges)
+    (codes_in(latents, &ranges, bitplanes), ranges)
 }
 
 /// Inverts [`quantise`]: codes back to latent values (the arithmetic the
@@ -42,7 +41,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::image_io::Image;
 use crate::kernels::unpack_pixels::PixelLayout;
-use crate::kernels::{PackPixels, UnpackPixels};
+use crate::kernels::UnpackPixels;
 use crate::models::tinycompress::TinyCompress;
 use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
@@ -142,11 +141,10 @@ pub fn record_encode(
         input = out;
         if last {
             let q = TinyCompressQuant { plane: (w / 2) * (h / 2), bitplanes };
-            let out_bytes = q.out().bytes();
             let layout = PixelLayout { n: 1, height: 3 * (h / 2), width: w / 2, channels: 1, bits: 8 };
-            let codes = gpu.take_buffer(out_bytes, Gpu::TENSOR_USAGE);
+            let codes = gpu.take_buffer(q.out().bytes(), Gpu::TENSOR_USAGE);
             let r = q.encode(gpu, enc, &input, &codes);
-            let out_bytes = (crate::kernels::tinycompress_quant::RANGE_BYTES + 3 * q.plane) as u64;
+            let out_bytes = q.out_len() as u64;
             return crate::gpu::Recorded { out: codes, out_bytes, layout, scratch }.or_recycle(gpu, r);
         }
         (w, h) = (w / 2, h / 2);
@@ -229,7 +227,7 @@ fn codes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, img: &Ima
     let src = gpu.upload_bytes(&img.samples.le_bytes())?;
     let (pw, ph) = padded_size(img.width as usize, img.height as usize, m);
     let (lw, lh) = (pw / m.factor(), ph / m.factor());
-    let out_bytes = (crate::kernels::tinycompress_quant::RANGE_BYTES + 3 * lw * lh) as u64;
+    let out_bytes = crate::kernels::TinyCompressQuant { plane: lw * lh, bitplanes }.out_len() as u64;
     let bytes = crate::gpu::run_recorded(gpu, "gpuimg.tinycompress.encode", out_bytes, |enc| {
         record_encode(gpu, enc, m, weights, img.layout(), bitplanes, &src)
     });
@@ -324,17 +322,7 @@ fn decompress_on(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, t
 pub fn decode_layers(m: &TinyCompress, lat: &Tensor, t: &Tcz) -> Result<Image> {
     let (w, h) = (t.width as usize, t.height as usize);
     let y = m.dec.forward(lat, None)?;
-    let m = container::margin(t.rate);
-    let cropped = crate::ops::crop_rows(&y, m, m + h);
-    let pw = cropped.shape.w;
-    let mut data = Vec::with_capacity(3 * w * h);
-    for c in 0..3 {
-        for row in cropped.plane(0, c).chunks_exact(pw) {
-            data.extend_from_slice(&row[m..m + w]);
-        }
-    }
-    let l = PixelLayout { n: 1, height: h, width: w, channels: 3, bits: 8 };
-    let samples = PackPixels(l).cpu(&Tensor::from_vec(l.shape(), data)?)?;
+    let samples = crate::kernels::tinycompress_dec::crop_packed(&y, w, h, container::margin(t.rate))?;
     Image::new(t.width, t.height, 3, samples)
 }
 

@@ -99,6 +99,21 @@ pub fn dec_block_cpu(flat: &[f32], x: &Tensor) -> Result<Tensor> {
     Ok(Activation(ActivationKind::Sigmoid).cpu(&y))
 }
 
+/// The `width` x `height` image `margin` pixels into the decoded planes
+/// `y` (1, 3, H, W), as packed 8-bit RGB: the codec's crop and quantisation.
+pub fn crop_packed(y: &Tensor, width: usize, height: usize, margin: usize) -> Result<Samples> {
+    let pw = y.shape.w;
+    let mut data = Vec::with_capacity(3 * width * height);
+    for c in 0..3 {
+        let plane = y.plane(0, c);
+        for r in margin..margin + height {
+            data.extend_from_slice(&plane[r * pw + margin..r * pw + margin + width]);
+        }
+    }
+    let l = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };
+    PackPixels(l).cpu(&Tensor::from_vec(l.shape(), data)?)
+}
+
 /// Latent rows per parallel task of [`dec_block_fast`].
 const STRIP: usize = 8;
 
@@ -292,41 +307,38 @@ unsafe fn dec_strip_avx2(flat: &[f32], x: &[f32], h: usize, w: usize, ly0: usize
                 f[o] = prelu8(f[o], flat[A2 + o]);
             }
             let n = L.min(ow - x0);
+            let mut v = [_mm256_setzero_ps(); 3];
             for k in 0..3 {
                 let mut q = _mm256_set1_ps(flat[B3 + k]);
                 for o in 0..9 {
                     q = _mm256_fmadd_ps(_mm256_set1_ps(flat[W3 + k * 9 + o]), f[o], q);
                 }
-                let v = sigmoid8(q);
-                match out {
-                    Out::Planes(p) => {
+                v[k] = sigmoid8(q);
+            }
+            match out {
+                Out::Planes(p) => {
+                    for k in 0..3 {
                         let dst = p.add((k * oh + oy) * ow + x0);
                         if n == L {
-                            _mm256_storeu_ps(dst, v);
+                            _mm256_storeu_ps(dst, v[k]);
                         } else {
                             let mut t = [0.0f32; L];
-                            _mm256_storeu_ps(t.as_mut_ptr(), v);
+                            _mm256_storeu_ps(t.as_mut_ptr(), v[k]);
                             std::ptr::copy_nonoverlapping(t.as_ptr(), dst, n);
                         }
                     }
-                    Out::Image { px, width, margin, .. } => {
-                        // PackPixels' rounding: clamp, times 255, plus 0.5 (a separate
-                        // multiply and add), truncated.
-                        let c = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.0));
-                        let b = _mm256_cvttps_epi32(_mm256_add_ps(
-                            _mm256_mul_ps(c, _mm256_set1_ps(255.0)),
-                            _mm256_set1_ps(0.5),
-                        ));
-                        let mut t = [0i32; L];
-                        _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, b);
-                        let row = px.add((oy - margin) * width * 3);
-                        for l in 0..n {
-                            let x = x0 + l;
-                            if cols.contains(&x) {
-                                *row.add((x - margin) * 3 + k) = t[l] as u8;
-                            }
-                        }
-                    }
+                }
+                Out::Image { px, width, margin, .. } => {
+                    // PackPixels' rounding and RGB interleave (its AVX2 helpers),
+                    // then the pixels of the block inside the image's columns.
+                    use super::pack_pixels::rgb8::{interleave, quantise8};
+                    let (lo, hi) = interleave(quantise8(v[0]), quantise8(v[1]), quantise8(v[2]));
+                    let mut t = [0u8; 32];
+                    _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, lo);
+                    _mm_storeu_si128(t.as_mut_ptr().add(16) as *mut __m128i, hi);
+                    let (a, b) = (x0.max(cols.start), (x0 + n).min(cols.end));
+                    let dst = px.add(((oy - margin) * width + a - margin) * 3);
+                    std::ptr::copy_nonoverlapping(t.as_ptr().add((a - x0) * 3), dst, (b - a) * 3);
                 }
             }
         }
@@ -420,19 +432,7 @@ impl TinyCompressDec {
         let y = dec_block_cpu(flat, x)?;
         match self.output {
             DecOutput::Planes => Ok(Data::Planes(y)),
-            DecOutput::Image { width, height, margin } => {
-                let pw = y.shape.w;
-                let mut data = Vec::with_capacity(3 * width * height);
-                for c in 0..3 {
-                    let plane = y.plane(0, c);
-                    for r in margin..margin + height {
-                        data.extend_from_slice(&plane[r * pw + margin..r * pw + margin + width]);
-                    }
-                }
-                let l = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };
-                let s: Samples = PackPixels(l).cpu(&Tensor::from_vec(l.shape(), data)?)?;
-                Ok(Data::Packed(s))
-            }
+            DecOutput::Image { width, height, margin } => Ok(Data::Packed(crop_packed(&y, width, height, margin)?)),
         }
     }
 }

@@ -47,29 +47,38 @@ pub fn unkey(k: u32) -> f32 {
     f32::from_bits(if k & 0x8000_0000 != 0 { k & 0x7fff_ffff } else { !k })
 }
 
+/// One channel's keys: the largest [`key`] of `v`, and the largest
+/// complement of a key (the smallest value's, complemented), so both
+/// extremes come from one maximum each, as the kernel's atomics find them.
+pub fn channel_keys(v: &[f32]) -> (u32, u32) {
+    v.iter().fold((0, 0), |(hi, not_lo), &x| (hi.max(key(x)), not_lo.max(!key(x))))
+}
+
 /// The six keys the last encoding block leaves after the latents (3 planes):
 /// the largest key of each channel, then the complement of the smallest.
 pub fn range_keys(latents: &[f32]) -> [u32; 6] {
     let plane = latents.len() / 3;
     let mut k = [0u32; 6];
     for c in 0..3 {
-        for &v in &latents[c * plane..(c + 1) * plane] {
-            k[c] = k[c].max(key(v));
-            k[3 + c] = k[3 + c].max(!key(v));
-        }
+        (k[c], k[3 + c]) = channel_keys(&latents[c * plane..(c + 1) * plane]);
     }
     k
 }
 
-/// Channel `c`'s (minimum, maximum) from the keys; (0, 0) unless both are
-/// finite (no values, or a NaN or infinity among them).
-pub fn range_of(keys: &[u32; 6], c: usize) -> (f32, f32) {
-    let (lo, hi) = (unkey(!keys[3 + c]), unkey(keys[c]));
+/// The (minimum, maximum) that [`channel_keys`] stand for; (0, 0) unless
+/// both are finite (no values, or a NaN or infinity among them).
+pub fn range_from(hi: u32, not_lo: u32) -> (f32, f32) {
+    let (lo, hi) = (unkey(!not_lo), unkey(hi));
     if lo.is_finite() && hi.is_finite() {
         (lo, hi)
     } else {
         (0.0, 0.0)
     }
+}
+
+/// Channel `c`'s (minimum, maximum) from the six keys ([`range_from`]).
+pub fn range_of(keys: &[u32; 6], c: usize) -> (f32, f32) {
+    range_from(keys[c], keys[3 + c])
 }
 
 /// Planar latents (3 channels) to `bitplanes`-bit codes within `ranges`:
@@ -123,9 +132,14 @@ impl TinyCompressQuant {
         Ok(())
     }
 
-    /// What it writes: [`RANGE_BYTES`] of ranges, then the codes.
+    /// Bytes it writes: [`RANGE_BYTES`] of ranges, then the codes.
+    pub fn out_len(&self) -> usize {
+        RANGE_BYTES + 3 * self.plane
+    }
+
+    /// What it writes: [`TinyCompressQuant::out_len`] bytes.
     pub fn out(&self) -> Output {
-        Output::Packed { bits: 8, len: RANGE_BYTES + 3 * self.plane }
+        Output::Packed { bits: 8, len: self.out_len() }
     }
 
     /// Bytes of input it reads: the latents and the six keys.
