@@ -96,7 +96,21 @@ fn every_level_gives_the_same_bits() {
             let s: Vec<u16> = (0..53 * 31 * 4).map(|i| ((i * 7919) % 65536) as u16).collect();
             gpuimg::image_io::Image::new(53, 31, 4, gpuimg::Samples::U16(s)).unwrap()
         };
+        let rgba8 = {
+            let s: Vec<u8> = (0..67 * 45 * 4).map(|i| ((i * 7919 + i / 67) % 256) as u8).collect();
+            gpuimg::image_io::Image::new(67, 45, 4, gpuimg::Samples::U8(s)).unwrap()
+        };
         for (chain, img) in [
+            // Rotating passes on 8-bit samples (eight pixels to a register
+            // in the AVX2 build): fills, reflected and clamped edges, both
+            // filters, 3 and 4 channels, groups past the tap limit (the
+            // 23x bilinear downscale), the bottom-right pixel.
+            ("rotate:angle=23,border=constant,fill=0.5;saturation:f=0.5", &wide),
+            ("rotate:angle=-40,border=reflect;resize:w=40,h=13,method=bicubic", &wide),
+            ("rotate:angle=3;resize:w=7,h=5", &wide),
+            ("hflip:p=1;rotate:angle=7,border=edge;resize:w=29,h=21;gamma:g=0.8", &rgba8),
+            ("rotate:angle=12;resize:w=15,h=9,method=bicubic;hue:f=0.1", &rgba8),
+            ("rotate:angle=-5,border=edge;contrast:f=1.2", &rgba8),
             ("resize:w=37,h=11;contrast:f=0.9", &wide),
             ("hflip:p=1;pad:left=3;resize:w=119,h=70,method=bicubic", &rgba16),
             ("resize:w=20,h=13", &rgba16),

@@ -653,7 +653,18 @@ impl AugmentPass {
         // through a function specialised on the channel count (and built
         // for AVX2 where the level allows).
         let avx2 = crate::cpu::level() == crate::cpu::Level::Avx2Fma;
-        let ctx = RotateRow { pass: self, src, w, h, ow, filter: pr.filter, maxv, prog: &prog, finish: &finish };
+        let ctx = RotateRow {
+            pass: self,
+            src,
+            w,
+            h,
+            ow,
+            filter: pr.filter,
+            maxv,
+            prog: &prog,
+            affine: affine_finish.map(|a| a.as_slice()),
+            finish: &finish,
+        };
         // Tiles of ROT_ROWS x ROT_COLS output pixels: a rotated row reads a
         // slanted line across hundreds of input rows, a tile a compact patch
         // that stays in cache (row by row, the 3000x2000 chain read each
@@ -1194,6 +1205,9 @@ struct RotateRow<'a, T, F> {
     filter: u32,
     maxv: f32,
     prog: &'a [f32],
+    /// `finish`'s stages when every colour stage is affine (and the output
+    /// clamped): what [`Self::group8`] applies to eight pixels at once.
+    affine: Option<&'a [[f32; 12]]>,
     finish: &'a F,
 }
 
@@ -1274,24 +1288,375 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow
 
     #[inline(always)]
     fn row<const C: usize, const AVX2: bool>(&self, gy: usize, gx0: usize, row: &mut [T]) {
-        let (w, h, pass, ow) = (self.w, self.h, self.pass, self.ow);
         let (mut tx, mut ty) = (Taps::new(), Taps::new());
-        for (gx, dst) in (gx0..).zip(row.chunks_exact_mut(C)) {
-            let (mut v, order) = match pass.land(gx, gy) {
-                Err(k) => fill_of(self.prog, k, C),
-                Ok((px, py)) => {
-                    tx.fill(self.filter, px, pass.fx, w);
-                    ty.fill(self.filter, py, pass.fy, h);
-                    let mut v = self.tap_sum::<C, AVX2>(&tx, &ty);
-                    for vc in v.iter_mut().take(C) {
-                        *vc /= self.maxv;
+        let n = row.len() / C;
+        let mut done = 0;
+        // 8-bit RGB(A) with a filter: eight output pixels at a time, one to
+        // a lane (`group8`); a group it declines, pixel by pixel.
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 && C >= 3 && std::mem::size_of::<T>() == 1 && self.filter != 0 && self.src.len() < i32::MAX as usize {
+            let mut sc = G8Scratch::new();
+            while done + 8 <= n {
+                let dst = &mut row[done * C..(done + 8) * C];
+                // SAFETY: AVX2 is only true inside `row_avx2`; T is u8 (one
+                // byte) and the input's byte offsets fit in i32.
+                if !unsafe { self.group8::<C>(gy, gx0 + done, dst, &mut sc) } {
+                    for (k, d) in dst.chunks_exact_mut(C).enumerate() {
+                        self.pixel::<C, AVX2>(gy, gx0 + done + k, d, &mut tx, &mut ty);
                     }
-                    (v, -1.0)
                 }
-            };
-            (self.finish)(&mut v, order, (gy * ow + gx) as u32, dst);
+                done += 8;
+            }
+        }
+        for (k, dst) in row[done * C..].chunks_exact_mut(C).enumerate() {
+            self.pixel::<C, AVX2>(gy, gx0 + done + k, dst, &mut tx, &mut ty);
         }
     }
+
+    /// One output pixel: its landing, taps, weighted sum, colour, packing.
+    #[inline(always)]
+    fn pixel<const C: usize, const AVX2: bool>(
+        &self,
+        gy: usize,
+        gx: usize,
+        dst: &mut [T],
+        tx: &mut Taps,
+        ty: &mut Taps,
+    ) {
+        let pass = self.pass;
+        let (mut v, order) = match pass.land(gx, gy) {
+            Err(k) => fill_of(self.prog, k, C),
+            Ok((px, py)) => {
+                tx.fill(self.filter, px, pass.fx, self.w);
+                ty.fill(self.filter, py, pass.fy, self.h);
+                let mut v = self.tap_sum::<C, AVX2>(tx, ty);
+                for vc in v.iter_mut().take(C) {
+                    *vc /= self.maxv;
+                }
+                (v, -1.0)
+            }
+        };
+        (self.finish)(&mut v, order, (gy * self.ow + gx) as u32, dst);
+    }
+
+    /// Output pixels `gx..gx + 8` of row `gy` (8-bit, C = 3 or 4, filter 1
+    /// or 2), one to an AVX lane: each lane's taps and weights with
+    /// [`Taps::fill`]'s float steps (its own tap count; the group runs to
+    /// the largest, the extra taps weighted +0, which changes no sum that
+    /// starts at +0), its samples gathered (four bytes at a pixel's
+    /// offset), summed per input row along x and then along y in the
+    /// scalar order, divided by `maxv`: the same floats as [`Self::pixel`].
+    /// Colour and packing per pixel. False, with nothing written, for a
+    /// group it does not take: a lane on a fill, a landing far outside
+    /// (or NaN), more than `G8_TAPS` taps, or (3 channels) a tap that could
+    /// be the image's last pixel, whose four-byte read would pass the end.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn group8<const C: usize>(&self, gy: usize, gx: usize, dst: &mut [T], sc: &mut G8Scratch) -> bool {
+        use std::arch::x86_64::*;
+        let (w, h, pass) = (self.w, self.h, self.pass);
+        let radius = if self.filter == 1 { 1.0f32 } else { 2.0 };
+        let (rfx, rfy) = (radius * pass.fx, radius * pass.fy);
+        let Some((px, py)) = land8(pass, gx, gy) else { return false };
+        for k in 0..8 {
+            let (x, y) = (px[k], py[k]);
+            if !(x.abs() < 1e7 && y.abs() < 1e7) || (C == 3 && x + rfx + 2.0 >= w as f32 && y + rfy + 2.0 >= h as f32) {
+                return false;
+            }
+        }
+        let z = _mm256_setzero_ps();
+        let G8Scratch { wx, wy, ix, iy } = sc;
+        let Some((nx, x_inside)) = taps8(self.filter, &px, pass.fx, w, wx, ix) else { return false };
+        let Some((ny, _)) = taps8(self.filter, &py, pass.fy, h, wy, iy) else { return false };
+        let cc = _mm256_set1_epi32(C as i32);
+        for i in &mut ix[..nx] {
+            *i = _mm256_mullo_epi32(*i, cc);
+        }
+        let wc = _mm256_set1_epi32((w * C) as i32);
+        let base = self.src.as_ptr() as *const i32;
+        let m = _mm256_set1_epi32(0xff);
+        let mut v = [z; 4];
+        // Each lane's x taps in one run of pixels: per input row, 16 bytes
+        // loaded per lane for every four taps and transposed to a register
+        // per tap (what a gather would give, for a few shuffles).
+        let (step, chunks) = (if C == 3 { 12 } else { 16 }, nx.div_ceil(4));
+        let mut first = [0i32; 8];
+        // SAFETY: eight ints.
+        unsafe { _mm256_storeu_si256(first.as_mut_ptr() as *mut __m256i, ix[0]) };
+        let last_row = (0..ny).map(|k| {
+            let mut r = [0i32; 8];
+            // SAFETY: eight ints.
+            unsafe { _mm256_storeu_si256(r.as_mut_ptr() as *mut __m256i, iy[k]) };
+            r.into_iter().max().unwrap_or(0)
+        });
+        let span = step * (chunks - 1) + 16;
+        let runs = x_inside
+            && nx > 0
+            && last_row.max().unwrap_or(0) as usize * w * C + *first.iter().max().unwrap_or(&0) as usize + span
+                <= self.src.len();
+        if runs {
+            let bytes = self.src.as_ptr() as *const u8;
+            let pick = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+            for ky in 0..ny {
+                let mut rows = [0i32; 8];
+                // SAFETY: eight ints.
+                unsafe { _mm256_storeu_si256(rows.as_mut_ptr() as *mut __m256i, iy[ky]) };
+                let at: [usize; 8] = std::array::from_fn(|l| rows[l] as usize * w * C + first[l] as usize);
+                let mut rs = [z; 4];
+                for ch in 0..chunks {
+                    // SAFETY: `runs` checked that `span` bytes from every
+                    // lane's first tap on its last row are inside `src`.
+                    let x: [__m128i; 8] = std::array::from_fn(|l| {
+                        let q = unsafe { _mm_loadu_si128(bytes.add(at[l] + ch * step) as *const __m128i) };
+                        if C == 3 {
+                            _mm_shuffle_epi8(q, pick)
+                        } else {
+                            q
+                        }
+                    });
+                    let pair = |lo: __m128i, hi: __m128i| _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+                    let (a, b, c, d) = (pair(x[0], x[4]), pair(x[1], x[5]), pair(x[2], x[6]), pair(x[3], x[7]));
+                    let (t0, t1) = (_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+                    let (t2, t3) = (_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+                    let taps = [
+                        _mm256_unpacklo_epi64(t0, t2),
+                        _mm256_unpackhi_epi64(t0, t2),
+                        _mm256_unpacklo_epi64(t1, t3),
+                        _mm256_unpackhi_epi64(t1, t3),
+                    ];
+                    for (j, &g) in taps.iter().enumerate().take(nx - ch * 4) {
+                        let lanes = [
+                            _mm256_and_si256(g, m),
+                            _mm256_and_si256(_mm256_srli_epi32::<8>(g), m),
+                            _mm256_and_si256(_mm256_srli_epi32::<16>(g), m),
+                            _mm256_srli_epi32::<24>(g),
+                        ];
+                        let wk = wx[ch * 4 + j];
+                        for c in 0..C {
+                            rs[c] = _mm256_add_ps(rs[c], _mm256_mul_ps(wk, _mm256_cvtepi32_ps(lanes[c])));
+                        }
+                    }
+                }
+                for c in 0..C {
+                    v[c] = _mm256_add_ps(v[c], _mm256_mul_ps(wy[ky], rs[c]));
+                }
+            }
+        }
+        for ky in (0..ny).filter(|_| !runs) {
+            let row = _mm256_mullo_epi32(iy[ky], wc);
+            let mut rs = [z; 4];
+            for kx in 0..nx {
+                // SAFETY: every offset is a pixel of the input (indices
+                // clamped to the image) and, with 3 channels, not its last
+                // (checked above), so four bytes from it are inside `src`.
+                let g = unsafe { _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(row, ix[kx])) };
+                let lanes = [
+                    _mm256_and_si256(g, m),
+                    _mm256_and_si256(_mm256_srli_epi32::<8>(g), m),
+                    _mm256_and_si256(_mm256_srli_epi32::<16>(g), m),
+                    _mm256_srli_epi32::<24>(g),
+                ];
+                for c in 0..C {
+                    rs[c] = _mm256_add_ps(rs[c], _mm256_mul_ps(wx[kx], _mm256_cvtepi32_ps(lanes[c])));
+                }
+            }
+            for c in 0..C {
+                v[c] = _mm256_add_ps(v[c], _mm256_mul_ps(wy[ky], rs[c]));
+            }
+        }
+        let maxv = _mm256_set1_ps(self.maxv);
+        if let (Some(stages), 3, 255.0) = (self.affine, C, self.maxv) {
+            use crate::kernels::pack_pixels::rgb8;
+            // `finish` on eight pixels: the stages in `apply_affine`'s
+            // order, quantised and interleaved (the same bytes).
+            let (mut r, mut g, mut b) =
+                (_mm256_div_ps(v[0], maxv), _mm256_div_ps(v[1], maxv), _mm256_div_ps(v[2], maxv));
+            for st in stages {
+                let s = |k: usize| _mm256_set1_ps(st[k]);
+                let row = |k: usize| {
+                    let t = _mm256_add_ps(_mm256_mul_ps(s(k), r), _mm256_mul_ps(s(k + 1), g));
+                    _mm256_add_ps(_mm256_add_ps(t, _mm256_mul_ps(s(k + 2), b)), s(k + 3))
+                };
+                (r, g, b) = (row(0), row(4), row(8));
+            }
+            let (lo, hi) = rgb8::interleave(rgb8::quantise8(r), rgb8::quantise8(g), rgb8::quantise8(b));
+            assert_eq!(dst.len(), 24);
+            // SAFETY: T is u8 and `dst` holds 24 of them.
+            unsafe {
+                let d = dst.as_mut_ptr() as *mut u8;
+                _mm_storeu_si128(d as *mut __m128i, lo);
+                _mm_storel_epi64(d.add(16) as *mut __m128i, hi);
+            }
+            return true;
+        }
+        let mut out = [[0.0f32; 8]; 4];
+        for c in 0..C {
+            // SAFETY: eight floats.
+            unsafe { _mm256_storeu_ps(out[c].as_mut_ptr(), _mm256_div_ps(v[c], maxv)) };
+        }
+        for (k, d) in dst.chunks_exact_mut(C).enumerate() {
+            let mut p = [out[0][k], out[1][k], out[2][k], if C == 4 { out[3][k] } else { 0.0 }];
+            (self.finish)(&mut p, -1.0, (gy * self.ow + gx + k) as u32, d);
+        }
+        true
+    }
+}
+
+/// [`AugmentPass::land`] for output pixels `gx..gx + 8` of row `gy`, one to
+/// a lane, with the same float steps; None when a lane lands on a constant
+/// fill or a reflected edge (left to the per-pixel path).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn land8(pass: &AugmentPass, gx: usize, gy: usize) -> Option<([f32; 8], [f32; 8])> {
+    use std::arch::x86_64::*;
+    let s = _mm256_set1_ps;
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut px = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(gx as i32), lane)), s(0.5));
+    let mut py = s(gy as f32 + 0.5);
+    for g in pass.geo.iter().rev() {
+        let m = &g.map;
+        (px, py) = (
+            _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(s(m[0]), px), _mm256_mul_ps(s(m[1]), py)), s(m[2])),
+            _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(s(m[3]), px), _mm256_mul_ps(s(m[4]), py)), s(m[5])),
+        );
+        if g.border == Border::Inside {
+            continue;
+        }
+        let zero = _mm256_setzero_ps();
+        let out_x = _mm256_or_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(px, zero), _mm256_cmp_ps::<_CMP_GE_OQ>(px, s(g.w)));
+        let out_y = _mm256_or_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(py, zero), _mm256_cmp_ps::<_CMP_GE_OQ>(py, s(g.h)));
+        if _mm256_movemask_ps(_mm256_or_ps(out_x, out_y)) == 0 {
+            continue;
+        }
+        match g.border {
+            Border::Edge => {
+                let cx = _mm256_min_ps(_mm256_max_ps(px, s(0.5)), s(g.w - 0.5));
+                let cy = _mm256_min_ps(_mm256_max_ps(py, s(0.5)), s(g.h - 0.5));
+                px = _mm256_blendv_ps(px, cx, out_x);
+                py = _mm256_blendv_ps(py, cy, out_y);
+            }
+            _ => return None,
+        }
+    }
+    let (mut x, mut y) = ([0.0f32; 8], [0.0f32; 8]);
+    // SAFETY: eight floats each.
+    unsafe {
+        _mm256_storeu_ps(x.as_mut_ptr(), px);
+        _mm256_storeu_ps(y.as_mut_ptr(), py);
+    }
+    Some((x, y))
+}
+
+/// [`RotateRow::group8`]'s taps (weights and indices, a register per tap),
+/// made once per row of a tile rather than zeroed per group.
+#[cfg(target_arch = "x86_64")]
+struct G8Scratch {
+    wx: [std::arch::x86_64::__m256; G8_TAPS],
+    wy: [std::arch::x86_64::__m256; G8_TAPS],
+    ix: [std::arch::x86_64::__m256i; G8_TAPS],
+    iy: [std::arch::x86_64::__m256i; G8_TAPS],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl G8Scratch {
+    fn new() -> G8Scratch {
+        // SAFETY: all-zero bits are valid floats and integers.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+/// The most taps per axis [`RotateRow::group8`] takes (a 4x downscale with
+/// the bicubic filter has 16 or 17).
+#[cfg(target_arch = "x86_64")]
+const G8_TAPS: usize = 20;
+
+/// [`Taps::fill`] for eight positions at once, one to a lane, with the same
+/// float steps per lane: weights in `w`, clamped indices in `idx`, the
+/// largest tap count returned (a lane's taps past its own count weigh +0)
+/// with whether every lane's live taps lie inside `0..n` unclamped (so
+/// they are consecutive from its first index); None above `G8_TAPS`.
+/// Filter 1 or 2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn taps8(
+    filter: u32,
+    p: &[f32; 8],
+    f: f32,
+    n: usize,
+    w: &mut [std::arch::x86_64::__m256; G8_TAPS],
+    idx: &mut [std::arch::x86_64::__m256i; G8_TAPS],
+) -> Option<(usize, bool)> {
+    use std::arch::x86_64::*;
+    let radius = if filter == 1 { 1.0f32 } else { 2.0 };
+    let rf = _mm256_set1_ps(radius * f);
+    // SAFETY: eight floats.
+    let u = _mm256_sub_ps(unsafe { _mm256_loadu_ps(p.as_ptr()) }, _mm256_set1_ps(0.5));
+    // |u| < 1e7 (checked by the caller): ceil and floor then truncate exactly.
+    let i0 = _mm256_cvttps_epi32(_mm256_ceil_ps(_mm256_sub_ps(u, rf)));
+    let i1 = _mm256_cvttps_epi32(_mm256_floor_ps(_mm256_add_ps(u, rf)));
+    let i1 = _mm256_min_epi32(i1, _mm256_add_epi32(i0, _mm256_set1_epi32(MAX_TAPS - 1)));
+    let count =
+        _mm256_max_epi32(_mm256_add_epi32(_mm256_sub_epi32(i1, i0), _mm256_set1_epi32(1)), _mm256_setzero_si256());
+    let mut counts = [0i32; 8];
+    // SAFETY: eight ints.
+    unsafe { _mm256_storeu_si256(counts.as_mut_ptr() as *mut __m256i, count) };
+    let most = counts.iter().copied().max().unwrap_or(0) as usize;
+    if most > G8_TAPS {
+        return None;
+    }
+    let (mut first, mut lastl) = ([0i32; 8], [0i32; 8]);
+    // SAFETY: eight ints each.
+    unsafe {
+        _mm256_storeu_si256(first.as_mut_ptr() as *mut __m256i, i0);
+        _mm256_storeu_si256(lastl.as_mut_ptr() as *mut __m256i, _mm256_add_epi32(i0, count));
+    }
+    // Every lane's live taps inside the image: its indices run on from its first.
+    let inside = first.iter().zip(&lastl).all(|(&a, &b)| a >= 0 && b <= n as i32);
+    let (fv, last) = (_mm256_set1_ps(f), _mm256_set1_epi32(n as i32 - 1));
+    // Dividing by a power of two is multiplying by its exact reciprocal
+    // (the same float): the 2x and 4x downscales and no scaling at all.
+    let exact = (f.is_normal() && f.to_bits() & 0x7f_ffff == 0).then(|| _mm256_set1_ps(1.0 / f));
+    let mut sum = _mm256_setzero_ps();
+    for k in 0..most {
+        let i = _mm256_add_epi32(i0, _mm256_set1_epi32(k as i32));
+        let d = _mm256_sub_ps(_mm256_cvtepi32_ps(i), u);
+        let t = match exact {
+            Some(r) => _mm256_mul_ps(d, r),
+            None => _mm256_div_ps(d, fv),
+        };
+        let live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(count, _mm256_set1_epi32(k as i32)));
+        let wk = _mm256_and_ps(kernel_weight8(filter, t), live);
+        sum = _mm256_add_ps(sum, wk);
+        w[k] = wk;
+        idx[k] = _mm256_min_epi32(_mm256_max_epi32(i, _mm256_setzero_si256()), last);
+    }
+    for wk in &mut w[..most] {
+        *wk = _mm256_div_ps(*wk, sum);
+    }
+    Some((most, inside))
+}
+
+/// [`kernel_weight`] on eight values, the same float steps.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn kernel_weight8(filter: u32, t: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let s = _mm256_set1_ps;
+    let a = _mm256_andnot_ps(s(-0.0), t);
+    if filter == 1 {
+        return _mm256_max_ps(_mm256_sub_ps(s(1.0), a), _mm256_setzero_ps());
+    }
+    let near =
+        _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(s(1.5), a), s(2.5)), a), a), s(1.0));
+    let far = _mm256_add_ps(
+        _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(s(-0.5), a), s(2.5)), a), s(4.0)), a),
+        s(2.0),
+    );
+    let lt1 = _mm256_cmp_ps::<_CMP_LT_OQ>(a, s(1.0));
+    let lt2 = _mm256_cmp_ps::<_CMP_LT_OQ>(a, s(2.0));
+    _mm256_blendv_ps(_mm256_and_ps(far, lt2), near, lt1)
 }
 
 #[cfg(test)]
