@@ -38,6 +38,78 @@ impl Tile {
     }
 }
 
+/// How a command splits one image into tiles (`--tile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TileMode {
+    /// Whole images while they fit the memory budget; beyond it, the fewest
+    /// seed-001 tiles (2, 4, 8, ...) whose work fits.
+    #[default]
+    Auto,
+    /// Never tile.
+    Off,
+    /// Tiles of at most this width and height ([`grid`]).
+    Fixed(usize, usize),
+}
+
+impl std::str::FromStr for TileMode {
+    type Err = Error;
+    /// `auto`, `off`, or `WxH` (e.g. `1024x1024`).
+    fn from_str(s: &str) -> Result<TileMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(TileMode::Auto),
+            "off" | "none" => Ok(TileMode::Off),
+            t => {
+                let size =
+                    t.split_once('x').and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)));
+                match size {
+                    Some((w, h)) if w >= 16 && h >= 16 => Ok(TileMode::Fixed(w, h)),
+                    _ => Err(Error::invalid(
+                        "--tile",
+                        format!("{s:?}: expected auto, off, or WxH with both sides at least 16"),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The tiles `mode` gives a `width` x `height` image, or None to run it
+/// whole. `peak(w, h)`: the op's memory for a w x h piece; `fixed`: what
+/// the tiled run holds whatever the tiling (the whole output); `halo`: the
+/// op's receptive radius. Auto tiles only when the whole image's peak is
+/// over `budget`, with the fewest near-square tiles whose largest (with its
+/// halo) fits beside `fixed`; None if even 4096 tiles do not (the caller's
+/// memory check then refuses the image with the whole-image figure).
+pub fn plan(
+    mode: TileMode,
+    width: usize,
+    height: usize,
+    halo: usize,
+    budget: u64,
+    fixed: u64,
+    peak: impl Fn(usize, usize) -> u64,
+) -> Result<Option<Vec<Tile>>> {
+    match mode {
+        TileMode::Off => Ok(None),
+        TileMode::Fixed(tw, th) if tw >= width && th >= height => Ok(None),
+        TileMode::Fixed(tw, th) => grid(width, height, tw, th).map(Some),
+        TileMode::Auto if peak(width, height) <= budget => Ok(None),
+        TileMode::Auto => {
+            let mut n = 2;
+            while n <= 4096 && n <= width * height {
+                if let Ok(t) = tiles(Scheme::NearSquare, width, height, n) {
+                    let worst = t.iter().map(|t| t.with_halo(halo, width, height)).map(|g| peak(g.w, g.h)).max();
+                    if worst.is_some_and(|p| fixed.saturating_add(p) <= budget) {
+                        return Ok(Some(t));
+                    }
+                }
+                n *= 2;
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// How an image is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -79,6 +151,26 @@ pub fn tiles(scheme: Scheme, width: usize, height: usize, n: usize) -> Result<Ve
         }
     };
     Ok(t)
+}
+
+/// Tiles of at most `tw` x `th` covering a `width` x `height` image once:
+/// as few columns and rows as that allows, their widths and heights spread
+/// by integer division (the remainder to the last), as the paper sizes its
+/// rows. For `--tile WxH`.
+pub fn grid(width: usize, height: usize, tw: usize, th: usize) -> Result<Vec<Tile>> {
+    if width == 0 || height == 0 || tw == 0 || th == 0 {
+        return Err(Error::invalid("tiling", format!("{tw}x{th} tiles of a {width}x{height} image")));
+    }
+    let (nc, nr) = (width.div_ceil(tw), height.div_ceil(th));
+    let edges = |n: usize, len: usize| -> Vec<usize> { (0..=n).map(|i| i * len / n).collect() };
+    let (xs, ys) = (edges(nc, width), edges(nr, height));
+    let mut out = Vec::with_capacity(nc * nr);
+    for r in 0..nr {
+        for c in 0..nc {
+            out.push(Tile { x: xs[c], y: ys[r], w: xs[c + 1] - xs[c], h: ys[r + 1] - ys[r] });
+        }
+    }
+    Ok(out)
 }
 
 /// The landscape case (`w >= h`).

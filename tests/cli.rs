@@ -220,6 +220,51 @@ fn sr_upscales_and_refuses_bad_scales_and_weights() {
 }
 
 #[test]
+fn sr_in_tiles_writes_the_untiled_image() {
+    // Seed-001 tiles with a halo of the model's receptive radius: --tile WxH,
+    // and --tile auto under a memory budget the whole 451x300 image's work
+    // (about 13 MB at x2) does not fit but four tiles' does. CPU path: the
+    // same bytes.
+    let dir = tmpdir("sr-tiles");
+    let run = |scale: &str, tile: &str, limit: Option<&str>, out: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gpuimg"));
+        c.args(["--device", "cpu", "sr", "--scale", scale, "--tile", tile, sample().to_str().unwrap()]);
+        c.args(["-o", out.to_str().unwrap()]).env_remove("GPUIMG_DEVICE");
+        if let Some(l) = limit {
+            c.env("GPUIMG_MEMORY_LIMIT", l);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "--scale {scale} --tile {tile}: {}", stderr(&o));
+        gpuimg::image_io::load(out).unwrap().samples
+    };
+    for (scale, tiles) in [("2", vec!["100x80", "451x16"]), ("4", vec!["64x64"])] {
+        let whole = run(scale, "off", None, &dir.join(format!("whole{scale}.png")));
+        for t in tiles {
+            let tiled = run(scale, t, None, &dir.join(format!("t{scale}-{t}.png")));
+            assert!(tiled == whole, "x{scale} in {t} tiles differs from the untiled output");
+        }
+    }
+    let whole = run("2", "off", None, &dir.join("w.png"));
+    assert!(run("2", "auto", Some("8M"), &dir.join("auto.png")) == whole, "auto tiles differ");
+    // Without tiles that budget is refused, in one line naming the need.
+    let o = Command::new(env!("CARGO_BIN_EXE_gpuimg"))
+        .args(["--device", "cpu", "sr", "--scale", "2", "--tile", "off", sample().to_str().unwrap()])
+        .args(["-o", dir.join("no.png").to_str().unwrap()])
+        .env("GPUIMG_MEMORY_LIMIT", "8M")
+        .output()
+        .unwrap();
+    let lines = error_lines(&o);
+    assert!(!o.status.success() && lines.len() == 1 && lines[0].contains("needs about"), "{lines:?}");
+    assert!(!dir.join("no.png").exists());
+    // A bad --tile is one line naming it.
+    for bad in ["8x8", "big", "0x100", "100"] {
+        let o = gpuimg(&["--device", "cpu", "sr", "--tile", bad, sample().to_str().unwrap()]);
+        let lines = error_lines(&o);
+        assert!(!o.status.success() && lines.len() == 1 && lines[0].contains("--tile"), "{bad}: {lines:?}");
+    }
+}
+
+#[test]
 fn sr_on_the_gpu_matches_the_cpu() {
     if !common::cli_gpu("CLI on the GPU") {
         return;
@@ -231,10 +276,31 @@ fn sr_on_the_gpu_matches_the_cpu() {
             gpuimg(&["--device", dev, "sr", "--scale", "2", sample().to_str().unwrap(), "-o", out.to_str().unwrap()]);
         assert!(o.status.success(), "{dev}: {}", stderr(&o));
     }
-    let (gi, ci) = (gpuimg::image_io::load(&g).unwrap(), gpuimg::image_io::load(&c).unwrap());
-    let (gpuimg::Samples::U8(a), gpuimg::Samples::U8(b)) = (&gi.samples, &ci.samples) else { panic!("8-bit expected") };
-    let worst = a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap();
-    assert!(worst <= 1, "GPU (fused) and CPU sr differ by {worst} levels");
+    // And in tiles on the GPU (the blocking path, tile by tile).
+    let t = dir.join("t.png");
+    let o = gpuimg(&[
+        "--device",
+        "gpu",
+        "sr",
+        "--scale",
+        "2",
+        "--tile",
+        "100x80",
+        sample().to_str().unwrap(),
+        "-o",
+        t.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "tiled: {}", stderr(&o));
+    let ci = gpuimg::image_io::load(&c).unwrap();
+    for (name, p) in [("GPU (fused)", &g), ("GPU in 100x80 tiles", &t)] {
+        let gi = gpuimg::image_io::load(p).unwrap();
+        let (gpuimg::Samples::U8(a), gpuimg::Samples::U8(b)) = (&gi.samples, &ci.samples) else {
+            panic!("8-bit expected")
+        };
+        assert_eq!(a.len(), b.len(), "{name}");
+        let worst = a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap();
+        assert!(worst <= 1, "{name} and CPU sr differ by {worst} levels");
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use gpuimg::tiling::{overhead, run_tiled, tiles, Scheme};
+use gpuimg::tiling::{grid, overhead, plan, run_tiled, tiles, Scheme, Tile, TileMode};
 
 #[test]
 fn every_tiling_covers_the_image_once() {
@@ -68,6 +68,7 @@ fn tiled_super_resolution_equals_untiled_on_the_cpu() {
     // Receptive radius in input pixels: 4 per x2 stage, halved by each earlier one.
     for (scale, halo) in [(2usize, 4usize), (4, 6)] {
         let m = TinyPssr::bundled(scale).unwrap();
+        assert_eq!(m.receptive_radius(), halo);
         let sr = |i: &gpuimg::image_io::Image| gpuimg::ops::super_resolve(&gpuimg::Backend::Cpu, &m, i);
         let whole = sr(&img).unwrap();
         for (scheme, n) in [(Scheme::NearSquare, 6), (Scheme::Stripes, 5), (Scheme::NearSquare, 1)] {
@@ -80,5 +81,62 @@ fn tiled_super_resolution_equals_untiled_on_the_cpu() {
         let t = tiles(Scheme::NearSquare, w, h, 6).unwrap();
         let short = run_tiled(&img, &t, halo - 2, scale, sr).unwrap();
         assert!(short.samples != whole.samples, "x{scale}: a short halo should change the seams");
+    }
+}
+
+fn covered_once(t: &[Tile], w: usize, h: usize) -> bool {
+    let mut seen = vec![0u8; w * h];
+    for tile in t {
+        for y in tile.y..tile.y + tile.h {
+            for x in tile.x..tile.x + tile.w {
+                seen[y * w + x] += 1;
+            }
+        }
+    }
+    seen.iter().all(|&s| s == 1)
+}
+
+#[test]
+fn grid_tiles_are_at_most_the_size_asked_and_cover_once() {
+    for (w, h) in [(1usize, 1usize), (7, 3), (451, 300), (1000, 1000), (1001, 999)] {
+        for (tw, th) in [(16usize, 16usize), (100, 80), (1000, 1000), (5000, 3)] {
+            let t = grid(w, h, tw, th).unwrap();
+            assert!(covered_once(&t, w, h), "{tw}x{th} of {w}x{h}");
+            assert!(t.iter().all(|t| t.w <= tw && t.h <= th && t.w > 0 && t.h > 0), "{tw}x{th} of {w}x{h}");
+            // As few as the size allows.
+            assert_eq!(t.len(), w.div_ceil(tw) * h.div_ceil(th));
+        }
+    }
+    assert!(grid(10, 10, 0, 5).is_err());
+}
+
+#[test]
+fn tile_plans_follow_the_mode_and_the_budget() {
+    let (w, h, halo) = (4000usize, 3000usize, 6usize);
+    let peak = |w: usize, h: usize| (w * h * 100) as u64; // 100 bytes a pixel
+    let whole = peak(w, h);
+    // Auto: whole while the budget holds it; else the fewest tiles that fit.
+    assert_eq!(plan(TileMode::Auto, w, h, halo, whole, 0, peak).unwrap(), None);
+    let fixed = 100_000_000;
+    let budget = fixed + whole / 5;
+    let t = plan(TileMode::Auto, w, h, halo, budget, fixed, peak).unwrap().expect("tiles");
+    assert!(covered_once(&t, w, h));
+    let worst = |t: &[Tile]| t.iter().map(|t| t.with_halo(halo, w, h)).map(|g| peak(g.w, g.h)).max().unwrap();
+    assert!(fixed + worst(&t) <= budget);
+    assert_eq!(t.len(), 8, "the fewest power-of-two count that fits");
+    let half = tiles(Scheme::NearSquare, w, h, t.len() / 2).unwrap();
+    assert!(fixed + worst(&half) > budget);
+    // Nothing fits: None (the caller's memory check refuses the image).
+    assert_eq!(plan(TileMode::Auto, w, h, halo, fixed, fixed, peak).unwrap(), None);
+    // Off never tiles; a fixed size tiles only an image larger than it.
+    assert_eq!(plan(TileMode::Off, w, h, halo, 0, 0, peak).unwrap(), None);
+    assert_eq!(plan(TileMode::Fixed(w, h), w, h, halo, 0, 0, peak).unwrap(), None);
+    assert_eq!(plan(TileMode::Fixed(1024, 1024), w, h, halo, 0, 0, peak).unwrap().unwrap().len(), 12);
+    // The option's syntax.
+    assert_eq!("auto".parse::<TileMode>().unwrap(), TileMode::Auto);
+    assert_eq!("off".parse::<TileMode>().unwrap(), TileMode::Off);
+    assert_eq!("512x256".parse::<TileMode>().unwrap(), TileMode::Fixed(512, 256));
+    for bad in ["", "8x8", "512", "x", "axb", "-1x5"] {
+        assert!(bad.parse::<TileMode>().is_err(), "{bad:?}");
     }
 }

@@ -152,6 +152,14 @@ impl TinyPssr {
         1 << self.stages.len()
     }
 
+    /// Receptive-field radius in input pixels: [`HALO`] for the first
+    /// stage, and each later stage's halo (in its own, larger pixels)
+    /// divided by the scale before it, rounded up (x2: 4, x4: 6). Tiles
+    /// with this halo give the untiled output (`gpuimg::tiling`).
+    pub fn receptive_radius(&self) -> usize {
+        (0..self.stages.len()).map(|k| HALO.div_ceil(1 << k)).sum()
+    }
+
     /// Number of stages for a scale, or an error listing the supported ones.
     pub fn stages_for(scale: usize) -> Result<usize> {
         match scale {

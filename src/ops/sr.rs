@@ -4,7 +4,8 @@
 use std::sync::OnceLock;
 
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::fsutil::memory_budget;
 use crate::gpu::Gpu;
 use crate::image_io::Image;
 use crate::kernels::pack_pixels::quantise;
@@ -13,6 +14,7 @@ use crate::kernels::{PackPixels, UnpackPixels};
 use crate::models::tinypssr::{TinyPssr, HALO};
 use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
+use crate::tiling::{Tile, TileMode};
 
 use super::*;
 
@@ -254,16 +256,70 @@ pub(super) const SR_BYTES_PER_OUTPUT_PIXEL: u64 = 24;
 
 /// [`super_resolve`] as a streamed op. The fused kernel's weights are
 /// uploaded once, to the first GPU the op runs on: use one op per GPU.
+///
+/// Images run in seed-001 tiles (`gpuimg::tiling`) with a halo of the
+/// model's receptive radius when [`TileMode`] asks for it: `--tile WxH`, or
+/// by default when the whole image's work would not fit the memory budget
+/// (then the fewest near-square tiles that do). Tiled output equals the
+/// untiled one (bit for bit on the CPU path). On the GPU a tile that runs
+/// out of GPU memory is retried as four smaller ones.
 #[derive(Debug)]
 pub struct SuperResolveOp {
     model: TinyPssr,
     weights: OnceLock<wgpu::Buffer>,
+    tile: TileMode,
 }
 
 impl SuperResolveOp {
-    /// The op for a model.
+    /// The op for a model (tiling: [`TileMode::Auto`]).
     pub fn new(model: TinyPssr) -> Self {
-        SuperResolveOp { model, weights: OnceLock::new() }
+        SuperResolveOp { model, weights: OnceLock::new(), tile: TileMode::Auto }
+    }
+
+    /// The same op, tiling images as `mode` says.
+    pub fn with_tiles(mut self, mode: TileMode) -> Self {
+        self.tile = mode;
+        self
+    }
+
+    /// The tiles this op splits `img` into, or None to run it whole; and
+    /// the memory the run needs.
+    pub fn tiles(&self, img: &Image) -> Result<(Option<Vec<Tile>>, u64)> {
+        let f = self.model.scale();
+        let (w, h) = (img.width as usize, img.height as usize);
+        let peak = |w: usize, h: usize| sr_peak_bytes(w as u32, h as u32, f);
+        // A tiled run holds the input, the merged output, and one tile's work.
+        let fixed = img.samples.len() as u64 * (img.samples.bits() / 8) as u64 * (1 + (f * f) as u64);
+        let t = crate::tiling::plan(self.tile, w, h, self.model.receptive_radius(), memory_budget(), fixed, peak)?;
+        let need = match &t {
+            None => peak(w, h),
+            Some(t) => {
+                let halo = self.model.receptive_radius();
+                fixed + t.iter().map(|t| t.with_halo(halo, w, h)).map(|g| peak(g.w, g.h)).max().unwrap_or(0)
+            }
+        };
+        Ok((t, need))
+    }
+
+    fn tiled(&self, img: &Image, tiles: &[Tile], op: &dyn Fn(&Image) -> Result<Image>) -> Result<Image> {
+        crate::tiling::run_tiled(img, tiles, self.model.receptive_radius(), self.model.scale(), op)
+    }
+
+    /// The fused GPU path on `img`; out of GPU memory, the same as four
+    /// tiles (recursively, down to 64-pixel tiles).
+    fn gpu_retrying(&self, gpu: &Gpu, img: &Image) -> Result<Image> {
+        match super_resolve_fused(gpu, &self.model, img) {
+            Err(Error::GpuOutOfMemory { .. }) if img.width >= 128 && img.height >= 128 => {
+                let t = crate::tiling::tiles(
+                    crate::tiling::Scheme::NearSquare,
+                    img.width as usize,
+                    img.height as usize,
+                    4,
+                )?;
+                self.tiled(img, &t, &|tile| self.gpu_retrying(gpu, tile))
+            }
+            r => r,
+        }
     }
 }
 
@@ -272,16 +328,21 @@ impl StreamOp for SuperResolveOp {
         let f = self.model.scale() as u64;
         let (w, h) = (img.width as u64 * f, img.height as u64 * f);
         crate::image_io::DecodeLimits::default().check_output("the upscaled image", w, h)?;
-        crate::fsutil::check_memory(
-            &format!("upscaling to {w}x{h}"),
-            sr_peak_bytes(img.width, img.height, self.model.scale()),
-        )
+        let (t, need) = self.tiles(img)?;
+        let how = t.map(|t| format!(" in {} tiles", t.len())).unwrap_or_default();
+        crate::fsutil::check_memory(&format!("upscaling to {w}x{h}{how}"), need)
     }
     fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
-        super_resolve_planar(&Backend::Cpu, &self.model, img)
+        match self.tiles(img)?.0 {
+            Some(t) => self.tiled(img, &t, &|tile| super_resolve_planar(&Backend::Cpu, &self.model, tile)),
+            None => super_resolve_planar(&Backend::Cpu, &self.model, img),
+        }
     }
     fn gpu(&self, _job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
-        super_resolve_fused(gpu, &self.model, img)
+        match self.tiles(img)?.0 {
+            Some(t) => self.tiled(img, &t, &|tile| self.gpu_retrying(gpu, tile)),
+            None => self.gpu_retrying(gpu, img),
+        }
     }
     fn record(
         &self,
@@ -292,7 +353,7 @@ impl StreamOp for SuperResolveOp {
         src: &wgpu::Buffer,
     ) -> Result<Option<Recorded>> {
         let l = img.layout();
-        if sr_strip_rows(gpu, &self.model, l).0 < l.height {
+        if sr_strip_rows(gpu, &self.model, l).0 < l.height || self.tiles(img)?.0.is_some() {
             return Ok(None);
         }
         let weights = self.weights.get_or_init(|| sr_weights(gpu, &self.model));

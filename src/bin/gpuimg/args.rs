@@ -208,6 +208,12 @@ pub struct SrArgs {
     /// TinyPSSR weights (safetensors) instead of the bundled ones.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Split each image into tiles (with a halo of the model's receptive
+    /// radius, so the output is the same): auto (whole images while they fit
+    /// the memory budget, else the fewest seed-001 tiles that do), off, or
+    /// WxH (tiles of at most W x H input pixels).
+    #[arg(long, default_value = "auto")]
+    pub tile: String,
     #[command(flatten)]
     pub stream: StreamArgs,
 }

@@ -344,8 +344,9 @@ fn load_sr_model(scale: usize, weights: Option<&Path>) -> Result<TinyPssr> {
 
 fn sr(g: &Global, a: SrArgs) -> Result<ExitCode> {
     let model = load_sr_model(a.scale, a.weights.as_deref())?;
+    let tile: gpuimg::tiling::TileMode = a.tile.parse()?;
     let backend = open_backend(g)?;
-    let op = ops::SuperResolveOp::new(model);
+    let op = ops::SuperResolveOp::new(model).with_tiles(tile);
     batch(g, &a.inputs, a.output.as_deref(), outputs::Naming::Suffix(format!("x{}", a.scale)), &a.stream, &backend, &op)
 }
 
