@@ -760,19 +760,7 @@ fn affine_row<T: PackedSample, const C: usize>(
             unsafe {
                 let (r, g, b) = rgb8::deinterleave(src.as_ptr().add(3 * x));
                 let unit = |v: __m256i| _mm256_div_ps(_mm256_cvtepi32_ps(v), m);
-                let (mut r, mut g, mut b) = (unit(r), unit(g), unit(b));
-                for st in stages {
-                    let s = |k: usize| _mm256_set1_ps(st[k]);
-                    let row = |k: usize| {
-                        let t = _mm256_add_ps(_mm256_mul_ps(s(k), r), _mm256_mul_ps(s(k + 1), g));
-                        _mm256_add_ps(_mm256_add_ps(t, _mm256_mul_ps(s(k + 2), b)), s(k + 3))
-                    };
-                    (r, g, b) = (row(0), row(4), row(8));
-                }
-                let (lo, hi) = rgb8::interleave(rgb8::quantise8(r), rgb8::quantise8(g), rgb8::quantise8(b));
-                let d = dst.as_mut_ptr().add(3 * x);
-                _mm_storeu_si128(d as *mut __m128i, lo);
-                _mm_storel_epi64(d.add(16) as *mut __m128i, hi);
+                affine8_rgb8(stages, (unit(r), unit(g), unit(b)), dst.as_mut_ptr().add(3 * x));
             }
             x += 8;
         }
@@ -1466,27 +1454,11 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow
         }
         let maxv = _mm256_set1_ps(self.maxv);
         if let (Some(stages), 3, 255.0) = (self.affine, C, self.maxv) {
-            use crate::kernels::pack_pixels::rgb8;
-            // `finish` on eight pixels: the stages in `apply_affine`'s
-            // order, quantised and interleaved (the same bytes).
-            let (mut r, mut g, mut b) =
-                (_mm256_div_ps(v[0], maxv), _mm256_div_ps(v[1], maxv), _mm256_div_ps(v[2], maxv));
-            for st in stages {
-                let s = |k: usize| _mm256_set1_ps(st[k]);
-                let row = |k: usize| {
-                    let t = _mm256_add_ps(_mm256_mul_ps(s(k), r), _mm256_mul_ps(s(k + 1), g));
-                    _mm256_add_ps(_mm256_add_ps(t, _mm256_mul_ps(s(k + 2), b)), s(k + 3))
-                };
-                (r, g, b) = (row(0), row(4), row(8));
-            }
-            let (lo, hi) = rgb8::interleave(rgb8::quantise8(r), rgb8::quantise8(g), rgb8::quantise8(b));
+            // `finish` on eight pixels (the same bytes).
+            let rgb = (_mm256_div_ps(v[0], maxv), _mm256_div_ps(v[1], maxv), _mm256_div_ps(v[2], maxv));
             assert_eq!(dst.len(), 24);
             // SAFETY: T is u8 and `dst` holds 24 of them.
-            unsafe {
-                let d = dst.as_mut_ptr() as *mut u8;
-                _mm_storeu_si128(d as *mut __m128i, lo);
-                _mm_storel_epi64(d.add(16) as *mut __m128i, hi);
-            }
+            unsafe { affine8_rgb8(stages, rgb, dst.as_mut_ptr() as *mut u8) };
             return true;
         }
         let mut out = [[0.0f32; 8]; 4];
@@ -1499,6 +1471,37 @@ impl<T: PackedSample, F: Fn(&mut [f32; 4], f32, u32, &mut [T]) + Sync> RotateRow
             (self.finish)(&mut p, -1.0, (gy * self.ow + gx + k) as u32, d);
         }
         true
+    }
+}
+
+/// Affine colour stages (`apply_affine`'s multiplies and adds, in order)
+/// on eight RGB pixels, a channel to a register in [0, 1], then quantised
+/// to bytes (`pack_pixels::quantise`) and interleaved into 24 bytes at `d`.
+///
+/// # Safety
+/// 24 bytes from `d` must be writable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn affine8_rgb8(
+    stages: &[[f32; 12]],
+    (mut r, mut g, mut b): (std::arch::x86_64::__m256, std::arch::x86_64::__m256, std::arch::x86_64::__m256),
+    d: *mut u8,
+) {
+    use crate::kernels::pack_pixels::rgb8;
+    use std::arch::x86_64::*;
+    for st in stages {
+        let s = |k: usize| _mm256_set1_ps(st[k]);
+        let row = |k: usize| {
+            let t = _mm256_add_ps(_mm256_mul_ps(s(k), r), _mm256_mul_ps(s(k + 1), g));
+            _mm256_add_ps(_mm256_add_ps(t, _mm256_mul_ps(s(k + 2), b)), s(k + 3))
+        };
+        (r, g, b) = (row(0), row(4), row(8));
+    }
+    let (lo, hi) = rgb8::interleave(rgb8::quantise8(r), rgb8::quantise8(g), rgb8::quantise8(b));
+    // SAFETY: the caller's 24 bytes.
+    unsafe {
+        _mm_storeu_si128(d as *mut __m128i, lo);
+        _mm_storel_epi64(d.add(16) as *mut __m128i, hi);
     }
 }
 
