@@ -81,7 +81,7 @@ fn conv2d_cat_with_activation_is_concat_conv_activation() {
             let fused = conv.cpu_cat(&[&a, &b], &wt, &bias, act).unwrap();
             let mut plain = conv.cpu(&cat, &wt, &bias).unwrap();
             if let Some(f) = act {
-                plain.data.iter_mut().for_each(|v| *v = f.apply(*v));
+                f.apply_all(&mut plain.data);
             }
             assert!(fused.data == plain.data, "{conv:?} {act:?}");
         }

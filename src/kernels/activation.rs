@@ -50,6 +50,40 @@ impl ActivationKind {
     }
 }
 
+impl ActivationKind {
+    /// [`ActivationKind::apply`] on every value of `v`, at the CPU level
+    /// chosen: in the AVX2 build tanh runs eight lanes at a time
+    /// (`simd::tanh8`, within 1.5e-7 of libm's), the tail too, so a value
+    /// gets the same bits wherever it sits. Everything that applies
+    /// activations on the CPU goes through here.
+    pub fn apply_all(self, v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Self::Tanh && crate::cpu::level() == crate::cpu::Level::Avx2Fma {
+            // SAFETY: the chosen level is never above what the CPU supports.
+            return unsafe { tanh_avx2(v) };
+        }
+        v.iter_mut().for_each(|x| *x = self.apply(*x));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn tanh_avx2(v: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let mut chunks = v.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: eight floats.
+        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), super::simd::tanh8(_mm256_loadu_ps(c.as_ptr()))) };
+    }
+    let rest = chunks.into_remainder();
+    let mut t = [0.0f32; 8];
+    t[..rest.len()].copy_from_slice(rest);
+    // SAFETY: eight floats.
+    unsafe { _mm256_storeu_ps(t.as_mut_ptr(), super::simd::tanh8(_mm256_loadu_ps(t.as_ptr()))) };
+    let n = rest.len();
+    rest.copy_from_slice(&t[..n]);
+}
+
 /// An elementwise activation op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Activation(pub ActivationKind);
@@ -59,7 +93,7 @@ impl Activation {
     pub fn cpu(&self, x: &Tensor) -> Tensor {
         let mut y = x.clone();
         let f = self.0;
-        y.data.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|v| *v = f.apply(*v)));
+        y.data.par_chunks_mut(1 << 14).for_each(|c| f.apply_all(c));
         y
     }
 

@@ -340,7 +340,7 @@ impl ZeroDce {
             };
             let (mid, mut y) = self.layer_cpu(i, &input)?;
             let f = if i + 1 == LAYERS { ActivationKind::Tanh } else { ActivationKind::Relu };
-            y.data.iter_mut().for_each(|v| *v = f.apply(*v));
+            f.apply_all(&mut y.data);
             t.ins.push(input);
             t.mids.push(mid);
             t.outs.push(y);

@@ -296,7 +296,7 @@ fn group_rows(job: Job, (b, g): (usize, usize), i0: usize, i1: usize, xp: &[f32]
                             let Some(at) = row_at(lane) else { continue };
                             // SAFETY: as above.
                             let out = unsafe { std::slice::from_raw_parts_mut(ptr.0.add(at + j_chunk), cols) };
-                            out.iter_mut().for_each(|v| *v = f.apply(*v));
+                            f.apply_all(out);
                         }
                     }
                 }
