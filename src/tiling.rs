@@ -98,8 +98,7 @@ pub fn plan(
             let mut n = 2;
             while n <= 4096 && n <= width * height {
                 if let Ok(t) = tiles(Scheme::NearSquare, width, height, n) {
-                    let worst = t.iter().map(|t| t.with_halo(halo, width, height)).map(|g| peak(g.w, g.h)).max();
-                    if worst.is_some_and(|p| fixed.saturating_add(p) <= budget) {
+                    if fixed.saturating_add(largest(&t, halo, width, height, &peak)) <= budget {
                         return Ok(Some(t));
                     }
                 }
@@ -108,6 +107,12 @@ pub fn plan(
             Ok(None)
         }
     }
+}
+
+/// The largest `peak(w, h)` of `tiles` grown by `halo` (clipped to the
+/// `width` x `height` image): the most one tile's work needs. 0 for none.
+pub fn largest(tiles: &[Tile], halo: usize, width: usize, height: usize, peak: impl Fn(usize, usize) -> u64) -> u64 {
+    tiles.iter().map(|t| t.with_halo(halo, width, height)).map(|g| peak(g.w, g.h)).max().unwrap_or(0)
 }
 
 /// How an image is split.

@@ -290,13 +290,11 @@ impl SuperResolveOp {
         let peak = |w: usize, h: usize| sr_peak_bytes(w as u32, h as u32, f);
         // A tiled run holds the input, the merged output, and one tile's work.
         let fixed = img.samples.len() as u64 * (img.samples.bits() / 8) as u64 * (1 + (f * f) as u64);
-        let t = crate::tiling::plan(self.tile, w, h, self.model.receptive_radius(), memory_budget(), fixed, peak)?;
+        let halo = self.model.receptive_radius();
+        let t = crate::tiling::plan(self.tile, w, h, halo, memory_budget(), fixed, peak)?;
         let need = match &t {
             None => peak(w, h),
-            Some(t) => {
-                let halo = self.model.receptive_radius();
-                fixed + t.iter().map(|t| t.with_halo(halo, w, h)).map(|g| peak(g.w, g.h)).max().unwrap_or(0)
-            }
+            Some(t) => fixed + crate::tiling::largest(t, halo, w, h, peak),
         };
         Ok((t, need))
     }
