@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what gpuimg needs beyond the Rust toolchain on Debian/Ubuntu: the Vulkan
 # loader, and Mesa's software Vulkan driver (lavapipe) when no Vulkan driver is present.
+# With --mpi, also what the `mpi` cargo feature builds and runs with: Open MPI
+# (mpirun and its headers) and libclang (for the bindings' generator).
 # Idempotent; does nothing when everything is already there.
 set -euo pipefail
 
@@ -14,6 +16,10 @@ have_icd() {
 }
 
 pkgs=()
+if [ "${1:-}" = "--mpi" ]; then
+  command -v mpirun >/dev/null 2>&1 && command -v mpicc >/dev/null 2>&1 || pkgs+=(openmpi-bin libopenmpi-dev)
+  ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || pkgs+=(libclang-dev)
+fi
 have_loader || pkgs+=(libvulkan1)
 have_icd || pkgs+=(mesa-vulkan-drivers)
 if [ ${#pkgs[@]} -eq 0 ]; then

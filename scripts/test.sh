@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then runs every test with a GPU
 # adapter required (the software one where there is no GPU), the embedding
-# example, and clippy.
+# example, clippy, and a 3-rank mpirun job (the mpi feature).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -21,3 +21,5 @@ echo "== example: embedding in a host application"
 cargo run -q --example embed
 echo "== clippy"
 cargo clippy -q --all-targets -- -D warnings
+echo "== mpi: 3 ranks on this machine, the mpi feature (scripts/mpi-check.sh)"
+bash scripts/mpi-check.sh

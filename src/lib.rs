@@ -30,6 +30,7 @@ pub use wgpu;
 pub mod augment;
 pub mod backend;
 pub mod bench;
+pub mod cluster;
 pub mod codec;
 pub mod cpu;
 pub mod data;

@@ -126,7 +126,9 @@ pub struct AdapterRequest {
     /// the rayon CPU path is faster than a software rasteriser.
     pub allow_software: bool,
     /// Only adapters whose name contains this (case-insensitive). Defaults to
-    /// the `GPUIMG_ADAPTER` environment variable.
+    /// the `GPUIMG_ADAPTER` environment variable. Without either, a process
+    /// that is one of several MPI ranks takes the best kind's adapter at its
+    /// local rank (modulo their number), so the ranks on a node share its GPUs.
     pub name: Option<String>,
 }
 
@@ -141,12 +143,24 @@ pub fn pick_adapter(req: &AdapterRequest) -> Result<wgpu::Adapter> {
         ));
     }
     let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-    let chosen = all.into_iter().find(|a| {
-        let info = a.get_info();
-        let soft_ok = req.allow_software || info.device_type != wgpu::DeviceType::Cpu;
-        let name_ok = name.as_ref().is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
-        soft_ok && name_ok
-    });
+    let mut eligible: Vec<wgpu::Adapter> = all
+        .into_iter()
+        .filter(|a| {
+            let info = a.get_info();
+            let soft_ok = req.allow_software || info.device_type != wgpu::DeviceType::Cpu;
+            let name_ok = name.as_ref().is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
+            soft_ok && name_ok
+        })
+        .collect();
+    // One of several MPI ranks on a node, with no adapter named: spread the
+    // ranks over the node's adapters of the best kind, by local rank.
+    if let (None, Some(local), Some(first)) = (&name, crate::cluster::Launch::local_rank_in_job(), eligible.first()) {
+        let best = rank(first.get_info().device_type);
+        eligible.retain(|a| rank(a.get_info().device_type) == best);
+        let n = eligible.len();
+        eligible.rotate_left(local % n);
+    }
+    let chosen = eligible.into_iter().next();
     chosen.ok_or_else(|| {
         let why = match &name {
             Some(n) => format!("none matches '{n}'"),

@@ -473,5 +473,6 @@ pub fn run_batch(
         cpu_fallbacks,
         skipped: shared.skipped.load(Ordering::SeqCst),
         peak_in_memory: shared.peak.load(Ordering::SeqCst),
+        jobs_per_rank: Vec::new(),
     }
 }

@@ -27,7 +27,7 @@ pub struct Stages {
 }
 
 /// What a run did and how long it took.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Images written.
     pub images: usize,
@@ -63,6 +63,9 @@ pub struct Report {
     pub not_run: usize,
     /// Most decoded images held at once.
     pub peak_in_memory: usize,
+    /// Under `mpirun`: the jobs each rank ran (rank 0, the master, none);
+    /// empty for a single process.
+    pub jobs_per_rank: Vec<usize>,
 }
 
 impl Report {
@@ -90,7 +93,7 @@ impl Report {
             .map(|(p, m)| format!("{{\"input\": {}, \"error\": {}}}", json_str(&p.display().to_string()), json_str(m)))
             .collect();
         format!(
-            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"grouped\": {},\n  \"cpu_fallbacks\": {},\n  \"peak_in_memory\": {},\n  \"interrupted\": {},\n  \"not_run\": {},\n  \"failures\": [{}]\n}}\n",
+            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"grouped\": {},\n  \"cpu_fallbacks\": {},\n  \"peak_in_memory\": {},\n  \"interrupted\": {},\n  \"not_run\": {},\n  \"jobs_per_rank\": [{}],\n  \"failures\": [{}]\n}}\n",
             self.images,
             self.failed,
             self.skipped,
@@ -118,6 +121,7 @@ impl Report {
             self.peak_in_memory,
             self.interrupted,
             self.not_run,
+            self.jobs_per_rank.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
             failures.join(", ")
         )
     }

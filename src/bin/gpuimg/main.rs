@@ -17,6 +17,7 @@ use gpuimg::weights::Weights;
 use gpuimg::{image_io, ops, outputs, Backend, DeviceChoice};
 
 mod args;
+mod cluster;
 
 use args::*;
 
@@ -30,17 +31,37 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     install_signal_handler();
-    match run(cli) {
+    let code = match cluster::start().and_then(|()| run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("gpuimg: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    cluster::finish();
+    code
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let g = cli.global;
+    let batch = matches!(
+        cli.command,
+        Command::Resize(_)
+            | Command::Sr(_)
+            | Command::Enhance(_)
+            | Command::Compress(_)
+            | Command::Decompress(_)
+            | Command::Augment(_)
+    );
+    if !batch {
+        let name = match &cli.command {
+            Command::Info => "info",
+            Command::Bench(_) => "bench",
+            Command::Eval { .. } => "eval",
+            _ => "train",
+        };
+        cluster::refuse_for(name)?;
+    }
     match cli.command {
         Command::Info => info(&g),
         Command::Resize(a) => resize(&g, a),
@@ -234,67 +255,43 @@ fn batch_jobs(
     cfg.slots = sa.slots as usize;
     cfg.overwrite = sa.overwrite;
     cfg.cancel = Some(CANCEL.clone());
-    if plan.inputs.is_empty() {
-        bail!(
-            "no images found in {}",
-            inputs_arg.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
-    }
-    let plan = match g.shard {
-        Some((k, n)) => {
-            let total = plan.inputs.len();
-            let plan = plan.shard(k, n);
-            if !g.quiet {
-                eprintln!("shard {k}/{n}: {} of {total} inputs", plan.inputs.len());
-            }
-            if plan.inputs.is_empty() {
-                return Ok((ExitCode::SUCCESS, Vec::new()));
-            }
-            plan
-        }
-        None => plan,
-    };
-    let mut extra = extra.to_vec();
-    if let Some(r) = &sa.report {
-        extra.push(("--report", r.as_path()));
-    }
-    let (jobs, skipped) = plan.jobs(inputs_arg, &extra, sa.overwrite)?;
-    if let Some(o) = &plan.dir {
-        std::fs::create_dir_all(o).with_context(|| format!("{}: cannot create output directory", o.display()))?;
-    }
-    // Temporaries a killed earlier run left in the folders written to.
-    let mut dirs: Vec<PathBuf> = jobs
-        .iter()
-        .map(|j| j.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf())
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        for f in gpuimg::fsutil::clean_stale_temps(&d) {
-            if g.verbose > 0 {
-                eprintln!("gpuimg: removed {}, left by an interrupted run", f.display());
-            }
-        }
-    }
+    let cluster = cluster::current();
+    let master = cluster.as_ref().is_none_or(|c| c.rank() == 0);
+    // Every rank plans the same batch; under mpirun they agree on it before
+    // any worker writes (so none sees another's output as existing).
+    let planned = plan_batch(g, inputs_arg, plan, extra, sa, master);
+    let planned = cluster::agree(cluster.as_deref(), planned, |(_, jobs, _)| jobs.len())?;
+    let Some((plan, jobs, skipped)) = planned else { return Ok((ExitCode::SUCCESS, Vec::new())) };
     let many = plan.many;
-    let bar = ProgressBar::new("gpuimg", !g.quiet && std::io::stderr().is_terminal());
-    if !g.quiet {
+    let bar = ProgressBar::new("gpuimg", !g.quiet && master && std::io::stderr().is_terminal());
+    if !g.quiet && master {
         for s in &skipped {
             eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", s.display());
         }
     }
-    before(&jobs)?;
     IN_BATCH.store(true, Ordering::SeqCst);
-    let mut report = stream::run_batch(backend, op, &jobs, &cfg, &bar);
+    let report = match cluster.as_deref() {
+        None => {
+            before(&jobs)?;
+            Some(stream::run_batch(backend, op, &jobs, &cfg, &bar))
+        }
+        Some(c) => cluster::run(c, backend, op, &jobs, &cfg, &bar, before, &CANCEL)?,
+    };
     IN_BATCH.store(false, Ordering::SeqCst);
     bar.clear();
+    // A worker's jobs are in the master's summary and report.
+    let Some(mut report) = report else { return Ok((ExitCode::SUCCESS, jobs)) };
     report.skipped += skipped.len();
-    if g.verbose > 0 {
+    if g.verbose > 0 && cluster.is_none() {
         let s = &report.stages;
         eprintln!(
             "gpuimg: stages (s, summed over threads): decode {:.3}, waiting for input {:.3}, upload {:.3}, record {:.3}, submit {:.3}, gpu wait {:.3}, cpu {:.3}, readback {:.3}, encode {:.3}; {} submissions, peak {} images in memory",
             s.decode_s, s.input_wait_s, s.upload_s, s.record_s, s.submit_s, s.gpu_s, s.cpu_s, s.readback_s, s.encode_s, report.submissions, report.peak_in_memory
         );
+    }
+    if !g.quiet && !report.jobs_per_rank.is_empty() {
+        let per: Vec<String> = report.jobs_per_rank.iter().skip(1).map(|n| n.to_string()).collect();
+        eprintln!("gpuimg: {} worker ranks, jobs per rank: {} ({})", per.len(), per.join(", "), report.adapter);
     }
     if !g.quiet && (many || report.interrupted) {
         let busy = report.gpu_utilization().map(|u| format!("; GPU busy {:.0}%", u * 100.0)).unwrap_or_default();
@@ -324,6 +321,65 @@ fn batch_jobs(
         return Ok((ExitCode::from((128 + sig.clamp(1, 127)) as u8), jobs));
     }
     Ok((if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }, jobs))
+}
+
+/// The planning half of a batch: the shard, the jobs (outputs that exist
+/// skipped unless --overwrite), the output folder, and (on the master only)
+/// the temporaries an interrupted run left. `None`: an empty shard.
+#[allow(clippy::type_complexity)]
+fn plan_batch(
+    g: &Global,
+    inputs_arg: &[PathBuf],
+    plan: outputs::Planned,
+    extra: &[(&str, &Path)],
+    sa: &StreamArgs,
+    master: bool,
+) -> Result<Option<(outputs::Planned, Vec<Job>, Vec<PathBuf>)>> {
+    if plan.inputs.is_empty() {
+        bail!(
+            "no images found in {}",
+            inputs_arg.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let plan = match g.shard {
+        Some((k, n)) => {
+            let total = plan.inputs.len();
+            let plan = plan.shard(k, n);
+            if !g.quiet && master {
+                eprintln!("shard {k}/{n}: {} of {total} inputs", plan.inputs.len());
+            }
+            if plan.inputs.is_empty() {
+                return Ok(None);
+            }
+            plan
+        }
+        None => plan,
+    };
+    let mut extra = extra.to_vec();
+    if let Some(r) = &sa.report {
+        extra.push(("--report", r.as_path()));
+    }
+    let (jobs, skipped) = plan.jobs(inputs_arg, &extra, sa.overwrite)?;
+    if let Some(o) = &plan.dir {
+        std::fs::create_dir_all(o).with_context(|| format!("{}: cannot create output directory", o.display()))?;
+    }
+    if master {
+        // Temporaries a killed earlier run left in the folders written to.
+        let mut dirs: Vec<PathBuf> = jobs
+            .iter()
+            .map(|j| j.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            for f in gpuimg::fsutil::clean_stale_temps(&d) {
+                if g.verbose > 0 {
+                    eprintln!("gpuimg: removed {}, left by an interrupted run", f.display());
+                }
+            }
+        }
+    }
+    Ok(Some((plan, jobs, skipped)))
 }
 
 fn load_sr_model(scale: usize, weights: Option<&Path>) -> Result<TinyPssr> {
@@ -547,6 +603,9 @@ fn augment(g: &Global, a: AugmentArgs) -> Result<ExitCode> {
             v.push(out);
         }
         outs.push(v);
+    }
+    if a.save_params.is_some() && cluster::current().is_some() {
+        bail!("--save-params is not supported under mpirun yet (each rank draws its own jobs' parameters); run one process or --shard K/N");
     }
     let saved = a.params.as_deref().map(gpuimg::augment::read_params).transpose()?;
     let op = AugmentOp::new(spec, a.seed)?;
