@@ -6,7 +6,7 @@
 # Idempotent; does nothing when everything is already there.
 set -euo pipefail
 
-have_loader() { ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; }
+have_loader() { ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null; }
 have_icd() {
   local d
   for d in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d; do

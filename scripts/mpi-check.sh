@@ -7,6 +7,8 @@
 #  - the corrupt file is reported by name as often as by one process (not
 #    once per rank), and the run exits non-zero;
 #  - the master's --report counts the jobs of every worker rank;
+#  - one image split into tiles across the ranks merges to the single
+#    process's bytes, and a corrupt one is refused with its name;
 #  - a build without the feature, and a command that is not a batch, refuse
 #    to run as several ranks instead of each doing the whole batch.
 # Prints that it was not run, and why, when Open MPI or libclang cannot be
@@ -67,15 +69,38 @@ check_run() { # name, failed inputs, jobs (outputs planned), then the command af
   python3 - "$work/$name-ranks.json" "$jobs" <<'EOF' || fail "$name: jobs per rank do not add up to $jobs"
 import json, sys
 r = json.load(open(sys.argv[1]))
-per = r["jobs_per_rank"]
+per = r["tasks_per_rank"]
 assert len(per) == 3 and per[0] == 0, per
 assert sum(per) == int(sys.argv[2]), per
 EOF
-  echo "mpi check: $name: 3 ranks wrote the single process's $n_ranks outputs byte for byte; jobs per rank $(python3 -c "import json;print(json.load(open('$work/$name-ranks.json'))['jobs_per_rank'])"); broken.png reported"
+  echo "mpi check: $name: 3 ranks wrote the single process's $n_ranks outputs byte for byte; jobs per rank $(python3 -c "import json;print(json.load(open('$work/$name-ranks.json'))['tasks_per_rank'])"); broken.png reported"
 }
 
 check_run sr 1 7 sr --scale 2 "$work/in"
 check_run augment 1 14 augment "$work/in" --count 2 --seed 7 --ops 'hflip:p=0.5;rotate:deg=10;jitter:brightness=0.2;crop:w=40,h=30'
+
+# One image split into seed-001 tiles across the worker ranks: the master
+# merges them and writes the single process's bytes (x2 whole; x4 with
+# --tile 64x64, so more tiles than workers, handed out as they ask).
+"$bin" -q --device cpu resize --width 301 --height 203 assets/chelsea.png -o "$work/one.png"
+for args in "--scale 2" "--scale 4 --tile 64x64"; do
+  rm -f "$work/one-single.png" "$work/one-ranks.png" "$work/one-ranks.json"
+  # shellcheck disable=SC2086
+  "$bin" -q --device cpu sr $args "$work/one.png" -o "$work/one-single.png"
+  # shellcheck disable=SC2086
+  "${mpirun[@]}" -np 3 "$bin" -q --device cpu sr $args "$work/one.png" -o "$work/one-ranks.png" \
+    --report "$work/one-ranks.json" > /dev/null 2> "$work/one-ranks.err" || fail "sr $args of one image under mpirun: $(head -3 "$work/one-ranks.err")"
+  cmp -s "$work/one-single.png" "$work/one-ranks.png" || fail "sr $args: the merged tiles differ from the single-process output"
+  tiles=$(python3 -c "import json;r=json.load(open('$work/one-ranks.json'));assert r['tiles']>=2 and sum(r['tasks_per_rank'])==r['tiles'];print(r['tiles'], r['tasks_per_rank'])") \
+    || fail "sr $args: the report does not show the tiles"
+  echo "mpi check: sr $args of one 301x203 image: tiles $tiles merged to the single process's bytes"
+done
+set +e
+"${mpirun[@]}" -np 3 "$bin" -q --device cpu sr --scale 2 "$work/in/broken.png" -o "$work/one-broken.png" > /dev/null 2> "$work/one-broken.err"
+rc=$?
+set -e
+[ "$rc" -ne 0 ] && grep -q "broken.png" "$work/one-broken.err" && [ ! -e "$work/one-broken.png" ] \
+  || fail "a corrupt single image under mpirun was not refused cleanly"
 
 # Refusals: no rank runs the whole batch by itself.
 set +e

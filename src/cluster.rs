@@ -1,19 +1,26 @@
-//! One command over several processes: seed 002's master and workers on MPI.
+//! One command over several processes: seed 002's master and workers, and
+//! seed 001's tiles of one image, on MPI.
 //!
 //! `mpirun -np N gpuimg <command> ...` starts N copies of the same command.
 //! Each plans the same batch (the inputs, each folder's files sorted, and
-//! their outputs); then rank 0 is the master: it hands out the jobs one at
-//! a time to whichever worker asks (dynamic load balancing: a worker on a
-//! faster GPU, or with smaller files, simply asks more often), collects
-//! every job's outcome, and prints and writes the one summary and report.
-//! Ranks 1..N are the workers; each runs its jobs through the same batch
-//! engine a single process uses, on its own adapter (picked by its local
-//! rank, [`Launch::local_rank`]) or its CPU.
+//! their outputs) and the ranks agree on it ([`Cluster::agree`]) before any
+//! of them writes. Then rank 0 is the master and ranks 1..N the workers,
+//! each of which runs what it is handed on its own adapter (picked by its
+//! local rank, [`Launch::local_rank`]) or its CPU:
+//! - a batch of files: the master hands out job indices one at a time to
+//!   whichever worker asks (dynamic load balancing: a worker on a faster
+//!   GPU, or with smaller files, asks more often); a worker runs the job
+//!   through the batch engine (inputs and outputs are on a file system
+//!   every rank sees) and sends back its [`Outcome`];
+//! - one image of an op that tiles (`sr`): the master decodes it, splits it
+//!   into seed-001 tiles ([`crate::stream::StreamOp::split`]), sends each
+//!   tile's pixels with its halo ([`encode_image`]) to whichever worker
+//!   asks, pastes the results as they come back ([`crate::tiling::Merge`])
+//!   and writes the output: the single process's bytes on the CPU path.
 //!
-//! The message layer (the `mpi` cargo feature, over Open MPI or MPICH) is
-//! [`Cluster`]; what travels is a job's index one way and its [`Outcome`]
-//! the other, so a rank never sends pixels for a file batch: inputs and
-//! outputs are on a file system every rank sees.
+//! The master collects every outcome and prints and writes the one summary
+//! and report. The message layer is [`Cluster`] (the `mpi` cargo feature,
+//! over Open MPI or MPICH); [`Master`] is the master's side of a run.
 //!
 //! A build without the feature still recognises an MPI launch
 //! ([`Launch::from_env`]) and refuses it, rather than letting N processes
@@ -21,50 +28,10 @@
 
 use std::path::PathBuf;
 
+use crate::image_io::Image;
+pub use crate::launch::Launch;
+use crate::tensor::Samples;
 use crate::{Error, Result};
-
-/// Where this process stands in a job an MPI launcher started, read from
-/// the launcher's environment (no MPI call needed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Launch {
-    /// This process's rank in the job.
-    pub rank: usize,
-    /// Processes in the job.
-    pub size: usize,
-    /// This process's rank among those on its node, where the launcher says.
-    pub local_rank: Option<usize>,
-}
-
-impl Launch {
-    /// The launch this process is part of, if an MPI launcher started it:
-    /// Open MPI's `OMPI_COMM_WORLD_*`, or MPICH/Intel MPI's `PMI_RANK` and
-    /// `PMI_SIZE` (with `MPI_LOCALRANKID`).
-    pub fn from_env() -> Option<Launch> {
-        Self::from_vars(|k| std::env::var(k).ok())
-    }
-
-    /// [`Launch::from_env`] over any variable lookup (for tests).
-    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Option<Launch> {
-        let num = |k: &str| get(k).and_then(|v| v.trim().parse::<usize>().ok());
-        for (rank, size, local) in [
-            ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
-            ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
-        ] {
-            if let (Some(r), Some(s)) = (num(rank), num(size)) {
-                if s > 0 && r < s {
-                    return Some(Launch { rank: r, size: s, local_rank: num(local) });
-                }
-            }
-        }
-        None
-    }
-
-    /// The local rank of this process when it is one of several in an MPI
-    /// job (used to spread ranks over a node's GPUs).
-    pub fn local_rank_in_job() -> Option<usize> {
-        Self::from_env().filter(|l| l.size > 1).map(|l| l.local_rank.unwrap_or(l.rank))
-    }
-}
 
 /// Refuses to run as one of several ranks in a build without MPI: each rank
 /// would run the whole batch and write the same outputs.
@@ -168,17 +135,73 @@ impl Outcome {
     }
 }
 
-/// The master's view of a finished batch.
+/// One tile's pixels as bytes: its index, width, height, channels and bits
+/// per sample, then the samples (little-endian).
+pub fn encode_image(index: usize, img: &Image) -> Vec<u8> {
+    let samples = img.samples.le_bytes();
+    let mut b = Vec::with_capacity(14 + samples.len());
+    b.extend_from_slice(&(index as u32).to_le_bytes());
+    b.extend_from_slice(&img.width.to_le_bytes());
+    b.extend_from_slice(&img.height.to_le_bytes());
+    b.push(img.channels as u8);
+    b.push(img.samples.bits() as u8);
+    b.extend_from_slice(&samples);
+    b
+}
+
+/// Reads [`encode_image`]'s bytes: the sizes must account for every byte
+/// (so nothing is allocated from a size that the bytes do not back).
+pub fn decode_image(b: &[u8]) -> Result<(usize, Image)> {
+    let bad = |why: String| Error::invalid("cluster message", why);
+    if b.len() < 14 {
+        return Err(bad(format!("a tile of {} bytes", b.len())));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+    let (index, w, h, c, bits) = (u32_at(0) as usize, u32_at(4), u32_at(8), b[12] as usize, b[13] as u32);
+    let bytes = (w as u64) * (h as u64) * (c as u64) * (bits as u64 / 8);
+    if !(bits == 8 || bits == 16) || !(1..=4).contains(&c) || bytes != (b.len() - 14) as u64 {
+        return Err(bad(format!("a {w}x{h} tile of {c} channels at {bits} bits in {} bytes", b.len())));
+    }
+    let n = (w as usize) * (h as usize) * c;
+    Ok((index, Image::new(w, h, c, Samples::from_le_bytes(bits, &b[14..], n))?))
+}
+
+/// A worker's result for one tile: [`encode_image`] of the result, or the
+/// tile's index and the error.
+pub fn encode_tile_result(index: usize, r: &Result<Image>) -> Vec<u8> {
+    match r {
+        Ok(img) => {
+            let mut b = vec![0];
+            b.extend_from_slice(&encode_image(index, img));
+            b
+        }
+        Err(e) => {
+            let mut b = vec![1];
+            b.extend_from_slice(&(index as u32).to_le_bytes());
+            b.extend_from_slice(e.to_string().as_bytes());
+            b
+        }
+    }
+}
+
+/// Reads [`encode_tile_result`]'s bytes: the tile's index and its result
+/// (or the worker's error message).
+pub fn decode_tile_result(b: &[u8]) -> Result<(usize, std::result::Result<Image, String>)> {
+    match b.split_first() {
+        Some((0, rest)) => decode_image(rest).map(|(i, img)| (i, Ok(img))),
+        Some((1, rest)) if rest.len() >= 4 => {
+            let index = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            Ok((index, Err(String::from_utf8_lossy(&rest[4..]).into_owned())))
+        }
+        _ => Err(Error::invalid("cluster message", "a tile result that is neither an image nor an error")),
+    }
+}
+
+/// The outcomes of a batch's jobs as they come back to the master.
 #[derive(Debug, Default)]
 pub struct Collected {
     /// Every job's outcome, in the order they came back.
     pub outcomes: Vec<Outcome>,
-    /// Jobs never handed out because the run was stopped.
-    pub not_run: usize,
-    /// Workers that took part.
-    pub workers: usize,
-    /// Jobs each worker ran, by rank (index 0, the master, runs none).
-    pub per_rank: Vec<usize>,
 }
 
 impl Collected {
@@ -203,23 +226,25 @@ pub use with_mpi::Cluster;
 
 #[cfg(feature = "mpi")]
 mod with_mpi {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     use mpi::collective::SystemOperation;
     use mpi::point_to_point::{Destination, Source};
     use mpi::topology::{Communicator, SimpleCommunicator};
     use mpi::traits::CommunicatorCollectives;
 
-    use super::{Collected, Launch, Outcome};
+    use super::{Done, Launch, Master, Outcome, Task};
     use crate::{Error, Result};
 
     /// Worker to master: ready for a job, with the outcome of the last one
     /// (empty the first time).
     const READY: i32 = 1;
-    /// Master to worker: run the job whose index follows.
+    /// Master to worker: run the job whose index (u64, little-endian) follows.
     const JOB: i32 = 2;
-    /// Master to worker: no more jobs.
+    /// Master to worker: no more tasks.
     const STOP: i32 = 3;
+    /// Master to worker: run the op on the tile that follows.
+    const TILE: i32 = 4;
+    /// Worker to master: a tile's result; ready for another task.
+    const TILE_DONE: i32 = 5;
 
     /// MPI, started for a job of more than one rank; finalised when dropped.
     pub struct Cluster {
@@ -270,79 +295,102 @@ mod with_mpi {
             (min[0] == 1, min[1] == u64::MAX - min[2])
         }
 
-        /// Rank 0: hands out jobs `0..jobs` one at a time to whichever
-        /// worker asks, until all are done or `cancel` is set, and returns
-        /// every outcome. `progress` sees each as it comes back.
-        pub fn master(
-            &self,
-            jobs: usize,
-            cancel: &AtomicBool,
-            mut progress: impl FnMut(&Outcome),
-        ) -> Result<Collected> {
-            let workers = self.size() - 1;
-            let mut c = Collected { workers, per_rank: vec![0; self.size()], ..Collected::default() };
-            let (mut next, mut active) = (0usize, workers);
+        /// Rank 0: hands `master`'s tasks out one at a time to whichever
+        /// worker asks, passes each result back to it, and stops every
+        /// worker once there are no tasks left; returns the tasks each rank
+        /// ran (rank 0: none). An error from `master.done` (a message that
+        /// does not decode) ends the run after the workers are stopped.
+        pub fn master(&self, master: &mut dyn Master) -> Result<Vec<usize>> {
+            let mut per_rank = vec![0; self.size()];
+            let (mut active, mut failed) = (self.size() - 1, None);
             while active > 0 {
-                let (msg, status) = self.world.any_process().receive_vec_with_tag::<u8>(READY);
+                let (msg, status) = self.world.any_process().receive_vec::<u8>();
                 let from = status.source_rank();
-                if !msg.is_empty() {
-                    let o = Outcome::decode(&msg)?;
-                    if o.job >= jobs {
-                        return Err(Error::invalid("mpirun", format!("rank {from} reported job {} of {jobs}", o.job)));
+                let done = match status.tag() {
+                    READY if msg.is_empty() => None,
+                    READY => Some(Outcome::decode(&msg).map(Done::Job)),
+                    TILE_DONE => Some(Ok(Done::Tile(msg))),
+                    t => Some(Err(Error::invalid("mpirun", format!("rank {from} sent a message of tag {t}")))),
+                };
+                if let Some(d) = done {
+                    if let Err(e) = d.and_then(|d| master.done(from as usize, d)) {
+                        failed.get_or_insert(e);
                     }
-                    progress(&o);
-                    c.outcomes.push(o);
                 }
                 let to = self.world.process_at_rank(from);
-                if next < jobs && !cancel.load(Ordering::SeqCst) {
-                    to.send_with_tag(&(next as u64), JOB);
-                    c.per_rank[from as usize] += 1;
-                    next += 1;
-                } else {
-                    to.send_with_tag(&0u64, STOP);
-                    active -= 1;
+                match if failed.is_none() { master.next() } else { None } {
+                    Some(Task::Job(j)) => to.send_with_tag(&(j as u64).to_le_bytes()[..], JOB),
+                    Some(Task::Tile(bytes)) => to.send_with_tag(&bytes[..], TILE),
+                    None => {
+                        to.send_with_tag(&[0u8][..], STOP);
+                        active -= 1;
+                        continue;
+                    }
                 }
+                per_rank[from as usize] += 1;
             }
-            c.not_run = jobs - next;
-            Ok(c)
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(per_rank),
+            }
         }
 
-        /// Ranks 1..: asks the master for jobs and runs each with `run`
+        /// Ranks 1..: asks the master for tasks and runs each with `run`
         /// until the master says there are no more.
-        pub fn worker(&self, mut run: impl FnMut(usize) -> Outcome) {
+        pub fn worker(&self, mut run: impl FnMut(Task) -> Done) {
             let master = self.world.process_at_rank(0);
-            let mut last = Vec::new();
+            let mut last = None;
             loop {
-                master.send_with_tag(&last[..], READY);
-                let (job, status) = master.receive::<u64>();
-                if status.tag() != JOB {
-                    return;
+                match last.take() {
+                    None => master.send_with_tag(&[0u8; 0][..], READY),
+                    Some(Done::Job(o)) => master.send_with_tag(&o.encode()[..], READY),
+                    Some(Done::Tile(b)) => master.send_with_tag(&b[..], TILE_DONE),
                 }
-                last = run(job as usize).encode();
+                let (msg, status) = master.receive_vec::<u8>();
+                let task = match status.tag() {
+                    JOB if msg.len() == 8 => {
+                        Task::Job(u64::from_le_bytes(msg[..8].try_into().expect("8 bytes")) as usize)
+                    }
+                    TILE => Task::Tile(msg),
+                    _ => return,
+                };
+                last = Some(run(task));
             }
         }
     }
 }
 
+/// A task the master hands a worker.
+#[derive(Debug)]
+pub enum Task {
+    /// Run job `i` of the batch every rank planned (inputs and outputs on a
+    /// file system every rank sees).
+    Job(usize),
+    /// Run the op on this tile ([`encode_image`]) and send back the result.
+    Tile(Vec<u8>),
+}
+
+/// What a worker sends back for a task.
+#[derive(Debug)]
+pub enum Done {
+    /// The job's outcome.
+    Job(Outcome),
+    /// The tile's result ([`encode_tile_result`]).
+    Tile(Vec<u8>),
+}
+
+/// The master's side of a run: where tasks come from and results go.
+pub trait Master {
+    /// The next task for a worker; `None` once there are none (or the run
+    /// was stopped).
+    fn next(&mut self) -> Option<Task>;
+    /// A worker's result for a task it was handed.
+    fn done(&mut self, rank: usize, done: Done) -> Result<()>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn launch_from_open_mpi_and_pmi_variables() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        };
-        const OMPI: [(&str, &str); 3] =
-            [("OMPI_COMM_WORLD_RANK", "2"), ("OMPI_COMM_WORLD_SIZE", "3"), ("OMPI_COMM_WORLD_LOCAL_RANK", "1")];
-        assert_eq!(Launch::from_vars(vars(&OMPI)), Some(Launch { rank: 2, size: 3, local_rank: Some(1) }));
-        const PMI: [(&str, &str); 2] = [("PMI_RANK", "0"), ("PMI_SIZE", "4")];
-        assert_eq!(Launch::from_vars(vars(&PMI)), Some(Launch { rank: 0, size: 4, local_rank: None }));
-        assert_eq!(Launch::from_vars(vars(&[])), None);
-        // A rank outside the size, or garbage, is not a launch.
-        assert_eq!(Launch::from_vars(vars(&[("PMI_RANK", "4"), ("PMI_SIZE", "4")])), None);
-        assert_eq!(Launch::from_vars(vars(&[("PMI_RANK", "x"), ("PMI_SIZE", "4")])), None);
-    }
 
     #[test]
     fn outcomes_round_trip_and_bad_bytes_are_errors() {
@@ -372,6 +420,34 @@ mod tests {
     }
 
     #[test]
+    fn tiles_round_trip_and_bad_bytes_are_errors() {
+        let px: Vec<u16> = (0..5 * 3 * 4).map(|i| (i * 997 % 65536) as u16).collect();
+        let img = Image::new(5, 3, 4, Samples::U16(px)).unwrap();
+        let b = encode_image(9, &img);
+        assert_eq!(decode_image(&b).unwrap(), (9, img.clone()));
+        let grey = Image::new(3, 2, 1, Samples::U8(vec![1, 2, 3, 4, 5, 6])).unwrap();
+        assert_eq!(decode_image(&encode_image(0, &grey)).unwrap(), (0, grey.clone()));
+        for n in 0..b.len() {
+            assert!(decode_image(&b[..n]).is_err(), "truncated to {n} bytes");
+        }
+        // Sizes the bytes do not back are refused before any allocation.
+        let mut big = b.clone();
+        big[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_image(&big).is_err());
+        let mut bits = b.clone();
+        bits[13] = 12;
+        assert!(decode_image(&bits).is_err());
+        // A worker's result: the image, or its error with the tile's index.
+        let ok = encode_tile_result(3, &Ok(grey.clone()));
+        assert_eq!(decode_tile_result(&ok).unwrap(), (3, Ok(grey)));
+        let err = encode_tile_result(4, &Err(Error::invalid("sr", "too large")));
+        assert_eq!(decode_tile_result(&err).unwrap(), (4, Err("sr: too large".to_string())));
+        assert!(decode_tile_result(&[]).is_err());
+        assert!(decode_tile_result(&[1, 0]).is_err());
+        assert!(decode_tile_result(&[2, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
     fn failures_come_back_in_job_order_with_their_inputs() {
         let o = |job, f: &[&str]| Outcome {
             job,
@@ -382,10 +458,7 @@ mod tests {
             interrupted: false,
             adapter: "cpu".into(),
         };
-        let c = Collected {
-            outcomes: vec![o(5, &["e5"]), o(1, &[]), o(2, &["e2"]), o(6, &["e6"]), o(3, &["e3"])],
-            ..Default::default()
-        };
+        let c = Collected { outcomes: vec![o(5, &["e5"]), o(1, &[]), o(2, &["e2"]), o(6, &["e6"]), o(3, &["e3"])] };
         // Jobs 2 and 3 are two outputs of one input: it failed once.
         let input_of = |j: usize| PathBuf::from(format!("in{}.png", if j == 3 { 2 } else { j }));
         let f = c.failures(input_of);

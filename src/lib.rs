@@ -40,6 +40,7 @@ pub mod fsutil;
 pub mod gpu;
 pub mod image_io;
 pub mod kernels;
+pub mod launch;
 pub mod metrics;
 pub mod models;
 pub mod ops;

@@ -38,6 +38,18 @@ impl Tile {
     }
 }
 
+/// How an op splits one image for several ranks
+/// ([`crate::stream::StreamOp::split`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// The tiles' cores, covering the image once.
+    pub tiles: Vec<Tile>,
+    /// Input pixels around each tile that its result depends on.
+    pub halo: usize,
+    /// Output pixels per input pixel along each axis.
+    pub scale: usize,
+}
+
 /// How a command splits one image into tiles (`--tile`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TileMode {
@@ -231,15 +243,45 @@ pub fn run_tiled(
     scale: usize,
     op: impl Fn(&Image) -> Result<Image>,
 ) -> Result<Image> {
-    let (w, h, c) = (img.width as usize, img.height as usize, img.channels);
-    let (ow, oh) = (w * scale, h * scale);
-    let mut out = match &img.samples {
-        Samples::U8(_) => Samples::U8(crate::fsutil::try_vec("the tiled output", ow * oh * c, 0u8)?),
-        Samples::U16(_) => Samples::U16(crate::fsutil::try_vec("the tiled output", ow * oh * c, 0u16)?),
-    };
+    let (w, h) = (img.width as usize, img.height as usize);
+    let mut merge = Merge::new(img, scale)?;
     for t in tiles {
         let g = t.with_halo(halo, w, h);
-        let y = op(&crop(img, g)?)?;
+        merge.paste(*t, g, &op(&crop(img, g)?)?)?;
+    }
+    Ok(merge.into_image())
+}
+
+/// The output of a tiled run being put together: each tile's result (the
+/// op run on the tile grown by its halo) cropped to the tile's core and
+/// pasted in place, in any order ([`run_tiled`] on one process; the MPI
+/// master as its workers' tiles come back).
+#[derive(Debug)]
+pub struct Merge {
+    out: Image,
+    scale: usize,
+    pasted: usize,
+}
+
+impl Merge {
+    /// An empty output for `img` run at `scale` (same channels and depth).
+    pub fn new(img: &Image, scale: usize) -> Result<Merge> {
+        let (ow, oh, c) = (img.width as usize * scale, img.height as usize * scale, img.channels);
+        let samples = match &img.samples {
+            Samples::U8(_) => Samples::U8(crate::fsutil::try_vec("the tiled output", ow * oh * c, 0u8)?),
+            Samples::U16(_) => Samples::U16(crate::fsutil::try_vec("the tiled output", ow * oh * c, 0u16)?),
+        };
+        Ok(Merge { out: Image::new(ow as u32, oh as u32, c, samples)?, scale, pasted: 0 })
+    }
+
+    /// Pastes the core `t` of `y`, the op's result on `g` (`t` grown by the
+    /// halo, in input pixels); refuses a result of the wrong size or depth.
+    pub fn paste(&mut self, t: Tile, g: Tile, y: &Image) -> Result<()> {
+        let (scale, c, ow) = (self.scale, self.out.channels, self.out.width as usize);
+        let inside = g.x <= t.x && g.y <= t.y && t.x + t.w <= g.x + g.w && t.y + t.h <= g.y + g.h;
+        if !inside || (t.x + t.w) * scale > ow || (t.y + t.h) * scale > self.out.height as usize {
+            return Err(Error::invalid("tiling", format!("tile {t:?} with halo {g:?} is not inside the image")));
+        }
         if (y.width as usize, y.height as usize, y.channels) != (g.w * scale, g.h * scale, c) {
             return Err(Error::invalid(
                 "tiling",
@@ -261,11 +303,22 @@ pub fn run_tiled(
                 }
             };
         }
-        match (&mut out, &y.samples) {
+        match (&mut self.out.samples, &y.samples) {
             (Samples::U8(d), Samples::U8(s)) => paste!(d, s),
             (Samples::U16(d), Samples::U16(s)) => paste!(d, s),
             _ => return Err(Error::invalid("tiling", "the op changed the sample depth")),
         }
+        self.pasted += 1;
+        Ok(())
     }
-    Image::new(ow as u32, oh as u32, c, out)
+
+    /// Tiles pasted so far.
+    pub fn pasted(&self) -> usize {
+        self.pasted
+    }
+
+    /// The merged image.
+    pub fn into_image(self) -> Image {
+        self.out
+    }
 }

@@ -154,7 +154,7 @@ pub fn pick_adapter(req: &AdapterRequest) -> Result<wgpu::Adapter> {
         .collect();
     // One of several MPI ranks on a node, with no adapter named: spread the
     // ranks over the node's adapters of the best kind, by local rank.
-    if let (None, Some(local), Some(first)) = (&name, crate::cluster::Launch::local_rank_in_job(), eligible.first()) {
+    if let (None, Some(local), Some(first)) = (&name, crate::launch::Launch::local_rank_in_job(), eligible.first()) {
         let best = rank(first.get_info().device_type);
         eligible.retain(|a| rank(a.get_info().device_type) == best);
         let n = eligible.len();

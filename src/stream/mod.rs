@@ -103,6 +103,15 @@ pub trait StreamOp: Send + Sync {
     fn groups(&self) -> bool {
         false
     }
+    /// For an op whose output can be made tile by tile, equal to the whole
+    /// (sr): the tiles of (prepared) `img` for `parts` ranks, with the halo
+    /// and scale to run and merge them ([`crate::tiling::Merge`]; `finish`
+    /// then runs on the merged image). `None`, the default: the op does not
+    /// tile, and an image runs whole on one rank.
+    fn split(&self, img: &Image, parts: usize) -> Result<Option<crate::tiling::Split>> {
+        let _ = (img, parts);
+        Ok(None)
+    }
     /// Turns the op's output back into what is saved. `channels` is the
     /// decoded image's channel count (before `prepare`).
     fn finish(&self, channels: usize, input: &Image, out: Image) -> Result<Image> {
@@ -473,6 +482,7 @@ pub fn run_batch(
         cpu_fallbacks,
         skipped: shared.skipped.load(Ordering::SeqCst),
         peak_in_memory: shared.peak.load(Ordering::SeqCst),
-        jobs_per_rank: Vec::new(),
+        tasks_per_rank: Vec::new(),
+        tiles: 0,
     }
 }

@@ -63,9 +63,11 @@ pub struct Report {
     pub not_run: usize,
     /// Most decoded images held at once.
     pub peak_in_memory: usize,
-    /// Under `mpirun`: the jobs each rank ran (rank 0, the master, none);
-    /// empty for a single process.
-    pub jobs_per_rank: Vec<usize>,
+    /// Under `mpirun`: the tasks (jobs, or the tiles of one image) each
+    /// rank ran (rank 0, the master, none); empty for a single process.
+    pub tasks_per_rank: Vec<usize>,
+    /// Under `mpirun`, one image split across the ranks: its tiles (0 otherwise).
+    pub tiles: usize,
 }
 
 impl Report {
@@ -93,7 +95,7 @@ impl Report {
             .map(|(p, m)| format!("{{\"input\": {}, \"error\": {}}}", json_str(&p.display().to_string()), json_str(m)))
             .collect();
         format!(
-            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"grouped\": {},\n  \"cpu_fallbacks\": {},\n  \"peak_in_memory\": {},\n  \"interrupted\": {},\n  \"not_run\": {},\n  \"jobs_per_rank\": [{}],\n  \"failures\": [{}]\n}}\n",
+            "{{\n  \"images\": {},\n  \"failed\": {},\n  \"skipped\": {},\n  \"wall_s\": {:.6},\n  \"images_per_s\": {:.3},\n  \"stages\": {{\"decode_s\": {:.6}, \"upload_s\": {:.6}, \"record_s\": {:.6}, \"submit_s\": {:.6}, \"gpu_s\": {:.6}, \"cpu_s\": {:.6}, \"readback_s\": {:.6}, \"encode_s\": {:.6}, \"input_wait_s\": {:.6}}},\n  \"gpu_busy_s\": {},\n  \"gpu_utilization\": {},\n  \"adapter\": {},\n  \"slots\": {},\n  \"threads\": {{\"load\": {}, \"proc\": {}, \"save\": {}}},\n  \"submissions\": {},\n  \"grouped\": {},\n  \"cpu_fallbacks\": {},\n  \"peak_in_memory\": {},\n  \"interrupted\": {},\n  \"not_run\": {},\n  \"tasks_per_rank\": [{}],\n  \"tiles\": {},\n  \"failures\": [{}]\n}}\n",
             self.images,
             self.failed,
             self.skipped,
@@ -121,7 +123,8 @@ impl Report {
             self.peak_in_memory,
             self.interrupted,
             self.not_run,
-            self.jobs_per_rank.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+            self.tasks_per_rank.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+            self.tiles,
             failures.join(", ")
         )
     }

@@ -289,9 +289,10 @@ fn batch_jobs(
             s.decode_s, s.input_wait_s, s.upload_s, s.record_s, s.submit_s, s.gpu_s, s.cpu_s, s.readback_s, s.encode_s, report.submissions, report.peak_in_memory
         );
     }
-    if !g.quiet && !report.jobs_per_rank.is_empty() {
-        let per: Vec<String> = report.jobs_per_rank.iter().skip(1).map(|n| n.to_string()).collect();
-        eprintln!("gpuimg: {} worker ranks, jobs per rank: {} ({})", per.len(), per.join(", "), report.adapter);
+    if !g.quiet && report.tasks_per_rank.iter().sum::<usize>() > 0 {
+        let per: Vec<String> = report.tasks_per_rank.iter().skip(1).map(|n| n.to_string()).collect();
+        let what = if report.tiles > 0 { format!("{} tiles of one image", report.tiles) } else { "files".into() };
+        eprintln!("gpuimg: {} worker ranks, {what}, per rank: {} ({})", per.len(), per.join(", "), report.adapter);
     }
     if !g.quiet && (many || report.interrupted) {
         let busy = report.gpu_utilization().map(|u| format!("; GPU busy {:.0}%", u * 100.0)).unwrap_or_default();
