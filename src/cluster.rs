@@ -304,6 +304,13 @@ mod with_mpi {
             let mut per_rank = vec![0; self.size()];
             let (mut active, mut failed) = (self.size() - 1, None);
             while active > 0 {
+                // MPI's blocking receive spins a core while it waits; the
+                // master waits most of the time, and its node usually runs a
+                // worker too, so it looks for a message and naps instead
+                // (0.2 ms: nothing next to a task's time).
+                while self.world.any_process().immediate_probe().is_none() {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
                 let (msg, status) = self.world.any_process().receive_vec::<u8>();
                 let from = status.source_rank();
                 let done = match status.tag() {
@@ -345,6 +352,11 @@ mod with_mpi {
                     None => master.send_with_tag(&[0u8; 0][..], READY),
                     Some(Done::Job(o)) => master.send_with_tag(&o.encode()[..], READY),
                     Some(Done::Tile(b)) => master.send_with_tag(&b[..], TILE_DONE),
+                }
+                // The master may be busy (decoding, merging) before it answers:
+                // nap rather than spin, as it does.
+                while master.immediate_probe().is_none() {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
                 }
                 let (msg, status) = master.receive_vec::<u8>();
                 let task = match status.tag() {
