@@ -95,6 +95,13 @@ for args in "--scale 2" "--scale 4 --tile 64x64"; do
     || fail "sr $args: the report does not show the tiles"
   echo "mpi check: sr $args of one 301x203 image: tiles $tiles merged to the single process's bytes"
 done
+# enhance at full resolution (s = 1) splits the same way: the network's halo.
+rm -f "$work/enh-single.png" "$work/enh-ranks.png"
+"$bin" -q --device cpu enhance --scale-factor 1 "$work/one.png" -o "$work/enh-single.png"
+"${mpirun[@]}" -np 3 "$bin" -q --device cpu enhance --scale-factor 1 "$work/one.png" -o "$work/enh-ranks.png" \
+  > /dev/null 2> "$work/enh-ranks.err" || fail "enhance of one image under mpirun: $(head -3 "$work/enh-ranks.err")"
+cmp -s "$work/enh-single.png" "$work/enh-ranks.png" || fail "enhance --scale-factor 1: the merged tiles differ from the single-process output"
+echo "mpi check: enhance --scale-factor 1 of one 301x203 image: tiles merged to the single process's bytes"
 set +e
 "${mpirun[@]}" -np 3 "$bin" -q --device cpu sr --scale 2 "$work/in/broken.png" -o "$work/one-broken.png" > /dev/null 2> "$work/one-broken.err"
 rc=$?

@@ -140,3 +140,29 @@ fn tile_plans_follow_the_mode_and_the_budget() {
         assert!(bad.parse::<TileMode>().is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn enhancement_at_full_resolution_tiles_bit_for_bit_on_the_cpu() {
+    use gpuimg::models::zero_dce::{Arch, ZeroDce};
+    use gpuimg::ops::{EnhanceOp, ENHANCE_S1_HALO, ENHANCE_S1_TILE};
+    use gpuimg::stream::StreamOp;
+    let mut rng = common::Rng::for_test("enhancement_at_full_resolution_tiles_bit_for_bit_on_the_cpu");
+    // Wider than one tile, so the CPU path runs two tiles with their halos.
+    let img = common::random_image(&mut rng, ENHANCE_S1_TILE as u32 + 17, 61, 3, 8);
+    for arch in Arch::ALL {
+        let model = ZeroDce::bundled(arch).unwrap();
+        let whole = gpuimg::ops::enhance(&gpuimg::Backend::Cpu, &model, &img, 1, 8).unwrap();
+        let op = EnhanceOp::new(model.clone(), Some(1), 8).unwrap();
+        let t = op.cpu_tiles(&img).unwrap().expect("tiles");
+        assert_eq!(t.len(), 2);
+        let tiled = op.cpu(0, &img).unwrap();
+        assert!(tiled.samples == whole.samples, "{arch:?}: tiled differs from whole");
+        // A halo far short of the network's 7 layers shows at the seam (a
+        // few pixels short can stay below one level): the check can fail.
+        let sr = |i: &gpuimg::image_io::Image| gpuimg::ops::enhance(&gpuimg::Backend::Cpu, &model, i, 1, 8);
+        let short = run_tiled(&img, &t, ENHANCE_S1_HALO - 6, 1, sr).unwrap();
+        assert!(short.samples != whole.samples, "{arch:?}: a short halo should change the seam");
+        // Above s = 1 the maps depend on the whole image: no tiles.
+        assert!(EnhanceOp::new(model, Some(2), 8).unwrap().cpu_tiles(&img).unwrap().is_none());
+    }
+}

@@ -19,6 +19,7 @@ use crate::kernels::{rows_per_task, PackPixels, ResizeBilinear, UnpackPixels, Ze
 use crate::models::zero_dce::{GpuZeroDce, ZeroDce};
 use crate::stream::StreamOp;
 use crate::tensor::{Samples, Shape, Tensor};
+use crate::tiling::Tile;
 
 use super::*;
 
@@ -436,7 +437,27 @@ impl EnhanceOp {
         self.scale_factor
             .unwrap_or_else(|| crate::models::zero_dce::default_scale_factor(img.height as usize, img.width as usize))
     }
+
+    /// The CPU path's tiles for `img`, or None to run it whole. At s = 1
+    /// the network sees each pixel's 7-layer neighbourhood only (a receptive
+    /// radius of [`ENHANCE_S1_HALO`]), so tiles grown by that halo give the
+    /// whole image's output bit for bit; an image wider or taller than
+    /// [`ENHANCE_S1_TILE`] runs in tiles of at most that size. Above s = 1
+    /// every map sample depends on the whole downscaled image: no tiles.
+    pub fn cpu_tiles(&self, img: &Image) -> Result<Option<Vec<Tile>>> {
+        let (w, h) = (img.width as usize, img.height as usize);
+        if self.s(img) != 1 || (w <= ENHANCE_S1_TILE && h <= ENHANCE_S1_TILE) {
+            return Ok(None);
+        }
+        crate::tiling::grid(w, h, ENHANCE_S1_TILE, ENHANCE_S1_TILE).map(Some)
+    }
 }
+
+/// Input pixels around a tile that enhancement at s = 1 depends on: one
+/// per 3x3 convolution layer of DCE-Net.
+pub const ENHANCE_S1_HALO: usize = crate::models::zero_dce::LAYERS;
+/// The largest tile side of the CPU path's enhancement at s = 1.
+pub const ENHANCE_S1_TILE: usize = 384;
 
 impl StreamOp for EnhanceOp {
     fn check(&self, img: &Image) -> Result<()> {
@@ -453,7 +474,13 @@ impl StreamOp for EnhanceOp {
         }
     }
     fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
-        enhance(&Backend::Cpu, &self.model, img, self.s(img), self.iterations)
+        let s = self.s(img);
+        match self.cpu_tiles(img)? {
+            Some(t) => crate::tiling::run_tiled(img, &t, ENHANCE_S1_HALO, 1, |tile| {
+                enhance(&Backend::Cpu, &self.model, tile, s, self.iterations)
+            }),
+            None => enhance(&Backend::Cpu, &self.model, img, s, self.iterations),
+        }
     }
     fn gpu(&self, _job: usize, gpu: &Gpu, img: &Image) -> Result<Image> {
         enhance_gpu(gpu, &self.model, img, self.s(img), self.iterations, gpu.tensor_cap())
@@ -479,5 +506,21 @@ impl StreamOp for EnhanceOp {
         } else {
             Ok(out)
         }
+    }
+    /// At s = 1 only (see [`EnhanceOp::cpu_tiles`]): `parts` near-square
+    /// tiles with the network's halo, or the CPU path's own tiles where
+    /// those are more.
+    fn split(&self, img: &Image, parts: usize) -> Result<Option<crate::tiling::Split>> {
+        if self.s(img) != 1 {
+            return Ok(None);
+        }
+        let (w, h) = (img.width as usize, img.height as usize);
+        let own = self.cpu_tiles(img)?.unwrap_or_default();
+        let tiles = if own.len() >= parts {
+            own
+        } else {
+            crate::tiling::tiles(crate::tiling::Scheme::NearSquare, w, h, parts.clamp(1, w.min(h).max(1)))?
+        };
+        Ok(Some(crate::tiling::Split { tiles, halo: ENHANCE_S1_HALO, scale: 1 }))
     }
 }

@@ -254,6 +254,11 @@ pub fn sr_peak_bytes(w: u32, h: u32, scale: usize) -> u64 {
 // dev-2c, 1000^2 -> 2000^2 inputs: x2 21 B per output pixel, x4 16.
 pub(super) const SR_BYTES_PER_OUTPUT_PIXEL: u64 = 24;
 
+/// The most working memory (beyond the input and the merged output) the
+/// CPU path's `--tile auto` gives one piece of an image: 512 MiB, a 2.8
+/// megapixel input at x2 or 0.7 at x4 (larger images go in tiles).
+pub const SR_CPU_WORK_CAP: u64 = 512 << 20;
+
 /// [`super_resolve`] as a streamed op. The fused kernel's weights are
 /// uploaded once, to the first GPU the op runs on: use one op per GPU.
 ///
@@ -285,13 +290,27 @@ impl SuperResolveOp {
     /// The tiles this op splits `img` into, or None to run it whole; and
     /// the memory the run needs.
     pub fn tiles(&self, img: &Image) -> Result<(Option<Vec<Tile>>, u64)> {
+        self.tiles_within(img, u64::MAX)
+    }
+
+    /// [`SuperResolveOp::tiles`] for the CPU path: in `auto`, also tiles
+    /// whose work (beyond the input and the merged output) exceeds
+    /// [`SR_CPU_WORK_CAP`], whatever memory is free: the tiles cost no
+    /// time there (the same time in BENCHMARKS "Tiling") and keep the
+    /// process small (8000x6000 x2: 4.1 GB whole, about 1 GB in tiles).
+    pub fn cpu_tiles(&self, img: &Image) -> Result<(Option<Vec<Tile>>, u64)> {
+        self.tiles_within(img, SR_CPU_WORK_CAP)
+    }
+
+    fn tiles_within(&self, img: &Image, cap: u64) -> Result<(Option<Vec<Tile>>, u64)> {
         let f = self.model.scale();
         let (w, h) = (img.width as usize, img.height as usize);
         let peak = |w: usize, h: usize| sr_peak_bytes(w as u32, h as u32, f);
         // A tiled run holds the input, the merged output, and one tile's work.
         let fixed = img.samples.len() as u64 * (img.samples.bits() / 8) as u64 * (1 + (f * f) as u64);
         let halo = self.model.receptive_radius();
-        let t = crate::tiling::plan(self.tile, w, h, halo, memory_budget(), fixed, peak)?;
+        let budget = memory_budget().min(fixed.saturating_add(cap));
+        let t = crate::tiling::plan(self.tile, w, h, halo, budget, fixed, peak)?;
         let need = match &t {
             None => peak(w, h),
             Some(t) => fixed + crate::tiling::largest(t, halo, w, h, peak),
@@ -331,7 +350,7 @@ impl StreamOp for SuperResolveOp {
         crate::fsutil::check_memory(&format!("upscaling to {w}x{h}{how}"), need)
     }
     fn cpu(&self, _job: usize, img: &Image) -> Result<Image> {
-        match self.tiles(img)?.0 {
+        match self.cpu_tiles(img)?.0 {
             Some(t) => self.tiled(img, &t, &|tile| super_resolve_planar(&Backend::Cpu, &self.model, tile)),
             None => super_resolve_planar(&Backend::Cpu, &self.model, img),
         }
@@ -364,7 +383,7 @@ impl StreamOp for SuperResolveOp {
     /// are fewer than `parts`, `parts` seed-001 near-square tiles.
     fn split(&self, img: &Image, parts: usize) -> Result<Option<crate::tiling::Split>> {
         let (w, h) = (img.width as usize, img.height as usize);
-        let own = self.tiles(img)?.0.unwrap_or_default();
+        let own = self.cpu_tiles(img)?.0.unwrap_or_default();
         let tiles = if own.len() >= parts {
             own
         } else {
