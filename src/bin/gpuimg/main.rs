@@ -269,15 +269,17 @@ fn batch_jobs(
             eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", s.display());
         }
     }
+    if cluster.is_none() {
+        before(&jobs)?;
+    }
     IN_BATCH.store(true, Ordering::SeqCst);
     let report = match cluster.as_deref() {
-        None => {
-            before(&jobs)?;
-            Some(stream::run_batch(backend, op, &jobs, &cfg, &bar))
-        }
-        Some(c) => cluster::run(c, backend, op, &jobs, &cfg, &bar, before, &CANCEL)?,
+        None => Ok(Some(stream::run_batch(backend, op, &jobs, &cfg, &bar))),
+        // Each worker calls `before` on each job it is handed.
+        Some(c) => cluster::run(c, backend, op, &jobs, &cfg, &bar, before, &CANCEL),
     };
     IN_BATCH.store(false, Ordering::SeqCst);
+    let report = report?;
     bar.clear();
     // A worker's jobs are in the master's summary and report.
     let Some(mut report) = report else { return Ok((ExitCode::SUCCESS, jobs)) };
