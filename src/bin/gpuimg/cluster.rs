@@ -159,6 +159,13 @@ mod with_mpi {
         started: Instant,
     }
 
+    impl<'a> Files<'a> {
+        fn new(jobs: &'a [Job], bar: &'a ProgressBar, cancel: &'a AtomicBool) -> Self {
+            let (collected, failed, started) = (Collected::default(), HashSet::new(), Instant::now());
+            Files { jobs, next: 0, cancel, collected, failed, bar, started }
+        }
+    }
+
     impl Master for Files<'_> {
         fn next(&mut self) -> Option<Task> {
             if self.next >= self.jobs.len() || self.cancel.load(Ordering::SeqCst) {
@@ -189,15 +196,7 @@ mod with_mpi {
 
     /// The master's side of a batch of files.
     pub fn files(c: &Cluster, jobs: &[Job], bar: &ProgressBar, cancel: &AtomicBool) -> Result<Report> {
-        let mut m = Files {
-            jobs,
-            next: 0,
-            cancel,
-            collected: Collected::default(),
-            failed: HashSet::new(),
-            bar,
-            started: Instant::now(),
-        };
+        let mut m = Files::new(jobs, bar, cancel);
         let per_rank = c.master(&mut m)?;
         let o = &m.collected.outcomes;
         let mut adapters: Vec<&str> = o.iter().map(|o| o.adapter.as_str()).collect();
@@ -297,45 +296,19 @@ mod with_mpi {
             let img = op.prepare(img)?;
             op.check(&img)?;
             let split = op.split(&img, c.size() - 1)?;
-            Ok((img, meta, channels, split))
+            let merge = split.as_ref().map(|s| Merge::new(&img, s.scale)).transpose()?;
+            Ok((img, meta, channels, split.zip(merge)))
         });
-        let (img, meta, channels, split) = match loaded {
-            Ok((img, meta, channels, Some(split))) => (img, meta, channels, split),
+        let (img, meta, channels, (split, merge)) = match loaded {
+            Ok((img, meta, channels, Some(sm))) => (img, meta, channels, sm),
             Ok((_, _, _, None)) => return Ok(None),
             Err(e) => {
                 // Nothing to hand out: stop the workers, report the input.
-                c.master(&mut Files {
-                    jobs: &[],
-                    next: 0,
-                    cancel,
-                    collected: Collected::default(),
-                    failed: HashSet::new(),
-                    bar,
-                    started: Instant::now(),
-                })?;
+                c.master(&mut Files::new(&[], bar, cancel))?;
                 return Ok(Some(fail(report, e.to_string())));
             }
         };
         report.tiles = split.tiles.len();
-        let merge = match Merge::new(&img, split.scale) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                report = fail(report, e.to_string());
-                None
-            }
-        };
-        let Some(merge) = merge else {
-            c.master(&mut Files {
-                jobs: &[],
-                next: 0,
-                cancel,
-                collected: Collected::default(),
-                failed: HashSet::new(),
-                bar,
-                started: Instant::now(),
-            })?;
-            return Ok(Some(report));
-        };
         let mut m = Tiles { img: &img, split: &split, merge, next: 0, cancel, error: None };
         report.tasks_per_rank = c.master(&mut m)?;
         if let Some(e) = m.error {
