@@ -23,9 +23,19 @@ pub struct DecodeLimits {
 }
 
 impl Default for DecodeLimits {
+    /// 32768 pixels per side and 256 Mi pixels (16k x 16k covers every
+    /// camera), or what `GPUIMG_MAX_SIDE` and `GPUIMG_MAX_PIXELS` say (a
+    /// count, with a K/M/G suffix in powers of 1024; values that do not
+    /// parse are ignored); the decoder may allocate 8 bytes per pixel
+    /// (16-bit RGBA), at least 2 GiB. Inputs within the limits are still
+    /// held to the memory budget before they are decoded, so a raised
+    /// limit does not let a small file that declares a huge image (a
+    /// decompression bomb) allocate more than the machine has.
     fn default() -> Self {
-        // 16k x 16k covers every camera; 2 GiB covers a 16-bit RGBA image of that size... almost.
-        DecodeLimits { max_side: 32768, max_pixels: 256 << 20, max_alloc: 2 << 30 }
+        let var = |k: &str| std::env::var(k).ok().and_then(|v| crate::fsutil::parse_bytes(&v));
+        let max_side = var("GPUIMG_MAX_SIDE").map_or(32768, |v| v.clamp(1, u32::MAX as u64) as u32);
+        let max_pixels = var("GPUIMG_MAX_PIXELS").unwrap_or(256 << 20);
+        DecodeLimits { max_side, max_pixels, max_alloc: max_pixels.saturating_mul(8).max(2 << 30) }
     }
 }
 
@@ -175,6 +185,7 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(
     if dec.total_bytes() > limits.max_alloc {
         return Err(format!("needs {} bytes decoded, over the {}-byte limit", dec.total_bytes(), limits.max_alloc));
     }
+    crate::fsutil::check_memory(&format!("decoding {w}x{h}"), dec.total_bytes()).map_err(|e| e.to_string())?;
     // A broken profile or orientation tag is not worth refusing the pixels for.
     let icc = dec.icc_profile().ok().flatten().filter(|p| !p.is_empty());
     let orientation = dec.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
