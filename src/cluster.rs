@@ -12,11 +12,12 @@
 //!   GPU, or with smaller files, asks more often); a worker runs the job
 //!   through the batch engine (inputs and outputs are on a file system
 //!   every rank sees) and sends back its [`Outcome`];
-//! - one image of an op that tiles (`sr`): the master decodes it, splits it
-//!   into seed-001 tiles ([`crate::stream::StreamOp::split`]), sends each
-//!   tile's pixels with its halo ([`encode_image`]) to whichever worker
-//!   asks, pastes the results as they come back ([`crate::tiling::Merge`])
-//!   and writes the output: the single process's bytes on the CPU path.
+//! - one image of an op that tiles (`sr`; `enhance` at s = 1): the master
+//!   decodes it, splits it into seed-001 tiles
+//!   ([`crate::stream::StreamOp::split`]), sends each tile's pixels with
+//!   its halo ([`encode_image`]) to whichever worker asks, pastes the
+//!   results as they come back ([`crate::tiling::Merge`]) and writes the
+//!   output: the single process's bytes on the CPU path.
 //!
 //! The master collects every outcome and prints and writes the one summary
 //! and report. The message layer is [`Cluster`] (the `mpi` cargo feature,
