@@ -247,6 +247,15 @@ mod with_mpi {
     /// Worker to master: a tile's result; ready for another task.
     const TILE_DONE: i32 = 5;
 
+    /// Waits until `ready`, napping 0.2 ms between looks (nothing next to a
+    /// task's time): MPI's blocking receive spins a core while it waits, a
+    /// core a worker on the same node could use.
+    fn nap_until(ready: impl Fn() -> bool) {
+        while !ready() {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
     /// MPI, started for a job of more than one rank; finalised when dropped.
     pub struct Cluster {
         _universe: mpi::environment::Universe,
@@ -305,13 +314,8 @@ mod with_mpi {
             let mut per_rank = vec![0; self.size()];
             let (mut active, mut failed) = (self.size() - 1, None);
             while active > 0 {
-                // MPI's blocking receive spins a core while it waits; the
-                // master waits most of the time, and its node usually runs a
-                // worker too, so it looks for a message and naps instead
-                // (0.2 ms: nothing next to a task's time).
-                while self.world.any_process().immediate_probe().is_none() {
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                }
+                // The master waits most of the time.
+                nap_until(|| self.world.any_process().immediate_probe().is_some());
                 let (msg, status) = self.world.any_process().receive_vec::<u8>();
                 let from = status.source_rank();
                 let done = match status.tag() {
@@ -354,11 +358,8 @@ mod with_mpi {
                     Some(Done::Job(o)) => master.send_with_tag(&o.encode()[..], READY),
                     Some(Done::Tile(b)) => master.send_with_tag(&b[..], TILE_DONE),
                 }
-                // The master may be busy (decoding, merging) before it answers:
-                // nap rather than spin, as it does.
-                while master.immediate_probe().is_none() {
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                }
+                // The master may be busy (decoding, merging) before it answers.
+                nap_until(|| master.immediate_probe().is_some());
                 let (msg, status) = master.receive_vec::<u8>();
                 let task = match status.tag() {
                     JOB if msg.len() == 8 => {

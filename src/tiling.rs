@@ -127,6 +127,17 @@ pub fn largest(tiles: &[Tile], halo: usize, width: usize, height: usize, peak: i
     tiles.iter().map(|t| t.with_halo(halo, width, height)).map(|g| peak(g.w, g.h)).max().unwrap_or(0)
 }
 
+/// The tiles for spreading one `width` x `height` image over `parts` ranks:
+/// `own` (the tiles the op takes by itself, e.g. for its memory) when there
+/// are at least `parts` of them, else `parts` near-square tiles (at most
+/// the shorter side's count, so every tile has pixels).
+pub fn for_ranks(own: Vec<Tile>, width: usize, height: usize, parts: usize) -> Result<Vec<Tile>> {
+    if own.len() >= parts {
+        return Ok(own);
+    }
+    tiles(Scheme::NearSquare, width, height, parts.clamp(1, width.min(height).max(1)))
+}
+
 /// How an image is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {

@@ -514,13 +514,8 @@ impl StreamOp for EnhanceOp {
         if self.s(img) != 1 {
             return Ok(None);
         }
-        let (w, h) = (img.width as usize, img.height as usize);
         let own = self.cpu_tiles(img)?.unwrap_or_default();
-        let tiles = if own.len() >= parts {
-            own
-        } else {
-            crate::tiling::tiles(crate::tiling::Scheme::NearSquare, w, h, parts.clamp(1, w.min(h).max(1)))?
-        };
+        let tiles = crate::tiling::for_ranks(own, img.width as usize, img.height as usize, parts)?;
         Ok(Some(crate::tiling::Split { tiles, halo: ENHANCE_S1_HALO, scale: 1 }))
     }
 }

@@ -382,13 +382,8 @@ impl StreamOp for SuperResolveOp {
     /// The tiles this op would take for the image's memory, or, when those
     /// are fewer than `parts`, `parts` seed-001 near-square tiles.
     fn split(&self, img: &Image, parts: usize) -> Result<Option<crate::tiling::Split>> {
-        let (w, h) = (img.width as usize, img.height as usize);
         let own = self.cpu_tiles(img)?.0.unwrap_or_default();
-        let tiles = if own.len() >= parts {
-            own
-        } else {
-            crate::tiling::tiles(crate::tiling::Scheme::NearSquare, w, h, parts.clamp(1, w.min(h).max(1)))?
-        };
+        let tiles = crate::tiling::for_ranks(own, img.width as usize, img.height as usize, parts)?;
         Ok(Some(crate::tiling::Split { tiles, halo: self.model.receptive_radius(), scale: self.model.scale() }))
     }
 }

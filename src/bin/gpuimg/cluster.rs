@@ -178,10 +178,9 @@ mod with_mpi {
             let Done::Job(o) = done else {
                 return Err(Error::invalid("mpirun", format!("rank {rank} sent a tile for a batch of files")));
             };
-            let input = &self.jobs.get(o.job).ok_or_else(|| {
+            let input = self.jobs.get(o.job).map(|j| &j.input).ok_or_else(|| {
                 Error::invalid("mpirun", format!("rank {rank} reported job {} of {}", o.job, self.jobs.len()))
             })?;
-            let input = &input.input;
             // Each failed input once, as one process reports it.
             for f in &o.failures {
                 if self.failed.insert(input.clone()) {

@@ -44,22 +44,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let g = cli.global;
-    let batch = matches!(
-        cli.command,
-        Command::Resize(_)
-            | Command::Sr(_)
-            | Command::Enhance(_)
-            | Command::Compress(_)
-            | Command::Decompress(_)
-            | Command::Augment(_)
-    );
-    if !batch {
-        let name = match &cli.command {
-            Command::Info => "info",
-            Command::Bench(_) => "bench",
-            Command::Eval { .. } => "eval",
-            _ => "train",
-        };
+    // Only the batch commands run as several ranks.
+    let single = match &cli.command {
+        Command::Info => Some("info"),
+        Command::Bench(_) => Some("bench"),
+        Command::Eval { .. } => Some("eval"),
+        Command::Train { .. } => Some("train"),
+        _ => None,
+    };
+    if let Some(name) = single {
         cluster::refuse_for(name)?;
     }
     match cli.command {
