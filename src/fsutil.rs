@@ -49,30 +49,45 @@ pub fn temp_path(path: &Path) -> Option<PathBuf> {
 /// returned; the check is the placing itself (a hard link, which fails if the
 /// name exists), so two runs writing one name never both succeed.
 pub fn write_atomic_with(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
+    write_atomic_stream(path, replace, |f| f.write_all(bytes).map_err(|e| Error::io(path, e)))
+}
+
+/// [`write_atomic_with`] for content written piece by piece (an image
+/// encoded band by band): `write` fills the temporary file (buffered; it
+/// may seek, as a TIFF encoder does), which is placed as `path` only when
+/// `write` returns Ok. An error from `write` is returned as it is, and
+/// the temporary file removed.
+pub fn write_atomic_stream(
+    path: &Path,
+    replace: bool,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, e);
     let tmp = temp_path(path).ok_or_else(|| io(std::io::Error::other("no file name")))?;
     register(&tmp);
     let result = (|| {
-        let mut f = BufWriter::new(File::create(&tmp)?);
-        f.write_all(bytes)?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        if replace {
-            return std::fs::rename(&tmp, path).map(|_| true);
-        }
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            // A file system without hard links: check, then rename (a small window remains).
-            Err(_) if path.symlink_metadata().is_ok() => Ok(false),
-            Err(_) => std::fs::rename(&tmp, path).map(|_| true),
-        }
+        let mut f = BufWriter::new(File::create(&tmp).map_err(io)?);
+        write(&mut f)?;
+        f.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
+        let placed = if replace {
+            std::fs::rename(&tmp, path).map(|_| true)
+        } else {
+            match std::fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                // A file system without hard links: check, then rename (a small window remains).
+                Err(_) if path.symlink_metadata().is_ok() => Ok(false),
+                Err(_) => std::fs::rename(&tmp, path).map(|_| true),
+            }
+        };
+        placed.map_err(io)
     })();
     let _ = std::fs::remove_file(&tmp);
     unregister(&tmp);
     match result {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::Exists { path: path.to_path_buf() }),
-        Err(e) => Err(io(e)),
+        Err(e) => Err(e),
     }
 }
 

@@ -48,6 +48,7 @@ pub mod outputs;
 pub mod pixel;
 pub mod resample;
 pub mod rng;
+pub mod rows;
 pub mod stream;
 pub mod tensor;
 pub mod tiling;

@@ -2,6 +2,7 @@
 //! backends, recorded into an encoder, in strips, and as a streamed op.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -53,22 +54,29 @@ pub fn enhance_packed_cpu(model: &ZeroDce, img: &Image, s: usize, iterations: us
     }
     let l = img.layout();
     let curve = model.curve(iterations)?;
-    let rgb_shape = Shape::new(1, 3, l.height, l.width);
     let small = match ZeroDce::downscale(l.height, l.width, s)? {
         Some(r) => downscale_packed(img, &r)?,
         None => UnpackPixels(l).cpu(&img.samples).map(|x| x.first_channels(3))?,
     };
     let maps = model.maps_cpu(&small)?;
-    let taps = curve.taps(rgb_shape, maps.shape)?;
-    let samples = match &img.samples {
+    curve_band_cpu(&curve, img, 0, l.height, &maps)
+}
+
+/// The curve of the CPU path on `band`, rows `first..` of an RGB(A) image
+/// `full_h` rows tall whose maps are `maps`: those rows of
+/// [`enhance_packed_cpu`]'s output, bit for bit.
+fn curve_band_cpu(curve: &ZeroDceEnhance, band: &Image, first: usize, full_h: usize, maps: &Tensor) -> Result<Image> {
+    let l = band.layout();
+    let taps = curve.taps(Shape::new(1, 3, full_h, l.width), maps.shape)?;
+    let samples = match &band.samples {
         Samples::U8(src) => {
-            Samples::U8(curve_rows(src, l, &curve, &maps, &taps, |v: u8| v as f32 / 255.0, |q| q as u8))
+            Samples::U8(curve_rows(src, l, first, curve, maps, &taps, |v: u8| v as f32 / 255.0, |q| q as u8))
         }
         Samples::U16(src) => {
-            Samples::U16(curve_rows(src, l, &curve, &maps, &taps, |v: u16| v as f32 / 65535.0, |q| q as u16))
+            Samples::U16(curve_rows(src, l, first, curve, maps, &taps, |v: u16| v as f32 / 65535.0, |q| q as u16))
         }
     };
-    Image::new(img.width, img.height, img.channels, samples)
+    Image::new(band.width, band.height, band.channels, samples)
 }
 
 /// The unfused CPU path (unpack to f32 planes, `ZeroDce::enhance_cpu`,
@@ -84,28 +92,54 @@ pub fn enhance_unfused_cpu(model: &ZeroDce, img: &Image, s: usize, iterations: u
 /// (1, 3, h', w'): `UnpackPixels` then `ResizeBilinear::cpu`'s arithmetic,
 /// reading the packed rows directly.
 fn downscale_packed(img: &Image, r: &ResizeBilinear) -> Result<Tensor> {
-    let l = img.layout();
-    let rgb_shape = Shape::new(1, 3, l.height, l.width);
-    let (ay, ax) = r.axes(rgb_shape)?;
-    let out = r.out_shape(rgb_shape)?;
-    let cols: Vec<(usize, usize, f32, f32)> = (0..out.w).map(|j| ax.tap(j, r.align_corners)).collect();
-    let mut y = Tensor::zeros(out);
-    if out.is_empty() {
-        return Ok(y);
+    let full = Shape::new(1, 3, img.height as usize, img.width as usize);
+    let mut y = Tensor::zeros(r.out_shape(full)?);
+    let rows = 0..y.shape.h;
+    downscale_rows(img, 0, full.h, r, &mut y, rows)?;
+    Ok(y)
+}
+
+/// Rows `rows` (of each channel) of `y`, the downscale by `r` of an RGB(A)
+/// image `full_h` rows tall, from `band`, which holds that image's rows
+/// `first..` including every row those output rows read.
+fn downscale_rows(
+    band: &Image,
+    first: usize,
+    full_h: usize,
+    r: &ResizeBilinear,
+    y: &mut Tensor,
+    rows: Range<usize>,
+) -> Result<()> {
+    let l = band.layout();
+    let full = y.shape;
+    let (ay, ax) = r.axes(Shape::new(1, 3, full_h, l.width))?;
+    let cols: Vec<(usize, usize, f32, f32)> = (0..full.w).map(|j| ax.tap(j, r.align_corners)).collect();
+    if full.is_empty() || rows.is_empty() {
+        return Ok(());
     }
     let (c, irow, align) = (l.channels, l.width * l.channels, r.align_corners);
-    fn rows<T: Copy + Sync>(
+    let need = (ay.tap(rows.start, align).0, ay.tap(rows.end - 1, align).1);
+    if need.0 < first || need.1 >= first + l.height {
+        return Err(crate::Error::invalid("enhance", format!("band rows {first}.. lack input rows {need:?}")));
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn go<T: Copy + Sync>(
         src: &[T],
         y: &mut Tensor,
-        (c, irow, align): (usize, usize, bool),
+        (c, irow, align, first): (usize, usize, bool, usize),
         ay: &Axis,
         cols: &[(usize, usize, f32, f32)],
+        rows: &Range<usize>,
         value: impl Fn(T) -> f32 + Sync,
     ) {
         let (h, w) = (y.shape.h, y.shape.w);
         y.data.par_chunks_mut(w).with_min_len(rows_per_task(w)).enumerate().for_each(|(row, dst)| {
             let (ch, i) = (row / h, row % h);
+            if !rows.contains(&i) {
+                return;
+            }
             let (y0, y1, ly0, ly1) = ay.tap(i, align);
+            let (y0, y1) = (y0 - first, y1 - first);
             let (r0, r1) = (&src[y0 * irow..(y0 + 1) * irow], &src[y1 * irow..(y1 + 1) * irow]);
             for (d, &(x0, x1, lx0, lx1)) in dst.iter_mut().zip(cols) {
                 let top = lx0 * value(r0[x0 * c + ch]) + lx1 * value(r0[x1 * c + ch]);
@@ -114,23 +148,25 @@ fn downscale_packed(img: &Image, r: &ResizeBilinear) -> Result<Tensor> {
             }
         });
     }
-    let geo = (c, irow, align);
-    match &img.samples {
+    let geo = (c, irow, align, first);
+    match &band.samples {
         Samples::U8(s) => {
             let lut: Vec<f32> = (0..256u32).map(|v| v as f32 / 255.0).collect();
-            rows(s, &mut y, geo, &ay, &cols, |v: u8| lut[v as usize]);
+            go(s, y, geo, &ay, &cols, &rows, |v: u8| lut[v as usize]);
         }
-        Samples::U16(s) => rows(s, &mut y, geo, &ay, &cols, |v: u16| v as f32 / 65535.0),
+        Samples::U16(s) => go(s, y, geo, &ay, &cols, &rows, |v: u16| v as f32 / 65535.0),
     }
-    Ok(y)
+    Ok(())
 }
 
-/// Every row of packed RGB(A) `src` (layout `l`: 3 or 4 channels)
-/// unpacked, its colour channels curved, and packed again; alpha goes
-/// through the same unpack and pack.
+/// Every row of packed RGB(A) `src` (layout `l`: 3 or 4 channels; rows
+/// `first..` of the image `taps` are for) unpacked, its colour channels
+/// curved, and packed again; alpha goes through the same unpack and pack.
+#[allow(clippy::too_many_arguments)]
 fn curve_rows<T: Copy + Send + Sync + Default + 'static>(
     src: &[T],
     l: PixelLayout,
+    first: usize,
     curve: &ZeroDceEnhance,
     maps: &Tensor,
     taps: &CurveTaps,
@@ -239,7 +275,7 @@ fn curve_rows<T: Copy + Send + Sync + Default + 'static>(
     let h = l.height;
     let colour = curve.colour.min(c);
     out.par_chunks_mut(BAND * w * c).enumerate().for_each(|(k, band)| {
-        let rows = k * BAND..(k * BAND + BAND).min(h);
+        let rows = first + k * BAND..first + (k * BAND + BAND).min(h);
         let mrows = curve.map_rows_for(taps, rows.clone());
         let hrows: Vec<Vec<f32>> = if taps.identity {
             Vec::new()
@@ -248,7 +284,7 @@ fn curve_rows<T: Copy + Send + Sync + Default + 'static>(
         };
         let (mut planes, mut r) = (vec![0f32; w * c], vec![0f32; w]);
         for (i, dst) in rows.zip(band.chunks_exact_mut(w * c)) {
-            let row = &src[i * w * c..(i + 1) * w * c];
+            let row = &src[(i - first) * w * c..(i - first + 1) * w * c];
             match c {
                 3 => unpack_any::<T, 3>(avx2, row, &mut planes, w, &value),
                 _ => unpack_any::<T, 4>(avx2, row, &mut planes, w, &value),
@@ -364,7 +400,6 @@ pub fn enhance_gpu(
         r?
     } else {
         // Too large for one tensor: maps from a CPU downscale, then strips.
-        let row_bytes = w * c * (l.bits / 8) as usize;
         let x = UnpackPixels(l).cpu(&img.samples)?;
         let rgb = x.first_channels(3);
         drop(x);
@@ -372,38 +407,133 @@ pub fn enhance_gpu(
             Some(r) => r.cpu(&rgb)?,
             None => rgb,
         };
-        let small = gpu.upload(&small_host)?;
-        let maps = gpu.alloc(Shape::new(1, model.arch.maps(), small.shape.h, small.shape.w))?;
-        let input = NetInput::Planes { h: small.shape.h, w: small.shape.w };
-        let mut scratch = vec![small.buffer.clone()];
-        let result = (|| -> Result<Vec<u8>> {
-            gpu.execute("gpuimg.enhance.maps", |enc| gm.encode(gpu, enc, input, &small.buffer, &maps, &mut scratch))?;
-            let rows = (max_bytes / (c * w * 4).max(1)).max(1);
-            let mut out = vec![0u8; row_bytes * h];
-            let mut y0 = 0;
-            while y0 < h {
-                let y1 = (y0 + rows).min(h);
-                let sl = PixelLayout { height: y1 - y0, ..l };
-                let r = pixel_chain(
-                    gpu,
-                    "gpuimg.enhance.strip",
-                    sl,
-                    &bytes[y0 * row_bytes..y1 * row_bytes],
-                    sl,
-                    |enc, x, y| curve.encode_rows(gpu, enc, x, &maps, y, y0, h),
-                );
-                out[y0 * row_bytes..y1 * row_bytes].copy_from_slice(&r?);
-                y0 = y1;
-            }
-            Ok(out)
-        })();
+        let maps = gpu_maps(gpu, model, &gm, &small_host)?;
+        let r = curve_band_gpu(gpu, &curve, img, 0, h, &maps, max_bytes);
         gpu.recycle(maps);
-        for b in scratch {
-            gpu.recycle_buffer(b);
-        }
-        result?
+        r?
     };
     Image::new(img.width, img.height, c, Samples::from_le_bytes(l.bits, &out, l.samples()))
+}
+
+/// The network's maps for `small` (the image downscaled, host planes), on the GPU.
+fn gpu_maps(gpu: &Gpu, model: &ZeroDce, gm: &GpuZeroDce, small: &Tensor) -> Result<crate::GpuTensor> {
+    let up = gpu.upload(small)?;
+    let maps = gpu.alloc(Shape::new(1, model.arch.maps(), small.shape.h, small.shape.w))?;
+    let input = NetInput::Planes { h: small.shape.h, w: small.shape.w };
+    let mut scratch = vec![up.buffer.clone()];
+    let r = gpu.execute("gpuimg.enhance.maps", |enc| gm.encode(gpu, enc, input, &up.buffer, &maps, &mut scratch));
+    for b in scratch {
+        gpu.recycle_buffer(b);
+    }
+    match r {
+        Ok(_) => Ok(maps),
+        Err(e) => {
+            gpu.recycle(maps);
+            Err(e)
+        }
+    }
+}
+
+/// The fused upsample-and-curve pass on the GPU for `band`, rows `first..`
+/// of an RGB(A) image `full_h` rows tall whose maps are `maps`, in strips
+/// whose f32 tensors take at most `max_bytes`: the band's packed output.
+fn curve_band_gpu(
+    gpu: &Gpu,
+    curve: &ZeroDceEnhance,
+    band: &Image,
+    first: usize,
+    full_h: usize,
+    maps: &crate::GpuTensor,
+    max_bytes: usize,
+) -> Result<Vec<u8>> {
+    let l = band.layout();
+    let (h, w, c) = (l.height, l.width, l.channels);
+    let row_bytes = w * c * (l.bits / 8) as usize;
+    let bytes = band.samples.le_bytes();
+    let rows = (max_bytes / (c * w * 4).max(1)).max(1);
+    let mut out = vec![0u8; row_bytes * h];
+    let mut y0 = 0;
+    while y0 < h {
+        let y1 = (y0 + rows).min(h);
+        let sl = PixelLayout { height: y1 - y0, ..l };
+        let r =
+            pixel_chain(gpu, "gpuimg.enhance.strip", sl, &bytes[y0 * row_bytes..y1 * row_bytes], sl, |enc, x, y| {
+                curve.encode_rows(gpu, enc, x, maps, y, first + y0, full_h)
+            });
+        out[y0 * row_bytes..y1 * row_bytes].copy_from_slice(&r?);
+        y0 = y1;
+    }
+    Ok(out)
+}
+
+/// Enhancement in bands ([`crate::stream::Banded`]). At s = 1 each band
+/// runs whole with the network's halo. Above, two passes: the first reads
+/// every band once to build the downscaled image (each of its rows from
+/// the two input rows under it), the network runs once on that, and the
+/// second pass curves each band with the maps sampled at its rows: the
+/// whole image's output, bit for bit on the CPU, without ever holding it.
+struct EnhanceBands<'a> {
+    op: &'a EnhanceOp,
+    full_h: usize,
+    rows: usize,
+    down: ResizeBilinear,
+    small: Tensor,
+    maps: Option<Tensor>,
+    gpu_maps: Option<crate::GpuTensor>,
+}
+
+impl crate::stream::Banded for EnhanceBands<'_> {
+    fn halo(&self) -> usize {
+        0
+    }
+    fn scale(&self) -> usize {
+        1
+    }
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn looks(&self) -> bool {
+        true
+    }
+    fn look_halo(&self) -> usize {
+        // A bilinear tap reads the row under it and the next.
+        1
+    }
+    fn look(&mut self, _backend: &Backend, band: &Image, first: usize, core: Range<usize>) -> Result<()> {
+        let full = Shape::new(1, 3, self.full_h, band.width as usize);
+        let (ay, _) = self.down.axes(full)?;
+        let align = self.down.align_corners;
+        // The downscaled rows whose upper tap is in this band's core.
+        let mine: Vec<usize> = (0..self.small.shape.h).filter(|&i| core.contains(&ay.tap(i, align).0)).collect();
+        if let (Some(&a), Some(&b)) = (mine.first(), mine.last()) {
+            downscale_rows(band, first, self.full_h, &self.down, &mut self.small, a..b + 1)?;
+        }
+        Ok(())
+    }
+    fn looked(&mut self, backend: &Backend) -> Result<()> {
+        match backend {
+            Backend::Cpu => self.maps = Some(self.op.model.maps_cpu(&self.small)?),
+            Backend::Gpu(gpu) => {
+                let gm = self.op.uploaded.get_or_init(|| self.op.model.upload(gpu));
+                self.gpu_maps = Some(gpu_maps(gpu, &self.op.model, gm, &self.small)?);
+            }
+        }
+        self.small = Tensor::zeros(Shape::new(1, 1, 1, 1));
+        Ok(())
+    }
+    fn run(&self, _job: usize, backend: &Backend, band: &Image, first: usize) -> Result<Image> {
+        let curve = self.op.model.curve(self.op.iterations)?;
+        let missing = || crate::Error::invalid("enhance", "bands run before the first pass");
+        match backend {
+            Backend::Cpu => curve_band_cpu(&curve, band, first, self.full_h, self.maps.as_ref().ok_or_else(missing)?),
+            Backend::Gpu(gpu) => {
+                let maps = self.gpu_maps.as_ref().ok_or_else(missing)?;
+                let l = band.layout();
+                let out = curve_band_gpu(gpu, &curve, band, first, self.full_h, maps, gpu.tensor_cap())?;
+                Image::new(band.width, band.height, band.channels, Samples::from_le_bytes(l.bits, &out, l.samples()))
+            }
+        }
+    }
 }
 
 /// Peak memory of Zero-DCE(++) enhancement of a `w` x `h` image, in bytes
@@ -506,6 +636,21 @@ impl StreamOp for EnhanceOp {
         } else {
             Ok(out)
         }
+    }
+    /// At s = 1, bands with the network's halo; above, the two passes of
+    /// [`EnhanceBands`] (the first builds the downscaled image, the second
+    /// curves each band).
+    fn bands(&self, width: u32, height: u32) -> Option<Box<dyn crate::stream::Banded + '_>> {
+        let (w, h) = (width as usize, height as usize);
+        let s = self.scale_factor.unwrap_or_else(|| crate::models::zero_dce::default_scale_factor(h, w));
+        let halo = ENHANCE_S1_HALO;
+        let rows = crate::stream::rows_for(w as u64 * ENHANCE_BYTES_PER_PIXEL, halo);
+        if s == 1 {
+            return Some(Box::new(crate::stream::Local { op: self, halo, scale: 1, rows }));
+        }
+        let down = ZeroDce::downscale(h, w, s).ok()??;
+        let small = Tensor::zeros(down.out_shape(Shape::new(1, 3, h, w)).ok()?);
+        Some(Box::new(EnhanceBands { op: self, full_h: h, rows, down, small, maps: None, gpu_maps: None }))
     }
     /// At s = 1 only (see [`EnhanceOp::cpu_tiles`]): `parts` near-square
     /// tiles with the network's halo, or the CPU path's own tiles where

@@ -379,6 +379,16 @@ impl StreamOp for SuperResolveOp {
     fn finish(&self, _channels: usize, input: &Image, out: Image) -> Result<Image> {
         sr_alpha(input, out, self.model.scale())
     }
+    /// Bands with the model's receptive halo, each run like a whole image
+    /// (so tiled further where its work needs): not with `--tile off`.
+    fn bands(&self, width: u32, _height: u32) -> Option<Box<dyn crate::stream::Banded + '_>> {
+        if self.tile == TileMode::Off {
+            return None;
+        }
+        let (f, halo) = (self.model.scale(), self.model.receptive_radius());
+        let rows = crate::stream::rows_for(sr_peak_bytes(width, 1, f), halo);
+        Some(Box::new(crate::stream::Local { op: self, halo, scale: f, rows }))
+    }
     /// The tiles this op would take for the image's memory, or, when those
     /// are fewer than `parts`, `parts` seed-001 near-square tiles.
     fn split(&self, img: &Image, parts: usize) -> Result<Option<crate::tiling::Split>> {

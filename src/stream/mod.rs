@@ -30,9 +30,12 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorded};
 use crate::image_io::{self, Image, Meta};
 
+mod bands;
 mod progress;
 mod report;
 mod ring;
+
+pub use bands::{default_band_bytes, rows_for, Banded, Local, BAND_WORK};
 
 pub use progress::ProgressBar;
 pub(crate) use report::set_job;
@@ -112,6 +115,16 @@ pub trait StreamOp: Send + Sync {
         let _ = (img, parts);
         Ok(None)
     }
+    /// For an op that can run on horizontal bands of a `width` x `height`
+    /// image (its output rows depend only on nearby input rows, or on a
+    /// first pass over all of them): how ([`Banded`]). The engine then runs
+    /// an image whose output is at least [`StreamConfig::band_bytes`] band
+    /// by band, decoding (PNG) and encoding (PNG, TIFF) as it goes, in
+    /// bounded memory. `None`, the default: whole images only.
+    fn bands(&self, width: u32, height: u32) -> Option<Box<dyn Banded + '_>> {
+        let _ = (width, height);
+        None
+    }
     /// Turns the op's output back into what is saved. `channels` is the
     /// decoded image's channel count (before `prepare`).
     fn finish(&self, channels: usize, input: &Image, out: Image) -> Result<Image> {
@@ -154,6 +167,13 @@ pub struct StreamConfig {
     /// Replace outputs that exist (otherwise they are skipped, decided when
     /// each file is placed).
     pub overwrite: bool,
+    /// Outputs of at least this many bytes (counted as 8-bit RGB) run in
+    /// bands where the op and the output format allow ([`StreamOp::bands`]);
+    /// [`default_band_bytes`] unless set.
+    pub band_bytes: u64,
+    /// Input rows per band; 0 (the default): the op's choice, from its
+    /// working memory ([`Banded::rows`]).
+    pub band_rows: usize,
     /// Set (by a signal handler, say) to stop the run: no new job starts,
     /// jobs in flight finish, and the report says it was interrupted.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -176,6 +196,8 @@ impl StreamConfig {
             batch_pixels: 256 * 256,
             max_batch: 8,
             overwrite: false,
+            band_bytes: default_band_bytes(),
+            band_rows: 0,
             cancel: None,
         }
     }
@@ -233,6 +255,11 @@ pub trait Observer: Sync {
     fn skipped(&self, output: &Path, message: &str) {
         let _ = (output, message);
     }
+    /// Something worth knowing about an input that is not a failure (its
+    /// output could not be written in bands, say).
+    fn notice(&self, input: &Path, message: &str) {
+        let _ = (input, message);
+    }
     /// `done` of `total` inputs are finished (written or failed).
     fn progress(&self, done: usize, total: usize, elapsed: Duration) {
         let _ = (done, total, elapsed);
@@ -262,6 +289,7 @@ struct Shared<'a> {
     done: AtomicUsize,
     written: AtomicUsize,
     skipped: AtomicUsize,
+    banded: AtomicUsize,
     in_memory: AtomicUsize,
     peak: AtomicUsize,
     decode_ns: AtomicU64,
@@ -300,6 +328,22 @@ impl Shared<'_> {
             }
         }
     }
+    /// Counts a job's written output, or its output found to exist, or its failure.
+    fn settle(&self, job: usize, r: Result<()>) {
+        match r {
+            Ok(()) => {
+                self.written.fetch_add(1, Ordering::SeqCst);
+                self.finish_one();
+            }
+            Err(e @ Error::Exists { .. }) => {
+                // Another process wrote this output after the run was planned.
+                self.skipped.fetch_add(1, Ordering::SeqCst);
+                self.observer.skipped(&self.jobs[job].output, &e.to_string());
+                self.finish_one();
+            }
+            Err(e) => self.fail(job, &e),
+        }
+    }
     fn hold(&self) {
         let n = self.in_memory.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(n, Ordering::SeqCst);
@@ -330,6 +374,8 @@ pub fn run_batch(
         batch_pixels: cfg.batch_pixels,
         max_batch: cfg.max_batch.max(1),
         overwrite: cfg.overwrite,
+        band_bytes: cfg.band_bytes,
+        band_rows: cfg.band_rows,
         cancel: cfg.cancel.clone(),
     };
     let cancelled = || cfg.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
@@ -343,11 +389,16 @@ pub fn run_batch(
         done: AtomicUsize::new(0),
         written: AtomicUsize::new(0),
         skipped: AtomicUsize::new(0),
+        banded: AtomicUsize::new(0),
         in_memory: AtomicUsize::new(0),
         peak: AtomicUsize::new(0),
         decode_ns: AtomicU64::new(0),
         encode_ns: AtomicU64::new(0),
         started: Instant::now(),
+    };
+    let pool = match backend {
+        Backend::Cpu => rayon::ThreadPoolBuilder::new().num_threads(cfg.proc_threads).build().ok(),
+        Backend::Gpu(_) => None,
     };
     let next = AtomicUsize::new(0);
     let (dec_tx, dec_rx) = mpsc::sync_channel::<Item>(cfg.decode_queue());
@@ -361,7 +412,8 @@ pub fn run_batch(
     std::thread::scope(|scope| {
         for _ in 0..cfg.load_threads {
             let tx = dec_tx.clone();
-            let (shared, next, cancelled, started_jobs) = (&shared, &next, &cancelled, &started_jobs);
+            let (shared, next, cancelled, started_jobs, cfg, pool) =
+                (&shared, &next, &cancelled, &started_jobs, &cfg, pool.as_ref());
             scope.spawn(move || loop {
                 if cancelled() {
                     break;
@@ -373,6 +425,11 @@ pub fn run_batch(
                 started_jobs.fetch_add(1, Ordering::SeqCst);
                 if shared.input_failed(i) {
                     shared.fail(i, &"failed");
+                    continue;
+                }
+                if let Some(r) = bands::try_run(op, i, cfg, backend, pool, shared) {
+                    shared.banded.fetch_add(1, Ordering::SeqCst);
+                    shared.settle(i, r);
                     continue;
                 }
                 let t = Instant::now();
@@ -407,24 +464,11 @@ pub fn run_batch(
                 shared.encode_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
                 drop(item.img);
                 shared.release();
-                match r {
-                    Ok(()) => {
-                        shared.written.fetch_add(1, Ordering::SeqCst);
-                        shared.finish_one();
-                    }
-                    Err(e @ Error::Exists { .. }) => {
-                        // Another process wrote this output after the run was planned.
-                        shared.skipped.fetch_add(1, Ordering::SeqCst);
-                        shared.observer.skipped(&jobs[item.job].output, &e.to_string());
-                        shared.finish_one();
-                    }
-                    Err(e) => shared.fail(item.job, &e),
-                }
+                shared.settle(item.job, r);
             });
         }
         match backend {
             Backend::Cpu => {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.proc_threads).build();
                 let (mut cpu_ns, mut input_ns) = (0u64, 0u64);
                 loop {
                     let t = Instant::now();
@@ -432,8 +476,8 @@ pub fn run_batch(
                     input_ns += nanos(t.elapsed());
                     let t = Instant::now();
                     let r = match &pool {
-                        Ok(p) => p.install(|| op.cpu(item.job, &item.img)),
-                        Err(_) => op.cpu(item.job, &item.img),
+                        Some(p) => p.install(|| op.cpu(item.job, &item.img)),
+                        None => op.cpu(item.job, &item.img),
                     };
                     cpu_ns += nanos(t.elapsed());
                     shared.deliver(item, r, &save_tx);
@@ -484,5 +528,6 @@ pub fn run_batch(
         peak_in_memory: shared.peak.load(Ordering::SeqCst),
         tasks_per_rank: Vec::new(),
         tiles: 0,
+        banded: shared.banded.load(Ordering::SeqCst),
     }
 }

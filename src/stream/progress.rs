@@ -10,6 +10,7 @@ use super::*;
 /// at most every 100 ms; failures are printed above it.
 pub struct ProgressBar {
     enabled: bool,
+    notes: bool,
     last: Mutex<Option<Instant>>,
     label: String,
 }
@@ -17,7 +18,14 @@ pub struct ProgressBar {
 impl ProgressBar {
     /// A bar that draws only when `enabled` (a terminal, not `--quiet`).
     pub fn new(label: &str, enabled: bool) -> Self {
-        ProgressBar { enabled, last: Mutex::new(None), label: label.to_string() }
+        ProgressBar { enabled, notes: true, last: Mutex::new(None), label: label.to_string() }
+    }
+
+    /// The same bar, printing notices ([`Observer::notice`]) only when
+    /// `notes` (not under `--quiet`).
+    pub fn with_notes(mut self, notes: bool) -> Self {
+        self.notes = notes;
+        self
     }
 
     /// The bar's text for `done` of `total` after `elapsed`.
@@ -52,6 +60,12 @@ impl Observer for ProgressBar {
             eprintln!("gpuimg: error: {message}");
         } else {
             eprintln!("gpuimg: error: {name}: {message}");
+        }
+    }
+    fn notice(&self, input: &Path, message: &str) {
+        if self.notes {
+            self.clear();
+            eprintln!("gpuimg: note: {}: {message}", input.display());
         }
     }
     fn skipped(&self, _output: &Path, message: &str) {

@@ -256,7 +256,7 @@ fn batch_jobs(
     let planned = cluster::agree(cluster.as_deref(), planned, |(_, jobs, _)| jobs.len())?;
     let Some((plan, jobs, skipped)) = planned else { return Ok((ExitCode::SUCCESS, Vec::new())) };
     let many = plan.many;
-    let bar = ProgressBar::new("gpuimg", !g.quiet && master && std::io::stderr().is_terminal());
+    let bar = ProgressBar::new("gpuimg", !g.quiet && master && std::io::stderr().is_terminal()).with_notes(!g.quiet);
     if !g.quiet && master {
         for s in &skipped {
             eprintln!("gpuimg: {}: exists, skipped (--overwrite replaces it)", s.display());

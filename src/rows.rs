@@ -1,0 +1,383 @@
+//! Images read and written a band of rows at a time, so that an image far
+//! larger than memory can go through an op that works on bands
+//! ([`crate::stream::Banded`]).
+//!
+//! - [`RowReader`]: a non-interlaced PNG is decoded row by row (the `png`
+//!   crate's reader with the transformations `image` uses, so the rows are
+//!   the samples [`crate::image_io::load_full`] gives); any other input
+//!   (JPEG, WebP, BMP, TIFF, interlaced PNG, PNG with EXIF) is decoded whole
+//!   by the caller's loader and handed out in bands from memory.
+//! - [`write_rows`]: PNG (the `png` crate's stream writer, with the settings
+//!   `image`'s encoder uses) and TIFF (strips, as `image`'s encoder lays
+//!   them out; BigTIFF beyond 4 GB) are encoded as the bands come, into a
+//!   file the caller places atomically ([`crate::fsutil::write_atomic_stream`]).
+//!   JPEG, WebP and BMP cannot be written this way ([`streams`]).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use image::ImageFormat;
+
+use crate::error::{Error, Result};
+use crate::image_io::{DecodeLimits, Image, Meta};
+use crate::tensor::Samples;
+
+/// True when `format` can be written band by band ([`write_rows`]).
+pub fn streams(format: ImageFormat) -> bool {
+    matches!(format, ImageFormat::Png | ImageFormat::Tiff)
+}
+
+/// The size an image file declares, read from its header only (as stored:
+/// before any EXIF orientation).
+pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
+    let err = |reason: String| Error::ImageRead { path: path.to_path_buf(), reason };
+    image::ImageReader::open(path)
+        .map_err(|e| err(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?
+        .into_dimensions()
+        .map_err(|e| err(e.to_string()))
+}
+
+type PngReader = png::Reader<BufReader<File>>;
+
+enum Source {
+    /// Rows decoded as they are asked for.
+    Png(Box<PngReader>),
+    /// A whole decoded image and the next row to hand out.
+    Whole(Image, usize),
+}
+
+/// An image read from the top, any number of rows at a time.
+pub struct RowReader {
+    source: Source,
+    path: PathBuf,
+    limits: DecodeLimits,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Channels of the decoded samples (1 to 4).
+    pub channels: usize,
+    /// Bits per sample (8 or 16).
+    pub bits: u32,
+    /// What outputs keep of the file (its ICC profile).
+    pub meta: Meta,
+    /// True when the file is decoded row by row (a PNG), false when it
+    /// was decoded whole.
+    pub streamed: bool,
+}
+
+impl RowReader {
+    /// Opens `path`: a PNG that can be read row by row is, within `limits`
+    /// (its size is checked from the header, and the decoder's buffers are
+    /// bounded); anything else is decoded whole by `load` (which applies
+    /// its own limits and memory check).
+    pub fn open(path: &Path, limits: DecodeLimits, load: impl FnOnce() -> Result<(Image, Meta)>) -> Result<RowReader> {
+        if let Some(r) = Self::open_png(path, limits)? {
+            return Ok(r);
+        }
+        let (img, meta) = load()?;
+        Ok(RowReader {
+            width: img.width,
+            height: img.height,
+            channels: img.channels,
+            bits: img.samples.bits(),
+            source: Source::Whole(img, 0),
+            path: path.to_path_buf(),
+            limits,
+            meta,
+            streamed: false,
+        })
+    }
+
+    /// The row-by-row PNG reader, or None when `path` is not a PNG this
+    /// reader takes (another format, interlaced, EXIF, a depth other than
+    /// 8 or 16 after expansion).
+    fn open_png(path: &Path, limits: DecodeLimits) -> Result<Option<RowReader>> {
+        let err = |reason: String| Error::ImageRead { path: path.to_path_buf(), reason };
+        let mut file = File::open(path).map_err(|e| err(e.to_string()))?;
+        let mut sig = [0u8; 8];
+        let is_png = std::io::Read::read_exact(&mut file, &mut sig).is_ok() && sig == *b"\x89PNG\r\n\x1a\n";
+        if !is_png {
+            return Ok(None);
+        }
+        std::io::Seek::rewind(&mut file).map_err(|e| err(e.to_string()))?;
+        let bytes = usize::try_from(limits.max_alloc).unwrap_or(usize::MAX);
+        let mut dec = png::Decoder::new_with_limits(BufReader::new(file), png::Limits { bytes });
+        let info = dec.read_header_info().map_err(|e| err(format!("cannot read header: {e}")))?;
+        let (w, h, interlaced) = (info.width, info.height, info.interlaced);
+        if w == 0 || h == 0 {
+            return Err(err(format!("empty image ({w}x{h})")));
+        }
+        if w > limits.max_side || h > limits.max_side || w as u64 * h as u64 > limits.max_pixels {
+            return Err(err(format!(
+                "declares {w}x{h} pixels, over the limit of {} per side and {} pixels",
+                limits.max_side, limits.max_pixels
+            )));
+        }
+        if interlaced {
+            return Ok(None);
+        }
+        // What `image`'s PNG decoder asks for: palettes and depths below 8
+        // expanded, transparency chunks to alpha, 16 bits kept.
+        dec.set_transformations(png::Transformations::EXPAND);
+        let reader = dec.read_info().map_err(|e| err(e.to_string()))?;
+        if reader.info().exif_metadata.is_some() {
+            // An orientation to apply: the whole-image decoder does it.
+            return Ok(None);
+        }
+        let (colour, depth) = reader.output_color_type();
+        let channels = colour.samples();
+        let bits = match depth {
+            png::BitDepth::Eight => 8,
+            png::BitDepth::Sixteen => 16,
+            _ => return Ok(None),
+        };
+        if !(1..=4).contains(&channels) {
+            return Ok(None);
+        }
+        let icc = reader.info().icc_profile.as_ref().map(|p| p.to_vec()).filter(|p| !p.is_empty());
+        Ok(Some(RowReader {
+            source: Source::Png(Box::new(reader)),
+            path: path.to_path_buf(),
+            limits,
+            width: w,
+            height: h,
+            channels,
+            bits,
+            meta: Meta { icc },
+            streamed: true,
+        }))
+    }
+
+    /// Samples per row.
+    pub fn row_len(&self) -> usize {
+        self.width as usize * self.channels
+    }
+
+    /// Appends the next `rows` rows to `out` (of the reader's depth);
+    /// refuses to read past the last row, and fails on a truncated or
+    /// corrupt file.
+    pub fn read(&mut self, rows: usize, out: &mut Samples) -> Result<()> {
+        let n = self.row_len();
+        let path = self.path.clone();
+        let err = |reason: String| Error::ImageRead { path: path.clone(), reason };
+        match &mut self.source {
+            Source::Whole(img, next) => {
+                if *next + rows > img.height as usize {
+                    return Err(err("read past the last row".into()));
+                }
+                let range = *next * n..(*next + rows) * n;
+                match (&img.samples, out) {
+                    (Samples::U8(s), Samples::U8(o)) => o.extend_from_slice(&s[range]),
+                    (Samples::U16(s), Samples::U16(o)) => o.extend_from_slice(&s[range]),
+                    _ => return Err(err("row buffer of another depth".into())),
+                }
+                *next += rows;
+            }
+            Source::Png(r) => {
+                for _ in 0..rows {
+                    let row = r.next_row().map_err(|e| err(e.to_string()))?;
+                    let row = row.ok_or_else(|| err("the image data ends before the last row".into()))?;
+                    let data = row.data();
+                    match &mut *out {
+                        Samples::U8(o) if data.len() == n => o.extend_from_slice(data),
+                        // PNG samples are big-endian.
+                        Samples::U16(o) if data.len() == 2 * n => {
+                            o.extend(data.chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])))
+                        }
+                        _ => return Err(err("a row of an unexpected length".into())),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An empty sample buffer of the reader's depth.
+    pub fn empty(&self) -> Samples {
+        if self.bits == 16 {
+            Samples::U16(Vec::new())
+        } else {
+            Samples::U8(Vec::new())
+        }
+    }
+
+    /// Back to the first row (a second pass): a PNG is opened again.
+    pub fn rewind(&mut self) -> Result<()> {
+        match &mut self.source {
+            Source::Whole(_, next) => *next = 0,
+            Source::Png(_) => {
+                let again = Self::open_png(&self.path, self.limits)?
+                    .ok_or_else(|| Error::ImageRead { path: self.path.clone(), reason: "changed while read".into() })?;
+                self.source = again.source;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a `width` x `height` image into `f` as `format` (PNG or TIFF)
+/// from its bands of full rows, top to bottom: `first`, then `rest`. The
+/// bands fix the channels and depth; `meta`'s ICC profile goes in. Fails
+/// when the bands do not add up to the image (a producer that stopped).
+pub fn write_rows(
+    f: &mut BufWriter<File>,
+    format: ImageFormat,
+    (width, height): (u32, u32),
+    meta: &Meta,
+    first: Image,
+    rest: impl Iterator<Item = Image>,
+) -> Result<()> {
+    let (c, bits) = (first.channels, first.samples.bits());
+    let bands = std::iter::once(first).chain(rest);
+    let row = width as usize * c;
+    let total = row * height as usize;
+    let enc = |e: &dyn std::fmt::Display| Error::invalid("image encoder", e.to_string());
+    let check = |img: &Image, done: usize| -> Result<()> {
+        if img.width != width || img.channels != c || img.samples.bits() != bits || done + img.samples.len() > total {
+            return Err(enc(&format!(
+                "a {}x{}x{} band does not continue a {width}x{height}x{c} image",
+                img.width, img.height, img.channels
+            )));
+        }
+        Ok(())
+    };
+    let mut done = 0;
+    match format {
+        ImageFormat::Png => {
+            let colour = match c {
+                1 => png::ColorType::Grayscale,
+                2 => png::ColorType::GrayscaleAlpha,
+                3 => png::ColorType::Rgb,
+                _ => png::ColorType::Rgba,
+            };
+            let mut info = png::Info::with_size(width, height);
+            info.icc_profile = meta.icc.as_deref().map(std::borrow::Cow::Borrowed);
+            let mut e = png::Encoder::with_info(&mut *f, info).map_err(|e| enc(&e))?;
+            e.set_color(colour);
+            e.set_depth(if bits == 16 { png::BitDepth::Sixteen } else { png::BitDepth::Eight });
+            // What `image`'s PngEncoder uses by default.
+            e.set_compression(png::Compression::Balanced);
+            e.set_filter(png::Filter::Adaptive);
+            let mut w = e.write_header().map_err(|e| enc(&e))?;
+            {
+                let mut s = w.stream_writer().map_err(|e| enc(&e))?;
+                let mut be = Vec::new();
+                for b in bands {
+                    check(&b, done)?;
+                    done += b.samples.len();
+                    match &b.samples {
+                        Samples::U8(v) => s.write_all(v),
+                        Samples::U16(v) => {
+                            be.clear();
+                            be.extend(v.iter().flat_map(|x| x.to_be_bytes()));
+                            s.write_all(&be)
+                        }
+                    }
+                    .map_err(|e| enc(&e))?;
+                }
+                if done != total {
+                    return Err(enc(&format!("{} of {total} samples were written", done)));
+                }
+                s.finish().map_err(|e| enc(&e))?;
+            }
+            w.finish().map_err(|e| enc(&e))?;
+        }
+        ImageFormat::Tiff => {
+            use tiff::encoder::colortype as ct;
+            let big = (total as u64) * (bits as u64 / 8) > (3u64 << 30);
+            let icc = meta.icc.as_deref();
+            let (d, dims) = (&mut bands.into_iter(), (width, height));
+            fn u8s(s: &Samples) -> Option<&[u8]> {
+                match s {
+                    Samples::U8(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn u16s(s: &Samples) -> Option<&[u16]> {
+                match s {
+                    Samples::U16(v) => Some(v),
+                    _ => None,
+                }
+            }
+            match (c, bits) {
+                (1, 8) => tiff_rows::<ct::Gray8, _>(f, dims, icc, big, d, u8s),
+                (3, 8) => tiff_rows::<ct::RGB8, _>(f, dims, icc, big, d, u8s),
+                (4, 8) => tiff_rows::<ct::RGBA8, _>(f, dims, icc, big, d, u8s),
+                (1, 16) => tiff_rows::<ct::Gray16, _>(f, dims, icc, big, d, u16s),
+                (3, 16) => tiff_rows::<ct::RGB16, _>(f, dims, icc, big, d, u16s),
+                (4, 16) => tiff_rows::<ct::RGBA16, _>(f, dims, icc, big, d, u16s),
+                _ => Err(enc(&format!("TIFF output of {c} channels at {bits} bits is not supported"))),
+            }?;
+        }
+        other => return Err(enc(&format!("{other:?} cannot be written in bands"))),
+    }
+    Ok(())
+}
+
+/// The TIFF half of [`write_rows`] for one colour type: rows gathered into
+/// the strips the encoder lays out (about 1 MB each), uncompressed as
+/// `image`'s TIFF encoder writes them.
+fn tiff_rows<C, I>(
+    f: &mut BufWriter<File>,
+    (width, height): (u32, u32),
+    icc: Option<&[u8]>,
+    big: bool,
+    bands: &mut I,
+    samples: fn(&Samples) -> Option<&[C::Inner]>,
+) -> Result<()>
+where
+    C: tiff::encoder::colortype::ColorType,
+    C::Inner: Copy,
+    [C::Inner]: tiff::encoder::TiffValue,
+    I: Iterator<Item = Image>,
+{
+    let enc = |e: &dyn std::fmt::Display| Error::invalid("image encoder", e.to_string());
+    let mut pending: Vec<C::Inner> = Vec::new();
+    macro_rules! run {
+        ($encoder:expr) => {{
+            let mut t = $encoder.map_err(|e| enc(&e))?;
+            let mut img = t.new_image::<C>(width, height).map_err(|e| enc(&e))?;
+            if let Some(p) = icc {
+                img.encoder().write_tag(tiff::tags::Tag::IccProfile, p).map_err(|e| enc(&e))?;
+            }
+            let mut more = true;
+            loop {
+                let want = img.next_strip_sample_count() as usize;
+                if want == 0 {
+                    break;
+                }
+                while pending.len() < want && more {
+                    match bands.next() {
+                        Some(b) => {
+                            if b.width != width {
+                                return Err(enc(&"a band of another width"));
+                            }
+                            pending
+                                .extend_from_slice(samples(&b.samples).ok_or_else(|| enc(&"a band of another depth"))?)
+                        }
+                        None => more = false,
+                    }
+                }
+                if pending.len() < want {
+                    return Err(enc(&"the bands end before the image does"));
+                }
+                img.write_strip(&pending[..want]).map_err(|e| enc(&e))?;
+                pending.drain(..want);
+            }
+            if !pending.is_empty() || bands.next().is_some() {
+                return Err(enc(&"more rows than the image has"));
+            }
+            img.finish().map_err(|e| enc(&e))?;
+        }};
+    }
+    if big {
+        run!(tiff::encoder::TiffEncoder::new_big(&mut *f))
+    } else {
+        run!(tiff::encoder::TiffEncoder::new(&mut *f))
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Large images in bands (`StreamOp::bands`): decoded (PNG row by row),
+//! processed and encoded (PNG, TIFF) a band of rows at a time, the output
+//! equal to the whole-image run's (bit for bit on the CPU, within one
+//! level on the GPU); formats that cannot be written in bands go whole
+//! with a notice; a broken input fails without leaving a file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use common::{gpu_backend, random_image, tmpdir, Rng};
+use gpuimg::image_io::{self, Image};
+use gpuimg::models::zero_dce::{Arch, ZeroDce};
+use gpuimg::models::TinyPssr;
+use gpuimg::stream::{self, Job, Observer, Report, StreamConfig, StreamOp};
+use gpuimg::{ops, Backend, Samples};
+
+/// Runs `op` on one file: in bands of `rows` input rows, or (`rows` 0) whole.
+fn run_one(
+    backend: &Backend,
+    op: &dyn StreamOp,
+    input: &Path,
+    output: &Path,
+    rows: usize,
+    obs: &dyn Observer,
+) -> Report {
+    let mut cfg = StreamConfig::new();
+    cfg.overwrite = true;
+    cfg.band_bytes = if rows > 0 { 0 } else { u64::MAX };
+    cfg.band_rows = rows;
+    let jobs = [Job { input: input.to_path_buf(), output: output.to_path_buf() }];
+    stream::run_batch(backend, op, &jobs, &cfg, obs)
+}
+
+/// Banded and whole runs of `op` on `input` into `ext` files: both decoded.
+fn both(backend: &Backend, op: &dyn StreamOp, input: &Path, ext: &str, rows: usize) -> (Image, Image) {
+    let stem = input.file_stem().unwrap().to_string_lossy().to_string();
+    let dir = input.parent().unwrap();
+    let (banded, whole) = (dir.join(format!("{stem}_bands.{ext}")), dir.join(format!("{stem}_whole.{ext}")));
+    let r = run_one(backend, op, input, &banded, rows, &stream::Silent);
+    assert_eq!((r.images, r.failed, r.banded), (1, 0, 1), "{stem} in bands: {:?}", r.failures);
+    let r = run_one(backend, op, input, &whole, 0, &stream::Silent);
+    assert_eq!((r.images, r.failed, r.banded), (1, 0, 0), "{stem} whole: {:?}", r.failures);
+    (image_io::load(&banded).unwrap(), image_io::load(&whole).unwrap())
+}
+
+fn assert_same(what: &str, a: &Image, b: &Image) {
+    assert_eq!((a.width, a.height, a.channels), (b.width, b.height, b.channels), "{what}: layout");
+    assert!(a.samples == b.samples, "{what}: the banded output differs from the whole one");
+}
+
+/// The largest difference between two images' samples.
+fn max_diff(a: &Image, b: &Image) -> u32 {
+    assert_eq!((a.width, a.height, a.channels), (b.width, b.height, b.channels));
+    match (&a.samples, &b.samples) {
+        (Samples::U8(x), Samples::U8(y)) => x.iter().zip(y).map(|(p, q)| p.abs_diff(*q) as u32).max().unwrap_or(0),
+        (Samples::U16(x), Samples::U16(y)) => x.iter().zip(y).map(|(p, q)| p.abs_diff(*q) as u32).max().unwrap_or(0),
+        _ => panic!("depths differ"),
+    }
+}
+
+fn save(dir: &Path, name: &str, img: &Image) -> PathBuf {
+    let p = dir.join(name);
+    image_io::save(img, &p).unwrap();
+    p
+}
+
+#[test]
+fn super_resolution_in_bands_equals_whole_on_the_cpu() {
+    let mut rng = Rng::for_test("super_resolution_in_bands_equals_whole_on_the_cpu");
+    let dir = tmpdir("bands-sr");
+    for (scale, c, bits, rows) in [(2, 3, 8, 13), (2, 4, 16, 9), (2, 1, 8, 17), (4, 2, 16, 11), (2, 3, 8, 1)] {
+        let op = ops::SuperResolveOp::new(TinyPssr::bundled(scale).unwrap());
+        let input = save(&dir, &format!("x{scale}_{c}_{bits}_{rows}.png"), &random_image(&mut rng, 45, 71, c, bits));
+        for ext in ["png", "tif"] {
+            if ext == "tif" && c == 2 {
+                continue; // grey+alpha TIFF is written by neither path
+            }
+            let (banded, whole) = both(&Backend::Cpu, &op, &input, ext, rows);
+            assert_eq!((banded.width, banded.height), (45 * scale as u32, 71 * scale as u32));
+            assert_same(&format!("x{scale} {c}x{bits} bands of {rows} ({ext})"), &banded, &whole);
+        }
+    }
+}
+
+#[test]
+fn enhancement_in_bands_equals_whole_on_the_cpu() {
+    let mut rng = Rng::for_test("enhancement_in_bands_equals_whole_on_the_cpu");
+    let dir = tmpdir("bands-enhance");
+    // s = 1: bands with the network's halo; s = 3: the two passes.
+    for (s, c, bits, rows) in [(1, 3, 8, 10), (3, 3, 8, 7), (3, 1, 16, 12), (4, 4, 8, 5), (1, 4, 16, 31)] {
+        let op = ops::EnhanceOp::new(ZeroDce::bundled(Arch::ZeroDcePlus).unwrap(), Some(s), 8).unwrap();
+        let input = save(&dir, &format!("s{s}_{c}_{bits}.png"), &random_image(&mut rng, 53, 67, c, bits));
+        let (banded, whole) = both(&Backend::Cpu, &op, &input, "png", rows);
+        assert_same(&format!("s = {s}, {c}x{bits}, bands of {rows}"), &banded, &whole);
+    }
+}
+
+#[test]
+fn inputs_other_than_plain_png_are_decoded_whole_then_banded() {
+    let mut rng = Rng::for_test("inputs_other_than_plain_png_are_decoded_whole_then_banded");
+    let dir = tmpdir("bands-inputs");
+    let op = ops::SuperResolveOp::new(TinyPssr::bundled(2).unwrap());
+    // A JPEG and a TIFF: decoded whole, banded from memory.
+    for name in ["in.jpg", "in.tif"] {
+        let input = save(&dir, name, &random_image(&mut rng, 39, 44, 3, 8));
+        let (banded, whole) = both(&Backend::Cpu, &op, &input, "png", 10);
+        assert_same(name, &banded, &whole);
+    }
+    // A 4-bit palette PNG with transparency: expanded as `image` expands it.
+    let p = dir.join("palette.png");
+    {
+        let (w, h) = (37u32, 29u32);
+        let mut e = png::Encoder::new(std::io::BufWriter::new(std::fs::File::create(&p).unwrap()), w, h);
+        e.set_color(png::ColorType::Indexed);
+        e.set_depth(png::BitDepth::Four);
+        e.set_palette((0..16u8).flat_map(|i| [i * 16, 255 - i * 16, i * 7]).collect::<Vec<u8>>());
+        e.set_trns(vec![255u8, 0, 128, 200]);
+        let mut wr = e.write_header().unwrap();
+        let row = (w as usize).div_ceil(2);
+        let data: Vec<u8> = (0..row * h as usize).map(|_| rng.below(256) as u8).collect();
+        wr.write_image_data(&data).unwrap();
+    }
+    assert_eq!(image_io::load(&p).unwrap().channels, 4, "tRNS gives alpha");
+    let (banded, whole) = both(&Backend::Cpu, &op, &p, "png", 6);
+    assert_same("palette PNG", &banded, &whole);
+}
+
+#[derive(Default)]
+struct Notes(Mutex<Vec<String>>);
+impl Observer for Notes {
+    fn notice(&self, _input: &Path, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[test]
+fn formats_that_cannot_stream_go_whole_with_a_notice() {
+    let mut rng = Rng::for_test("formats_that_cannot_stream_go_whole_with_a_notice");
+    let dir = tmpdir("bands-formats");
+    let op = ops::SuperResolveOp::new(TinyPssr::bundled(2).unwrap());
+    let input = save(&dir, "in.png", &random_image(&mut rng, 31, 27, 3, 8));
+    let notes = Notes::default();
+    let r = run_one(&Backend::Cpu, &op, &input, &dir.join("out.jpg"), 8, &notes);
+    assert_eq!((r.images, r.failed, r.banded), (1, 0, 0));
+    let n = notes.0.lock().unwrap();
+    assert!(n.len() == 1 && n[0].contains("only PNG and TIFF"), "{n:?}");
+    assert_eq!(image_io::load(&dir.join("out.jpg")).unwrap().width, 62);
+    // --tile off: no bands.
+    let off = ops::SuperResolveOp::new(TinyPssr::bundled(2).unwrap()).with_tiles(gpuimg::tiling::TileMode::Off);
+    let r = run_one(&Backend::Cpu, &off, &input, &dir.join("off.png"), 8, &stream::Silent);
+    assert_eq!((r.images, r.banded), (1, 0));
+}
+
+#[test]
+fn a_broken_input_in_bands_fails_without_leaving_a_file() {
+    let mut rng = Rng::for_test("a_broken_input_in_bands_fails_without_leaving_a_file");
+    let dir = tmpdir("bands-broken");
+    let op = ops::SuperResolveOp::new(TinyPssr::bundled(2).unwrap());
+    let good = save(&dir, "good.png", &random_image(&mut rng, 40, 90, 3, 8));
+    let bytes = std::fs::read(&good).unwrap();
+    // Cut in the image data: the first bands decode, a later one fails.
+    let cut = dir.join("cut.png");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    for (rows, out) in [(8, "cut_out.png"), (8, "cut_out.tif")] {
+        let r = run_one(&Backend::Cpu, &op, &cut, &dir.join(out), rows, &stream::Silent);
+        assert_eq!((r.images, r.failed, r.banded), (0, 1, 1), "{out}");
+        assert!(r.failures[0].1.contains("cut.png"), "{}", r.failures[0].1);
+        assert!(!dir.join(out).exists(), "{out}: a half-written output was left");
+    }
+    // An output that exists is left alone without --overwrite.
+    let existing = dir.join("exists.png");
+    std::fs::write(&existing, b"mine").unwrap();
+    let mut cfg = StreamConfig::new();
+    cfg.band_bytes = 0;
+    cfg.band_rows = 8;
+    let jobs = [Job { input: good.clone(), output: existing.clone() }];
+    let r = stream::run_batch(&Backend::Cpu, &op, &jobs, &cfg, &stream::Silent);
+    assert_eq!((r.images, r.skipped, r.failed), (0, 1, 0));
+    assert_eq!(std::fs::read(&existing).unwrap(), b"mine");
+    let temps: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "temporaries left: {temps:?}");
+}
+
+#[test]
+fn bands_on_the_gpu_are_within_one_level_of_whole() {
+    let Some(gpu) = gpu_backend() else { return };
+    let mut rng = Rng::for_test("bands_on_the_gpu_are_within_one_level_of_whole");
+    let dir = tmpdir("bands-gpu");
+    let input = save(&dir, "in.png", &random_image(&mut rng, 47, 61, 3, 8));
+    let sr = ops::SuperResolveOp::new(TinyPssr::bundled(2).unwrap());
+    let (banded, whole) = both(&gpu, &sr, &input, "png", 12);
+    let d = max_diff(&banded, &whole);
+    assert!(d <= 1, "sr: bands differ from whole by {d} levels");
+    for s in [1, 3] {
+        let op = ops::EnhanceOp::new(ZeroDce::bundled(Arch::ZeroDcePlus).unwrap(), Some(s), 8).unwrap();
+        let (banded, whole) = both(&gpu, &op, &input, "png", 9);
+        let d = max_diff(&banded, &whole);
+        assert!(d <= 1, "enhance s = {s}: bands differ from whole by {d} levels");
+    }
+}
