@@ -259,8 +259,9 @@ pub fn write_rows(
             let mut e = png::Encoder::with_info(&mut *f, info).map_err(|e| enc(&e))?;
             e.set_color(colour);
             e.set_depth(if bits == 16 { png::BitDepth::Sixteen } else { png::BitDepth::Eight });
-            // What `image`'s PngEncoder uses by default.
-            e.set_compression(png::Compression::Balanced);
+            // What `image`'s PngEncoder uses by default (CompressionType::Fast:
+            // fdeflate, about 15x faster than zlib level 6 on photos).
+            e.set_compression(png::Compression::Fast);
             e.set_filter(png::Filter::Adaptive);
             let mut w = e.write_header().map_err(|e| enc(&e))?;
             {

@@ -231,7 +231,11 @@ pub fn overhead(tiles: &[Tile], halo: usize, width: usize, height: usize) -> f64
 /// The part `t` of `img` (interleaved samples).
 pub fn crop(img: &Image, t: Tile) -> Result<Image> {
     fn rows<T: Copy>(s: &[T], t: Tile, w: usize, c: usize) -> Vec<T> {
-        (t.y..t.y + t.h).flat_map(|y| s[(y * w + t.x) * c..(y * w + t.x + t.w) * c].iter().copied()).collect()
+        let mut out = Vec::with_capacity(t.w * t.h * c);
+        for y in t.y..t.y + t.h {
+            out.extend_from_slice(&s[(y * w + t.x) * c..(y * w + t.x + t.w) * c]);
+        }
+        out
     }
     let (c, w) = (img.channels, img.width as usize);
     let samples = match &img.samples {

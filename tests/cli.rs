@@ -265,6 +265,54 @@ fn sr_in_tiles_writes_the_untiled_image() {
 }
 
 #[test]
+fn large_images_run_in_bands_from_the_cli() {
+    // GPUIMG_BAND_BYTES=1 puts every image in bands (the default is 256 MiB
+    // of output): the output is the whole run's, the report counts the
+    // banded job, a JPEG output goes whole with a note (none under --quiet),
+    // and enhance's first pass checks its memory before allocating.
+    let dir = tmpdir("bands-cli");
+    let run = |args: &[&str], bands: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gpuimg"));
+        c.args(["--device", "cpu"]).args(args).env_remove("GPUIMG_DEVICE").env("GPUIMG_BAND_BYTES", bands);
+        c.output().unwrap()
+    };
+    let input = sample();
+    let input = input.to_str().unwrap();
+    for (name, args) in [("sr", vec!["sr", "--scale", "2"]), ("enhance", vec!["enhance", "--scale-factor", "3"])] {
+        let (b, w, r) =
+            (dir.join(format!("{name}_b.png")), dir.join(format!("{name}_w.png")), dir.join(format!("{name}.json")));
+        let mut a = args.clone();
+        a.extend([input, "-o", b.to_str().unwrap(), "--report", r.to_str().unwrap()]);
+        let o = run(&a, "1");
+        assert!(o.status.success(), "{name} in bands: {}", stderr(&o));
+        let report = std::fs::read_to_string(&r).unwrap();
+        assert!(report.contains("\"banded\": 1"), "{report}");
+        let mut a = args.clone();
+        a.extend([input, "-o", w.to_str().unwrap()]);
+        assert!(run(&a, "1T").status.success());
+        let (b, w) = (gpuimg::image_io::load(&b).unwrap(), gpuimg::image_io::load(&w).unwrap());
+        assert!(b.samples == w.samples, "{name}: the banded output differs from the whole one");
+    }
+    let jpg = dir.join("x.jpg");
+    let o = run(&["sr", "--scale", "2", input, "-o", jpg.to_str().unwrap()], "1");
+    assert!(o.status.success() && jpg.exists(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gpuimg: note:") && stderr(&o).contains("only PNG and TIFF"), "{}", stderr(&o));
+    let o = run(&["--quiet", "sr", "--scale", "2", input, "-o", jpg.to_str().unwrap(), "--overwrite"], "1");
+    assert!(o.status.success() && !stderr(&o).contains("note:"), "{}", stderr(&o));
+    let out = dir.join("tight.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_gpuimg"))
+        .args(["--device", "cpu", "enhance", "--scale-factor", "2", input, "-o", out.to_str().unwrap()])
+        .env_remove("GPUIMG_DEVICE")
+        .env("GPUIMG_BAND_BYTES", "1")
+        .env("GPUIMG_MEMORY_LIMIT", "16M")
+        .output()
+        .unwrap();
+    let lines = error_lines(&o);
+    assert!(!o.status.success() && lines.len() == 1 && lines[0].contains("in bands"), "{lines:?}");
+    assert!(!out.exists());
+}
+
+#[test]
 fn sr_on_the_gpu_matches_the_cpu() {
     if !common::cli_gpu("CLI on the GPU") {
         return;

@@ -166,3 +166,21 @@ fn enhancement_at_full_resolution_tiles_bit_for_bit_on_the_cpu() {
         assert!(EnhanceOp::new(model, Some(2), 8).unwrap().cpu_tiles(&img).unwrap().is_none());
     }
 }
+
+#[test]
+fn the_enhancement_network_in_row_bands_gives_the_same_maps() {
+    use gpuimg::models::zero_dce::{Arch, ZeroDce};
+    let mut rng = common::Rng::for_test("the_enhancement_network_in_row_bands_gives_the_same_maps");
+    // The downscaled image the network sees; bands of 9 rows with the
+    // network's 7-row halo each side.
+    let small = rng.tensor(gpuimg::Shape::new(1, 3, 47, 29), 0.0, 1.0);
+    for arch in Arch::ALL {
+        let model = ZeroDce::bundled(arch).unwrap();
+        let whole = model.maps_cpu(&small).unwrap();
+        for rows in [9, 13, 30] {
+            let banded = gpuimg::ops::maps_cpu_in_bands(&model, &small, rows).unwrap();
+            assert_eq!(banded.shape, whole.shape);
+            assert!(banded.data == whole.data, "{arch:?}, bands of {rows}: maps differ");
+        }
+    }
+}

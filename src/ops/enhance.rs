@@ -58,8 +58,58 @@ pub fn enhance_packed_cpu(model: &ZeroDce, img: &Image, s: usize, iterations: us
         Some(r) => downscale_packed(img, &r)?,
         None => UnpackPixels(l).cpu(&img.samples).map(|x| x.first_channels(3))?,
     };
-    let maps = model.maps_cpu(&small)?;
+    let maps = maps_cpu_bounded(model, &small)?;
     curve_band_cpu(&curve, img, 0, l.height, &maps)
+}
+
+/// Working memory of the network per pixel of its input, in bytes
+/// (Zero-DCE++ on a 1333x1333 input peaks at about 1000 B per pixel: its
+/// 32-channel activations, several alive at once for the skip connections).
+const NET_BYTES_PER_PIXEL: u64 = 1024;
+
+/// The network's working memory in [`maps_cpu_bounded`]'s bands (with its
+/// halo rows): at most this, about [`crate::stream::BAND_WORK`] and a half.
+const BAND_NET_WORK: u64 = crate::stream::BAND_WORK * 3 / 2;
+
+/// [`ZeroDce::maps_cpu`] on `small` (1, 3, h, w: the downscaled image) in
+/// bands of rows whose work fits [`crate::stream::BAND_WORK`], each grown
+/// by the network's receptive radius (one row per 3x3 layer) and cropped
+/// back: the same maps bit for bit, in bounded memory (at s = 12 a
+/// 16000x16000 image gives a 1333x1333 input: 1.8 GB whole, 0.3 in bands).
+pub fn maps_cpu_bounded(model: &ZeroDce, small: &Tensor) -> Result<Tensor> {
+    let halo = crate::models::zero_dce::LAYERS;
+    maps_cpu_in_bands(model, small, crate::stream::rows_for(small.shape.w as u64 * NET_BYTES_PER_PIXEL, halo))
+}
+
+/// [`maps_cpu_bounded`] in bands of `rows` rows (whole when the input has
+/// few more than that, or more than one image).
+pub fn maps_cpu_in_bands(model: &ZeroDce, small: &Tensor, rows: usize) -> Result<Tensor> {
+    let (h, w) = (small.shape.h, small.shape.w);
+    let halo = crate::models::zero_dce::LAYERS;
+    let rows = rows.max(1);
+    if small.shape.n != 1 || h <= rows + 2 * halo {
+        return model.maps_cpu(small);
+    }
+    let c = small.shape.c;
+    let mut out: Option<Tensor> = None;
+    let mut a = 0;
+    while a < h {
+        let b = (a + rows).min(h);
+        let (lo, hi) = (a.saturating_sub(halo), (b + halo).min(h));
+        let mut band = Tensor::zeros(Shape::new(1, c, hi - lo, w));
+        for ch in 0..c {
+            band.data[ch * (hi - lo) * w..(ch + 1) * (hi - lo) * w]
+                .copy_from_slice(&small.plane(0, ch)[lo * w..hi * w]);
+        }
+        let m = model.maps_cpu(&band)?;
+        let mc = m.shape.c;
+        let o = out.get_or_insert_with(|| Tensor::zeros(Shape::new(1, mc, h, w)));
+        for ch in 0..mc {
+            o.data[(ch * h + a) * w..(ch * h + b) * w].copy_from_slice(&m.plane(0, ch)[(a - lo) * w..(b - lo) * w]);
+        }
+        a = b;
+    }
+    Ok(out.expect("at least one band"))
 }
 
 /// The curve of the CPU path on `band`, rows `first..` of an RGB(A) image
@@ -501,6 +551,22 @@ impl crate::stream::Banded for EnhanceBands<'_> {
     }
     fn look(&mut self, _backend: &Backend, band: &Image, first: usize, core: Range<usize>) -> Result<()> {
         let full = Shape::new(1, 3, self.full_h, band.width as usize);
+        if self.small.shape.is_empty() {
+            // What the bands hold beyond their own work: the downscaled copy
+            // (3 planes) and the maps, with the network's bounded work.
+            let shape = self.down.out_shape(full)?;
+            let planes = (3 + self.op.model.arch.maps()) as u64;
+            let px = shape.h as u64 * shape.w as u64;
+            let need = px * planes * 4 + BAND_NET_WORK.min(px * NET_BYTES_PER_PIXEL);
+            crate::fsutil::check_memory(
+                &format!(
+                    "enhancing {}x{} in bands (its {}x{} downscaled copy and maps)",
+                    full.w, full.h, shape.w, shape.h
+                ),
+                need,
+            )?;
+            self.small = Tensor::zeros(shape);
+        }
         let (ay, _) = self.down.axes(full)?;
         let align = self.down.align_corners;
         // The downscaled rows whose upper tap is in this band's core.
@@ -512,7 +578,7 @@ impl crate::stream::Banded for EnhanceBands<'_> {
     }
     fn looked(&mut self, backend: &Backend) -> Result<()> {
         match backend {
-            Backend::Cpu => self.maps = Some(self.op.model.maps_cpu(&self.small)?),
+            Backend::Cpu => self.maps = Some(maps_cpu_bounded(&self.op.model, &self.small)?),
             Backend::Gpu(gpu) => {
                 let gm = self.op.uploaded.get_or_init(|| self.op.model.upload(gpu));
                 self.gpu_maps = Some(gpu_maps(gpu, &self.op.model, gm, &self.small)?);
@@ -573,7 +639,8 @@ impl EnhanceOp {
     /// radius of [`ENHANCE_S1_HALO`]), so tiles grown by that halo give the
     /// whole image's output bit for bit; an image wider or taller than
     /// [`ENHANCE_S1_TILE`] runs in tiles of at most that size. Above s = 1
-    /// every map sample depends on the whole downscaled image: no tiles.
+    /// a tile's maps come from the downscaled copy of the whole image: no
+    /// tiles (the engine's bands build that copy in a first pass instead).
     pub fn cpu_tiles(&self, img: &Image) -> Result<Option<Vec<Tile>>> {
         let (w, h) = (img.width as usize, img.height as usize);
         if self.s(img) != 1 || (w <= ENHANCE_S1_TILE && h <= ENHANCE_S1_TILE) {
@@ -649,7 +716,8 @@ impl StreamOp for EnhanceOp {
             return Some(Box::new(crate::stream::Local { op: self, halo, scale: 1, rows }));
         }
         let down = ZeroDce::downscale(h, w, s).ok()??;
-        let small = Tensor::zeros(down.out_shape(Shape::new(1, 3, h, w)).ok()?);
+        // Allocated by the first pass, after its memory is checked.
+        let small = Tensor::zeros(Shape::new(1, 3, 0, 0));
         Some(Box::new(EnhanceBands { op: self, full_h: h, rows, down, small, maps: None, gpu_maps: None }))
     }
     /// At s = 1 only (see [`EnhanceOp::cpu_tiles`]): `parts` near-square
