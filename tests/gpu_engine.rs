@@ -11,20 +11,22 @@ use gpuimg::{Error, Gpu, GpuTensor, Shape, Tensor};
 fn validation_errors_come_back_as_results() {
     let Some(gpu) = gpu() else { return };
     let shape = Shape::new(1, 1, 4, 4);
-    // A buffer without STORAGE usage bound as storage: wgpu raises a validation error.
-    let not_storage = gpu.device().create_buffer(&gpuimg::wgpu::BufferDescriptor {
-        label: Some("not storage"),
+    // A copy from a buffer without COPY_SRC usage, recorded by hand: wgpu
+    // raises a validation error, and `execute` returns it.
+    let no_copy = gpu.device().create_buffer(&gpuimg::wgpu::BufferDescriptor {
+        label: Some("no copy"),
         size: shape.bytes(),
         usage: gpuimg::wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let x = GpuTensor { buffer: not_storage, shape };
     let y = gpu.alloc(shape).unwrap();
-    let slopes = gpu.constant("slopes", &[0.1]);
-    let r = gpu.execute("bad prelu", |enc| Prelu.encode(gpu, enc, &x, &slopes, &y));
+    let r = gpu.execute("bad copy", |enc| {
+        enc.copy_buffer_to_buffer(&no_copy, 0, &y.buffer, 0, shape.bytes());
+        Ok(())
+    });
     match r {
         Err(Error::GpuValidation { op, message }) => {
-            assert_eq!(op, "bad prelu");
+            assert_eq!(op, "bad copy");
             assert!(!message.is_empty());
         }
         other => panic!("expected a validation error, got {other:?}"),
@@ -33,6 +35,84 @@ fn validation_errors_come_back_as_results() {
     let t = Tensor::from_vec(shape, vec![-1.0; 16]).unwrap();
     let got = Kernel::gpu(&Prelu, gpu, &[&Data::Planes(t), &constants(vec![0.5])]).unwrap();
     assert_eq!(got, Data::Planes(Tensor::from_vec(shape, vec![-0.5; 16]).unwrap()));
+}
+
+#[test]
+fn encode_refuses_bad_buffers_before_wgpu_sees_them() {
+    // Each of these reached wgpu as an uncaptured error (a panic in a host
+    // with the default handler) or ran silently wrong; now `encode` returns
+    // an error naming the kernel, and wgpu raises nothing.
+    let Some(gpu) = gpu() else { return };
+    use gpuimg::wgpu::BufferUsages as U;
+    let buffer = |size: u64, usage: U| {
+        gpu.device().create_buffer(&gpuimg::wgpu::BufferDescriptor {
+            label: Some("host buffer"),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let shape = Shape::new(1, 2, 5, 7);
+    let x = gpu.alloc(shape).unwrap();
+    let slopes = gpu.constant("slopes", &[0.1, 0.2]);
+    let max = gpu.device().limits().max_storage_buffer_binding_size;
+    let big = Shape::new(1, 1, 1, (max / 4 + 1) as usize);
+    let cases: Vec<(&str, GpuTensor, GpuTensor, gpuimg::wgpu::Buffer, &str)> = vec![
+        (
+            "no STORAGE usage",
+            x.clone(),
+            GpuTensor { buffer: buffer(shape.bytes(), U::COPY_DST), shape },
+            slopes.clone(),
+            "STORAGE",
+        ),
+        (
+            "smaller than its shape",
+            x.clone(),
+            GpuTensor { buffer: buffer(shape.bytes() - 8, U::STORAGE), shape },
+            slopes.clone(),
+            "bytes",
+        ),
+        ("the input as output", x.clone(), x.clone(), slopes.clone(), "also bound"),
+        ("too few slopes", x.clone(), gpu.alloc(shape).unwrap(), gpu.constant("one slope", &[0.1]), "slopes"),
+        (
+            "over the largest binding",
+            GpuTensor { buffer: buffer(big.bytes(), U::STORAGE), shape: big },
+            GpuTensor { buffer: buffer(big.bytes(), U::STORAGE), shape: big },
+            gpu.constant("slope", &[0.1]),
+            "largest storage binding",
+        ),
+    ];
+    for (what, x, y, slopes, says) in cases {
+        let scope = gpu.device().push_error_scope(gpuimg::wgpu::ErrorFilter::Validation);
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        let r = Prelu.encode(gpu, &mut enc, &x, &slopes, &y);
+        gpu.queue().submit([enc.finish()]);
+        let raised = pollster::block_on(scope.pop());
+        match r {
+            Err(Error::InvalidArgument { op, message }) => {
+                assert_eq!(op, "prelu", "{what}");
+                assert!(message.contains(says), "{what}: {message}");
+            }
+            other => panic!("{what}: expected an error from encode, got {other:?}"),
+        }
+        assert!(raised.is_none(), "{what}: wgpu raised {raised:?}");
+    }
+    // A cleared output without COPY_DST: the packed curve pass clears first.
+    use gpuimg::pixel::PixelLayout;
+    let l = PixelLayout { n: 1, height: 5, width: 7, channels: 3, bits: 8 };
+    let src = gpu.upload_bytes(&vec![7u8; l.bytes() as usize]).unwrap();
+    let maps = gpu.alloc(Shape::new(1, 3, 5, 7)).unwrap();
+    let dst = buffer(l.bytes().next_multiple_of(4), U::STORAGE);
+    let curve = gpuimg::models::zero_dce::ZeroDce::bundled(gpuimg::models::zero_dce::Arch::ZeroDcePlus)
+        .unwrap()
+        .curve(8)
+        .unwrap();
+    let scope = gpu.device().push_error_scope(gpuimg::wgpu::ErrorFilter::Validation);
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    let r = curve.encode_packed(gpu, &mut enc, l, &src, &maps, &dst);
+    gpu.queue().submit([enc.finish()]);
+    assert!(matches!(&r, Err(Error::InvalidArgument { message, .. }) if message.contains("COPY_DST")), "{r:?}");
+    assert!(pollster::block_on(scope.pop()).is_none());
 }
 
 #[test]

@@ -30,6 +30,14 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
+    /// The buffer, once checked to hold the tensor's shape: an error naming
+    /// `kernel` when it is smaller (a shader would read or write past the
+    /// data it was given: a wrong result, not an error, on most drivers).
+    pub fn buf(&self, kernel: &'static str) -> Result<&wgpu::Buffer> {
+        check_buffer(kernel, "tensor", &self.buffer, self.shape.bytes())?;
+        Ok(&self.buffer)
+    }
+
     /// An error naming `op` unless this tensor has shape `want`.
     pub fn expect_shape(&self, op: &'static str, want: Shape) -> Result<()> {
         if self.shape != want {
@@ -37,6 +45,45 @@ impl GpuTensor {
         }
         Ok(())
     }
+}
+
+/// An error naming `kernel` and `what` unless `buffer` holds at least `need` bytes.
+pub fn check_buffer(kernel: &'static str, what: &str, buffer: &wgpu::Buffer, need: u64) -> Result<()> {
+    if buffer.size() < need {
+        return Err(Error::invalid(
+            kernel,
+            format!("the {what} buffer holds {} bytes, the shape needs {need}", buffer.size()),
+        ));
+    }
+    Ok(())
+}
+
+/// Records a clear of `buffer` (from `offset`, `size` bytes or to the end)
+/// once checked: COPY_DST usage, a range inside the buffer and aligned to
+/// 4 bytes; an error naming `kernel` otherwise (wgpu would raise it as an
+/// uncaptured error, which panics a host with the default handler).
+pub fn clear_buffer(
+    kernel: &'static str,
+    encoder: &mut wgpu::CommandEncoder,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    size: Option<u64>,
+) -> Result<()> {
+    let end = size.map_or(buffer.size(), |s| offset.saturating_add(s));
+    if !buffer.usage().contains(wgpu::BufferUsages::COPY_DST) {
+        return Err(Error::invalid(kernel, "the output buffer lacks COPY_DST usage (it is cleared first)"));
+    }
+    if !offset.is_multiple_of(4) || !end.is_multiple_of(4) || end > buffer.size() || offset > end {
+        return Err(Error::invalid(
+            kernel,
+            format!(
+                "cannot clear bytes {offset}..{end} of a {}-byte buffer (4-byte aligned, inside it)",
+                buffer.size()
+            ),
+        ));
+    }
+    encoder.clear_buffer(buffer, offset, size);
+    Ok(())
 }
 
 /// A compiled kernel: its pipeline and the bind-group layout made from its descriptor.
@@ -488,6 +535,7 @@ impl Gpu {
         if groups.contains(&0) {
             return Ok(());
         }
+        self.check_bindings(desc, buffers)?;
         let p = self.pipeline(desc);
         let label = desc.label();
         let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -513,6 +561,36 @@ impl Gpu {
         pass.set_bind_group(0, &bind, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         self.counters.dispatches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// What wgpu would otherwise raise as an uncaptured error when the bind
+    /// group is made or the pass recorded (which, in a host application
+    /// with wgpu's default handler, panics): a buffer without `STORAGE`
+    /// usage, an empty one, one larger than the device's largest storage
+    /// binding (work that size must be split in strips), a size that is not
+    /// a multiple of 4, and an output buffer bound twice.
+    fn check_bindings(&self, desc: &KernelDesc, buffers: &[&wgpu::Buffer]) -> Result<()> {
+        let max = self.device.limits().max_storage_buffer_binding_size;
+        for (i, (b, kind)) in buffers.iter().zip(&desc.bindings[1..]).enumerate() {
+            let slot = i + 1;
+            let bad = |why: String| Err(Error::invalid(desc.name, format!("binding {slot}: {why}")));
+            if !b.usage().contains(wgpu::BufferUsages::STORAGE) {
+                return bad(format!("the buffer lacks STORAGE usage (it has {:?})", b.usage()));
+            }
+            if b.size() == 0 || !b.size().is_multiple_of(4) {
+                return bad(format!("{} bytes: a storage binding must be a non-zero multiple of 4", b.size()));
+            }
+            if b.size() > max {
+                return bad(format!(
+                    "{} bytes, over this device's largest storage binding ({max} bytes): run the work in strips",
+                    b.size()
+                ));
+            }
+            if *kind == BindingKind::ReadWrite && buffers.iter().enumerate().any(|(j, o)| j != i && *o == *b) {
+                return bad("the output buffer is also bound as another binding".into());
+            }
+        }
         Ok(())
     }
 

@@ -102,7 +102,13 @@ impl Activation {
         y.expect_shape("activation", x.shape)?;
         let len = x.shape.len();
         let p = ActivationParams { len: len as u32, mode: self.0 as u32, _pad0: 0, _pad1: 0 };
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, &y.buffer], linear_groups(len, 256))
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[x.buf(DESC.name)?, y.buf(DESC.name)?],
+            linear_groups(len, 256),
+        )
     }
 }
 

@@ -167,7 +167,7 @@ impl PackPixels {
             n: l.n as u32,
             _pad: [0; 3],
         };
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, dst], linear_groups(words, 256))
+        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[x.buf(DESC.name)?, dst], linear_groups(words, 256))
     }
 }
 

@@ -70,7 +70,7 @@ impl PixelShuffle {
             encoder,
             &DESC,
             bytemuck::bytes_of(&p),
-            &[&x.buffer, &y.buffer],
+            &[x.buf(DESC.name)?, y.buf(DESC.name)?],
             grid_groups(out.w, out.h, out.n * out.c),
         )
     }

@@ -58,7 +58,7 @@ impl PixelUnshuffle {
             encoder,
             &DESC,
             bytemuck::bytes_of(&p),
-            &[&x.buffer, &y.buffer],
+            &[x.buf(DESC.name)?, y.buf(DESC.name)?],
             grid_groups(out.w, out.h, out.n * out.c),
         )
     }

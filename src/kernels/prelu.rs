@@ -68,12 +68,13 @@ impl Prelu {
     ) -> Result<()> {
         y.expect_shape("prelu", x.shape)?;
         let s = x.shape;
+        crate::gpu::check_buffer(DESC.name, "slopes", slopes, (s.c * 4) as u64)?;
         let p = PreluParams { len: s.len() as u32, channels: s.c as u32, plane: s.plane().max(1) as u32, _pad: 0 };
         gpu.dispatch(
             encoder,
             &DESC,
             bytemuck::bytes_of(&p),
-            &[&x.buffer, slopes, &y.buffer],
+            &[x.buf(DESC.name)?, slopes, y.buf(DESC.name)?],
             linear_groups(s.len(), 256),
         )
     }

@@ -213,7 +213,7 @@ impl ResizeBilinear {
             encoder,
             &DESC,
             bytemuck::bytes_of(&p),
-            &[&x.buffer, &y.buffer],
+            &[x.buf(DESC.name)?, y.buf(DESC.name)?],
             grid_groups(out.w, out_rows, out.n * out.c),
         )
     }

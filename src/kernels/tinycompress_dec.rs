@@ -401,7 +401,7 @@ impl TinyCompressDec {
         }
         if let DecOutput::Image { width, height, margin } = self.output {
             (p.out_mode, p.margin, p.img_w, p.img_h) = (0, margin as u32, width as u32, height as u32);
-            encoder.clear_buffer(dst, 0, None);
+            crate::gpu::clear_buffer(DESC.name, encoder, dst, 0, None)?;
         }
         let groups = [self.w.div_ceil(8) as u32, self.h.div_ceil(8) as u32, 1];
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[src, weights, dst], groups)

@@ -179,7 +179,7 @@ impl TinyCompressEnc {
             return Err(Error::invalid("tinycompress_enc", "output or weight buffer too small"));
         }
         if self.ranges {
-            encoder.clear_buffer(dst, self.out_shape().bytes(), Some(24));
+            crate::gpu::clear_buffer(DESC.name, encoder, dst, self.out_shape().bytes(), Some(24))?;
         }
         let groups = [self.w.div_ceil(16) as u32, self.h.div_ceil(16) as u32, 1];
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&self.params()), &[src, weights, dst], groups)

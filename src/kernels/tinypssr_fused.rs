@@ -536,7 +536,7 @@ impl Kernel for TinyPssrFused {
     fn encode(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, inputs: &[&GpuData], out: &GpuData) -> Result<()> {
         count(DESC.name, inputs.len(), 2)?;
         if self.0.out_mode == 0 {
-            encoder.clear_buffer(out.buffer(), 0, None);
+            crate::gpu::clear_buffer(DESC.name, encoder, out.buffer(), 0, None)?;
         }
         TinyPssrFused::encode(self, gpu, encoder, inputs[0].buffer(), inputs[1].buffer(), out.buffer())
     }

@@ -81,7 +81,7 @@ impl TinyPssrX4 {
             bits: l.bits,
             _pad: [0; 3],
         };
-        encoder.clear_buffer(dst, 0, None);
+        crate::gpu::clear_buffer(DESC.name, encoder, dst, 0, None)?;
         gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[src, weights, dst], grid_groups(l.width, l.height, 1))
     }
 

@@ -77,8 +77,15 @@ impl UnpackPixels {
         l.check()?;
         y.expect_shape("unpack_pixels", l.shape())?;
         let pixels = l.height * l.width;
+        crate::gpu::check_buffer(DESC.name, "packed source", src, l.bytes())?;
         let p = UnpackParams { pixels: pixels as u32, channels: l.channels as u32, bits: l.bits, n: l.n as u32 };
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[src, &y.buffer], linear_groups(l.n * pixels, 256))
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[src, y.buf(DESC.name)?],
+            linear_groups(l.n * pixels, 256),
+        )
     }
 }
 

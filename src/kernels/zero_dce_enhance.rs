@@ -318,7 +318,7 @@ impl ZeroDceEnhance {
             encoder,
             &DESC,
             bytemuck::bytes_of(&p),
-            &[&x.buffer, &maps.buffer, &y.buffer],
+            &[x.buf(DESC.name)?, maps.buf(DESC.name)?, y.buf(DESC.name)?],
             grid_groups(s.w, s.h, s.n),
         )
     }
@@ -344,12 +344,12 @@ impl ZeroDceEnhance {
         }
         let mut p = self.params(l.shape(), maps.shape, (ay.scale, ax.scale));
         (p.packed, p.bits) = (1, l.bits);
-        encoder.clear_buffer(dst, 0, None);
+        crate::gpu::clear_buffer(DESC.name, encoder, dst, 0, None)?;
         gpu.dispatch(
             encoder,
             &DESC,
             bytemuck::bytes_of(&p),
-            &[src, &maps.buffer, dst],
+            &[src, maps.buf(DESC.name)?, dst],
             grid_groups(l.width, l.height, 1),
         )
     }

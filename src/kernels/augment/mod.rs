@@ -307,7 +307,7 @@ impl AugmentPass {
             encoder,
             &DESC,
             bytemuck::bytes_of(&p),
-            &[&x.buffer, &prog, &y.buffer],
+            &[x.buf(DESC.name)?, &prog, y.buf(DESC.name)?],
             grid_groups(self.out_w, self.out_h, 1),
         )
     }

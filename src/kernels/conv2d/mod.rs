@@ -141,8 +141,16 @@ impl Conv2d {
             groups: self.groups as u32,
             _pad: 0,
         };
+        crate::gpu::check_buffer(DESC.name, "weight", weight, (self.weight_len() * 4) as u64)?;
+        crate::gpu::check_buffer(DESC.name, "bias", bias, (self.cout * 4) as u64)?;
         let groups = grid_groups(out.w, out.h, out.n * out.c);
-        gpu.dispatch(encoder, &DESC, bytemuck::bytes_of(&p), &[&x.buffer, weight, bias, &y.buffer], groups)
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&p),
+            &[x.buf(DESC.name)?, weight, bias, y.buf(DESC.name)?],
+            groups,
+        )
     }
 }
 
