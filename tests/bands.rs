@@ -205,3 +205,35 @@ fn bands_on_the_gpu_are_within_one_level_of_whole() {
         assert!(d <= 1, "enhance s = {s}: bands differ from whole by {d} levels");
     }
 }
+
+#[test]
+fn resizing_in_bands_equals_whole() {
+    use gpuimg::kernels::ResizeBilinear;
+    let mut rng = Rng::for_test("resizing_in_bands_equals_whole");
+    let dir = tmpdir("bands-resize");
+    let mut backends = vec![Backend::Cpu];
+    backends.extend(gpu_backend());
+    // Down (output rows skip input rows), up, and to a size; corners aligned or not.
+    let cases = [
+        ResizeBilinear::by_factor(0.37, false),
+        ResizeBilinear::by_factor(2.5, false),
+        ResizeBilinear::to_size(23, 90, true),
+        ResizeBilinear::by_factor(0.5, true),
+    ];
+    for (k, (c, bits)) in [(3, 8), (4, 16), (1, 8)].into_iter().enumerate() {
+        let input = save(&dir, &format!("r{k}.png"), &random_image(&mut rng, 61, 83, c, bits));
+        for (j, r) in cases.iter().enumerate() {
+            let op = ops::ResizeOp(*r);
+            for backend in &backends {
+                let (banded, whole) = both(backend, &op, &input, "png", 7);
+                let what =
+                    format!("{c}x{bits}, case {j}, {}", if matches!(backend, Backend::Cpu) { "cpu" } else { "gpu" });
+                match backend {
+                    Backend::Cpu => assert_same(&what, &banded, &whole),
+                    _ => assert!(max_diff(&banded, &whole) <= 1, "{what}"),
+                }
+                let _ = std::fs::remove_file(dir.join(format!("r{k}_bands.png")));
+            }
+        }
+    }
+}

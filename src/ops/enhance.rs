@@ -587,16 +587,31 @@ impl crate::stream::Banded for EnhanceBands<'_> {
         self.small = Tensor::zeros(Shape::new(1, 1, 1, 1));
         Ok(())
     }
-    fn run(&self, _job: usize, backend: &Backend, band: &Image, first: usize) -> Result<Image> {
+    fn run(
+        &self,
+        _job: usize,
+        backend: &Backend,
+        band: &Image,
+        first: usize,
+        _out: Range<usize>,
+    ) -> Result<(Image, usize)> {
         let curve = self.op.model.curve(self.op.iterations)?;
         let missing = || crate::Error::invalid("enhance", "bands run before the first pass");
         match backend {
-            Backend::Cpu => curve_band_cpu(&curve, band, first, self.full_h, self.maps.as_ref().ok_or_else(missing)?),
+            Backend::Cpu => {
+                Ok((curve_band_cpu(&curve, band, first, self.full_h, self.maps.as_ref().ok_or_else(missing)?)?, first))
+            }
             Backend::Gpu(gpu) => {
                 let maps = self.gpu_maps.as_ref().ok_or_else(missing)?;
                 let l = band.layout();
                 let out = curve_band_gpu(gpu, &curve, band, first, self.full_h, maps, gpu.tensor_cap())?;
-                Image::new(band.width, band.height, band.channels, Samples::from_le_bytes(l.bits, &out, l.samples()))
+                let y = Image::new(
+                    band.width,
+                    band.height,
+                    band.channels,
+                    Samples::from_le_bytes(l.bits, &out, l.samples()),
+                )?;
+                Ok((y, first))
             }
         }
     }

@@ -40,12 +40,46 @@ pub fn resize_packed_cpu(img: &Image, resize: &ResizeBilinear, outl: PixelLayout
     Ok(match &img.samples {
         Samples::U8(s) => {
             let lut: Vec<f32> = (0..256u32).map(|v| v as f32 / maxv).collect();
-            Samples::U8(fused_rows(s, inl, outl, &ay, &cols, align, |v: u8| lut[v as usize], |q| q as u8))
+            Samples::U8(fused_rows(s, inl, outl, &ay, &cols, align, |v: u8| lut[v as usize], |q| q as u8, (0, 0)))
         }
         Samples::U16(s) => {
-            Samples::U16(fused_rows(s, inl, outl, &ay, &cols, align, |v: u16| v as f32 / maxv, |q| q as u16))
+            Samples::U16(fused_rows(s, inl, outl, &ay, &cols, align, |v: u16| v as f32 / maxv, |q| q as u16, (0, 0)))
         }
     })
+}
+
+/// Output rows `out` of the resize of an image of layout `full`, from
+/// `band`, which holds its rows `first..` (at least those the rows' taps
+/// read: [`ResizeBilinear::strip_input_rows`]): those rows of
+/// [`resize_packed_cpu`]'s output, the same bytes.
+pub fn resize_rows_cpu(
+    band: &Image,
+    full: PixelLayout,
+    resize: &ResizeBilinear,
+    first: usize,
+    out: std::ops::Range<usize>,
+) -> Result<Image> {
+    let inl = band.layout();
+    let (ay, ax) = resize.axes(full.shape())?;
+    let (need0, need1) = resize.strip_input_rows(full.shape(), out.start, out.end)?;
+    if need0 < first || need1 >= first + inl.height {
+        return Err(crate::Error::invalid("resize", format!("band rows {first}.. lack input rows {need0}..={need1}")));
+    }
+    let align = resize.align_corners;
+    let cols: Vec<(usize, usize, f32, f32)> = (0..ax.output).map(|j| ax.tap(j, align)).collect();
+    let outl = PixelLayout { height: out.len(), width: ax.output, ..inl };
+    let maxv = inl.max_value();
+    let at = (first, out.start);
+    let samples = match &band.samples {
+        Samples::U8(s) => {
+            let lut: Vec<f32> = (0..256u32).map(|v| v as f32 / maxv).collect();
+            Samples::U8(fused_rows(s, inl, outl, &ay, &cols, align, |v: u8| lut[v as usize], |q| q as u8, at))
+        }
+        Samples::U16(s) => {
+            Samples::U16(fused_rows(s, inl, outl, &ay, &cols, align, |v: u16| v as f32 / maxv, |q| q as u16, at))
+        }
+    };
+    Image::new(outl.width as u32, outl.height as u32, outl.channels, samples)
 }
 
 /// The unfused CPU path (unpack to f32 planes, resize, pack): the reference
@@ -66,6 +100,7 @@ fn fused_rows<T: Copy + Send + Sync + Default>(
     align: bool,
     value: impl Fn(T) -> f32 + Sync,
     sample: impl Fn(u32) -> T + Sync,
+    (in_first, out_first): (usize, usize),
 ) -> Vec<T> {
     use rayon::prelude::*;
     let c = inl.channels;
@@ -202,8 +237,9 @@ fn fused_rows<T: Copy + Send + Sync + Default>(
     let rows = crate::kernels::rows_per_task(orow);
     out.par_chunks_mut(orow).with_min_len(rows).enumerate().for_each(|(r, dst)| {
         // Images back to back (n > 1): each has its own rows.
-        let (img, i) = (r / outl.height, r % outl.height);
+        let (img, i) = (r / outl.height, r % outl.height + out_first);
         let (y0, y1, ly0, ly1) = ay.tap(i, align);
+        let (y0, y1) = (y0 - in_first, y1 - in_first);
         let base = img * inl.height * irow;
         let r0 = &src[base + y0 * irow..base + (y0 + 1) * irow];
         let r1 = &src[base + y1 * irow..base + (y1 + 1) * irow];
@@ -244,9 +280,26 @@ pub fn resize_gpu_capped(gpu: &Gpu, img: &Image, resize: &ResizeBilinear, cap: u
 }
 
 pub(super) fn resize_gpu_strips(gpu: &Gpu, img: &Image, resize: &ResizeBilinear, cap: usize) -> Result<Image> {
-    let (inl, outl) = (img.layout(), resize_layout(img.layout(), resize)?);
-    let full = inl.shape();
-    let packed = img.samples.le_bytes();
+    let outh = resize_layout(img.layout(), resize)?.height;
+    resize_rows_gpu(gpu, img, img.layout(), resize, 0, 0..outh, cap)
+}
+
+/// Output rows `out` of the resize of an image of layout `full` on the GPU,
+/// from `band`, which holds its rows `first..` (as [`resize_rows_cpu`]), in
+/// strips whose tensors take at most `cap` bytes.
+pub fn resize_rows_gpu(
+    gpu: &Gpu,
+    band: &Image,
+    full: PixelLayout,
+    resize: &ResizeBilinear,
+    first: usize,
+    out_rows: std::ops::Range<usize>,
+    cap: usize,
+) -> Result<Image> {
+    let inl = band.layout();
+    let outl = PixelLayout { height: out_rows.len(), ..resize_layout(full, resize)? };
+    let fs = full.shape();
+    let packed = band.samples.le_bytes();
     let sample_bytes = inl.bits as usize / 8;
     let (in_row, out_row) = (inl.width * inl.channels * sample_bytes, outl.width * outl.channels * sample_bytes);
     // f32 bytes per row of the unpacked input and output tensors.
@@ -259,29 +312,33 @@ pub(super) fn resize_gpu_strips(gpu: &Gpu, img: &Image, resize: &ResizeBilinear,
         });
     }
     let mut out = crate::fsutil::try_vec("the resized image", outl.height * out_row, 0u8)?;
-    let mut a = 0;
-    while a < outl.height {
+    let mut a = out_rows.start;
+    while a < out_rows.end {
         // As many output rows as fit, fewer while their input rows do not.
-        let mut rows = (cap / out_f32).clamp(1, outl.height - a);
-        let (first, last) = loop {
-            let (f, l) = resize.strip_input_rows(full, a, a + rows)?;
+        let mut rows = (cap / out_f32).clamp(1, out_rows.end - a);
+        let (f, last) = loop {
+            let (f, l) = resize.strip_input_rows(fs, a, a + rows)?;
             if (l - f + 1) * in_f32 <= cap || rows == 1 {
                 break (f, l);
             }
             rows = rows.div_ceil(2);
         };
+        if f < first || last >= first + inl.height {
+            return Err(crate::Error::invalid("resize", format!("band rows {first}.. lack input rows {f}..={last}")));
+        }
         let b = a + rows;
-        let sin = PixelLayout { height: last - first + 1, ..inl };
+        let sin = PixelLayout { height: last - f + 1, ..inl };
         let sout = PixelLayout { height: rows, ..outl };
         let r = pixel_chain(
             gpu,
             "gpuimg.resize_strip",
             sin,
-            &packed[first * in_row..(last + 1) * in_row],
+            &packed[(f - first) * in_row..(last + 1 - first) * in_row],
             sout,
-            |enc, x, y| resize.encode_strip(gpu, enc, full, x, y, first, a),
+            |enc, x, y| resize.encode_strip(gpu, enc, fs, x, y, f, a),
         )?;
-        out[a * out_row..b * out_row].copy_from_slice(&r[..rows * out_row]);
+        let o = a - out_rows.start;
+        out[o * out_row..(o + rows) * out_row].copy_from_slice(&r[..rows * out_row]);
         a = b;
     }
     Image::new(
@@ -322,7 +379,63 @@ pub fn resize_peak_bytes(inl: PixelLayout, outl: PixelLayout) -> u64 {
     inl.samples() as u64 * 4 + outl.samples() as u64 * (4 + 2 * b)
 }
 
+/// [`ResizeOp`] in bands: each band of output rows from the input rows its
+/// taps read (the bands' output is the whole resize's, the same bytes on
+/// the CPU path).
+struct ResizeBands<'a> {
+    resize: &'a ResizeBilinear,
+    full: PixelLayout,
+    out: (usize, usize),
+    rows: usize,
+}
+
+impl crate::stream::Banded for ResizeBands<'_> {
+    fn halo(&self) -> usize {
+        1
+    }
+    fn scale(&self) -> usize {
+        1
+    }
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn out_size(&self, _width: usize, _height: usize) -> (usize, usize) {
+        self.out
+    }
+    fn input_rows(&self, out: std::ops::Range<usize>, height: usize) -> std::ops::Range<usize> {
+        match self.resize.strip_input_rows(self.full.shape(), out.start, out.end) {
+            Ok((a, b)) => a..(b + 1).min(height),
+            Err(_) => 0..height,
+        }
+    }
+    fn run(
+        &self,
+        _job: usize,
+        backend: &Backend,
+        band: &Image,
+        first: usize,
+        out: std::ops::Range<usize>,
+    ) -> Result<(Image, usize)> {
+        let full = PixelLayout { channels: band.channels, bits: band.samples.bits(), ..self.full };
+        let y = match backend {
+            Backend::Cpu => resize_rows_cpu(band, full, self.resize, first, out.clone())?,
+            Backend::Gpu(gpu) => resize_rows_gpu(gpu, band, full, self.resize, first, out.clone(), gpu.tensor_cap())?,
+        };
+        Ok((y, out.start))
+    }
+}
+
 impl StreamOp for ResizeOp {
+    /// Bands of output rows, each from the input rows under it.
+    fn bands(&self, width: u32, height: u32) -> Option<Box<dyn crate::stream::Banded + '_>> {
+        let full = PixelLayout { n: 1, height: height as usize, width: width as usize, channels: 4, bits: 8 };
+        let out = resize_layout(full, &self.0).ok()?;
+        // Input rows per band: what keeps a band's input and output (as
+        // 16-bit RGBA at most) within the band budget.
+        let per_row = (width as u64 + out.width as u64 * out.height as u64 / height.max(1) as u64) * 8;
+        let rows = crate::stream::rows_for(per_row, 1);
+        Some(Box::new(ResizeBands { resize: &self.0, full, out: (out.width, out.height), rows }))
+    }
     fn check(&self, img: &Image) -> Result<()> {
         let outl = resize_layout(img.layout(), &self.0)?;
         crate::image_io::DecodeLimits::default().check_output(

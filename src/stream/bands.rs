@@ -52,9 +52,30 @@ pub trait Banded: Send + Sync {
         let _ = backend;
         Ok(())
     }
+    /// The output's size for a `width` x `height` input: `scale` times it
+    /// unless the op says otherwise.
+    fn out_size(&self, width: usize, height: usize) -> (usize, usize) {
+        (width * self.scale(), height * self.scale())
+    }
+    /// The input rows that output rows `out` depend on, in an image
+    /// `height` rows tall: those under them grown by the halo, unless the
+    /// op says otherwise (it must grow with `out`, band after band).
+    fn input_rows(&self, out: Range<usize>, height: usize) -> Range<usize> {
+        let s = self.scale().max(1);
+        (out.start / s).saturating_sub(self.halo())..(out.end.div_ceil(s) + self.halo()).min(height)
+    }
     /// The op on `band` (prepared input rows `first..first + band.height`,
-    /// halo included): the output of all those rows, `scale` times the size.
-    fn run(&self, job: usize, backend: &Backend, band: &Image, first: usize) -> Result<Image>;
+    /// [`Banded::input_rows`] of `out`): at least output rows `out`, and
+    /// the output row its first row is. [`Local`] gives the output of the
+    /// whole band (`scale` times its size, from `first * scale`).
+    fn run(
+        &self,
+        job: usize,
+        backend: &Backend,
+        band: &Image,
+        first: usize,
+        out: Range<usize>,
+    ) -> Result<(Image, usize)>;
 }
 
 /// The [`Banded`] form of an op whose output rows depend only on input
@@ -82,11 +103,19 @@ impl Banded for Local<'_> {
     fn rows(&self) -> usize {
         self.rows
     }
-    fn run(&self, job: usize, backend: &Backend, band: &Image, _first: usize) -> Result<Image> {
-        match backend {
+    fn run(
+        &self,
+        job: usize,
+        backend: &Backend,
+        band: &Image,
+        first: usize,
+        _out: Range<usize>,
+    ) -> Result<(Image, usize)> {
+        let y = match backend {
             Backend::Cpu => self.op.cpu(job, band),
             Backend::Gpu(gpu) => self.op.gpu(job, gpu, band),
-        }
+        }?;
+        Ok((y, first * self.scale))
     }
 }
 
@@ -100,7 +129,7 @@ pub fn rows_for(bytes_per_row: u64, halo: usize) -> usize {
 /// The working memory one band is given: 256 MiB.
 pub const BAND_WORK: u64 = 256 << 20;
 
-/// The output bytes from which jobs run in bands by default: 256 MiB (an
+/// The input or output bytes from which jobs run in bands by default: 256 MiB (an
 /// 8-bit RGB output of about 9500 x 9500), or `GPUIMG_BAND_BYTES` (bytes,
 /// with a K/M/G suffix).
 pub fn default_band_bytes() -> u64 {
@@ -122,19 +151,17 @@ pub(super) fn try_run(
     let format = image_io::format_of(output).ok()?;
     let (w, h) = rows::dimensions(input).ok()?;
     let b = op.bands(w, h)?;
-    let s = b.scale() as u64;
-    let out_bytes = (w as u64 * s).saturating_mul(h as u64 * s).saturating_mul(3);
-    if out_bytes < cfg.band_bytes {
+    let (ow, oh) = b.out_size(w as usize, h as usize);
+    // The larger of input and output: a downscale of a huge image bands too.
+    let bytes = (ow as u64 * oh as u64).max(w as u64 * h as u64).saturating_mul(3);
+    if bytes < cfg.band_bytes {
         return None;
     }
     if !rows::streams(format) {
         shared.observer.notice(
             input,
             &format!(
-                "{:?} output is encoded whole (only PNG and TIFF are written in bands): the {}x{} output is held in memory",
-                format,
-                w as u64 * s,
-                h as u64 * s
+                "{format:?} output is encoded whole (only PNG and TIFF are written in bands): the {ow}x{oh} output is held in memory"
             ),
         );
         return None;
@@ -164,8 +191,7 @@ fn run(
     let mut b = op
         .bands(src.width, src.height)
         .ok_or_else(|| Error::invalid("bands", format!("the op does not run a {w}x{h} image in bands")))?;
-    let s = b.scale();
-    let (ow, oh) = (w * s, h * s);
+    let (ow, oh) = b.out_size(w, h);
     limits.check_output("the output", ow as u64, oh as u64)?;
     let on_pool = |f: &mut (dyn FnMut() -> Result<()> + Send)| match (backend, pool) {
         (Backend::Cpu, Some(p)) => p.install(f),
@@ -173,10 +199,15 @@ fn run(
     };
     if b.looks() {
         let (rows, halo) = (band_rows(&*b), b.look_halo());
-        each_band(&mut src, rows, halo, shared, &mut |first, band, core| {
+        let mut win = Window::new(&src);
+        let mut a = 0;
+        while a < h {
+            let core = a..(a + rows.max(1)).min(h);
+            let band = win.take(&mut src, core.start.saturating_sub(halo)..(core.end + halo).min(h), shared)?;
             let p = op.prepare(band)?;
-            on_pool(&mut || b.look(backend, &p, first, core.clone()))
-        })?;
+            on_pool(&mut || b.look(backend, &p, win.lo, core.clone()))?;
+            a = core.end;
+        }
         on_pool(&mut || b.looked(backend))?;
         src.rewind()?;
     }
@@ -204,34 +235,48 @@ fn run(
                 e => Error::ImageWrite { path: output.to_path_buf(), reason: e.to_string() },
             })
         });
-        let (rows, halo) = (band_rows(&*b), b.halo());
+        // Output rows per band: the input rows' share of the output.
+        let orows = ((band_rows(&*b) as u128 * oh as u128 / h.max(1) as u128) as usize).max(1);
         let (mut checked, mut writer_gone) = (false, false);
-        let produced = each_band(&mut src, rows, halo, shared, &mut |first, band, core| {
-            let p = op.prepare(band)?;
-            if !checked {
-                op.check(&p)?;
-                checked = true;
-            }
-            let mut out = None;
-            on_pool(&mut || {
-                out = Some(b.run(job, backend, &p, first)?);
-                Ok(())
-            })?;
-            let out = op.finish(channels, &p, out.expect("set by run"))?;
-            if out.width as usize != w * s || out.height as usize != p.height as usize * s {
-                return Err(Error::invalid(
-                    "bands",
-                    format!("the op gave {}x{} for a {w}x{} band at scale {s}", out.width, out.height, p.height),
-                ));
-            }
-            let core = Tile { x: 0, y: (core.start - first) * s, w: w * s, h: core.len() * s };
-            if tx.send(crate::tiling::crop(&out, core)?).is_err() {
-                // The writer stopped: its error is the one returned.
-                writer_gone = true;
-                return Err(Error::invalid("bands", "the writer stopped"));
+        let mut win = Window::new(&src);
+        let mut produce = || -> Result<()> {
+            let mut oa = 0;
+            while oa < oh {
+                let out_rows = oa..(oa + orows).min(oh);
+                let band = win.take(&mut src, b.input_rows(out_rows.clone(), h), shared)?;
+                let first = win.lo;
+                let p = op.prepare(band)?;
+                if !checked {
+                    op.check(&p)?;
+                    checked = true;
+                }
+                let mut got = None;
+                on_pool(&mut || {
+                    got = Some(b.run(job, backend, &p, first, out_rows.clone())?);
+                    Ok(())
+                })?;
+                let (y, y0) = got.expect("set by run");
+                let y = op.finish(channels, &p, y)?;
+                if y.width as usize != ow || y0 > out_rows.start || y0 + (y.height as usize) < out_rows.end {
+                    return Err(Error::invalid(
+                        "bands",
+                        format!(
+                            "the op gave {}x{} from row {y0} for output rows {out_rows:?} of a {ow}x{oh} image",
+                            y.width, y.height
+                        ),
+                    ));
+                }
+                let core = Tile { x: 0, y: out_rows.start - y0, w: ow, h: out_rows.len() };
+                if tx.send(crate::tiling::crop(&y, core)?).is_err() {
+                    // The writer stopped: its error is the one returned.
+                    writer_gone = true;
+                    return Err(Error::invalid("bands", "the writer stopped"));
+                }
+                oa = out_rows.end;
             }
             Ok(())
-        });
+        };
+        let produced = produce();
         drop(tx);
         let written = writer.join().unwrap_or_else(|_| Err(Error::invalid("bands", "the writer thread panicked")));
         // The producer's error first (the writer's is then only that the
@@ -244,37 +289,45 @@ fn run(
     })
 }
 
-/// Calls `f(first, band, core)` for each band of `rows` input rows of the
-/// reader's image, top to bottom: `band` holds rows `first..`, the core
-/// rows grown by `halo` on each side (clipped to the image). Rows are read
-/// once and kept only while a band needs them.
-fn each_band(
-    src: &mut RowReader,
-    rows: usize,
-    halo: usize,
-    shared: &Shared<'_>,
-    f: &mut dyn FnMut(usize, Image, Range<usize>) -> Result<()>,
-) -> Result<()> {
-    let (w, h, c, n) = (src.width, src.height as usize, src.channels, src.row_len());
-    let mut win = src.empty();
-    let (mut lo0, mut hi0) = (0, 0);
-    let mut a = 0;
-    while a < h {
-        let b = (a + rows.max(1)).min(h);
-        let (lo, hi) = (a.saturating_sub(halo), (b + halo).min(h));
-        let drop = (lo - lo0) * n;
-        match &mut win {
-            Samples::U8(v) => drop_front(v, drop),
-            Samples::U16(v) => drop_front(v, drop),
+/// The input rows the current band needs, read once each from the top and
+/// kept only while a band needs them.
+struct Window {
+    samples: Samples,
+    /// The first row held.
+    lo: usize,
+    /// One past the last row held.
+    hi: usize,
+}
+
+impl Window {
+    fn new(src: &RowReader) -> Window {
+        Window { samples: src.empty(), lo: 0, hi: 0 }
+    }
+
+    /// Input rows `rows` as an image: the rows above dropped, the new ones
+    /// read. Bands move down the image: neither end may move up.
+    fn take(&mut self, src: &mut RowReader, rows: Range<usize>, shared: &Shared<'_>) -> Result<Image> {
+        let (h, n) = (src.height as usize, src.row_len());
+        if rows.start < self.lo || rows.end < self.hi || rows.end > h || rows.is_empty() {
+            return Err(Error::invalid("bands", format!("input rows {rows:?} after {}..{}", self.lo, self.hi)));
+        }
+        let gone = (rows.start.min(self.hi) - self.lo) * n;
+        match &mut self.samples {
+            Samples::U8(v) => drop_front(v, gone),
+            Samples::U16(v) => drop_front(v, gone),
+        }
+        if rows.start > self.hi {
+            // Rows no band needs (an op that skips input rows): read past them.
+            let mut skip = src.empty();
+            src.read(rows.start - self.hi, &mut skip)?;
         }
         let t = Instant::now();
-        src.read(hi - hi0, &mut win)?;
+        let from = rows.start.max(self.hi);
+        src.read(rows.end - from, &mut self.samples)?;
         shared.decode_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
-        (lo0, hi0) = (lo, hi);
-        f(lo, Image::new(w, (hi - lo) as u32, c, win.clone())?, a..b)?;
-        a = b;
+        (self.lo, self.hi) = (rows.start, rows.end);
+        Image::new(src.width, rows.len() as u32, src.channels, self.samples.clone())
     }
-    Ok(())
 }
 
 fn drop_front<T>(v: &mut Vec<T>, n: usize) {

@@ -118,7 +118,7 @@ pub trait StreamOp: Send + Sync {
     /// For an op that can run on horizontal bands of a `width` x `height`
     /// image (its output rows depend only on nearby input rows, or on a
     /// first pass over all of them): how ([`Banded`]). The engine then runs
-    /// an image whose output is at least [`StreamConfig::band_bytes`] band
+    /// an image whose input or output is at least [`StreamConfig::band_bytes`] band
     /// by band, decoding (PNG) and encoding (PNG, TIFF) as it goes, in
     /// bounded memory. `None`, the default: whole images only.
     fn bands(&self, width: u32, height: u32) -> Option<Box<dyn Banded + '_>> {
@@ -167,7 +167,7 @@ pub struct StreamConfig {
     /// Replace outputs that exist (otherwise they are skipped, decided when
     /// each file is placed).
     pub overwrite: bool,
-    /// Outputs of at least this many bytes (counted as 8-bit RGB) run in
+    /// Images whose input or output is at least this many bytes (counted as 8-bit RGB) run in
     /// bands where the op and the output format allow ([`StreamOp::bands`]);
     /// [`default_band_bytes`] unless set.
     pub band_bytes: u64,
