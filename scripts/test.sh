@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then runs every test with a GPU
 # adapter required (the software one where there is no GPU), the embedding
-# example, clippy, and a 3-rank mpirun job (the mpi feature).
+# example (also on the newest wgpu 30.x), clippy, and a 3-rank mpirun job
+# (the mpi feature).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -19,6 +20,8 @@ echo "== peer harness smoke (tiny sizes; peers not installed here are reported a
 python3 benches/peers/peers.py --smoke --threads 1 --gpuimg target/debug/gpuimg
 echo "== example: embedding in a host application"
 cargo run -q --example embed
+echo "== the newest wgpu 30.x (scripts/wgpu-newest.sh)"
+bash scripts/wgpu-newest.sh
 echo "== clippy"
 cargo clippy -q --all-targets -- -D warnings
 echo "== mpi: 3 ranks on this machine, the mpi feature (scripts/mpi-check.sh)"
