@@ -352,3 +352,38 @@ fn tinycompress_records_few_dispatches_and_moves_codes() {
         );
     }
 }
+
+#[test]
+fn downloads_resolve_on_the_hosts_polling_without_waiting() {
+    use std::future::Future;
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::for_test("downloads_resolve_on_the_hosts_polling_without_waiting");
+    let shape = Shape::new(1, 3, 17, 29);
+    let t = rng.tensor(shape, -1.0, 1.0);
+    let g = gpu.upload(&t).unwrap();
+    let mut fut = std::pin::pin!(gpu.download_async(&g).unwrap());
+    // A do-nothing waker: the test polls the future itself, as a frame
+    // loop would, between polls of the device (no call here waits).
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut rounds = 0;
+    let got = loop {
+        if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            break r.unwrap();
+        }
+        rounds += 1;
+        assert!(rounds < 100_000, "the download never resolved");
+        gpu.poll().unwrap();
+        std::thread::yield_now();
+    };
+    assert_eq!(got.shape, shape);
+    assert!(got.data == t.data, "the download differs from the upload");
+    // A buffer without COPY_SRC is refused up front.
+    let no_src = gpu.device().create_buffer(&gpuimg::wgpu::BufferDescriptor {
+        label: None,
+        size: shape.bytes(),
+        usage: gpuimg::wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    assert!(gpu.download_async(&GpuTensor { buffer: no_src, shape }).is_err());
+}

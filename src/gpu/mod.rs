@@ -4,8 +4,11 @@
 //! The host application owns the device: [`Gpu::new`] opens one for the CLI,
 //! [`Gpu::from_existing`] wraps a device an embedding application already has.
 
+mod download;
 mod kernel;
 mod record;
+
+pub use download::Download;
 pub use kernel::{BindingKind, KernelDesc};
 pub use record::{run_recorded, Recorded};
 
