@@ -24,6 +24,25 @@
 //! Every op also runs end to end on host tensors (`Conv2d::gpu`, `Conv2d::cpu`),
 //! with wgpu validation and out-of-memory errors returned as [`Error`] values.
 //! `examples/embed.rs` is a complete program.
+//!
+//! # When gpuimg submits, polls or waits
+//!
+//! - The `encode` functions (kernels, `record_*` in [`ops`]) only record
+//!   into the encoder you pass: no submission, no poll, no wait. They check
+//!   their buffers first (usage, sizes against shapes, the device's largest
+//!   storage binding, an output bound twice) and return
+//!   [`Error::InvalidArgument`] instead of letting wgpu raise an uncaptured
+//!   error, which its default handler turns into a panic.
+//! - [`Gpu::download_async`] submits one copy of its own and returns a
+//!   future that resolves when the device is polled (by you, or
+//!   [`Gpu::poll`]); it never waits.
+//! - Everything that takes or returns host data ([`Gpu::execute`],
+//!   [`Gpu::download`], `Kernel::gpu`, the image ops such as
+//!   [`ops::super_resolve`] with a GPU backend) submits its own command
+//!   buffer and waits with `device.poll(wait)`, which on a device you share
+//!   also waits for the work you queued before.
+//! - [`Gpu::upload`] and friends write through `queue.write_buffer`, which
+//!   wgpu stages until the next submission.
 
 pub use wgpu;
 

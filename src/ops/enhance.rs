@@ -720,7 +720,7 @@ impl StreamOp for EnhanceOp {
         }
     }
     /// At s = 1, bands with the network's halo; above, the two passes of
-    /// [`EnhanceBands`] (the first builds the downscaled image, the second
+    /// `EnhanceBands` (the first builds the downscaled image, the second
     /// curves each band).
     fn bands(&self, width: u32, height: u32) -> Option<Box<dyn crate::stream::Banded + '_>> {
         let (w, h) = (width as usize, height as usize);
