@@ -545,6 +545,9 @@ impl crate::stream::Banded for EnhanceBands<'_> {
     fn looks(&self) -> bool {
         true
     }
+    fn check(&self, band: &Image) -> Result<()> {
+        self.op.check(band)
+    }
     fn look_halo(&self) -> usize {
         // A bilinear tap reads the row under it and the next.
         1

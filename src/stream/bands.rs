@@ -52,6 +52,13 @@ pub trait Banded: Send + Sync {
         let _ = backend;
         Ok(())
     }
+    /// Checks, before the first band runs, that this band's work (the first
+    /// band, prepared) is within the limits and the memory budget. The
+    /// default checks nothing; [`Local`] runs the op's own `check` on it.
+    fn check(&self, band: &Image) -> Result<()> {
+        let _ = band;
+        Ok(())
+    }
     /// The output's size for a `width` x `height` input: `scale` times it
     /// unless the op says otherwise.
     fn out_size(&self, width: usize, height: usize) -> (usize, usize) {
@@ -102,6 +109,9 @@ impl Banded for Local<'_> {
     }
     fn rows(&self) -> usize {
         self.rows
+    }
+    fn check(&self, band: &Image) -> Result<()> {
+        self.op.check(band)
     }
     fn run(
         &self,
@@ -247,7 +257,7 @@ fn run(
                 let first = win.lo;
                 let p = op.prepare(band)?;
                 if !checked {
-                    op.check(&p)?;
+                    b.check(&p)?;
                     checked = true;
                 }
                 let mut got = None;
