@@ -278,6 +278,35 @@ fn the_augmenter_fills_batches_on_the_gpu() {
 }
 
 #[test]
+fn the_augmenter_records_into_the_callers_encoder_from_its_tensors() {
+    // An application's frames already on the GPU (from_tensors), each batch
+    // recorded into the application's encoder (encode_next): the batches
+    // and draws of the self-submitting augmenter with the same seed.
+    let Some(Backend::Gpu(gpu)) = gpu_backend() else { return };
+    let mut rng = Rng::for_test("the_augmenter_records_into_the_callers_encoder_from_its_tensors");
+    let images = [chelsea(), random_image(&mut rng, 300, 280, 3)];
+    let spec: Spec = "random-resized-crop:size=48;hflip;jitter:brightness=0.2".parse().unwrap();
+    let seed = rng.next_u64();
+    let mut own = Augmenter::new(gpu.clone(), &spec, &images, 3, seed).unwrap();
+    let tensors: Vec<gpuimg::GpuTensor> =
+        images.iter().map(|i| gpu.upload(&UnpackPixels(i.layout()).cpu(&i.samples).unwrap()).unwrap()).collect();
+    let mut host = Augmenter::from_tensors(gpu.clone(), &spec, tensors, 3, seed).unwrap();
+    for k in 0..3 {
+        let want = gpu.download(&own.next_batch().unwrap().clone()).unwrap();
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        let t = host.encode_next(&mut enc).unwrap().clone();
+        gpu.queue().submit([enc.finish()]);
+        let got = gpu.download(&t).unwrap();
+        assert_eq!(got.data, want.data, "batch {k}");
+        assert_eq!(host.drawn(), own.drawn(), "batch {k}: draws");
+    }
+    assert!(own.encode_next(&mut gpu.device().create_command_encoder(&Default::default())).is_err());
+    let grey = gpu.alloc(gpuimg::Shape::new(1, 1, 20, 20)).unwrap();
+    let e = Augmenter::from_tensors(gpu.clone(), &spec, vec![grey], 1, 1).err().unwrap().to_string();
+    assert!(e.contains("RGB or RGBA"), "{e}");
+}
+
+#[test]
 fn the_packed_cpu_path_equals_the_planar_one() {
     use gpuimg::kernels::PackPixels;
     let mut rng = Rng::for_test("the_packed_cpu_path_equals_the_planar_one");

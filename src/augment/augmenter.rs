@@ -43,23 +43,41 @@ impl Augmenter {
         if images.is_empty() || batch == 0 {
             return Err(Error::invalid("augmenter", "give at least one image and a batch of at least 1"));
         }
+        let mut up = Vec::new();
+        for img in images {
+            let img = if img.channels <= 2 { crate::ops::grey_to_rgb(img)? } else { img.clone() };
+            up.push(gpu.upload(&UnpackPixels(img.layout()).cpu(&img.samples)?)?);
+        }
+        Self::from_tensors(gpu, spec, up, batch, seed)
+    }
+
+    /// An augmenter over images already on the GPU: planar f32 (1, C, H, W)
+    /// tensors with 3 or 4 channels (RGB, RGBA), values in 0..1, as
+    /// [`UnpackPixels`] makes them (an application's own frames, say).
+    /// Checks their shapes and the output size like [`Augmenter::new`].
+    pub fn from_tensors(gpu: Arc<Gpu>, spec: &Spec, images: Vec<GpuTensor>, batch: usize, seed: u64) -> Result<Self> {
+        if images.is_empty() || batch == 0 {
+            return Err(Error::invalid("augmenter", "give at least one image and a batch of at least 1"));
+        }
         let norm = normalization(spec)?;
         let spec = without_normalize(spec);
-        let channels = images[0].channels;
+        let channels = images[0].shape.c;
         let mut size = None;
-        let mut up = Vec::new();
-        for (i, img) in images.iter().enumerate() {
-            let img = if img.channels <= 2 { crate::ops::grey_to_rgb(img)? } else { img.clone() };
-            if img.channels != channels.max(3) {
+        for (i, x) in images.iter().enumerate() {
+            let s = x.shape;
+            if s.n != 1 || !(3..=4).contains(&s.c) || s.c != channels {
                 return Err(Error::invalid(
                     "augmenter",
-                    format!("image {i} has {} channels, image 0 {channels}", img.channels),
+                    format!(
+                        "image {i} is {s}: one RGB or RGBA image per tensor, all with image 0's {channels} channels"
+                    ),
                 ));
             }
+            x.buf("augmenter")?;
             // The output size must not depend on the image or the draw.
-            for s in 0..4 {
-                let d = spec.draw(seed ^ 0xA5A5, s, img.width as usize, img.height as usize)?;
-                let got = Plan::fused(&d, img.width as usize, img.height as usize)?.out_size();
+            for k in 0..4 {
+                let d = spec.draw(seed ^ 0xA5A5, k, s.w, s.h)?;
+                let got = Plan::fused(&d, s.w, s.h)?.out_size();
                 if *size.get_or_insert(got) != got {
                     return Err(Error::invalid(
                         "augmenter",
@@ -67,17 +85,15 @@ impl Augmenter {
                     ));
                 }
             }
-            up.push(gpu.upload(&UnpackPixels(img.layout()).cpu(&img.samples)?)?);
         }
         let (w, h) = size.expect("one image at least");
-        let c = channels.max(3);
-        let shape = Shape::new(batch, c, h, w);
+        let shape = Shape::new(batch, channels, h, w);
         let out = [gpu.alloc(shape)?, gpu.alloc(shape)?];
         Ok(Augmenter {
             gpu,
             spec,
             norm,
-            images: up,
+            images,
             batch,
             seed,
             next_sample: 0,
@@ -97,9 +113,18 @@ impl Augmenter {
 
     /// Records one batch into `self.out[slot]` and submits it (no wait).
     pub(super) fn fill(&mut self, slot: usize) -> Result<Vec<Drawn>> {
+        let mut enc = self
+            .gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gpuimg.augmenter") });
+        let drawn = self.record(slot, &mut enc)?;
+        self.gpu.queue().submit([enc.finish()]);
+        Ok(drawn)
+    }
+
+    /// Records one batch into `self.out[slot]` in `enc`.
+    fn record(&mut self, slot: usize, enc: &mut wgpu::CommandEncoder) -> Result<Vec<Drawn>> {
         let gpu = self.gpu.clone();
-        let mut enc =
-            gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gpuimg.augmenter") });
         for t in self.scratch.drain(..) {
             gpu.recycle(t);
         }
@@ -115,11 +140,26 @@ impl Augmenter {
             if let (Some((mean, std)), Some(last)) = (self.norm, plan.passes.last_mut()) {
                 last.out_mode = OutMode::Normalize { mean, std };
             }
-            plan.encode(&gpu, &mut enc, x, &self.out[slot], b, &mut self.scratch)?;
+            plan.encode(&gpu, enc, x, &self.out[slot], b, &mut self.scratch)?;
             drawn.push(d);
         }
-        gpu.queue().submit([enc.finish()]);
         Ok(drawn)
+    }
+
+    /// Records the next batch into the caller's encoder (nothing submitted,
+    /// nothing waited on) and returns the tensor it will hold once the
+    /// caller submits: f32 NCHW, valid until the call after next (two
+    /// output tensors take turns). [`Augmenter::drawn`] then describes it.
+    /// Not to be mixed with [`Augmenter::next_batch`], which keeps one batch
+    /// ahead on its own submissions.
+    pub fn encode_next(&mut self, enc: &mut wgpu::CommandEncoder) -> Result<&GpuTensor> {
+        if self.primed {
+            return Err(Error::invalid("augmenter", "encode_next after next_batch: use one or the other"));
+        }
+        let slot = self.turn;
+        self.current = self.record(slot, enc)?;
+        self.turn ^= 1;
+        Ok(&self.out[slot])
     }
 
     /// The next batch, f32 NCHW on the GPU. Its contents stay valid until the
