@@ -211,7 +211,8 @@ pub struct SrArgs {
     /// Split each image into tiles (with a halo of the model's receptive
     /// radius, so the output is the same): auto (whole images while they fit
     /// the memory budget, else the fewest seed-001 tiles that do), off, or
-    /// WxH (tiles of at most W x H input pixels).
+    /// WxH (tiles of at most W x H input pixels). Images with outputs of
+    /// 256 MiB or more (PNG/TIFF out) also run in bands unless off.
     #[arg(long, default_value = "auto")]
     pub tile: String,
     #[command(flatten)]
