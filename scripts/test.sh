@@ -24,5 +24,7 @@ echo "== the newest wgpu 30.x (scripts/wgpu-newest.sh)"
 bash scripts/wgpu-newest.sh
 echo "== clippy"
 cargo clippy -q --all-targets -- -D warnings
+echo "== docs (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps
 echo "== mpi: 3 ranks on this machine, the mpi feature (scripts/mpi-check.sh)"
 bash scripts/mpi-check.sh

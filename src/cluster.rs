@@ -3,7 +3,7 @@
 //!
 //! `mpirun -np N gpuimg <command> ...` starts N copies of the same command.
 //! Each plans the same batch (the inputs, each folder's files sorted, and
-//! their outputs) and the ranks agree on it ([`Cluster::agree`]) before any
+//! their outputs) and the ranks agree on it (`Cluster::agree`) before any
 //! of them writes. Then rank 0 is the master and ranks 1..N the workers,
 //! each of which runs what it is handed on its own adapter (picked by its
 //! local rank, [`Launch::local_rank`]) or its CPU:
@@ -20,7 +20,7 @@
 //!   output: the single process's bytes on the CPU path.
 //!
 //! The master collects every outcome and prints and writes the one summary
-//! and report. The message layer is [`Cluster`] (the `mpi` cargo feature,
+//! and report. The message layer is `Cluster` (the `mpi` cargo feature,
 //! over Open MPI or MPICH); [`Master`] is the master's side of a run.
 //!
 //! A build without the feature still recognises an MPI launch

@@ -495,7 +495,7 @@ pub fn params_line(file: &str, sample: u64, drawn: &Drawn) -> String {
 }
 
 /// Reads a `--save-params` file: drawn chains by (file name, sample). A line
-/// that is not FILE<TAB>SAMPLE<TAB>CHAIN, or whose chain does not parse, is an
+/// that is not `FILE<TAB>SAMPLE<TAB>CHAIN`, or whose chain does not parse, is an
 /// error naming the line.
 pub fn read_params(path: &std::path::Path) -> Result<std::collections::HashMap<(String, u64), Drawn>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -124,7 +124,7 @@ const STRIP: usize = 8;
 /// tensor per layer. On x86-64 with AVX2+FMA; elsewhere it is
 /// [`dec_block_cpu`]. Every output sums as the layer path's AVX2 build does
 /// (the bias, then input channel, kernel row, kernel column, with FMA); the
-/// sigmoid's exponential is a vector polynomial ([`super::simd::exp8`], 2
+/// sigmoid's exponential is a vector polynomial (`simd::exp8`, 2
 /// ulp) instead of libm's, so the two agree within a few ulp
 /// (`tests/codec.rs` compares them).
 pub fn dec_block_fast(flat: &[f32], x: &Tensor) -> Result<Tensor> {

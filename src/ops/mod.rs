@@ -1,4 +1,4 @@
-//! Image-level operations on a [`Backend`]: decode-side unpack, kernels, and
+//! Image-level operations on a [`crate::Backend`]: decode-side unpack, kernels, and
 //! pack, chained so the GPU path moves only packed integer pixels across the
 //! bus and runs in one submission.
 //!

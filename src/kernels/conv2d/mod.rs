@@ -86,7 +86,7 @@ impl Conv2d {
         Ok(Shape::new(input.n, self.cout, input.h, input.w))
     }
 
-    /// CPU implementation (see [`cpu`]): register tiles of output channels x
+    /// CPU implementation (the `cpu` module): register tiles of output channels x
     /// columns over a zero-padded copy of each band of input rows; the
     /// AVX2+FMA build is picked at run time and gives the baseline's bits.
     pub fn cpu(&self, x: &Tensor, weight: &[f32], bias: &[f32]) -> Result<Tensor> {
