@@ -387,3 +387,31 @@ fn downloads_resolve_on_the_hosts_polling_without_waiting() {
     });
     assert!(gpu.download_async(&GpuTensor { buffer: no_src, shape }).is_err());
 }
+
+#[test]
+fn models_build_their_pipelines_before_the_first_frame() {
+    // A context of its own: the shared one's pipelines are built by other tests.
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = std::sync::Arc::new(Gpu::new().unwrap());
+    let mut rng = Rng::for_test("models_build_their_pipelines_before_the_first_frame");
+    let img = common::random_image(&mut rng, 19, 13, 3, 8);
+    let sr = gpuimg::models::TinyPssr::bundled(2).unwrap();
+    let dce = gpuimg::models::zero_dce::ZeroDce::bundled(gpuimg::models::zero_dce::Arch::ZeroDcePlus).unwrap();
+    assert_eq!(gpu.pipeline_count(), 0);
+    let built = sr.prepare(&gpu) + dce.prepare(&gpu);
+    assert!(built >= 10, "{built} pipelines built");
+    let n = gpu.pipeline_count();
+    let backend = gpuimg::Backend::Gpu(gpu.clone());
+    gpuimg::ops::super_resolve(&backend, &sr, &img).unwrap();
+    gpuimg::ops::enhance(&backend, &dce, &img, 2, 8).unwrap();
+    assert_eq!(gpu.pipeline_count(), n, "a model compiled a pipeline its prepare had not built");
+    assert_eq!(sr.prepare(&gpu), 0, "prepared twice");
+    let codec = gpuimg::models::tinycompress::TinyCompress::bundled(4).unwrap();
+    assert_eq!(codec.prepare(&gpu), 3);
+    let n = gpu.pipeline_count();
+    let t = gpuimg::codec::compress(&backend, &codec, &img, 4).unwrap();
+    gpuimg::codec::decompress(&backend, &codec, &t).unwrap();
+    assert_eq!(gpu.pipeline_count(), n, "the codec compiled a pipeline its prepare had not built");
+}

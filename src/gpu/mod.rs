@@ -363,6 +363,29 @@ impl Gpu {
         self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// Builds the pipelines of `descs` now, those not built yet (a warm-up:
+    /// otherwise each is compiled the first time a kernel is recorded, tens
+    /// of milliseconds in a host's first frame). Returns how many it built.
+    pub fn prepare(&self, descs: &[&'static KernelDesc]) -> usize {
+        let mut built = 0;
+        for d in descs {
+            if !self.has_pipeline(d) {
+                self.pipeline(d);
+                built += 1;
+            }
+        }
+        built
+    }
+
+    /// How many pipelines this context has built.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().expect("pipeline cache poisoned").len()
+    }
+
+    fn has_pipeline(&self, desc: &KernelDesc) -> bool {
+        self.pipelines.lock().expect("pipeline cache poisoned").contains_key(desc.name)
+    }
+
     /// The cached pipeline of a kernel, built on first use from its descriptor.
     pub fn pipeline(&self, desc: &'static KernelDesc) -> Arc<Pipeline> {
         let mut cache = self.pipelines.lock().expect("pipeline cache poisoned");

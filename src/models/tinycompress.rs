@@ -180,6 +180,14 @@ impl TinyCompress {
         })
     }
 
+    /// Builds the GPU pipelines the codec records (the fused encoding and
+    /// decoding blocks, the quantisation), so the first frame does not
+    /// compile them ([`crate::gpu::Gpu::prepare`]). Returns how many it built.
+    pub fn prepare(&self, gpu: &crate::gpu::Gpu) -> usize {
+        use crate::kernels as k;
+        gpu.prepare(&[&k::tinycompress_enc::DESC, &k::tinycompress_dec::DESC, &k::tinycompress_quant::DESC])
+    }
+
     /// The rate: pixels per latent value (per channel).
     pub fn rate(&self) -> usize {
         4usize.pow(self.blocks as u32)

@@ -147,6 +147,22 @@ pub struct TinyPssr {
 pub const SCALES: [usize; 2] = [2, 4];
 
 impl TinyPssr {
+    /// Builds the GPU pipelines this model's paths record (the fused
+    /// stages, pixel packing, and the planar layers), so the first frame
+    /// does not compile them ([`Gpu::prepare`]). Returns how many it built.
+    pub fn prepare(&self, gpu: &Gpu) -> usize {
+        use crate::kernels as k;
+        gpu.prepare(&[
+            &k::tinypssr_fused::DESC,
+            &k::tinypssr_x4_fused::DESC,
+            &k::unpack_pixels::DESC,
+            &k::pack_pixels::DESC,
+            &k::conv2d::DESC,
+            &k::prelu::DESC,
+            &k::pixel_shuffle::DESC,
+        ])
+    }
+
     /// Upscale factor: 2 per stage.
     pub fn scale(&self) -> usize {
         1 << self.stages.len()

@@ -171,6 +171,23 @@ pub fn cat(a: &Tensor, b: &Tensor) -> Tensor {
 }
 
 impl ZeroDce {
+    /// Builds the GPU pipelines enhancement records (the fused network,
+    /// the curve, resizing, pixel packing, and the per-layer path), so the
+    /// first frame does not compile them ([`Gpu::prepare`]). Returns how
+    /// many it built.
+    pub fn prepare(&self, gpu: &Gpu) -> usize {
+        use crate::kernels as k;
+        gpu.prepare(&[
+            &k::zero_dce_net::DESC,
+            &k::zero_dce_enhance::DESC,
+            &k::resize_bilinear::DESC,
+            &k::unpack_pixels::DESC,
+            &k::pack_pixels::DESC,
+            &k::conv2d::DESC,
+            &k::activation::DESC,
+        ])
+    }
+
     /// A model with small random weights (uniform, standard deviation 0.02,
     /// as the reference's `weights_init`; biases uniform +-1/sqrt(fan_in) as
     /// PyTorch's default): the start of training, maps close to 0.
