@@ -40,6 +40,22 @@ impl Default for DecodeLimits {
 }
 
 impl DecodeLimits {
+    /// Refuses an input that declares `w` x `h` pixels in its header: empty,
+    /// or beyond the limits (checked before anything is allocated). The
+    /// reason, for the caller to name the file with.
+    pub fn check_input(&self, w: u32, h: u32) -> std::result::Result<(), String> {
+        if w == 0 || h == 0 {
+            return Err(format!("empty image ({w}x{h})"));
+        }
+        if w > self.max_side || h > self.max_side || w as u64 * h as u64 > self.max_pixels {
+            return Err(format!(
+                "declares {w}x{h} pixels, over the limit of {} per side and {} pixels",
+                self.max_side, self.max_pixels
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses an output of `w` x `h` pixels beyond the limits inputs are
     /// held to (gpuimg could not read it back, and neither could most tools).
     pub fn check_output(&self, what: &str, w: u64, h: u64) -> Result<()> {
@@ -168,15 +184,7 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(
     reader.no_limits();
     let mut dec = reader.into_decoder().map_err(|e| format!("cannot read header: {e}"))?;
     let (w, h) = dec.dimensions();
-    if w == 0 || h == 0 {
-        return Err(format!("empty image ({w}x{h})"));
-    }
-    if w > limits.max_side || h > limits.max_side || w as u64 * h as u64 > limits.max_pixels {
-        return Err(format!(
-            "declares {w}x{h} pixels, over the limit of {} per side and {} pixels",
-            limits.max_side, limits.max_pixels
-        ));
-    }
+    limits.check_input(w, h)?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);

@@ -64,9 +64,6 @@ pub struct RowReader {
     pub bits: u32,
     /// What outputs keep of the file (its ICC profile).
     pub meta: Meta,
-    /// True when the file is decoded row by row (a PNG), false when it
-    /// was decoded whole.
-    pub streamed: bool,
 }
 
 impl RowReader {
@@ -88,7 +85,6 @@ impl RowReader {
             path: path.to_path_buf(),
             limits,
             meta,
-            streamed: false,
         })
     }
 
@@ -108,15 +104,7 @@ impl RowReader {
         let mut dec = png::Decoder::new_with_limits(BufReader::new(file), png::Limits { bytes });
         let info = dec.read_header_info().map_err(|e| err(format!("cannot read header: {e}")))?;
         let (w, h, interlaced) = (info.width, info.height, info.interlaced);
-        if w == 0 || h == 0 {
-            return Err(err(format!("empty image ({w}x{h})")));
-        }
-        if w > limits.max_side || h > limits.max_side || w as u64 * h as u64 > limits.max_pixels {
-            return Err(err(format!(
-                "declares {w}x{h} pixels, over the limit of {} per side and {} pixels",
-                limits.max_side, limits.max_pixels
-            )));
-        }
+        limits.check_input(w, h).map_err(err)?;
         if interlaced {
             return Ok(None);
         }
@@ -148,7 +136,6 @@ impl RowReader {
             channels,
             bits,
             meta: Meta { icc },
-            streamed: true,
         }))
     }
 
