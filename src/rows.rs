@@ -369,3 +369,107 @@ where
     }
     Ok(())
 }
+
+/// The input rows the current band needs, read once each from the top of a
+/// [`RowReader`] and kept only while a band needs them.
+pub struct Window {
+    samples: Samples,
+    /// The first row held.
+    pub lo: usize,
+    /// One past the last row held.
+    pub hi: usize,
+}
+
+impl Window {
+    /// An empty window on `src`'s first row.
+    pub fn new(src: &RowReader) -> Window {
+        Window { samples: src.empty(), lo: 0, hi: 0 }
+    }
+
+    /// Input rows `rows` as an image: the rows above dropped, the new ones
+    /// read. Bands move down the image: neither end may move up.
+    pub fn take(&mut self, src: &mut RowReader, rows: std::ops::Range<usize>) -> Result<Image> {
+        let (h, n) = (src.height as usize, src.row_len());
+        if rows.start < self.lo || rows.end < self.hi || rows.end > h || rows.is_empty() {
+            return Err(Error::invalid("bands", format!("input rows {rows:?} after {}..{}", self.lo, self.hi)));
+        }
+        let gone = (rows.start.min(self.hi) - self.lo) * n;
+        match &mut self.samples {
+            Samples::U8(v) => drop_front(v, gone),
+            Samples::U16(v) => drop_front(v, gone),
+        }
+        if rows.start > self.hi {
+            // Rows no band needs (an op that skips input rows): read past them.
+            let mut skip = src.empty();
+            src.read(rows.start - self.hi, &mut skip)?;
+        }
+        let from = rows.start.max(self.hi);
+        src.read(rows.end - from, &mut self.samples)?;
+        (self.lo, self.hi) = (rows.start, rows.end);
+        Image::new(src.width, rows.len() as u32, src.channels, self.samples.clone())
+    }
+}
+
+fn drop_front<T>(v: &mut Vec<T>, n: usize) {
+    v.drain(..n.min(v.len()));
+}
+
+/// Writes a `width` x `height` image to `output` as `format` (PNG or TIFF,
+/// [`streams`]) from the bands `produce` hands to its sink, top to bottom:
+/// encoded on a thread of its own while `produce` makes the next band (one
+/// band queued), into a temporary file placed atomically (an existing file
+/// only when `replace`; [`Error::Exists`] otherwise). Returns the time spent
+/// encoding (not waiting for bands). The producer's error is the one
+/// returned, unless it stopped because the writer failed; a producer that
+/// stops short leaves no file.
+pub fn write_banded(
+    output: &Path,
+    replace: bool,
+    format: ImageFormat,
+    size: (u32, u32),
+    meta: &Meta,
+    produce: impl FnOnce(&mut dyn FnMut(Image) -> Result<()>) -> Result<()>,
+) -> Result<std::time::Duration> {
+    use std::time::{Duration, Instant};
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Image>(1);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<Duration> {
+            let Ok(first) = rx.recv() else { return Ok(Duration::ZERO) };
+            let mut encoding = Duration::ZERO;
+            crate::fsutil::write_atomic_stream(output, replace, |f| {
+                let t = Instant::now();
+                let waited = std::cell::Cell::new(Duration::ZERO);
+                let bands = std::iter::from_fn(|| {
+                    let t0 = Instant::now();
+                    let got = rx.recv().ok();
+                    waited.set(waited.get() + t0.elapsed());
+                    got
+                });
+                let r = write_rows(f, format, size, meta, first, bands);
+                encoding = t.elapsed().saturating_sub(waited.get());
+                r
+            })
+            .map_err(|e| match e {
+                Error::Exists { .. } => e,
+                e => Error::ImageWrite { path: output.to_path_buf(), reason: e.to_string() },
+            })?;
+            Ok(encoding)
+        });
+        let mut writer_gone = false;
+        let produced = produce(&mut |band: Image| {
+            if tx.send(band).is_err() {
+                // The writer stopped: its error is the one returned.
+                writer_gone = true;
+                return Err(Error::invalid("bands", "the writer stopped"));
+            }
+            Ok(())
+        });
+        drop(tx);
+        let written = writer.join().unwrap_or_else(|_| Err(Error::invalid("bands", "the writer thread panicked")));
+        if writer_gone {
+            written.and_then(|d| produced.map(|_| d))
+        } else {
+            produced.and(written)
+        }
+    })
+}

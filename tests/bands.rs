@@ -237,3 +237,120 @@ fn resizing_in_bands_equals_whole() {
         }
     }
 }
+
+/// Runs `op` on `input` into `output` in bands of `rows` (or whole, 0) and
+/// checks it went the way asked.
+fn one(backend: &Backend, op: &dyn StreamOp, input: &Path, output: &Path, rows: usize) {
+    let r = run_one(backend, op, input, output, rows, &stream::Silent);
+    let banded = usize::from(rows > 0);
+    assert_eq!((r.images, r.failed, r.banded), (1, 0, banded), "{} ({rows} rows): {:?}", output.display(), r.failures);
+}
+
+#[test]
+fn compression_in_bands_equals_whole_on_the_cpu() {
+    // The .tcz of a banded compress is the whole run's, byte for byte, at
+    // every rate (halos of 8, 24 and 56 rows), for 8- and 16-bit inputs and
+    // band heights from one latent row up; the banded decompress of it
+    // (PNG and TIFF rows) is the whole decompress's.
+    use gpuimg::codec::{CompressOp, DecompressOp};
+    use gpuimg::models::tinycompress::TinyCompress;
+    let mut rng = Rng::for_test("compression_in_bands_equals_whole_on_the_cpu");
+    let dir = tmpdir("bands-codec");
+    let cases = [(4, 45, 71, 8, 13), (4, 60, 33, 16, 2), (16, 37, 90, 8, 9), (64, 29, 151, 8, 17), (64, 40, 64, 16, 8)];
+    for (k, (rate, w, h, bits, rows)) in cases.into_iter().enumerate() {
+        let m = TinyCompress::bundled(rate).unwrap();
+        let input = save(&dir, &format!("c{k}.png"), &random_image(&mut rng, w, h, 3, bits));
+        let op = CompressOp::new(m.clone(), 6).unwrap();
+        let (b, wh) = (dir.join(format!("c{k}_b.tcz")), dir.join(format!("c{k}_w.tcz")));
+        one(&Backend::Cpu, &op, &input, &b, rows);
+        one(&Backend::Cpu, &op, &input, &wh, 0);
+        let (bb, wb) = (std::fs::read(&b).unwrap(), std::fs::read(&wh).unwrap());
+        assert!(bb == wb, "case {k} (rate {rate}, {rows} rows): the banded .tcz differs from the whole one");
+        let dec = DecompressOp::new(vec![m]);
+        let whole = dir.join(format!("c{k}_w.png"));
+        one(&Backend::Cpu, &dec, &wh, &whole, 0);
+        let whole = image_io::load(&whole).unwrap();
+        for ext in ["png", "tif"] {
+            let banded = dir.join(format!("c{k}_b.{ext}"));
+            one(&Backend::Cpu, &dec, &wh, &banded, rows);
+            assert_same(&format!("decompress case {k} to {ext}"), &image_io::load(&banded).unwrap(), &whole);
+        }
+    }
+}
+
+#[test]
+fn codec_bands_refuse_what_the_whole_way_refuses_and_leave_nothing() {
+    use gpuimg::codec::{CompressOp, DecompressOp};
+    use gpuimg::models::tinycompress::TinyCompress;
+    let mut rng = Rng::for_test("codec_bands_refuse_what_the_whole_way_refuses_and_leave_nothing");
+    let dir = tmpdir("bands-codec-bad");
+    let m = TinyCompress::bundled(16).unwrap();
+    let op = CompressOp::new(m.clone(), 8).unwrap();
+    // Grey: refused with the whole way's message.
+    let grey = save(&dir, "grey.png", &random_image(&mut rng, 40, 40, 1, 8));
+    let r = run_one(&Backend::Cpu, &op, &grey, &dir.join("grey.tcz"), 8, &stream::Silent);
+    assert_eq!((r.images, r.failed, r.banded), (0, 1, 1));
+    assert!(r.failures[0].1.contains("RGB only"), "{}", r.failures[0].1);
+    // A PNG cut in its image data: fails in a later band, no .tcz left.
+    let good = save(&dir, "good.png", &random_image(&mut rng, 40, 120, 3, 8));
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.join("cut.png");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let r = run_one(&Backend::Cpu, &op, &cut, &dir.join("cut.tcz"), 8, &stream::Silent);
+    assert_eq!((r.images, r.failed, r.banded), (0, 1, 1));
+    assert!(!dir.join("cut.tcz").exists());
+    // A .tcz with a flipped payload byte: the CRC refuses it, no image left.
+    let tcz = dir.join("good.tcz");
+    one(&Backend::Cpu, &op, &good, &tcz, 8);
+    let mut t = std::fs::read(&tcz).unwrap();
+    let mid = t.len() / 2;
+    t[mid] ^= 0x40;
+    let bad = dir.join("bad.tcz");
+    std::fs::write(&bad, &t).unwrap();
+    let dec = DecompressOp::new(vec![m]);
+    let r = run_one(&Backend::Cpu, &dec, &bad, &dir.join("bad.png"), 8, &stream::Silent);
+    assert_eq!((r.images, r.failed, r.banded), (0, 1, 1));
+    assert!(r.failures[0].1.contains("bad.tcz") && r.failures[0].1.contains("CRC"), "{}", r.failures[0].1);
+    assert!(!dir.join("bad.png").exists());
+    // Another rate's weights: refused by codec id before any work.
+    let other = DecompressOp::new(vec![TinyCompress::bundled(4).unwrap()]);
+    let r = run_one(&Backend::Cpu, &other, &tcz, &dir.join("other.png"), 8, &stream::Silent);
+    assert_eq!((r.images, r.failed), (0, 1));
+    assert!(r.failures[0].1.contains("none for rate 16"), "{}", r.failures[0].1);
+    // JPEG output cannot take rows: decoded whole, with a notice.
+    let notes = Notes::default();
+    let r = run_one(&Backend::Cpu, &dec, &tcz, &dir.join("out.jpg"), 8, &notes);
+    assert_eq!((r.images, r.failed, r.banded), (1, 0, 0));
+    assert!(notes.0.lock().unwrap().iter().any(|n| n.contains("only PNG and TIFF")));
+}
+
+#[test]
+fn codec_bands_on_the_gpu_are_close_to_whole() {
+    use gpuimg::codec::{CompressOp, DecompressOp};
+    use gpuimg::models::tinycompress::TinyCompress;
+    let Some(gpu) = gpu_backend() else { return };
+    let mut rng = Rng::for_test("codec_bands_on_the_gpu_are_close_to_whole");
+    let dir = tmpdir("bands-codec-gpu");
+    for (k, rate) in [4, 64].into_iter().enumerate() {
+        let m = TinyCompress::bundled(rate).unwrap();
+        let input = save(&dir, &format!("g{k}.png"), &random_image(&mut rng, 53, 87, 3, 8));
+        let op = CompressOp::new(m.clone(), 8).unwrap();
+        let dec = DecompressOp::new(vec![m]);
+        let (b, wh) = (dir.join(format!("g{k}_b.tcz")), dir.join(format!("g{k}_w.tcz")));
+        one(&gpu, &op, &input, &b, 16);
+        one(&gpu, &op, &input, &wh, 0);
+        // Both files decoded the same way (whole, CPU): the latents agree
+        // to within a code, so the images do to within a level or two.
+        let (ib, iw) = (dir.join(format!("g{k}_b.png")), dir.join(format!("g{k}_w.png")));
+        one(&Backend::Cpu, &dec, &b, &ib, 0);
+        one(&Backend::Cpu, &dec, &wh, &iw, 0);
+        let d = max_diff(&image_io::load(&ib).unwrap(), &image_io::load(&iw).unwrap());
+        assert!(d <= 2, "rate {rate}: GPU compress in bands differs from whole by {d} levels after decoding");
+        // Decompress on the GPU in bands against whole.
+        let (db, dw) = (dir.join(format!("g{k}_db.png")), dir.join(format!("g{k}_dw.png")));
+        one(&gpu, &dec, &wh, &db, 16);
+        one(&gpu, &dec, &wh, &dw, 0);
+        let d = max_diff(&image_io::load(&db).unwrap(), &image_io::load(&dw).unwrap());
+        assert!(d <= 1, "rate {rate}: GPU decompress in bands differs from whole by {d} levels");
+    }
+}

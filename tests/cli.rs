@@ -293,6 +293,23 @@ fn large_images_run_in_bands_from_the_cli() {
         let (b, w) = (gpuimg::image_io::load(&b).unwrap(), gpuimg::image_io::load(&w).unwrap());
         assert!(b.samples == w.samples, "{name}: the banded output differs from the whole one");
     }
+    // compress and decompress: the same .tcz, the same decoded image.
+    let (tb, tw) = (dir.join("c_b.tcz"), dir.join("c_w.tcz"));
+    let r = dir.join("c.json");
+    let o = run(&["compress", "--rate", "16", input, "-o", tb.to_str().unwrap(), "--report", r.to_str().unwrap()], "1");
+    assert!(o.status.success(), "compress in bands: {}", stderr(&o));
+    assert!(std::fs::read_to_string(&r).unwrap().contains("\"banded\": 1"));
+    assert!(run(&["compress", "--rate", "16", input, "-o", tw.to_str().unwrap()], "1T").status.success());
+    assert!(std::fs::read(&tb).unwrap() == std::fs::read(&tw).unwrap(), "compress: the banded .tcz differs");
+    let (db, dw) = (dir.join("d_b.png"), dir.join("d_w.png"));
+    let r = dir.join("d.json");
+    let o =
+        run(&["decompress", tw.to_str().unwrap(), "-o", db.to_str().unwrap(), "--report", r.to_str().unwrap()], "1");
+    assert!(o.status.success(), "decompress in bands: {}", stderr(&o));
+    assert!(std::fs::read_to_string(&r).unwrap().contains("\"banded\": 1"));
+    assert!(run(&["decompress", tw.to_str().unwrap(), "-o", dw.to_str().unwrap()], "1T").status.success());
+    let (b, w) = (gpuimg::image_io::load(&db).unwrap(), gpuimg::image_io::load(&dw).unwrap());
+    assert!(b.samples == w.samples, "decompress: the banded image differs from the whole one");
     let jpg = dir.join("x.jpg");
     let o = run(&["sr", "--scale", "2", input, "-o", jpg.to_str().unwrap()], "1");
     assert!(o.status.success() && jpg.exists(), "{}", stderr(&o));

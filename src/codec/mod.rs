@@ -4,6 +4,7 @@
 //! `decompress` (blocking and as streamed ops) around the learned
 //! transforms of [`crate::models::tinycompress`].
 
+pub mod bands;
 pub mod container;
 pub mod entropy;
 
@@ -48,8 +49,13 @@ use crate::tensor::{Samples, Shape, Tensor};
 
 /// Refuses anything but RGB.
 fn check_rgb(img: &Image) -> Result<()> {
-    if img.channels != 3 {
-        let what = match img.channels {
+    check_channels(img.channels)
+}
+
+/// Refuses images of other than 3 channels.
+fn check_channels(channels: usize) -> Result<()> {
+    if channels != 3 {
+        let what = match channels {
             1 => "grey",
             2 => "grey+alpha",
             _ => "RGBA",
@@ -369,6 +375,12 @@ pub fn decompress_peak_bytes(t: &Tcz) -> u64 {
 const COMPRESS_BYTES_PER_PIXEL: u64 = 140;
 const DECOMPRESS_BYTES_PER_PIXEL: u64 = 80;
 
+/// `compress` and `decompress` run an image in bands ([`bands`]) when the
+/// whole-image way's working memory would be at least this many times
+/// [`crate::stream::StreamConfig::band_bytes`] (1 GiB by default: from
+/// about 2700 x 2700 to compress, 3600 x 3600 to decompress).
+pub const BANDS_FROM: u64 = 4;
+
 /// `gpuimg compress` as a streamed op: the transform on the CPU or GPU, the
 /// arithmetic coding and the container on the save threads.
 pub struct CompressOp {
@@ -398,12 +410,41 @@ impl CompressOp {
     }
 }
 
+impl CompressOp {
+    /// A large image in bands ([`bands::compress_rows`]).
+    fn run_bands(&self, file: &crate::stream::FileJob<'_>, w: usize, h: usize) -> Result<()> {
+        let limits = crate::image_io::DecodeLimits::default();
+        let mut src =
+            crate::rows::RowReader::open(file.input, limits, || crate::image_io::load_full(file.input, limits))?;
+        crate::fsutil::check_memory(
+            &format!("compressing {w}x{h} in bands"),
+            bands::compress_bands_peak_bytes(&self.model, w, h, file.band_rows),
+        )?;
+        let t = bands::compress_rows(
+            gpu_of(file.backend),
+            &self.model,
+            &self.up,
+            &mut src,
+            self.bitplanes,
+            file.band_rows,
+        )?;
+        crate::fsutil::write_atomic_with(file.output, &t.to_bytes(), file.replace)
+    }
+}
+
 impl StreamOp for CompressOp {
     fn check(&self, img: &Image) -> Result<()> {
         crate::fsutil::check_memory(
             &format!("compressing {}x{}", img.width, img.height),
             compress_peak_bytes(img.width, img.height),
         )
+    }
+    fn run_file(&self, file: &crate::stream::FileJob<'_>) -> Option<Result<()>> {
+        let (w, h) = crate::rows::dimensions(file.input).ok()?;
+        if compress_peak_bytes(w, h) < file.band_bytes.saturating_mul(BANDS_FROM) {
+            return None;
+        }
+        Some(self.run_bands(file, w as usize, h as usize))
     }
     fn cpu(&self, job: usize, img: &Image) -> Result<Image> {
         self.run(job, None, img)
@@ -468,8 +509,11 @@ impl DecompressOp {
     }
 }
 
-impl StreamOp for DecompressOp {
-    fn load(&self, job: usize, path: &Path) -> Result<(Image, crate::image_io::Meta)> {
+impl DecompressOp {
+    /// Reads and parses a `.tcz`, checking its size against the image
+    /// limits before anything is allocated from it, and that a codec here
+    /// decodes it.
+    fn read(&self, path: &Path) -> Result<Tcz> {
         let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         if len > MAX_TCZ_BYTES {
             return Err(Error::invalid(
@@ -480,18 +524,56 @@ impl StreamOp for DecompressOp {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path.to_path_buf(), e))?;
         let t = Tcz::parse(&bytes).map_err(|e| Error::invalid("decompress", format!("{}: {e}", path.display())))?;
         // The header's size is from outside: the same pixel limits as any
-        // image, and the memory the decode needs, before anything is allocated.
+        // image, before anything is allocated.
         let named = |e: Error| Error::invalid("decompress", format!("{}: {e}", path.display()));
         crate::image_io::DecodeLimits::default()
             .check_output("the decoded image", t.width as u64, t.height as u64)
             .map_err(named)?;
+        self.model(&t).map_err(named)?;
+        Ok(t)
+    }
+
+    /// A large image in bands ([`bands::decompress_rows`]), written as it is decoded.
+    fn run_bands(&self, file: &crate::stream::FileJob<'_>, format: image::ImageFormat) -> Result<()> {
+        let t = self.read(file.input)?;
+        let named = |e: Error| Error::invalid("decompress", format!("{}: {e}", file.input.display()));
+        crate::fsutil::check_memory("decoding it in bands", bands::decompress_bands_peak_bytes(&t, file.band_rows))
+            .map_err(named)?;
+        let (m, up) = self.model(&t)?;
+        let size = (t.width, t.height);
+        let meta = crate::image_io::Meta::default();
+        crate::rows::write_banded(file.output, file.replace, format, size, &meta, |sink| {
+            bands::decompress_rows(gpu_of(file.backend), m, up, &t, file.band_rows, sink)
+        })?;
+        Ok(())
+    }
+}
+
+impl StreamOp for DecompressOp {
+    fn run_file(&self, file: &crate::stream::FileJob<'_>) -> Option<Result<()>> {
+        let (rate, w, h) = bands::peek(file.input)?;
+        container::factor(rate)?;
+        let whole = (w as u64 + 8) * (h as u64 + 8) * DECOMPRESS_BYTES_PER_PIXEL;
+        if whole < file.band_bytes.saturating_mul(BANDS_FROM) {
+            return None;
+        }
+        let format = crate::image_io::format_of(file.output).ok()?;
+        if !crate::rows::streams(format) {
+            file.observer.notice(
+                file.input,
+                &format!("{format:?} output is encoded whole (only PNG and TIFF are written in bands): the {w}x{h} image is decoded whole"),
+            );
+            return None;
+        }
+        Some(self.run_bands(file, format))
+    }
+    fn load(&self, job: usize, path: &Path) -> Result<(Image, crate::image_io::Meta)> {
+        let t = self.read(path)?;
+        let named = |e: Error| Error::invalid("decompress", format!("{}: {e}", path.display()));
         crate::fsutil::check_memory("decoding it", decompress_peak_bytes(&t)).map_err(named)?;
-        self.model(&t).map_err(|e| Error::invalid("decompress", format!("{}: {e}", path.display())))?;
-        let (lw, lh) = t.latent_size();
         crate::stream::set_job(&mut self.side.lock().expect("side poisoned"), job, Some(t));
         // The engine carries an image between its stages; this one stands for
         // the latents (1x1: their values wait in `side` until the transform).
-        let _ = (lw, lh);
         Ok((Image::new(1, 1, 3, Samples::U8(vec![0; 3]))?, Default::default()))
     }
     fn cpu(&self, job: usize, _img: &Image) -> Result<Image> {

@@ -102,12 +102,25 @@ pub fn dec_block_cpu(flat: &[f32], x: &Tensor) -> Result<Tensor> {
 /// The `width` x `height` image `margin` pixels into the decoded planes
 /// `y` (1, 3, H, W), as packed 8-bit RGB: the codec's crop and quantisation.
 pub fn crop_packed(y: &Tensor, width: usize, height: usize, margin: usize) -> Result<Samples> {
-    let pw = y.shape.w;
+    crop_packed_at(y, (width, height), (margin, margin))
+}
+
+/// The `width` x `height` image at column `x0`, row `y0` of the decoded
+/// planes `y` (1, 3, H, W), as packed 8-bit RGB ([`crop_packed`] with the
+/// rows of a band placed apart from the columns).
+pub fn crop_packed_at(y: &Tensor, (width, height): (usize, usize), (x0, y0): (usize, usize)) -> Result<Samples> {
+    let (ph, pw) = (y.shape.h, y.shape.w);
+    if y.shape.n != 1 || y.shape.c != 3 || x0 + width > pw || y0 + height > ph {
+        return Err(Error::invalid(
+            "tinycompress_dec",
+            format!("cannot crop {width}x{height} at ({x0}, {y0}) from {}", y.shape),
+        ));
+    }
     let mut data = Vec::with_capacity(3 * width * height);
     for c in 0..3 {
         let plane = y.plane(0, c);
-        for r in margin..margin + height {
-            data.extend_from_slice(&plane[r * pw + margin..r * pw + margin + width]);
+        for r in y0..y0 + height {
+            data.extend_from_slice(&plane[r * pw + x0..r * pw + x0 + width]);
         }
     }
     let l = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };

@@ -88,25 +88,60 @@ pub fn enc_block_cpu(flat: &[f32], x: &Tensor) -> Result<Tensor> {
 /// `margin` pixels before them on each axis, the rest after (the codec's
 /// padding, which the kernel's packed mode applies as it loads).
 pub fn edge_padded(x: &Tensor, margin: usize, w: usize, h: usize) -> Result<Tensor> {
-    let (ih, iw) = (x.shape.h, x.shape.w);
-    if x.shape.n != 1 || x.shape.c != 3 || ih == 0 || iw == 0 || iw + margin > w || ih + margin > h {
+    let ih = x.shape.h;
+    if ih + margin > h {
         return Err(Error::invalid(
             "tinycompress_enc",
             format!("cannot pad {} to {w}x{h} with margin {margin}", x.shape),
         ));
     }
-    let mut data = Vec::with_capacity(3 * w * h);
+    edge_padded_rows(x, (0, ih), margin, w, 0..h)
+}
+
+/// Rows `rows` of [`edge_padded`]'s planes for an image `height` rows tall
+/// of which `x` holds rows `first..first + x.shape.h`: padded row `r` is
+/// image row `r - margin` clamped to the image, which `x` must hold (a band
+/// of the padded image, from a band of the image).
+pub fn edge_padded_rows(
+    x: &Tensor,
+    (first, height): (usize, usize),
+    margin: usize,
+    w: usize,
+    rows: std::ops::Range<usize>,
+) -> Result<Tensor> {
+    let (ih, iw) = (x.shape.h, x.shape.w);
+    let src = |r: usize| r.saturating_sub(margin).min(height.saturating_sub(1));
+    let holds = |r: usize| (first..first + ih).contains(&src(r));
+    if x.shape.n != 1
+        || x.shape.c != 3
+        || ih == 0
+        || iw == 0
+        || iw + margin > w
+        || rows.is_empty()
+        || !holds(rows.start)
+        || !holds(rows.end - 1)
+    {
+        return Err(Error::invalid(
+            "tinycompress_enc",
+            format!(
+                "cannot pad {} (rows {first}.. of {height}) to rows {rows:?} of width {w} with margin {margin}",
+                x.shape
+            ),
+        ));
+    }
+    let mut data = crate::fsutil::try_vec("the padded planes", 3 * w * rows.len(), 0f32)?;
+    data.clear();
     for c in 0..3 {
         let plane = x.plane(0, c);
-        for y in 0..h {
-            let sy = y.saturating_sub(margin).min(ih - 1);
+        for y in rows.clone() {
+            let sy = src(y) - first;
             let row = &plane[sy * iw..sy * iw + iw];
             data.extend(std::iter::repeat_n(row[0], margin));
             data.extend_from_slice(row);
             data.extend(std::iter::repeat_n(row[iw - 1], w - iw - margin));
         }
     }
-    Tensor::from_vec(Shape::new(1, 3, h, w), data)
+    Tensor::from_vec(Shape::new(1, 3, rows.len(), w), data)
 }
 
 impl TinyCompressEnc {

@@ -20,8 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::*;
-use crate::rows::{self, RowReader};
-use crate::tensor::Samples;
+use crate::rows::{self, RowReader, Window};
 use crate::tiling::Tile;
 
 /// An op run on horizontal bands of an image ([`StreamOp::bands`]).
@@ -158,6 +157,23 @@ pub(super) fn try_run(
     shared: &Shared<'_>,
 ) -> Option<Result<()>> {
     let Job { input, output } = &shared.jobs[job];
+    let file = FileJob {
+        job,
+        input,
+        output,
+        backend,
+        band_bytes: cfg.band_bytes,
+        band_rows: cfg.band_rows,
+        replace: cfg.overwrite,
+        observer: shared.observer,
+    };
+    let own = match (backend, pool) {
+        (Backend::Cpu, Some(p)) => p.install(|| op.run_file(&file)),
+        _ => op.run_file(&file),
+    };
+    if own.is_some() {
+        return own;
+    }
     let format = image_io::format_of(output).ok()?;
     let (w, h) = rows::dimensions(input).ok()?;
     let b = op.bands(w, h)?;
@@ -213,7 +229,7 @@ fn run(
         let mut a = 0;
         while a < h {
             let core = a..(a + rows.max(1)).min(h);
-            let band = win.take(&mut src, core.start.saturating_sub(halo)..(core.end + halo).min(h), shared)?;
+            let band = take(&mut win, &mut src, core.start.saturating_sub(halo)..(core.end + halo).min(h), shared)?;
             let p = op.prepare(band)?;
             on_pool(&mut || b.look(backend, &p, win.lo, core.clone()))?;
             a = core.end;
@@ -222,124 +238,51 @@ fn run(
         src.rewind()?;
     }
     let meta = src.meta.clone();
-    let (tx, rx) = mpsc::sync_channel::<Image>(1);
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> Result<()> {
-            let Ok(first) = rx.recv() else { return Ok(()) };
-            crate::fsutil::write_atomic_stream(output, replace, |f| {
-                let t = Instant::now();
-                // The time spent waiting for bands is not encoding.
-                let waited = std::cell::Cell::new(std::time::Duration::ZERO);
-                let bands = std::iter::from_fn(|| {
-                    let t0 = Instant::now();
-                    let got = rx.recv().ok();
-                    waited.set(waited.get() + t0.elapsed());
-                    got
-                });
-                let r = rows::write_rows(f, format, (ow as u32, oh as u32), &meta, first, bands);
-                shared.encode_ns.fetch_add(nanos(t.elapsed().saturating_sub(waited.get())), Ordering::Relaxed);
-                r
-            })
-            .map_err(|e| match e {
-                Error::Exists { .. } => e,
-                e => Error::ImageWrite { path: output.to_path_buf(), reason: e.to_string() },
-            })
-        });
-        // Output rows per band: the input rows' share of the output.
-        let orows = ((band_rows(&*b) as u128 * oh as u128 / h.max(1) as u128) as usize).max(1);
-        let (mut checked, mut writer_gone) = (false, false);
-        let mut win = Window::new(&src);
-        let mut produce = || -> Result<()> {
-            let mut oa = 0;
-            while oa < oh {
-                let out_rows = oa..(oa + orows).min(oh);
-                let band = win.take(&mut src, b.input_rows(out_rows.clone(), h), shared)?;
-                let first = win.lo;
-                let p = op.prepare(band)?;
-                if !checked {
-                    b.check(&p)?;
-                    checked = true;
-                }
-                let mut got = None;
-                on_pool(&mut || {
-                    got = Some(b.run(job, backend, &p, first, out_rows.clone())?);
-                    Ok(())
-                })?;
-                let (y, y0) = got.expect("set by run");
-                let y = op.finish(channels, &p, y)?;
-                if y.width as usize != ow || y0 > out_rows.start || y0 + (y.height as usize) < out_rows.end {
-                    return Err(Error::invalid(
-                        "bands",
-                        format!(
-                            "the op gave {}x{} from row {y0} for output rows {out_rows:?} of a {ow}x{oh} image",
-                            y.width, y.height
-                        ),
-                    ));
-                }
-                let core = Tile { x: 0, y: out_rows.start - y0, w: ow, h: out_rows.len() };
-                if tx.send(crate::tiling::crop(&y, core)?).is_err() {
-                    // The writer stopped: its error is the one returned.
-                    writer_gone = true;
-                    return Err(Error::invalid("bands", "the writer stopped"));
-                }
-                oa = out_rows.end;
+    // Output rows per band: the input rows' share of the output.
+    let orows = ((band_rows(&*b) as u128 * oh as u128 / h.max(1) as u128) as usize).max(1);
+    let mut checked = false;
+    let mut win = Window::new(&src);
+    let encoding = rows::write_banded(output, replace, format, (ow as u32, oh as u32), &meta, |sink| {
+        let mut oa = 0;
+        while oa < oh {
+            let out_rows = oa..(oa + orows).min(oh);
+            let band = take(&mut win, &mut src, b.input_rows(out_rows.clone(), h), shared)?;
+            let first = win.lo;
+            let p = op.prepare(band)?;
+            if !checked {
+                b.check(&p)?;
+                checked = true;
             }
-            Ok(())
-        };
-        let produced = produce();
-        drop(tx);
-        let written = writer.join().unwrap_or_else(|_| Err(Error::invalid("bands", "the writer thread panicked")));
-        // The producer's error first (the writer's is then only that the
-        // bands stopped), unless the producer stopped for the writer.
-        if writer_gone {
-            written.and(produced)
-        } else {
-            produced.and(written)
+            let mut got = None;
+            on_pool(&mut || {
+                got = Some(b.run(job, backend, &p, first, out_rows.clone())?);
+                Ok(())
+            })?;
+            let (y, y0) = got.expect("set by run");
+            let y = op.finish(channels, &p, y)?;
+            if y.width as usize != ow || y0 > out_rows.start || y0 + (y.height as usize) < out_rows.end {
+                return Err(Error::invalid(
+                    "bands",
+                    format!(
+                        "the op gave {}x{} from row {y0} for output rows {out_rows:?} of a {ow}x{oh} image",
+                        y.width, y.height
+                    ),
+                ));
+            }
+            let core = Tile { x: 0, y: out_rows.start - y0, w: ow, h: out_rows.len() };
+            sink(crate::tiling::crop(&y, core)?)?;
+            oa = out_rows.end;
         }
-    })
+        Ok(())
+    })?;
+    shared.encode_ns.fetch_add(nanos(encoding), Ordering::Relaxed);
+    Ok(())
 }
 
-/// The input rows the current band needs, read once each from the top and
-/// kept only while a band needs them.
-struct Window {
-    samples: Samples,
-    /// The first row held.
-    lo: usize,
-    /// One past the last row held.
-    hi: usize,
-}
-
-impl Window {
-    fn new(src: &RowReader) -> Window {
-        Window { samples: src.empty(), lo: 0, hi: 0 }
-    }
-
-    /// Input rows `rows` as an image: the rows above dropped, the new ones
-    /// read. Bands move down the image: neither end may move up.
-    fn take(&mut self, src: &mut RowReader, rows: Range<usize>, shared: &Shared<'_>) -> Result<Image> {
-        let (h, n) = (src.height as usize, src.row_len());
-        if rows.start < self.lo || rows.end < self.hi || rows.end > h || rows.is_empty() {
-            return Err(Error::invalid("bands", format!("input rows {rows:?} after {}..{}", self.lo, self.hi)));
-        }
-        let gone = (rows.start.min(self.hi) - self.lo) * n;
-        match &mut self.samples {
-            Samples::U8(v) => drop_front(v, gone),
-            Samples::U16(v) => drop_front(v, gone),
-        }
-        if rows.start > self.hi {
-            // Rows no band needs (an op that skips input rows): read past them.
-            let mut skip = src.empty();
-            src.read(rows.start - self.hi, &mut skip)?;
-        }
-        let t = Instant::now();
-        let from = rows.start.max(self.hi);
-        src.read(rows.end - from, &mut self.samples)?;
-        shared.decode_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
-        (self.lo, self.hi) = (rows.start, rows.end);
-        Image::new(src.width, rows.len() as u32, src.channels, self.samples.clone())
-    }
-}
-
-fn drop_front<T>(v: &mut Vec<T>, n: usize) {
-    v.drain(..n.min(v.len()));
+/// [`Window::take`], its time counted as decoding.
+fn take(win: &mut Window, src: &mut RowReader, rows: Range<usize>, shared: &Shared<'_>) -> Result<Image> {
+    let t = Instant::now();
+    let r = win.take(src, rows);
+    shared.decode_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
+    r
 }

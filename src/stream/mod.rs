@@ -125,6 +125,14 @@ pub trait StreamOp: Send + Sync {
         let _ = (width, height);
         None
     }
+    /// For an op whose input or output is not an image (compress,
+    /// decompress): runs a large job file to file in bounded memory, its
+    /// own way, or `None` (the default) for the usual way. Called on a
+    /// load thread (inside the CPU path's pool) before the job is loaded.
+    fn run_file(&self, file: &FileJob<'_>) -> Option<Result<()>> {
+        let _ = file;
+        None
+    }
     /// Turns the op's output back into what is saved. `channels` is the
     /// decoded image's channel count (before `prepare`).
     fn finish(&self, channels: usize, input: &Image, out: Image) -> Result<Image> {
@@ -147,6 +155,26 @@ pub struct Job {
     pub input: PathBuf,
     /// The output file.
     pub output: PathBuf,
+}
+
+/// One job as [`StreamOp::run_file`] sees it.
+pub struct FileJob<'a> {
+    /// The job's index in the run.
+    pub job: usize,
+    /// The input file.
+    pub input: &'a Path,
+    /// The output file.
+    pub output: &'a Path,
+    /// Where the op runs.
+    pub backend: &'a Backend,
+    /// [`StreamConfig::band_bytes`].
+    pub band_bytes: u64,
+    /// [`StreamConfig::band_rows`].
+    pub band_rows: usize,
+    /// Replace the output when it exists ([`StreamConfig::overwrite`]).
+    pub replace: bool,
+    /// The run's observer (for [`Observer::notice`]).
+    pub observer: &'a dyn Observer,
 }
 
 /// Threads, ring depth and batching of a run.
