@@ -229,7 +229,8 @@ pub use with_mpi::Cluster;
 mod with_mpi {
     use mpi::collective::SystemOperation;
     use mpi::point_to_point::{Destination, Source};
-    use mpi::topology::{Communicator, SimpleCommunicator};
+    use mpi::request::{Request, StaticScope};
+    use mpi::topology::{Communicator, Process, SimpleCommunicator};
     use mpi::traits::CommunicatorCollectives;
 
     use super::{Done, Launch, Master, Outcome, Task};
@@ -250,9 +251,58 @@ mod with_mpi {
     /// Waits until `ready`, napping 0.2 ms between looks (nothing next to a
     /// task's time): MPI's blocking receive spins a core while it waits, a
     /// core a worker on the same node could use.
-    fn nap_until(ready: impl Fn() -> bool) {
+    fn nap_until(mut ready: impl FnMut() -> bool) {
         while !ready() {
             std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// Non-blocking sends in flight. Each message's buffer is handed to
+    /// its request for the 'static scope (MPI reads it until the send
+    /// completes) and freed once the request says it has; every request is
+    /// waited for before this is dropped.
+    #[derive(Default)]
+    struct InFlight(Vec<(SendReq, *mut [u8])>);
+
+    /// A non-blocking send of a buffer [`InFlight`] owns.
+    type SendReq = Request<'static, [u8], StaticScope>;
+
+    impl InFlight {
+        /// Starts sending `bytes` to `to` with `tag`.
+        fn send(&mut self, to: &Process<'_>, bytes: Vec<u8>, tag: i32) {
+            let ptr = Box::into_raw(bytes.into_boxed_slice());
+            // SAFETY: `ptr` is a live allocation that nothing else uses; it
+            // is freed only after the request that reads it has completed.
+            let buf: &'static [u8] = unsafe { &*ptr };
+            self.0.push((to.immediate_send_with_tag(StaticScope, buf, tag), ptr));
+        }
+
+        /// Frees the buffers of the sends that have completed.
+        fn reap(&mut self) {
+            let mut pending = Vec::with_capacity(self.0.len());
+            for (req, ptr) in self.0.drain(..) {
+                match req.test() {
+                    // SAFETY: the send completed: MPI no longer reads the buffer.
+                    Ok(_) => drop(unsafe { Box::from_raw(ptr) }),
+                    Err(req) => pending.push((req, ptr)),
+                }
+            }
+            self.0 = pending;
+        }
+
+        /// Waits for every send, then frees its buffer.
+        fn finish(&mut self) {
+            for (req, ptr) in self.0.drain(..) {
+                req.wait();
+                // SAFETY: as in `reap`.
+                drop(unsafe { Box::from_raw(ptr) });
+            }
+        }
+    }
+
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.finish();
         }
     }
 
@@ -305,17 +355,29 @@ mod with_mpi {
             (min[0] == 1, min[1] == u64::MAX - min[2])
         }
 
-        /// Rank 0: hands `master`'s tasks out one at a time to whichever
-        /// worker asks, passes each result back to it, and stops every
-        /// worker once there are no tasks left; returns the tasks each rank
+        /// Rank 0: hands `master`'s tasks out to whichever worker asks,
+        /// up to [`Master::ahead`] at a time once no other worker waits for
+        /// its first (the next one travels while the worker runs the last),
+        /// with non-blocking sends, so the
+        /// master goes on receiving and merging while a tile is on its way;
+        /// passes each result back to it, and stops each worker once there
+        /// are no tasks left and it holds none; returns the tasks each rank
         /// ran (rank 0: none). An error from `master.done` (a message that
         /// does not decode) ends the run after the workers are stopped.
         pub fn master(&self, master: &mut dyn Master) -> Result<Vec<usize>> {
             let mut per_rank = vec![0; self.size()];
+            // Tasks each worker was sent and has not answered yet.
+            let mut held = vec![0usize; self.size()];
+            let mut stopped = vec![false; self.size()];
+            let ahead = master.ahead().max(1);
+            let mut sends = InFlight::default();
             let (mut active, mut failed) = (self.size() - 1, None);
             while active > 0 {
-                // The master waits most of the time.
-                nap_until(|| self.world.any_process().immediate_probe().is_some());
+                // The master waits most of the time; sends finish meanwhile.
+                nap_until(|| {
+                    sends.reap();
+                    self.world.any_process().immediate_probe().is_some()
+                });
                 let (msg, status) = self.world.any_process().receive_vec::<u8>();
                 let from = status.source_rank();
                 let done = match status.tag() {
@@ -324,23 +386,39 @@ mod with_mpi {
                     TILE_DONE => Some(Ok(Done::Tile(msg))),
                     t => Some(Err(Error::invalid("mpirun", format!("rank {from} sent a message of tag {t}")))),
                 };
+                let slot = from as usize;
                 if let Some(d) = done {
-                    if let Err(e) = d.and_then(|d| master.done(from as usize, d)) {
+                    held[slot] = held[slot].saturating_sub(1);
+                    if let Err(e) = d.and_then(|d| master.done(slot, d)) {
                         failed.get_or_insert(e);
                     }
                 }
                 let to = self.world.process_at_rank(from);
-                match if failed.is_none() { master.next() } else { None } {
-                    Some(Task::Job(j)) => to.send_with_tag(&(j as u64).to_le_bytes()[..], JOB),
-                    Some(Task::Tile(bytes)) => to.send_with_tag(&bytes[..], TILE),
-                    None => {
-                        to.send_with_tag(&[0u8][..], STOP);
-                        active -= 1;
-                        continue;
+                while held[slot] < ahead {
+                    // A task ahead only while no other worker waits for one
+                    // (one that has not asked yet, say): the first tasks go
+                    // one to each.
+                    let waiting = |w: usize| w != slot && !stopped[w] && held[w] == 0;
+                    if held[slot] >= 1 && (1..self.size()).any(waiting) {
+                        break;
                     }
+                    let (bytes, tag) = match if failed.is_none() { master.next() } else { None } {
+                        Some(Task::Job(j)) => ((j as u64).to_le_bytes().to_vec(), JOB),
+                        Some(Task::Tile(bytes)) => (bytes, TILE),
+                        None => break,
+                    };
+                    sends.send(&to, bytes, tag);
+                    held[slot] += 1;
+                    per_rank[slot] += 1;
                 }
-                per_rank[from as usize] += 1;
+                if held[slot] == 0 {
+                    // Nothing left for it, and it holds nothing: it stops.
+                    to.send_with_tag(&[0u8][..], STOP);
+                    stopped[slot] = true;
+                    active -= 1;
+                }
             }
+            sends.finish();
             match failed {
                 Some(e) => Err(e),
                 None => Ok(per_rank),
@@ -400,6 +478,13 @@ pub trait Master {
     fn next(&mut self) -> Option<Task>;
     /// A worker's result for a task it was handed.
     fn done(&mut self, rank: usize, done: Done) -> Result<()>;
+    /// How many tasks a worker may hold at once: 1 (the default) hands a
+    /// task only to a worker that asks, for the best balance at the end of
+    /// a batch; 2 sends the next while it runs the last, so a large task's
+    /// transfer overlaps the work (one image's tiles).
+    fn ahead(&self) -> usize {
+        1
+    }
 }
 
 #[cfg(test)]

@@ -271,6 +271,10 @@ mod with_mpi {
             }
             Ok(())
         }
+        fn ahead(&self) -> usize {
+            // Each worker's next tile travels while it runs the last.
+            2
+        }
     }
 
     /// The master's side of one image split across the ranks: `None` when
