@@ -43,6 +43,47 @@ pub fn temp_path(path: &Path) -> Option<PathBuf> {
     Some(dir.join(format!(".{}.{}-{n}.tmp", name.to_string_lossy(), std::process::id())))
 }
 
+/// A temporary file beside `path` for data too large to keep in memory
+/// (`.NAME.PID-N.tmp`, [`temp_path`]): removed when dropped, and by the
+/// signal handler ([`remove_temps`]) or the next run's sweep if the process
+/// dies first.
+pub struct Scratch {
+    path: PathBuf,
+    file: File,
+}
+
+impl Scratch {
+    /// Creates the file (read and write) beside `path`.
+    pub fn beside(path: &Path) -> Result<Scratch> {
+        let tmp = temp_path(path).ok_or_else(|| Error::io(path, std::io::Error::other("no file name")))?;
+        register(&tmp);
+        match File::options().read(true).write(true).create_new(true).open(&tmp) {
+            Ok(file) => Ok(Scratch { path: tmp, file }),
+            Err(e) => {
+                unregister(&tmp);
+                Err(Error::io(&tmp, e))
+            }
+        }
+    }
+
+    /// The open file.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Its name.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        unregister(&self.path);
+    }
+}
+
 /// Writes bytes to `path` through a temporary file in the same directory, so
 /// a reader never sees a half-written file and a failure leaves none. With
 /// `replace` false an existing `path` is left alone and [`Error::Exists`]

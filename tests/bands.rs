@@ -299,6 +299,16 @@ fn codec_bands_refuse_what_the_whole_way_refuses_and_leave_nothing() {
     let r = run_one(&Backend::Cpu, &op, &cut, &dir.join("cut.tcz"), 8, &stream::Silent);
     assert_eq!((r.images, r.failed, r.banded), (0, 1, 1));
     assert!(!dir.join("cut.tcz").exists());
+    // Nor the latents' temporary file.
+    let temps = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    };
+    assert!(temps(&dir).is_empty(), "temporaries left: {:?}", temps(&dir));
     // A .tcz with a flipped payload byte: the CRC refuses it, no image left.
     let tcz = dir.join("good.tcz");
     one(&Backend::Cpu, &op, &good, &tcz, 8);
@@ -318,6 +328,7 @@ fn codec_bands_refuse_what_the_whole_way_refuses_and_leave_nothing() {
     assert_eq!((r.images, r.failed), (0, 1));
     assert!(r.failures[0].1.contains("none for rate 16"), "{}", r.failures[0].1);
     // JPEG output cannot take rows: decoded whole, with a notice.
+    assert!(temps(&dir).is_empty(), "temporaries left: {:?}", temps(&dir));
     let notes = Notes::default();
     let r = run_one(&Backend::Cpu, &dec, &tcz, &dir.join("out.jpg"), 8, &notes);
     assert_eq!((r.images, r.failed, r.banded), (1, 0, 0));

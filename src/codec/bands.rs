@@ -11,8 +11,9 @@
 //!
 //! The quantisation's ranges are those of all latents, so the encoder's
 //! output (f32, 3 values per 4^blocks pixels: 3 bytes per pixel at -4,
-//! 0.75 at -16, 0.19 at -64) is kept until the last band; everything else
-//! lives for one band. Each band carries the networks' receptive halo and
+//! 0.75 at -16, 0.19 at -64) waits in a temporary file beside the output
+//! until the last band; in memory are the codes (a quarter of that) and one
+//! band. Each band carries the networks' receptive halo and
 //! starts on the block factor's grid, so its core rows are what the whole
 //! image gives there: the `.tcz` and the decoded image are the same bytes as
 //! the whole-image way's on the CPU path (`tests/bands.rs` compares them).
@@ -21,7 +22,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use super::{check_channels, container, entropy, padded_size, quantise, upload_blocks, Tcz, Uploaded};
+use super::{check_channels, container, entropy, padded_size, upload_blocks, Tcz, Uploaded};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::image_io::Image;
@@ -61,15 +62,14 @@ fn latent_rows(rows: usize, width: usize, bytes_per_pixel: u64, halo: usize, fac
 }
 
 /// Peak memory of [`compress_rows`] for a `w` x `h` image, in bytes: the
-/// f32 latents and their codes, the coder's output (at most the codes),
-/// and one band.
+/// codes, the coder's output (at most the codes), and one band.
 pub fn compress_bands_peak_bytes(m: &TinyCompress, w: usize, h: usize, band_rows: usize) -> u64 {
     let (pw, ph) = padded_size(w, h, m);
     let f = m.factor();
     let latents = (pw / f * ph / f * 3) as u64;
     let l = latent_rows(band_rows, pw, ENC_BYTES_PER_PIXEL, enc_halo(m), f);
     let band = ((l * f + 2 * enc_halo(m)) * pw) as u64 * ENC_BYTES_PER_PIXEL;
-    latents * (4 + 1 + 1) + band
+    latents * (1 + 1) + band
 }
 
 /// Peak memory of [`decompress_rows`] for `t`, in bytes: the payload, the
@@ -122,6 +122,12 @@ fn encode_planes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, x
 /// The `.tcz` of the RGB image `src` reads, made band by band of
 /// `band_rows` image rows (0: the default, from the band budget): the
 /// same file as [`super::compress`] of the whole image on the CPU path.
+///
+/// The quantisation's ranges are those of all latents, so the encoder's
+/// output goes to a temporary file beside `spill` (f32, band after band)
+/// while the ranges gather; then each band is read back and quantised into
+/// the codes, which the arithmetic coder takes whole (a byte per latent
+/// value: 0.75 bytes per pixel at -4).
 pub fn compress_rows(
     gpu: Option<&Gpu>,
     m: &TinyCompress,
@@ -129,46 +135,74 @@ pub fn compress_rows(
     src: &mut RowReader,
     bitplanes: u32,
     band_rows: usize,
+    spill: &Path,
 ) -> Result<Tcz> {
+    use crate::kernels::tinycompress_quant::{channel_keys, codes_in, range_from};
+    use std::io::{BufReader, BufWriter, Read, Seek, Write};
     if !(1..=8).contains(&bitplanes) {
         return Err(Error::invalid("compress", format!("{bitplanes} bit planes (valid: 1-8)")));
     }
-    let (w, h) = (src.width as usize, src.height as usize);
     check_channels(src.channels)?;
+    let (w, h) = (src.width as usize, src.height as usize);
     let (f, margin) = (m.factor(), container::margin(m.rate() as u8));
     let (pw, ph) = padded_size(w, h, m);
     let (lw, lh) = (pw / f, ph / f);
     let halo = enc_halo(m);
     let step = latent_rows(band_rows, pw, ENC_BYTES_PER_PIXEL, halo, f);
-    let plane = lw * lh;
-    let mut lat = crate::fsutil::try_vec("the latents", 3 * plane, 0f32)?;
-    let mut win = Window::new(src);
-    // Padded row r is image row r - margin, clamped.
-    let image_row = |r: usize| r.saturating_sub(margin).min(h - 1);
-    let mut la = 0;
-    while la < lh {
-        let lb = (la + step).min(lh);
-        // On the factor's grid, so that the pixel unshuffles pair the rows
-        // the whole image's do.
-        let padded: Range<usize> = (la * f).saturating_sub(halo)..(lb * f + halo).min(ph);
-        let band = win.take(src, image_row(padded.start)..image_row(padded.end - 1) + 1)?;
-        let x = UnpackPixels(band.layout()).cpu(&band.samples)?;
-        let planes = edge_padded_rows(&x, (win.lo, h), margin, pw, padded.clone())?;
-        drop(x);
-        let y = encode_planes(gpu, m, up, &planes)?;
-        drop(planes);
-        let off = la - padded.start / f;
-        if y.shape.w != lw || y.shape.h < off + (lb - la) {
-            return Err(Error::invalid("compress", format!("the encoder gave {} for latent rows {la}..{lb}", y.shape)));
+    let bands: Vec<Range<usize>> = (0..lh.div_ceil(step)).map(|i| i * step..((i + 1) * step).min(lh)).collect();
+    let mut scratch = crate::fsutil::Scratch::beside(spill)?;
+    // Each channel's range keys ([`quantise`]'s, gathered band by band).
+    let mut keys = [(0u32, 0u32); 3];
+    {
+        let path = scratch.path().to_path_buf();
+        let mut out = BufWriter::new(scratch.file());
+        let mut win = Window::new(src);
+        // Padded row r is image row r - margin, clamped.
+        let image_row = |r: usize| r.saturating_sub(margin).min(h - 1);
+        for rows in &bands {
+            let (la, lb) = (rows.start, rows.end);
+            // On the factor's grid, so that the pixel unshuffles pair the
+            // rows the whole image's do.
+            let padded: Range<usize> = (la * f).saturating_sub(halo)..(lb * f + halo).min(ph);
+            let band = win.take(src, image_row(padded.start)..image_row(padded.end - 1) + 1)?;
+            let x = UnpackPixels(band.layout()).cpu(&band.samples)?;
+            let planes = edge_padded_rows(&x, (win.lo, h), margin, pw, padded.clone())?;
+            drop(x);
+            let y = encode_planes(gpu, m, up, &planes)?;
+            drop(planes);
+            let off = la - padded.start / f;
+            if y.shape.w != lw || y.shape.h < off + (lb - la) {
+                return Err(Error::invalid(
+                    "compress",
+                    format!("the encoder gave {} for latent rows {la}..{lb}", y.shape),
+                ));
+            }
+            for (c, k) in keys.iter_mut().enumerate() {
+                let core = &y.plane(0, c)[off * lw..(off + lb - la) * lw];
+                let (hi, not_lo) = channel_keys(core);
+                *k = (k.0.max(hi), k.1.max(not_lo));
+                out.write_all(bytemuck::cast_slice(core)).map_err(|e| Error::io(&path, e))?;
+            }
         }
-        for c in 0..3 {
-            lat[c * plane + la * lw..c * plane + lb * lw]
-                .copy_from_slice(&y.plane(0, c)[off * lw..(off + lb - la) * lw]);
-        }
-        la = lb;
+        out.flush().map_err(|e| Error::io(&path, e))?;
     }
-    let (codes, ranges) = quantise(&lat, 3, bitplanes);
-    drop(lat);
+    let ranges: Vec<(f32, f32)> = keys.iter().map(|&(hi, not_lo)| range_from(hi, not_lo)).collect();
+    let plane = lw * lh;
+    let mut codes = crate::fsutil::try_vec("the latent codes", 3 * plane, 0u8)?;
+    let path = scratch.path().to_path_buf();
+    scratch.file().rewind().map_err(|e| Error::io(&path, e))?;
+    let mut input = BufReader::new(scratch.file());
+    for rows in &bands {
+        let n = rows.len() * lw;
+        let mut band = vec![0f32; 3 * n];
+        input.read_exact(bytemuck::cast_slice_mut(&mut band)).map_err(|e| Error::io(&path, e))?;
+        let q = codes_in(&band, &ranges, bitplanes);
+        for c in 0..3 {
+            codes[c * plane + rows.start * lw..c * plane + rows.end * lw].copy_from_slice(&q[c * n..(c + 1) * n]);
+        }
+    }
+    drop(input);
+    drop(scratch);
     Ok(Tcz {
         version: container::VERSION,
         rate: m.rate() as u8,

@@ -427,6 +427,7 @@ impl CompressOp {
             &mut src,
             self.bitplanes,
             file.band_rows,
+            file.output,
         )?;
         crate::fsutil::write_atomic_with(file.output, &t.to_bytes(), file.replace)
     }
