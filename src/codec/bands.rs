@@ -203,16 +203,7 @@ pub fn compress_rows(
     }
     drop(input);
     drop(scratch);
-    Ok(Tcz {
-        version: container::VERSION,
-        rate: m.rate() as u8,
-        bitplanes: bitplanes as u8,
-        width: src.width,
-        height: src.height,
-        codec: m.id(),
-        ranges: [ranges[0], ranges[1], ranges[2]],
-        payload: entropy::encode_latents(&codes, 3, lw, lh, bitplanes),
-    })
+    Ok(super::coded((m.rate(), m.id()), bitplanes, (src.width, src.height), &ranges, &codes, (lw, lh)))
 }
 
 /// The decoder on latent planes (1, 3, lh, lw) to full-resolution planes:

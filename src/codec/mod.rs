@@ -248,16 +248,30 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, bitplanes: u32
         return Err(Error::invalid("compress", format!("{bitplanes} bit planes (valid: 1-8)")));
     }
     let (codes, ranges, lw, lh) = codes(gpu_of(backend), m, &OnceLock::new(), img, bitplanes)?;
-    Ok(Tcz {
+    Ok(coded((m.rate(), m.id()), bitplanes, (img.width, img.height), &ranges, &codes, (lw, lh)))
+}
+
+/// The `.tcz` of an image of `size` whose latent codes (planar, 3 x lh x
+/// lw, `bitplanes` bits within `ranges`) the codec of (rate, id) made: the
+/// codes arithmetic-coded into the payload.
+fn coded(
+    (rate, id): (usize, u32),
+    bitplanes: u32,
+    (width, height): (u32, u32),
+    ranges: &[(f32, f32)],
+    codes: &[u8],
+    (lw, lh): (usize, usize),
+) -> Tcz {
+    Tcz {
         version: container::VERSION,
-        rate: m.rate() as u8,
+        rate: rate as u8,
         bitplanes: bitplanes as u8,
-        width: img.width,
-        height: img.height,
-        codec: m.id(),
+        width,
+        height,
+        codec: id,
         ranges: [ranges[0], ranges[1], ranges[2]],
-        payload: entropy::encode_latents(&codes, 3, lw, lh, bitplanes),
-    })
+        payload: entropy::encode_latents(codes, 3, lw, lh, bitplanes),
+    }
 }
 
 /// Decodes a `.tcz` into an 8-bit RGB image (the codec must have the file's rate).
@@ -456,16 +470,11 @@ impl StreamOp for CompressOp {
     fn save(&self, job: usize, out: &Image, _meta: &crate::image_io::Meta, path: &Path, replace: bool) -> Result<()> {
         let s = self.side.lock().expect("side poisoned").get(job).cloned().unwrap_or_default();
         let (lw, lh) = (out.width as usize, out.height as usize);
-        let t = Tcz {
-            version: container::VERSION,
-            rate: self.model.rate() as u8,
-            bitplanes: self.bitplanes as u8,
-            width: s.width,
-            height: s.height,
-            codec: self.id,
-            ranges: [s.ranges[0], s.ranges[1], s.ranges[2]],
-            payload: entropy::encode_latents(&planar_codes(out), 3, lw, lh, self.bitplanes),
-        };
+        if s.ranges.len() != 3 {
+            return Err(Error::invalid("compress", format!("{}: no latent ranges for job {job}", path.display())));
+        }
+        let (rate, size) = (self.model.rate(), (s.width, s.height));
+        let t = coded((rate, self.id), self.bitplanes, size, &s.ranges, &planar_codes(out), (lw, lh));
         crate::fsutil::write_atomic_with(path, &t.to_bytes(), replace)
     }
 }
