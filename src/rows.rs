@@ -4,9 +4,11 @@
 //!
 //! - [`RowReader`]: a non-interlaced PNG is decoded row by row (the `png`
 //!   crate's reader with the transformations `image` uses, so the rows are
-//!   the samples [`crate::image_io::load_full`] gives); any other input
-//!   (JPEG, WebP, BMP, TIFF, interlaced PNG, PNG with EXIF) is decoded whole
-//!   by the caller's loader and handed out in bands from memory.
+//!   the samples [`crate::image_io::load_full`] gives), a stripped TIFF
+//!   strip by strip (the `tiff` crate, which `image` decodes it with); any
+//!   other input (JPEG, WebP, BMP, tiled or planar TIFF, interlaced PNG,
+//!   PNG with EXIF) is decoded whole by the caller's loader and handed out
+//!   in bands from memory.
 //! - [`write_rows`]: PNG (the `png` crate's stream writer, with the settings
 //!   `image`'s encoder uses) and TIFF (strips, as `image`'s encoder lays
 //!   them out; BigTIFF beyond 4 GB) are encoded as the bands come, into a
@@ -22,6 +24,10 @@ use image::ImageFormat;
 use crate::error::{Error, Result};
 use crate::image_io::{DecodeLimits, Image, Meta};
 use crate::tensor::Samples;
+
+/// The largest TIFF strip read row by row (larger ones, a strip of the
+/// whole image say, are decoded whole): 64 MiB.
+pub const MAX_STRIP_BYTES: usize = 64 << 20;
 
 /// True when `format` can be written band by band ([`write_rows`]).
 pub fn streams(format: ImageFormat) -> bool {
@@ -41,10 +47,21 @@ pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
 }
 
 type PngReader = png::Reader<BufReader<File>>;
+type TiffReader = tiff::decoder::Decoder<BufReader<File>>;
+
+/// A stripped TIFF read strip by strip: the decoder, the next strip, and
+/// the rows of the last strip read not yet handed out.
+struct TiffStrips {
+    dec: Box<TiffReader>,
+    next: u32,
+    rows: Samples,
+}
 
 enum Source {
     /// Rows decoded as they are asked for.
     Png(Box<PngReader>),
+    /// Strips decoded as their rows are asked for.
+    Tiff(TiffStrips),
     /// A whole decoded image and the next row to hand out.
     Whole(Image, usize),
 }
@@ -73,6 +90,9 @@ impl RowReader {
     /// its own limits and memory check).
     pub fn open(path: &Path, limits: DecodeLimits, load: impl FnOnce() -> Result<(Image, Meta)>) -> Result<RowReader> {
         if let Some(r) = Self::open_png(path, limits)? {
+            return Ok(r);
+        }
+        if let Some(r) = Self::open_tiff(path, limits)? {
             return Ok(r);
         }
         let (img, meta) = load()?;
@@ -139,6 +159,73 @@ impl RowReader {
         }))
     }
 
+    /// The strip-by-strip TIFF reader, or None when `path` is not a TIFF
+    /// this reader takes: only what `image`'s TIFF decoder hands over as it
+    /// is (grey, grey+alpha, RGB or RGBA of 8 or 16 unsigned bits, samples
+    /// interleaved, in strips of at most [`MAX_STRIP_BYTES`], no
+    /// orientation to apply), so the rows are the samples
+    /// [`crate::image_io::load_full`] gives. Tiled, planar, CMYK, YCbCr,
+    /// palette, float and rotated TIFFs are decoded whole.
+    fn open_tiff(path: &Path, limits: DecodeLimits) -> Result<Option<RowReader>> {
+        use tiff::decoder::{ChunkType, Decoder};
+        use tiff::tags::Tag;
+        use tiff::ColorType;
+        let err = |reason: String| Error::ImageRead { path: path.to_path_buf(), reason };
+        let mut file = File::open(path).map_err(|e| err(e.to_string()))?;
+        let mut sig = [0u8; 4];
+        let is_tiff = std::io::Read::read_exact(&mut file, &mut sig).is_ok()
+            && matches!(&sig, b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+");
+        if !is_tiff {
+            return Ok(None);
+        }
+        std::io::Seek::rewind(&mut file).map_err(|e| err(e.to_string()))?;
+        // Anything this reader does not take goes to the whole-image
+        // decoder, which reports what is wrong with the file.
+        let Ok(dec) = Decoder::new(BufReader::new(file)) else { return Ok(None) };
+        let mut tl = tiff::decoder::Limits::default();
+        tl.decoding_buffer_size = MAX_STRIP_BYTES;
+        let mut dec = dec.with_limits(tl);
+        let Ok((w, h)) = dec.dimensions() else { return Ok(None) };
+        limits.check_input(w, h).map_err(err)?;
+        let (channels, bits) = match dec.colortype() {
+            Ok(ColorType::Gray(b)) => (1, b),
+            Ok(ColorType::GrayA(b)) => (2, b),
+            Ok(ColorType::RGB(b)) => (3, b),
+            Ok(ColorType::RGBA(b)) => (4, b),
+            _ => return Ok(None),
+        };
+        let unsigned = matches!(dec.find_tag_unsigned_vec::<u16>(Tag::SampleFormat), Ok(None))
+            || matches!(dec.find_tag_unsigned_vec::<u16>(Tag::SampleFormat), Ok(Some(v)) if v.iter().all(|&f| f == 1));
+        let chunky = matches!(dec.find_tag_unsigned::<u16>(Tag::PlanarConfiguration), Ok(None | Some(1)));
+        let upright = matches!(dec.find_tag_unsigned::<u16>(Tag::Orientation), Ok(None | Some(1)));
+        let strips = dec.get_chunk_type() == ChunkType::Strip;
+        if !(bits == 8 || bits == 16) || !unsigned || !chunky || !upright || !strips {
+            return Ok(None);
+        }
+        let rows_per_strip = dec.chunk_dimensions().1.max(1) as u64;
+        if rows_per_strip * w as u64 * channels as u64 * (bits as u64 / 8) > MAX_STRIP_BYTES as u64 {
+            return Ok(None);
+        }
+        let icc = dec.get_tag_u8_vec(Tag::IccProfile).ok().filter(|p| !p.is_empty());
+        let rows = if bits == 16 { Samples::U16(Vec::new()) } else { Samples::U8(Vec::new()) };
+        Ok(Some(RowReader {
+            source: Source::Tiff(TiffStrips { dec: Box::new(dec), next: 0, rows }),
+            path: path.to_path_buf(),
+            limits,
+            width: w,
+            height: h,
+            channels,
+            bits: bits as u32,
+            meta: Meta { icc },
+        }))
+    }
+
+    /// True when rows are decoded as they are read (a PNG row by row, a
+    /// TIFF strip by strip); false when the image was decoded whole.
+    pub fn by_rows(&self) -> bool {
+        !matches!(self.source, Source::Whole(..))
+    }
+
     /// Samples per row.
     pub fn row_len(&self) -> usize {
         self.width as usize * self.channels
@@ -163,6 +250,30 @@ impl RowReader {
                     _ => return Err(err("row buffer of another depth".into())),
                 }
                 *next += rows;
+            }
+            Source::Tiff(t) => {
+                let mut want = rows * n;
+                while want > 0 {
+                    if t.rows.is_empty() {
+                        let strip = t.dec.read_chunk(t.next).map_err(|e| err(e.to_string()))?;
+                        t.next += 1;
+                        t.rows = match strip {
+                            tiff::decoder::DecodingResult::U8(v) => Samples::U8(v),
+                            tiff::decoder::DecodingResult::U16(v) => Samples::U16(v),
+                            _ => return Err(err("a strip of another depth".into())),
+                        };
+                        if t.rows.is_empty() || t.rows.len() % n != 0 {
+                            return Err(err("a strip of an unexpected length".into()));
+                        }
+                    }
+                    let take = want.min(t.rows.len());
+                    match (&mut t.rows, &mut *out) {
+                        (Samples::U8(s), Samples::U8(o)) => o.extend(s.drain(..take)),
+                        (Samples::U16(s), Samples::U16(o)) => o.extend(s.drain(..take)),
+                        _ => return Err(err("row buffer of another depth".into())),
+                    }
+                    want -= take;
+                }
             }
             Source::Png(r) => {
                 for _ in 0..rows {
@@ -196,6 +307,11 @@ impl RowReader {
     pub fn rewind(&mut self) -> Result<()> {
         match &mut self.source {
             Source::Whole(_, next) => *next = 0,
+            Source::Tiff(_) => {
+                let again = Self::open_tiff(&self.path, self.limits)?
+                    .ok_or_else(|| Error::ImageRead { path: self.path.clone(), reason: "changed while read".into() })?;
+                self.source = again.source;
+            }
             Source::Png(_) => {
                 let again = Self::open_png(&self.path, self.limits)?
                     .ok_or_else(|| Error::ImageRead { path: self.path.clone(), reason: "changed while read".into() })?;

@@ -102,7 +102,7 @@ fn inputs_other_than_plain_png_are_decoded_whole_then_banded() {
     let mut rng = Rng::for_test("inputs_other_than_plain_png_are_decoded_whole_then_banded");
     let dir = tmpdir("bands-inputs");
     let op = ops::SuperResolveOp::new(TinyPssr::bundled(2).unwrap());
-    // A JPEG and a TIFF: decoded whole, banded from memory.
+    // A JPEG (decoded whole, banded from memory) and a TIFF (strip by strip).
     for name in ["in.jpg", "in.tif"] {
         let input = save(&dir, name, &random_image(&mut rng, 39, 44, 3, 8));
         let (banded, whole) = both(&Backend::Cpu, &op, &input, "png", 10);
@@ -364,4 +364,96 @@ fn codec_bands_on_the_gpu_are_close_to_whole() {
         let d = max_diff(&image_io::load(&db).unwrap(), &image_io::load(&dw).unwrap());
         assert!(d <= 1, "rate {rate}: GPU decompress in bands differs from whole by {d} levels");
     }
+}
+
+/// Writes a `c`-channel TIFF of `bits` from `img` in strips of `rows` rows
+/// with `compression`, and with `orientation` in its tags when given.
+fn write_tiff(path: &Path, img: &Image, rows: u32, lzw: bool, orientation: Option<u16>) {
+    use tiff::encoder::{colortype as ct, Compression, TiffEncoder};
+    let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut enc = TiffEncoder::new(f).unwrap();
+    if lzw {
+        enc = enc.with_compression(Compression::Lzw);
+    }
+    macro_rules! go {
+        ($c:ty, $data:expr) => {{
+            let mut t = enc.new_image::<$c>(img.width, img.height).unwrap();
+            t.rows_per_strip(rows).unwrap();
+            if let Some(o) = orientation {
+                t.encoder().write_tag(tiff::tags::Tag::Orientation, o).unwrap();
+            }
+            t.write_data($data).unwrap();
+        }};
+    }
+    match (&img.samples, img.channels) {
+        (Samples::U8(v), 1) => go!(ct::Gray8, v),
+        (Samples::U8(v), 3) => go!(ct::RGB8, v),
+        (Samples::U8(v), 4) => go!(ct::RGBA8, v),
+        (Samples::U16(v), 1) => go!(ct::Gray16, v),
+        (Samples::U16(v), 3) => go!(ct::RGB16, v),
+        (Samples::U16(v), 4) => go!(ct::RGBA16, v),
+        _ => panic!("no TIFF colour type for this test image"),
+    }
+}
+
+#[test]
+fn stripped_tiffs_are_read_strip_by_strip() {
+    // A stripped, interleaved TIFF of 8 or 16 bits is read a strip at a
+    // time (LZW or not), its rows the samples the whole-image decoder gives
+    // whatever the reads' sizes; a rotated one is decoded whole (the
+    // rotation applied); and sr in bands of it equals sr whole.
+    use gpuimg::rows::RowReader;
+    let mut rng = Rng::for_test("stripped_tiffs_are_read_strip_by_strip");
+    let dir = tmpdir("bands-tiff");
+    let limits = image_io::DecodeLimits::default();
+    for (k, (c, bits, rows, lzw)) in
+        [(3, 8, 7, false), (1, 16, 5, true), (4, 16, 64, false), (3, 16, 1, true), (1, 8, 300, true)]
+            .into_iter()
+            .enumerate()
+    {
+        let img = random_image(&mut rng, 41, 97, c, bits);
+        let p = dir.join(format!("s{k}.tif"));
+        write_tiff(&p, &img, rows, lzw, None);
+        let (whole, _) = image_io::load_full(&p, limits).unwrap();
+        assert!(whole.samples == img.samples, "case {k}: the TIFF written is not the image");
+        let mut r = RowReader::open(&p, limits, || image_io::load_full(&p, limits)).unwrap();
+        assert!(r.by_rows(), "case {k}: a stripped TIFF was decoded whole");
+        assert_eq!((r.width, r.height, r.channels, r.bits), (41, 97, c, bits));
+        let mut got = r.empty();
+        let mut done = 0;
+        for step in [1, 6, 13, 2].into_iter().cycle() {
+            let n = step.min(97 - done);
+            r.read(n, &mut got).unwrap();
+            done += n;
+            if done == 97 {
+                break;
+            }
+        }
+        assert!(got == whole.samples, "case {k}: rows read strip by strip differ from the whole decode");
+        assert!(r.read(1, &mut got).is_err(), "case {k}: read past the last row");
+        r.rewind().unwrap();
+        let mut again = r.empty();
+        r.read(97, &mut again).unwrap();
+        assert!(again == whole.samples, "case {k}: after rewind");
+    }
+    // Rotated (Orientation 6): decoded whole, the rotation applied.
+    let img = random_image(&mut rng, 30, 20, 3, 8);
+    let p = dir.join("rotated.tif");
+    write_tiff(&p, &img, 4, false, Some(6));
+    let r = RowReader::open(&p, limits, || image_io::load_full(&p, limits)).unwrap();
+    assert!(!r.by_rows());
+    assert_eq!((r.width, r.height), (20, 30), "the orientation was applied");
+    // sr in bands of a stripped TIFF.
+    let p = dir.join("in.tif");
+    write_tiff(&p, &random_image(&mut rng, 45, 77, 3, 8), 9, true, None);
+    let op = ops::SuperResolveOp::new(TinyPssr::bundled(2).unwrap());
+    let (banded, whole) = both(&Backend::Cpu, &op, &p, "png", 11);
+    assert_same("sr of a stripped TIFF", &banded, &whole);
+    // A TIFF cut inside its strips fails in bands without leaving a file.
+    let bytes = std::fs::read(&p).unwrap();
+    let cut = dir.join("cut.tif");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let r = run_one(&Backend::Cpu, &op, &cut, &dir.join("cut.png"), 8, &stream::Silent);
+    assert_eq!((r.images, r.failed), (0, 1), "{:?}", r.failures);
+    assert!(!dir.join("cut.png").exists());
 }

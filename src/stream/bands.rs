@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! RowReader ──> window of rows ──> prepare, op on band + halo, finish ──> crop ──(queue of 1)──> writer thread
-//! (PNG row by row,  [a - halo, b + halo)                                      core rows          PNG/TIFF encoder,
+//! (PNG, TIFF by rows, [a - halo, b + halo)                                     core rows          PNG/TIFF encoder,
 //!  else decoded whole)                                                                         temp file, rename
 //! ```
 //!
