@@ -89,7 +89,7 @@ fn encode_planes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, x
     let Some(gpu) = gpu else { return m.enc.forward(x, None) };
     use crate::kernels::tinycompress_enc::{EncInput, TinyCompressEnc, FLAT_LEN};
     let weights = up.get_or_init(|| upload_blocks(gpu, &m.enc, FLAT_LEN));
-    let src = gpu.upload_bytes(&x.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    let src = gpu.upload_bytes(bytemuck::cast_slice(&x.data))?;
     let (lw, lh) = (x.shape.w / m.factor(), x.shape.h / m.factor());
     let out_bytes = (3 * lw * lh * 4) as u64;
     let bytes = crate::gpu::run_recorded(gpu, "gpuimg.tinycompress.encode_band", out_bytes, |enc| {
@@ -115,7 +115,7 @@ fn encode_planes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, x
         Ok(crate::gpu::Recorded { out, out_bytes, layout, scratch })
     });
     gpu.recycle_buffer(src);
-    let data = bytes?.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let data = bytemuck::pod_collect_to_vec::<u8, f32>(&bytes?);
     Tensor::from_vec(Shape::new(1, 3, lh, lw), data)
 }
 
@@ -222,7 +222,7 @@ fn decode_planes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, x
     let weights = up.get_or_init(|| upload_blocks(gpu, &m.dec, FLAT_LEN));
     let f = m.factor();
     let (ow, oh) = (x.shape.w * f, x.shape.h * f);
-    let src = gpu.upload_bytes(&x.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    let src = gpu.upload_bytes(bytemuck::cast_slice(&x.data))?;
     let out_bytes = (3 * ow * oh * 4) as u64;
     let bytes = crate::gpu::run_recorded(gpu, "gpuimg.tinycompress.decode_band", out_bytes, |enc| {
         let (mut w, mut h) = (x.shape.w, x.shape.h);
@@ -249,7 +249,7 @@ fn decode_planes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, x
         Ok(crate::gpu::Recorded { out, out_bytes, layout, scratch })
     });
     gpu.recycle_buffer(src);
-    let data = bytes?.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let data = bytemuck::pod_collect_to_vec::<u8, f32>(&bytes?);
     Tensor::from_vec(Shape::new(1, 3, oh, ow), data)
 }
 
