@@ -9,6 +9,7 @@
 //! criterion benches under the name `conv2d`) and `Conv2d` in Rust.
 
 pub mod activation;
+pub mod alpha_upscale;
 pub mod augment;
 pub mod contract;
 pub mod conv2d;
@@ -19,6 +20,7 @@ pub mod prelu;
 pub mod resize_bilinear;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd;
+pub mod texel_rows;
 pub mod tinycompress_dec;
 pub mod tinycompress_enc;
 pub mod tinycompress_quant;
@@ -29,6 +31,7 @@ pub mod zero_dce_enhance;
 pub mod zero_dce_net;
 
 pub use activation::{Activation, ActivationKind};
+pub use alpha_upscale::AlphaUpscale;
 pub use augment::AugmentPass;
 pub use contract::{Case, Data, Entry, GpuData, Kernel, Output, Tolerance};
 pub use conv2d::Conv2d;
@@ -37,6 +40,7 @@ pub use pixel_shuffle::PixelShuffle;
 pub use pixel_unshuffle::PixelUnshuffle;
 pub use prelu::Prelu;
 pub use resize_bilinear::ResizeBilinear;
+pub use texel_rows::TexelRows;
 pub use tinycompress_dec::TinyCompressDec;
 pub use tinycompress_enc::TinyCompressEnc;
 pub use tinycompress_quant::TinyCompressQuant;
@@ -70,6 +74,7 @@ pub(crate) use kernel_desc;
 /// Every kernel's registry line, in name order.
 pub static ALL: &[&Entry] = &[
     &activation::ENTRY,
+    &alpha_upscale::ENTRY,
     &augment::ENTRY,
     &conv2d::ENTRY,
     &pack_pixels::ENTRY,
@@ -77,6 +82,7 @@ pub static ALL: &[&Entry] = &[
     &pixel_unshuffle::ENTRY,
     &prelu::ENTRY,
     &resize_bilinear::ENTRY,
+    &texel_rows::ENTRY,
     &tinycompress_dec::ENTRY,
     &tinycompress_enc::ENTRY,
     &tinycompress_quant::ENTRY,
