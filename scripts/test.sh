@@ -20,6 +20,8 @@ echo "== peer harness smoke (tiny sizes; peers not installed here are reported a
 python3 benches/peers/peers.py --smoke --threads 1 --gpuimg target/debug/gpuimg
 echo "== example: embedding in a host application"
 cargo run -q --example embed
+echo "== example: a host application's frame through SuperResolver and Enhancer"
+cargo run -q --example host_app -- target/host_app
 echo "== the newest wgpu 30.x (scripts/wgpu-newest.sh)"
 bash scripts/wgpu-newest.sh
 echo "== clippy"

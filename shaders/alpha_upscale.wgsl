@@ -4,7 +4,8 @@
 // packed image whose colour samples are already there (the fused
 // super-resolution kernels leave alpha zero).
 //
-//   c(i)  = (i + 0.5) / f - 0.5                        (source centre of output index i)
+//   c(i)  = (i + 0.5) / f - 0.5                        (source centre of output index i,
+//           computed as i / f + ((i mod f) + 0.5) / f - 0.5)
 //   a'[y, x] = sum_{j,k} cubic(c(y) - j) cubic(c(x) - k) a[mirror(j), mirror(k)]
 //              over the 4 x 4 source taps floor(c) - 1 .. floor(c) + 2,
 //              each weight axis normalised to sum 1, then
@@ -68,19 +69,24 @@ struct Taps {
     weight: vec4<f32>,
 }
 
+// The four source taps of output index `i`. The weights depend only on
+// i mod f (the position inside the source pixel), so a strip of rows that
+// starts on a source row gives the same weights as the whole image.
 fn taps(i: u32, n: u32) -> Taps {
-    let c = (f32(i) + 0.5) / f32(p.f) - 0.5;
-    let left = i32(floor(c)) - 1;
-    var t: Taps;
+    let t = (f32(i % p.f) + 0.5) / f32(p.f) - 0.5;
+    let base = floor(t);
+    let frac = t - base;
+    let left = i32(i / p.f) + i32(base) - 1;
+    var t4: Taps;
     var sum = 0.0;
     for (var q = 0; q < 4; q++) {
-        let wq = cubic(c - f32(left + q));
-        t.index[q] = mirror(left + q, i32(n));
-        t.weight[q] = wq;
+        let wq = cubic(frac + 1.0 - f32(q));
+        t4.index[q] = mirror(left + q, i32(n));
+        t4.weight[q] = wq;
         sum += wq;
     }
-    t.weight = t.weight / sum;
-    return t;
+    t4.weight = t4.weight / sum;
+    return t4;
 }
 
 // The upscaled alpha of output pixel `pix`, quantised.

@@ -53,6 +53,7 @@ pub mod cluster;
 pub mod codec;
 pub mod cpu;
 pub mod data;
+pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod fsutil;

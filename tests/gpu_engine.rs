@@ -415,3 +415,208 @@ fn models_build_their_pipelines_before_the_first_frame() {
     gpuimg::codec::decompress(&backend, &codec, &t).unwrap();
     assert_eq!(gpu.pipeline_count(), n, "the codec compiled a pipeline its prepare had not built");
 }
+
+/// A texture of `w` x `h` in `format` holding `bytes` (tightly packed rows).
+fn texture_with(
+    gpu: &Gpu,
+    w: u32,
+    h: u32,
+    format: gpuimg::wgpu::TextureFormat,
+    bytes: Option<&[u8]>,
+) -> gpuimg::wgpu::Texture {
+    use gpuimg::wgpu;
+    let t = gpu.device().create_texture(&wgpu::TextureDescriptor {
+        label: Some("test texture"),
+        size: wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    if let Some(bytes) = bytes {
+        gpu.queue().write_texture(
+            t.as_image_copy(),
+            bytes,
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(w * 4), rows_per_image: Some(h) },
+            t.size(),
+        );
+    }
+    t
+}
+
+/// The texels of `t` (4 bytes each), tightly packed rows.
+fn texture_bytes(gpu: &Gpu, t: &gpuimg::wgpu::Texture) -> Vec<u8> {
+    use gpuimg::wgpu;
+    let row = (t.width() * 4).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+    let buf = gpu.take_buffer((row * t.height()) as u64, Gpu::TENSOR_USAGE);
+    gpu.execute("read texture", |enc| {
+        enc.copy_texture_to_buffer(
+            t.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: &buf,
+                layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(row), rows_per_image: None },
+            },
+            t.size(),
+        );
+        Ok(())
+    })
+    .unwrap();
+    let padded = gpu.read_bytes(&buf, (row * t.height()) as u64).unwrap();
+    padded.chunks(row as usize).flat_map(|r| r[..t.width() as usize * 4].to_vec()).collect()
+}
+
+fn swap_rb(bytes: &[u8]) -> Vec<u8> {
+    bytes.chunks(4).flat_map(|p| [p[2], p[1], p[0], p[3]]).collect()
+}
+
+#[test]
+fn super_resolver_upscales_the_hosts_textures_in_its_encoder() {
+    use gpuimg::embed::{SrOptions, SuperResolver};
+    use gpuimg::models::TinyPssr;
+    use gpuimg::wgpu::TextureFormat as F;
+    let Some(g) = gpu() else { return };
+    let gpu = std::sync::Arc::new(Gpu::from_existing(g.device().clone(), g.queue().clone()));
+    let mut rng = Rng::for_test("super_resolver");
+    for (scale, w, h) in [(2, 37, 23), (4, 19, 11), (2, 1, 1)] {
+        let model = TinyPssr::bundled(scale).unwrap();
+        let img = common::random_image(&mut rng, w, h, 4, 8);
+        let gpuimg::Samples::U8(px) = &img.samples else { unreachable!("8-bit") };
+        // What `gpuimg --device cpu sr` computes for the same pixels.
+        let want = gpuimg::ops::super_resolve_planar(&gpuimg::Backend::Cpu, &model, &img).unwrap();
+        let gpuimg::Samples::U8(want) = want.samples else { unreachable!("8-bit") };
+        let f = scale as u32;
+        let mut whole = None;
+        for (format, strip) in [(F::Rgba8UnormSrgb, None), (F::Rgba8Unorm, Some(3)), (F::Bgra8Unorm, None)] {
+            let bgra = format == F::Bgra8Unorm;
+            let input = if bgra { swap_rb(px) } else { px.clone() };
+            let src = texture_with(&gpu, w, h, format, Some(&input));
+            let dst = texture_with(&gpu, w * f, h * f, format, None);
+            let sr = SuperResolver::new(
+                gpu.clone(),
+                &model,
+                SrOptions { max_strip_rows: strip, ..SrOptions::new(w, h, format) },
+            )
+            .unwrap();
+            if strip.is_some() && h > 3 {
+                assert_eq!(sr.strip_rows(), 3);
+            }
+            // The host's own encoder: gpuimg records, the host submits.
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            sr.encode(&mut enc, &src, &dst).unwrap();
+            gpu.queue().submit([enc.finish()]);
+            let got = texture_bytes(&gpu, &dst);
+            let got = if bgra { swap_rb(&got) } else { got };
+            let worst = got.iter().zip(&want).map(|(&a, &b)| (a as i32 - b as i32).abs()).max().unwrap();
+            assert_eq!(got.len(), want.len());
+            assert!(worst <= 1, "x{scale} {w}x{h} {format:?} strips {strip:?}: {worst} levels from the CPU path");
+            // Alpha is upscaled, not left zero.
+            assert!(got.chunks(4).any(|p| p[3] != 0), "alpha left empty");
+            // Strips and BGRA give the same bytes as the whole RGBA run.
+            match &whole {
+                None => whole = Some(got),
+                Some(first) => assert!(first == &got, "x{scale} {format:?} strips {strip:?} differ from the whole run"),
+            }
+        }
+    }
+}
+
+#[test]
+fn super_resolver_refuses_textures_it_was_not_built_for() {
+    use gpuimg::embed::{SrOptions, SuperResolver};
+    use gpuimg::models::TinyPssr;
+    use gpuimg::wgpu::{self, TextureFormat as F};
+    let Some(g) = gpu() else { return };
+    let gpu = std::sync::Arc::new(Gpu::from_existing(g.device().clone(), g.queue().clone()));
+    let model = TinyPssr::bundled(2).unwrap();
+    let refused = |r: gpuimg::Result<SuperResolver>, what: &str| match r {
+        Err(Error::InvalidArgument { message, .. }) => assert!(message.contains(what), "{message}"),
+        other => panic!("expected an error about {what}, got {other:?}"),
+    };
+    refused(SuperResolver::new(gpu.clone(), &model, SrOptions::new(8, 8, F::Rgba16Float)), "Rgba16Float");
+    refused(SuperResolver::new(gpu.clone(), &model, SrOptions::new(0, 8, F::Rgba8Unorm)), "empty");
+    refused(SuperResolver::new(gpu.clone(), &model, SrOptions::new(1 << 20, 8, F::Rgba8Unorm)), "largest 2D texture");
+    let sr = SuperResolver::new(gpu.clone(), &model, SrOptions::new(8, 6, F::Rgba8Unorm)).unwrap();
+    let ok_src = texture_with(&gpu, 8, 6, F::Rgba8Unorm, None);
+    let ok_dst = texture_with(&gpu, 16, 12, F::Rgba8Unorm, None);
+    let no_copy = gpu.device().create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d { width: 8, height: 6, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: F::Rgba8Unorm,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING,
+        view_formats: &[],
+    });
+    let cases: [(&wgpu::Texture, &wgpu::Texture, &str); 5] = [
+        (&texture_with(&gpu, 9, 6, F::Rgba8Unorm, None), &ok_dst, "source texture is 9x6, expected 8x6"),
+        (&ok_src, &texture_with(&gpu, 16, 13, F::Rgba8Unorm, None), "destination texture is 16x13"),
+        (&texture_with(&gpu, 8, 6, F::Bgra8Unorm, None), &ok_dst, "expected Rgba8Unorm"),
+        (&no_copy, &ok_dst, "lacks"),
+        (&ok_src, &ok_src, "destination texture is 8x6"),
+    ];
+    for (src, dst, what) in cases {
+        // Refused before anything reaches wgpu: the encoder still finishes cleanly.
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        match sr.encode(&mut enc, src, dst) {
+            Err(Error::InvalidArgument { message, .. }) => assert!(message.contains(what), "{message}"),
+            other => panic!("expected an error about {what}, got {other:?}"),
+        }
+        gpu.execute("empty", |e| {
+            *e = enc;
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn enhancer_enhances_the_hosts_textures_in_its_encoder() {
+    use gpuimg::embed::{EnhanceOptions, Enhancer};
+    use gpuimg::models::{zero_dce::Arch, ZeroDce};
+    use gpuimg::wgpu::TextureFormat as F;
+    let Some(g) = gpu() else { return };
+    let gpu = std::sync::Arc::new(Gpu::from_existing(g.device().clone(), g.queue().clone()));
+    let mut rng = Rng::for_test("enhancer");
+    for (arch, w, h, s) in
+        [(Arch::ZeroDcePlus, 157, 131, None), (Arch::ZeroDce, 37, 23, Some(1)), (Arch::ZeroDcePlus, 1, 1, None)]
+    {
+        let model = ZeroDce::bundled(arch).unwrap();
+        let mut img = common::random_image(&mut rng, w, h, 4, 8);
+        // Dark, as the model expects.
+        let gpuimg::Samples::U8(px) = &mut img.samples else { unreachable!("8-bit") };
+        px.iter_mut().enumerate().for_each(|(i, v)| {
+            if i % 4 != 3 {
+                *v /= 4
+            }
+        });
+        let px = px.clone();
+        let opts = EnhanceOptions { scale_factor: s, ..EnhanceOptions::new(w, h, F::Rgba8Unorm) };
+        let want = gpuimg::ops::enhance(&gpuimg::Backend::Cpu, &model, &img, opts.scale_factor(), 8).unwrap();
+        let gpuimg::Samples::U8(want) = want.samples else { unreachable!("8-bit") };
+        for format in [F::Rgba8Unorm, F::Bgra8UnormSrgb] {
+            let bgra = format == F::Bgra8UnormSrgb;
+            let src = texture_with(&gpu, w, h, format, Some(&if bgra { swap_rb(&px) } else { px.clone() }));
+            let dst = texture_with(&gpu, w, h, format, None);
+            let e = Enhancer::new(gpu.clone(), &model, EnhanceOptions { format, ..opts }).unwrap();
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            e.encode(&mut enc, &src, &dst).unwrap();
+            gpu.queue().submit([enc.finish()]);
+            let got = texture_bytes(&gpu, &dst);
+            let got = if bgra { swap_rb(&got) } else { got };
+            let worst = got.iter().zip(&want).map(|(&a, &b)| (a as i32 - b as i32).abs()).max().unwrap();
+            assert!(worst <= 1, "{arch:?} {w}x{h} {format:?}: {worst} levels from the CPU path");
+            // Alpha passes through untouched.
+            assert!(got.chunks(4).zip(px.chunks(4)).all(|(a, b)| a[3] == b[3]), "{arch:?} {format:?}: alpha changed");
+            if w > 1 {
+                let mean = |v: &[u8]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+                assert!(mean(&got) > mean(&px), "{arch:?} {format:?}: not brighter");
+            }
+            // The same texture as source and destination is refused before wgpu sees it.
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            assert!(matches!(e.encode(&mut enc, &src, &src), Err(Error::InvalidArgument { .. })));
+        }
+    }
+}

@@ -155,6 +155,7 @@ impl TinyPssr {
         gpu.prepare(&[
             &k::tinypssr_fused::DESC,
             &k::tinypssr_x4_fused::DESC,
+            &k::alpha_upscale::DESC,
             &k::unpack_pixels::DESC,
             &k::pack_pixels::DESC,
             &k::conv2d::DESC,

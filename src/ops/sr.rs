@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::fsutil::memory_budget;
 use crate::gpu::Gpu;
 use crate::image_io::Image;
-use crate::kernels::pack_pixels::quantise;
 use crate::kernels::unpack_pixels::PixelLayout;
 use crate::kernels::{PackPixels, UnpackPixels};
 use crate::models::tinypssr::{TinyPssr, HALO};
@@ -140,7 +139,8 @@ pub fn sr_weights(gpu: &crate::Gpu, model: &TinyPssr) -> wgpu::Buffer {
 /// layout `l` (only height differs) in `src` by `model`'s scale with
 /// `weights` from [`sr_weights`]: one dispatch, packed pixels in and out
 /// (`tinypssr_fused` for x2, `tinypssr_x4_fused` for x4, whose stage-1 result
-/// never leaves workgroup memory). Alpha comes out zero; [`sr_alpha`] fills it in.
+/// never leaves workgroup memory), then, for images with alpha,
+/// `alpha_upscale` fills the alpha samples the fused kernels leave zero.
 pub fn record_sr(
     gpu: &crate::Gpu,
     enc: &mut wgpu::CommandEncoder,
@@ -150,16 +150,36 @@ pub fn record_sr(
     rows: usize,
     src: &wgpu::Buffer,
 ) -> Result<Recorded> {
-    use crate::kernels::tinypssr_fused::{FusedParams, TinyPssrFused};
-    use crate::kernels::tinypssr_x4_fused::TinyPssrX4;
-    let colour = if l.channels == 2 || l.channels == 4 { l.channels - 1 } else { l.channels };
-    let input = PixelLayout { height: rows, ..l };
     let f = model.scale();
     let layout = PixelLayout { height: rows * f, width: l.width * f, ..l };
     let bytes = layout.bytes().next_multiple_of(4);
     gpu.check_size("tinypssr output", bytes)?;
     let out = gpu.take_buffer(bytes, crate::Gpu::TENSOR_USAGE);
-    let r = match f {
+    let r = record_sr_into(gpu, enc, model, weights, l, rows, src, &out);
+    Recorded { out, out_bytes: layout.bytes(), layout, scratch: Vec::new() }.or_recycle(gpu, r)
+}
+
+/// [`record_sr`] into a caller's buffer `out` (at least the upscaled rows'
+/// packed bytes, rounded up to 4; `STORAGE | COPY_DST`).
+#[allow(clippy::too_many_arguments)]
+pub fn record_sr_into(
+    gpu: &crate::Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    model: &TinyPssr,
+    weights: &wgpu::Buffer,
+    l: PixelLayout,
+    rows: usize,
+    src: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    use crate::kernels::tinypssr_fused::{FusedParams, TinyPssrFused};
+    use crate::kernels::tinypssr_x4_fused::TinyPssrX4;
+    use crate::kernels::AlphaUpscale;
+    let has_alpha = l.channels == 2 || l.channels == 4;
+    let colour = if has_alpha { l.channels - 1 } else { l.channels };
+    let input = PixelLayout { height: rows, ..l };
+    let f = model.scale();
+    match f {
         2 => {
             let p = FusedParams {
                 w: l.width as u32,
@@ -171,13 +191,16 @@ pub fn record_sr(
                 out_mode: 0,
                 _pad: 0,
             };
-            enc.clear_buffer(&out, 0, None);
-            TinyPssrFused(p).encode(gpu, enc, src, weights, &out)
+            crate::gpu::clear_buffer("tinypssr_fused", enc, out, 0, None)?;
+            TinyPssrFused(p).encode(gpu, enc, src, weights, out)?
         }
-        4 => TinyPssrX4 { layout: input, colour }.encode(gpu, enc, src, weights, &out),
-        _ => Err(crate::Error::invalid("tinypssr", format!("scale {f}: the fused kernels do x2 and x4"))),
-    };
-    Recorded { out, out_bytes: layout.bytes(), layout, scratch: Vec::new() }.or_recycle(gpu, r)
+        4 => TinyPssrX4 { layout: input, colour }.encode(gpu, enc, src, weights, out)?,
+        _ => return Err(crate::Error::invalid("tinypssr", format!("scale {f}: the fused kernels do x2 and x4"))),
+    }
+    if has_alpha {
+        AlphaUpscale { layout: input, factor: f }.encode(gpu, enc, src, out)?;
+    }
+    Ok(())
 }
 
 /// [`super_resolve`] on the GPU with the fused kernels: packed pixels in,
@@ -215,34 +238,12 @@ pub fn super_resolve_fused_strips(gpu: &crate::Gpu, model: &TinyPssr, img: &Imag
         y0 = y1;
     }
     let outl = PixelLayout { height: l.height * f, width: l.width * f, ..l };
-    let up = Image::new(
+    Image::new(
         outl.width as u32,
         outl.height as u32,
         outl.channels,
         Samples::from_le_bytes(outl.bits, &out, outl.samples()),
-    )?;
-    sr_alpha(img, up, f)
-}
-
-/// Fills the alpha channel of `up` (the fused kernel's output for `img`)
-/// with `img`'s alpha upscaled bicubically by `f`; images without alpha pass.
-pub fn sr_alpha(img: &Image, mut up: Image, f: usize) -> Result<Image> {
-    if !img.has_alpha() {
-        return Ok(up);
-    }
-    let l = img.layout();
-    let colour = l.channels - 1;
-    let x = UnpackPixels(l).cpu(&img.samples)?;
-    let p = l.height * l.width;
-    let alpha = Tensor { shape: Shape::new(1, 1, l.height, l.width), data: x.data[colour * p..].to_vec() };
-    let a = crate::resample::upscale(&alpha, f);
-    let maxv = up.layout().max_value();
-    let c = l.channels;
-    match &mut up.samples {
-        Samples::U8(s) => a.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u8),
-        Samples::U16(s) => a.data.iter().enumerate().for_each(|(k, &v)| s[k * c + c - 1] = quantise(v, maxv) as u16),
-    }
-    Ok(up)
+    )
 }
 
 /// Peak memory of TinyPSSR on an image of `w` x `h` (`scale` x), in bytes,
@@ -375,9 +376,6 @@ impl StreamOp for SuperResolveOp {
         }
         let weights = self.weights.get_or_init(|| sr_weights(gpu, &self.model));
         Ok(Some(record_sr(gpu, enc, &self.model, weights, l, l.height, src)?))
-    }
-    fn finish(&self, _channels: usize, input: &Image, out: Image) -> Result<Image> {
-        sr_alpha(input, out, self.model.scale())
     }
     /// Bands with the model's receptive halo, each run like a whole image
     /// (so tiled further where its work needs): not with `--tile off`.

@@ -1,0 +1,477 @@
+//! Model objects for a host application's own textures and command encoder.
+//!
+//! A [`SuperResolver`] is built once for an input size and texture format:
+//! it compiles its pipelines, uploads the weights and allocates every
+//! intermediate buffer in [`SuperResolver::new`]. Then, per frame,
+//! [`SuperResolver::encode`] records the upscale of the caller's texture into
+//! the caller's (larger) texture inside the caller's encoder: it never
+//! submits, polls or waits, and checks both textures first, returning an
+//! [`Error`] where wgpu would raise an uncaptured error (which its default
+//! handler turns into a panic in the host).
+//!
+//! How the pixels move: the source rows are copied to a buffer
+//! (`copy_texture_to_buffer`, raw texel bytes, rows padded to 256 bytes),
+//! `texel_rows` packs them tightly, the fused TinyPSSR kernel upscales the
+//! colour, `alpha_upscale` upscales alpha (bicubic, as the CLI does),
+//! `texel_rows` pads the rows again and `copy_buffer_to_texture` writes the
+//! destination. Raw bytes are what the CLI processes too: an sRGB texture's
+//! encoded values, as a PNG stores them, so the result matches `gpuimg sr`
+//! on the same pixels within one level. TinyPSSR treats each colour channel
+//! alike, so BGRA textures need no swizzle. Images taller than one binding
+//! allows run in strips of rows with the network's halo, all recorded into
+//! the same encoder.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use gpuimg::embed::{SrOptions, SuperResolver};
+//! use gpuimg::{wgpu, Gpu, models::TinyPssr};
+//! # fn demo(device: wgpu::Device, queue: wgpu::Queue, frame: wgpu::Texture, big: wgpu::Texture) -> gpuimg::Result<()> {
+//! let gpu = Arc::new(Gpu::from_existing(device.clone(), queue.clone()));
+//! let model = TinyPssr::bundled(2)?;
+//! let opts = SrOptions::new(frame.width(), frame.height(), frame.format());
+//! let sr = SuperResolver::new(gpu, &model, opts)?; // once
+//! // per frame:
+//! let mut encoder = device.create_command_encoder(&Default::default());
+//! // ... your passes render into `frame` ...
+//! sr.encode(&mut encoder, &frame, &big)?;
+//! // ... your passes read `big` ...
+//! queue.submit([encoder.finish()]);
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuTensor};
+use crate::kernels::zero_dce_net::NetInput;
+use crate::kernels::{TexelRows, ZeroDceEnhance, ZeroDceNet};
+use crate::models::tinypssr::TinyPssr;
+use crate::models::zero_dce::ZeroDce;
+use crate::ops::{record_sr_into, sr_strip_rows, sr_weights};
+use crate::pixel::PixelLayout;
+
+/// The texture formats the model objects read and write: 8-bit RGBA or
+/// BGRA, linear or sRGB (bytes are taken as they are stored).
+pub const TEXTURE_FORMATS: [wgpu::TextureFormat; 4] = [
+    wgpu::TextureFormat::Rgba8Unorm,
+    wgpu::TextureFormat::Rgba8UnormSrgb,
+    wgpu::TextureFormat::Bgra8Unorm,
+    wgpu::TextureFormat::Bgra8UnormSrgb,
+];
+
+/// What a [`SuperResolver`] is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrOptions {
+    /// Width of the source texture.
+    pub width: u32,
+    /// Height of the source texture.
+    pub height: u32,
+    /// Format of both textures (one of [`TEXTURE_FORMATS`]).
+    pub format: wgpu::TextureFormat,
+    /// At most this many source rows per strip (`None`: as many as the
+    /// device's largest storage binding allows). Smaller strips use less
+    /// GPU memory, at a little recomputed halo each.
+    pub max_strip_rows: Option<u32>,
+}
+
+impl SrOptions {
+    /// Options for a `width` x `height` source of `format`, strips chosen
+    /// from the device limits.
+    pub fn new(width: u32, height: u32, format: wgpu::TextureFormat) -> SrOptions {
+        SrOptions { width, height, format, max_strip_rows: None }
+    }
+}
+
+/// TinyPSSR super-resolution from a host's texture to a host's texture,
+/// recorded into the host's encoder. See the [module docs](self).
+#[derive(Debug)]
+pub struct SuperResolver {
+    gpu: Arc<Gpu>,
+    model: TinyPssr,
+    opts: SrOptions,
+    weights: wgpu::Buffer,
+    /// Source rows per strip (without halo) and the halo.
+    rows: usize,
+    halo: usize,
+    /// Source rows as copied from the texture (256-byte rows), tightly packed,
+    /// the upscaled strip tightly packed, and padded again for the copy out.
+    in_padded: wgpu::Buffer,
+    in_tight: wgpu::Buffer,
+    out_tight: wgpu::Buffer,
+    out_padded: wgpu::Buffer,
+}
+
+const ALIGN: u32 = wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+
+fn padded_row(width: u32) -> u32 {
+    (width * 4).next_multiple_of(ALIGN)
+}
+
+impl SuperResolver {
+    /// Builds the resolver: checks the options against the device, compiles
+    /// the pipelines, uploads the weights and allocates the strip buffers
+    /// (nothing of this happens per frame).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a format outside [`TEXTURE_FORMATS`],
+    /// an empty size, a model other than x2 or x4, or an output larger than
+    /// the device's largest 2D texture; [`Error::TooLarge`] when even one
+    /// strip's buffers exceed the device's limits.
+    pub fn new(gpu: Arc<Gpu>, model: &TinyPssr, opts: SrOptions) -> Result<SuperResolver> {
+        let bad = |why: String| Err(Error::invalid("SuperResolver", why));
+        if !TEXTURE_FORMATS.contains(&opts.format) {
+            return bad(format!("texture format {:?}: 8-bit RGBA or BGRA only ({TEXTURE_FORMATS:?})", opts.format));
+        }
+        let f = model.scale();
+        if f != 2 && f != 4 {
+            return bad(format!("scale {f}: the fused kernels do x2 and x4"));
+        }
+        if opts.width == 0 || opts.height == 0 || opts.max_strip_rows == Some(0) {
+            return bad(format!("empty size or strip in {opts:?}"));
+        }
+        let max = gpu.device().limits().max_texture_dimension_2d;
+        let (ow, oh) = (opts.width as u64 * f as u64, opts.height as u64 * f as u64);
+        if ow > max as u64 || oh > max as u64 {
+            return bad(format!("a {ow}x{oh} output is over this device's largest 2D texture ({max} a side)"));
+        }
+        let (w, h) = (opts.width as usize, opts.height as usize);
+        let l = PixelLayout { n: 1, height: h, width: w, channels: 4, bits: 8 };
+        let (auto, halo) = sr_strip_rows(&gpu, model, l);
+        let rows = opts.max_strip_rows.map_or(auto, |r| (r as usize).min(auto)).min(h);
+        let in_rows = (rows + 2 * halo).min(h) as u64;
+        let usage = wgpu::BufferUsages::STORAGE;
+        let buffer = |label: &str, bytes: u64, extra: wgpu::BufferUsages| -> Result<wgpu::Buffer> {
+            gpu.check_size(label, bytes)?;
+            Ok(gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: usage | extra,
+                mapped_at_creation: false,
+            }))
+        };
+        let in_padded =
+            buffer("gpuimg.sr.in_padded", padded_row(opts.width) as u64 * in_rows, wgpu::BufferUsages::COPY_DST)?;
+        let in_tight = buffer("gpuimg.sr.in_tight", w as u64 * 4 * in_rows, wgpu::BufferUsages::empty())?;
+        let out_tight = buffer("gpuimg.sr.out_tight", ow * 4 * in_rows * f as u64, wgpu::BufferUsages::COPY_DST)?;
+        let out_padded = buffer(
+            "gpuimg.sr.out_padded",
+            padded_row(ow as u32) as u64 * (rows * f) as u64,
+            wgpu::BufferUsages::COPY_SRC,
+        )?;
+        model.prepare(&gpu);
+        gpu.prepare(&[&crate::kernels::texel_rows::DESC]);
+        let weights = sr_weights(&gpu, model);
+        Ok(SuperResolver {
+            gpu,
+            model: model.clone(),
+            opts,
+            weights,
+            rows,
+            halo,
+            in_padded,
+            in_tight,
+            out_tight,
+            out_padded,
+        })
+    }
+
+    /// The options it was built for.
+    pub fn options(&self) -> SrOptions {
+        self.opts
+    }
+
+    /// The upscale factor (the model's).
+    pub fn scale(&self) -> u32 {
+        self.model.scale() as u32
+    }
+
+    /// Source rows per strip (each recorded with the network's halo).
+    pub fn strip_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Records the upscale of `src` (the size and format it was built for,
+    /// `COPY_SRC` usage, mip level 0 and array layer 0 are read) into `dst`
+    /// (`scale()` times the size, the same format, `COPY_DST`) in `encoder`.
+    /// Alpha is upscaled bicubically. Nothing is submitted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the texture when its size, format,
+    /// dimension, sample count or usage does not fit; nothing is recorded then.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Texture, dst: &wgpu::Texture) -> Result<()> {
+        let f = self.model.scale() as u32;
+        let (w, h) = (self.opts.width, self.opts.height);
+        check_texture("SuperResolver", "source", src, w, h, self.opts.format, wgpu::TextureUsages::COPY_SRC)?;
+        check_texture(
+            "SuperResolver",
+            "destination",
+            dst,
+            w * f,
+            h * f,
+            self.opts.format,
+            wgpu::TextureUsages::COPY_DST,
+        )?;
+        let (pad_in, pad_out) = (padded_row(w), padded_row(w * f));
+        let l = PixelLayout { n: 1, height: h as usize, width: w as usize, channels: 4, bits: 8 };
+        let (wu, hu, fu) = (w as usize, h as usize, f as usize);
+        let mut y0 = 0;
+        while y0 < hu {
+            let y1 = (y0 + self.rows).min(hu);
+            let (a, b) = (y0.saturating_sub(self.halo), (y1 + self.halo).min(hu));
+            let n = b - a;
+            copy_rows_out(encoder, src, a as u32, &self.in_padded, pad_in, w, n as u32);
+            TexelRows {
+                width: wu,
+                rows: n,
+                src_stride: pad_in as usize / 4,
+                dst_stride: wu,
+                src_offset: 0,
+                dst_offset: 0,
+                swap_rb: false,
+            }
+            .encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
+            record_sr_into(&self.gpu, encoder, &self.model, &self.weights, l, n, &self.in_tight, &self.out_tight)?;
+            // The strip's own rows, without the halo, padded for the copy out.
+            let kept = (y1 - y0) * fu;
+            TexelRows {
+                width: wu * fu,
+                rows: kept,
+                src_stride: wu * fu,
+                dst_stride: pad_out as usize / 4,
+                src_offset: (y0 - a) * fu * wu * fu,
+                dst_offset: 0,
+                swap_rb: false,
+            }
+            .encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
+            copy_rows_in(encoder, &self.out_padded, pad_out, dst, (y0 * fu) as u32, w * f, kept as u32);
+            y0 = y1;
+        }
+        Ok(())
+    }
+}
+
+/// An error naming `what` unless `t` is a single-sampled 2D texture of
+/// `w` x `h` (mip 0) in `format` with `usage`.
+fn check_texture(
+    op: &'static str,
+    what: &str,
+    t: &wgpu::Texture,
+    w: u32,
+    h: u32,
+    format: wgpu::TextureFormat,
+    usage: wgpu::TextureUsages,
+) -> Result<()> {
+    let bad = |why: String| Err(Error::invalid(op, format!("the {what} texture {why}")));
+    if t.dimension() != wgpu::TextureDimension::D2 || t.sample_count() != 1 {
+        return bad(format!(
+            "is {:?} with {} samples: a single-sampled 2D texture is needed",
+            t.dimension(),
+            t.sample_count()
+        ));
+    }
+    if (t.width(), t.height()) != (w, h) {
+        return bad(format!("is {}x{}, expected {w}x{h}", t.width(), t.height()));
+    }
+    if t.format() != format {
+        return bad(format!("is {:?}, expected {format:?}", t.format()));
+    }
+    if !t.usage().contains(usage) {
+        return bad(format!("lacks {usage:?} usage (it has {:?})", t.usage()));
+    }
+    Ok(())
+}
+
+/// What an [`Enhancer`] is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnhanceOptions {
+    /// Width of the textures.
+    pub width: u32,
+    /// Height of the textures.
+    pub height: u32,
+    /// Format of both textures (one of [`TEXTURE_FORMATS`]).
+    pub format: wgpu::TextureFormat,
+    /// The network runs on the image downscaled by this factor (`None`:
+    /// [`crate::models::zero_dce::default_scale_factor`], as the CLI does).
+    pub scale_factor: Option<usize>,
+    /// Curve iterations, 1 to 16 (Zero-DCE's dense network needs 8).
+    pub iterations: usize,
+}
+
+impl EnhanceOptions {
+    /// Options for `width` x `height` textures of `format` with the CLI's
+    /// defaults (scale factor from the size, 8 iterations).
+    pub fn new(width: u32, height: u32, format: wgpu::TextureFormat) -> EnhanceOptions {
+        EnhanceOptions { width, height, format, scale_factor: None, iterations: 8 }
+    }
+
+    /// The scale factor used: the one given, or the CLI's default for the size.
+    pub fn scale_factor(&self) -> usize {
+        self.scale_factor
+            .unwrap_or_else(|| crate::models::zero_dce::default_scale_factor(self.height as usize, self.width as usize))
+    }
+}
+
+/// Zero-DCE / Zero-DCE++ low-light enhancement from a host's texture to a
+/// host's texture of the same size, recorded into the host's encoder: the
+/// network on the frame downscaled as it reads it (one dispatch for
+/// Zero-DCE++), then the curve with its maps sampled back at full size (one
+/// dispatch), alpha passed through; BGRA textures are swizzled to RGBA on
+/// the way in and back on the way out. The whole frame is one binding, so
+/// its packed pixels must fit the device's largest storage binding (128 MiB
+/// on many adapters: 33 megapixels); [`Enhancer::new`] says so otherwise.
+#[derive(Debug)]
+pub struct Enhancer {
+    gpu: Arc<Gpu>,
+    opts: EnhanceOptions,
+    net: ZeroDceNet,
+    curve: ZeroDceEnhance,
+    weights: wgpu::Buffer,
+    feat: wgpu::Buffer,
+    maps: GpuTensor,
+    in_padded: wgpu::Buffer,
+    in_tight: wgpu::Buffer,
+    out_tight: wgpu::Buffer,
+    out_padded: wgpu::Buffer,
+}
+
+impl Enhancer {
+    /// Builds the enhancer: checks the options against the device, compiles
+    /// the pipelines, uploads the weights and allocates the maps, the
+    /// network's scratch and the pixel buffers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a format outside [`TEXTURE_FORMATS`],
+    /// an empty size, a scale factor of 0 or one that leaves no pixel, or
+    /// iterations the model cannot run; [`Error::TooLarge`] when a buffer
+    /// exceeds the device's limits.
+    pub fn new(gpu: Arc<Gpu>, model: &ZeroDce, opts: EnhanceOptions) -> Result<Enhancer> {
+        let bad = |why: String| Err(Error::invalid("Enhancer", why));
+        if !TEXTURE_FORMATS.contains(&opts.format) {
+            return bad(format!("texture format {:?}: 8-bit RGBA or BGRA only ({TEXTURE_FORMATS:?})", opts.format));
+        }
+        if opts.width == 0 || opts.height == 0 || opts.scale_factor == Some(0) {
+            return bad(format!("empty size or scale factor in {opts:?}"));
+        }
+        let (w, h) = (opts.width as usize, opts.height as usize);
+        let l = PixelLayout { n: 1, height: h, width: w, channels: 4, bits: 8 };
+        let curve = model.curve(opts.iterations)?;
+        let input = NetInput::Packed { layout: l, down: ZeroDce::downscale(h, w, opts.scale_factor())? };
+        let net = ZeroDceNet::new(model.arch.spec(), input)?;
+        let buffer = |label: &str, bytes: u64, usage: wgpu::BufferUsages| -> Result<wgpu::Buffer> {
+            gpu.check_size(label, bytes)?;
+            Ok(gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::STORAGE | usage,
+                mapped_at_creation: false,
+            }))
+        };
+        let none = wgpu::BufferUsages::empty();
+        let maps_shape = net.maps_shape()?;
+        let maps = GpuTensor { buffer: buffer("gpuimg.enhance.maps", maps_shape.bytes(), none)?, shape: maps_shape };
+        let feat = buffer("gpuimg.enhance.features", net.feat_bytes()?, none)?;
+        let pad = padded_row(opts.width) as u64;
+        let tight = (w * h * 4) as u64;
+        let in_padded = buffer("gpuimg.enhance.in_padded", pad * h as u64, wgpu::BufferUsages::COPY_DST)?;
+        let in_tight = buffer("gpuimg.enhance.in_tight", tight, none)?;
+        let out_tight = buffer("gpuimg.enhance.out_tight", tight, wgpu::BufferUsages::COPY_DST)?;
+        let out_padded = buffer("gpuimg.enhance.out_padded", pad * h as u64, wgpu::BufferUsages::COPY_SRC)?;
+        model.prepare(&gpu);
+        gpu.prepare(&[&crate::kernels::texel_rows::DESC]);
+        let weights = gpu.constant("gpuimg.enhance.weights", &model.flat());
+        Ok(Enhancer { gpu, opts, net, curve, weights, feat, maps, in_padded, in_tight, out_tight, out_padded })
+    }
+
+    /// The options it was built for.
+    pub fn options(&self) -> EnhanceOptions {
+        self.opts
+    }
+
+    /// Records the enhancement of `src` (the size and format it was built
+    /// for, `COPY_SRC`; mip 0, layer 0) into `dst` (the same size and
+    /// format, `COPY_DST`; may not be `src`) in `encoder`. Nothing is submitted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the texture when its size, format,
+    /// dimension, sample count or usage does not fit; nothing is recorded then.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Texture, dst: &wgpu::Texture) -> Result<()> {
+        let (w, h, format) = (self.opts.width, self.opts.height, self.opts.format);
+        check_texture("Enhancer", "source", src, w, h, format, wgpu::TextureUsages::COPY_SRC)?;
+        check_texture("Enhancer", "destination", dst, w, h, format, wgpu::TextureUsages::COPY_DST)?;
+        if src == dst {
+            return Err(Error::invalid("Enhancer", "the destination texture is the source texture"));
+        }
+        let pad = padded_row(w);
+        let swap_rb = matches!(format, wgpu::TextureFormat::Bgra8Unorm | wgpu::TextureFormat::Bgra8UnormSrgb);
+        let (wu, hu) = (w as usize, h as usize);
+        let l = PixelLayout { n: 1, height: hu, width: wu, channels: 4, bits: 8 };
+        copy_rows_out(encoder, src, 0, &self.in_padded, pad, w, h);
+        let rows = |src_stride: usize, dst_stride: usize| TexelRows {
+            width: wu,
+            rows: hu,
+            src_stride,
+            dst_stride,
+            src_offset: 0,
+            dst_offset: 0,
+            swap_rb,
+        };
+        rows(pad as usize / 4, wu).encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
+        self.net.encode(&self.gpu, encoder, &self.in_tight, &self.weights, &self.feat, &self.maps.buffer)?;
+        self.curve.encode_packed(&self.gpu, encoder, l, &self.in_tight, &self.maps, &self.out_tight)?;
+        rows(wu, pad as usize / 4).encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
+        copy_rows_in(encoder, &self.out_padded, pad, dst, 0, w, h);
+        Ok(())
+    }
+}
+
+/// Records the copy of rows `y..y + rows` of `t` to the start of `buf` with
+/// `row` bytes per row.
+fn copy_rows_out(
+    enc: &mut wgpu::CommandEncoder,
+    t: &wgpu::Texture,
+    y: u32,
+    buf: &wgpu::Buffer,
+    row: u32,
+    w: u32,
+    rows: u32,
+) {
+    enc.copy_texture_to_buffer(
+        wgpu::TexelCopyTextureInfo {
+            texture: t,
+            mip_level: 0,
+            origin: wgpu::Origin3d { x: 0, y, z: 0 },
+            aspect: wgpu::TextureAspect::All,
+        },
+        wgpu::TexelCopyBufferInfo {
+            buffer: buf,
+            layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(row), rows_per_image: Some(rows) },
+        },
+        wgpu::Extent3d { width: w, height: rows, depth_or_array_layers: 1 },
+    );
+}
+
+/// Records the copy of `rows` rows of `row` bytes from the start of `buf`
+/// to rows `y..` of `t`.
+fn copy_rows_in(
+    enc: &mut wgpu::CommandEncoder,
+    buf: &wgpu::Buffer,
+    row: u32,
+    t: &wgpu::Texture,
+    y: u32,
+    w: u32,
+    rows: u32,
+) {
+    enc.copy_buffer_to_texture(
+        wgpu::TexelCopyBufferInfo {
+            buffer: buf,
+            layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(row), rows_per_image: Some(rows) },
+        },
+        wgpu::TexelCopyTextureInfo {
+            texture: t,
+            mip_level: 0,
+            origin: wgpu::Origin3d { x: 0, y, z: 0 },
+            aspect: wgpu::TextureAspect::All,
+        },
+        wgpu::Extent3d { width: w, height: rows, depth_or_array_layers: 1 },
+    );
+}
