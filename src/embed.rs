@@ -21,11 +21,25 @@
 //! allows run in strips of rows with the network's halo, all recorded into
 //! the same encoder.
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
 //! use gpuimg::embed::{SrOptions, SuperResolver};
 //! use gpuimg::{wgpu, Gpu, models::TinyPssr};
-//! # fn demo(device: wgpu::Device, queue: wgpu::Queue, frame: wgpu::Texture, big: wgpu::Texture) -> gpuimg::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // The doctest runs on whatever adapter there is (CI: lavapipe, required there).
+//! # let gpu = match Gpu::new() {
+//! #     Ok(g) => g,
+//! #     Err(e) if std::env::var_os("GPUIMG_REQUIRE_GPU").is_none() => { eprintln!("no GPU adapter, not run: {e}"); return Ok(()) }
+//! #     Err(e) => return Err(e.into()),
+//! # };
+//! # let (device, queue) = (gpu.device().clone(), gpu.queue().clone());
+//! # let texture = |w: u32, h: u32| device.create_texture(&wgpu::TextureDescriptor {
+//! #     label: None, size: wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
+//! #     mip_level_count: 1, sample_count: 1, dimension: wgpu::TextureDimension::D2,
+//! #     format: wgpu::TextureFormat::Rgba8UnormSrgb,
+//! #     usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST, view_formats: &[] });
+//! # let (frame, big) = (texture(64, 48), texture(128, 96));
+//! // The host's device and its textures: `frame` (64x48) and `big` (128x96).
 //! let gpu = Arc::new(Gpu::from_existing(device.clone(), queue.clone()));
 //! let model = TinyPssr::bundled(2)?;
 //! let opts = SrOptions::new(frame.width(), frame.height(), frame.format());
@@ -36,6 +50,7 @@
 //! sr.encode(&mut encoder, &frame, &big)?;
 //! // ... your passes read `big` ...
 //! queue.submit([encoder.finish()]);
+//! # device.poll(wgpu::PollType::wait_indefinitely())?;
 //! # Ok(()) }
 //! ```
 

@@ -3,8 +3,30 @@
 //!
 //! # Embedding
 //!
-//! The host application owns the device. Hand it to gpuimg and record
-//! kernels into your own command encoder, on your own buffers:
+//! The host application owns the device. Build gpuimg's model objects on it
+//! once, then record them per frame from your texture to your texture in
+//! your own command encoder ([`embed`]: formats, strips, errors):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use gpuimg::embed::{EnhanceOptions, Enhancer, SrOptions, SuperResolver};
+//! use gpuimg::models::{zero_dce::Arch, TinyPssr, ZeroDce};
+//! use gpuimg::{wgpu, Gpu};
+//! # fn demo(device: wgpu::Device, queue: wgpu::Queue, frame: wgpu::Texture, big: wgpu::Texture, bright: wgpu::Texture) -> gpuimg::Result<()> {
+//! let gpu = Arc::new(Gpu::from_existing(device.clone(), queue.clone()));
+//! let (w, h, format) = (frame.width(), frame.height(), frame.format());
+//! let sr = SuperResolver::new(gpu.clone(), &TinyPssr::bundled(2)?, SrOptions::new(w, h, format))?;
+//! let enhancer = Enhancer::new(gpu, &ZeroDce::bundled(Arch::ZeroDcePlus)?, EnhanceOptions::new(2 * w, 2 * h, format))?;
+//! let mut encoder = device.create_command_encoder(&Default::default());
+//! // ... your passes render into `frame` ...
+//! sr.encode(&mut encoder, &frame, &big)?;
+//! enhancer.encode(&mut encoder, &big, &bright)?;
+//! queue.submit([encoder.finish()]);
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/host_app.rs` is a complete application doing this. Below the
+//! model objects, every kernel records into your encoder on your own buffers:
 //!
 //! ```no_run
 //! use gpuimg::{wgpu, Gpu, GpuTensor, Shape, kernels::Prelu};
@@ -23,11 +45,12 @@
 //!
 //! Every op also runs end to end on host tensors (`Conv2d::gpu`, `Conv2d::cpu`),
 //! with wgpu validation and out-of-memory errors returned as [`Error`] values.
-//! `examples/embed.rs` is a complete program.
+//! `examples/embed.rs` is a complete program at the kernel level.
 //!
 //! # When gpuimg submits, polls or waits
 //!
-//! - The `encode` functions (kernels, `record_*` in [`ops`]) only record
+//! - The `encode` functions (model objects in [`embed`], kernels, `record_*`
+//!   in [`ops`]) only record
 //!   into the encoder you pass: no submission, no poll, no wait. They check
 //!   their buffers first (usage, sizes against shapes, the device's largest
 //!   storage binding, an output bound twice) and return
