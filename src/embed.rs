@@ -57,7 +57,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{DispatchCache, Gpu, GpuTensor};
 use crate::kernels::zero_dce_net::NetInput;
 use crate::kernels::{TexelRows, ZeroDceEnhance, ZeroDceNet};
 use crate::models::tinypssr::TinyPssr;
@@ -114,6 +114,8 @@ pub struct SuperResolver {
     in_tight: wgpu::Buffer,
     out_tight: wgpu::Buffer,
     out_padded: wgpu::Buffer,
+    /// The bind groups of every dispatch a frame records, made once.
+    cache: Arc<DispatchCache>,
 }
 
 const ALIGN: u32 = wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
@@ -176,7 +178,7 @@ impl SuperResolver {
         model.prepare(&gpu);
         gpu.prepare(&[&crate::kernels::texel_rows::DESC]);
         let weights = sr_weights(&gpu, model);
-        Ok(SuperResolver {
+        let sr = SuperResolver {
             gpu,
             model: model.clone(),
             opts,
@@ -187,7 +189,11 @@ impl SuperResolver {
             in_tight,
             out_tight,
             out_padded,
-        })
+            cache: Arc::default(),
+        };
+        let mut warm = sr.gpu.device().create_command_encoder(&Default::default());
+        sr.record(&mut warm, None)?;
+        Ok(sr)
     }
 
     /// The options it was built for.
@@ -226,42 +232,57 @@ impl SuperResolver {
             self.opts.format,
             wgpu::TextureUsages::COPY_DST,
         )?;
-        let (pad_in, pad_out) = (padded_row(w), padded_row(w * f));
-        let l = PixelLayout { n: 1, height: h as usize, width: w as usize, channels: 4, bits: 8 };
-        let (wu, hu, fu) = (w as usize, h as usize, f as usize);
-        let mut y0 = 0;
-        while y0 < hu {
-            let y1 = (y0 + self.rows).min(hu);
-            let (a, b) = (y0.saturating_sub(self.halo), (y1 + self.halo).min(hu));
-            let n = b - a;
-            copy_rows_out(encoder, src, a as u32, &self.in_padded, pad_in, w, n as u32);
-            TexelRows {
-                width: wu,
-                rows: n,
-                src_stride: pad_in as usize / 4,
-                dst_stride: wu,
-                src_offset: 0,
-                dst_offset: 0,
-                swap_rb: false,
+        self.record(encoder, Some((src, dst)))
+    }
+
+    /// Records every strip into `encoder`; without textures (`io` None) the
+    /// kernels only, which [`SuperResolver::new`] does once into an encoder
+    /// it drops, so that the bind groups exist before the first frame.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, io: Option<(&wgpu::Texture, &wgpu::Texture)>) -> Result<()> {
+        self.cache.active(|| {
+            let f = self.model.scale() as u32;
+            let (w, h) = (self.opts.width, self.opts.height);
+            let (pad_in, pad_out) = (padded_row(w), padded_row(w * f));
+            let l = PixelLayout { n: 1, height: h as usize, width: w as usize, channels: 4, bits: 8 };
+            let (wu, hu, fu) = (w as usize, h as usize, f as usize);
+            let mut y0 = 0;
+            while y0 < hu {
+                let y1 = (y0 + self.rows).min(hu);
+                let (a, b) = (y0.saturating_sub(self.halo), (y1 + self.halo).min(hu));
+                let n = b - a;
+                if let Some((src, _)) = io {
+                    copy_rows_out(encoder, src, a as u32, &self.in_padded, pad_in, w, n as u32);
+                }
+                TexelRows {
+                    width: wu,
+                    rows: n,
+                    src_stride: pad_in as usize / 4,
+                    dst_stride: wu,
+                    src_offset: 0,
+                    dst_offset: 0,
+                    swap_rb: false,
+                }
+                .encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
+                record_sr_into(&self.gpu, encoder, &self.model, &self.weights, l, n, &self.in_tight, &self.out_tight)?;
+                // The strip's own rows, without the halo, padded for the copy out.
+                let kept = (y1 - y0) * fu;
+                TexelRows {
+                    width: wu * fu,
+                    rows: kept,
+                    src_stride: wu * fu,
+                    dst_stride: pad_out as usize / 4,
+                    src_offset: (y0 - a) * fu * wu * fu,
+                    dst_offset: 0,
+                    swap_rb: false,
+                }
+                .encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
+                if let Some((_, dst)) = io {
+                    copy_rows_in(encoder, &self.out_padded, pad_out, dst, (y0 * fu) as u32, w * f, kept as u32);
+                }
+                y0 = y1;
             }
-            .encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
-            record_sr_into(&self.gpu, encoder, &self.model, &self.weights, l, n, &self.in_tight, &self.out_tight)?;
-            // The strip's own rows, without the halo, padded for the copy out.
-            let kept = (y1 - y0) * fu;
-            TexelRows {
-                width: wu * fu,
-                rows: kept,
-                src_stride: wu * fu,
-                dst_stride: pad_out as usize / 4,
-                src_offset: (y0 - a) * fu * wu * fu,
-                dst_offset: 0,
-                swap_rb: false,
-            }
-            .encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
-            copy_rows_in(encoder, &self.out_padded, pad_out, dst, (y0 * fu) as u32, w * f, kept as u32);
-            y0 = y1;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -347,6 +368,8 @@ pub struct Enhancer {
     in_tight: wgpu::Buffer,
     out_tight: wgpu::Buffer,
     out_padded: wgpu::Buffer,
+    swap_rb: bool,
+    cache: Arc<DispatchCache>,
 }
 
 impl Enhancer {
@@ -394,7 +417,26 @@ impl Enhancer {
         model.prepare(&gpu);
         gpu.prepare(&[&crate::kernels::texel_rows::DESC]);
         let weights = gpu.constant("gpuimg.enhance.weights", &model.flat());
-        Ok(Enhancer { gpu, opts, net, curve, weights, feat, maps, in_padded, in_tight, out_tight, out_padded })
+        let swap_rb = matches!(opts.format, wgpu::TextureFormat::Bgra8Unorm | wgpu::TextureFormat::Bgra8UnormSrgb);
+        let cache = Arc::default();
+        let e = Enhancer {
+            gpu,
+            opts,
+            net,
+            curve,
+            weights,
+            feat,
+            maps,
+            in_padded,
+            in_tight,
+            out_tight,
+            out_padded,
+            swap_rb,
+            cache,
+        };
+        let mut warm = e.gpu.device().create_command_encoder(&Default::default());
+        e.record(&mut warm, None)?;
+        Ok(e)
     }
 
     /// The options it was built for.
@@ -416,26 +458,38 @@ impl Enhancer {
         if src == dst {
             return Err(Error::invalid("Enhancer", "the destination texture is the source texture"));
         }
-        let pad = padded_row(w);
-        let swap_rb = matches!(format, wgpu::TextureFormat::Bgra8Unorm | wgpu::TextureFormat::Bgra8UnormSrgb);
-        let (wu, hu) = (w as usize, h as usize);
-        let l = PixelLayout { n: 1, height: hu, width: wu, channels: 4, bits: 8 };
-        copy_rows_out(encoder, src, 0, &self.in_padded, pad, w, h);
-        let rows = |src_stride: usize, dst_stride: usize| TexelRows {
-            width: wu,
-            rows: hu,
-            src_stride,
-            dst_stride,
-            src_offset: 0,
-            dst_offset: 0,
-            swap_rb,
-        };
-        rows(pad as usize / 4, wu).encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
-        self.net.encode(&self.gpu, encoder, &self.in_tight, &self.weights, &self.feat, &self.maps.buffer)?;
-        self.curve.encode_packed(&self.gpu, encoder, l, &self.in_tight, &self.maps, &self.out_tight)?;
-        rows(wu, pad as usize / 4).encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
-        copy_rows_in(encoder, &self.out_padded, pad, dst, 0, w, h);
-        Ok(())
+        self.record(encoder, Some((src, dst)))
+    }
+
+    /// Records the frame; the kernels only without textures (as
+    /// [`SuperResolver`]'s: `new` warms the bind groups so).
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, io: Option<(&wgpu::Texture, &wgpu::Texture)>) -> Result<()> {
+        self.cache.active(|| {
+            let (w, h) = (self.opts.width, self.opts.height);
+            let pad = padded_row(w);
+            let (wu, hu) = (w as usize, h as usize);
+            let l = PixelLayout { n: 1, height: hu, width: wu, channels: 4, bits: 8 };
+            if let Some((src, _)) = io {
+                copy_rows_out(encoder, src, 0, &self.in_padded, pad, w, h);
+            }
+            let rows = |src_stride: usize, dst_stride: usize| TexelRows {
+                width: wu,
+                rows: hu,
+                src_stride,
+                dst_stride,
+                src_offset: 0,
+                dst_offset: 0,
+                swap_rb: self.swap_rb,
+            };
+            rows(pad as usize / 4, wu).encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
+            self.net.encode(&self.gpu, encoder, &self.in_tight, &self.weights, &self.feat, &self.maps.buffer)?;
+            self.curve.encode_packed(&self.gpu, encoder, l, &self.in_tight, &self.maps, &self.out_tight)?;
+            rows(wu, pad as usize / 4).encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
+            if let Some((_, dst)) = io {
+                copy_rows_in(encoder, &self.out_padded, pad, dst, 0, w, h);
+            }
+            Ok(())
+        })
     }
 }
 

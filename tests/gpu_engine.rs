@@ -502,10 +502,14 @@ fn super_resolver_upscales_the_hosts_textures_in_its_encoder() {
             if strip.is_some() && h > 3 {
                 assert_eq!(sr.strip_rows(), 3);
             }
-            // The host's own encoder: gpuimg records, the host submits.
+            // The host's own encoder: gpuimg records, the host submits. Every
+            // bind group and uniform was made in `new`: a frame makes none.
+            let before = gpu.traffic();
             let mut enc = gpu.device().create_command_encoder(&Default::default());
             sr.encode(&mut enc, &src, &dst).unwrap();
             gpu.queue().submit([enc.finish()]);
+            let t = gpu.traffic().since(before);
+            assert!(t.dispatches >= 3 && t.bind_groups == 0, "x{scale} {format:?}: a frame made bind groups: {t:?}");
             let got = texture_bytes(&gpu, &dst);
             let got = if bgra { swap_rb(&got) } else { got };
             let worst = got.iter().zip(&want).map(|(&a, &b)| (a as i32 - b as i32).abs()).max().unwrap();
@@ -601,9 +605,12 @@ fn enhancer_enhances_the_hosts_textures_in_its_encoder() {
             let src = texture_with(&gpu, w, h, format, Some(&if bgra { swap_rb(&px) } else { px.clone() }));
             let dst = texture_with(&gpu, w, h, format, None);
             let e = Enhancer::new(gpu.clone(), &model, EnhanceOptions { format, ..opts }).unwrap();
+            let before = gpu.traffic();
             let mut enc = gpu.device().create_command_encoder(&Default::default());
             e.encode(&mut enc, &src, &dst).unwrap();
             gpu.queue().submit([enc.finish()]);
+            let t = gpu.traffic().since(before);
+            assert!(t.dispatches >= 4 && t.bind_groups == 0, "{arch:?} {format:?}: a frame made bind groups: {t:?}");
             let got = texture_bytes(&gpu, &dst);
             let got = if bgra { swap_rb(&got) } else { got };
             let worst = got.iter().zip(&want).map(|(&a, &b)| (a as i32 - b as i32).abs()).max().unwrap();
@@ -619,4 +626,33 @@ fn enhancer_enhances_the_hosts_textures_in_its_encoder() {
             assert!(matches!(e.encode(&mut enc, &src, &src), Err(Error::InvalidArgument { .. })));
         }
     }
+}
+
+#[test]
+fn a_dispatch_cache_replays_bind_groups_and_nothing_else_does() {
+    let Some(g) = gpu() else { return };
+    let gpu = Gpu::from_existing(g.device().clone(), g.queue().clone());
+    let shape = Shape::new(1, 2, 3, 5);
+    let (x, y) = (gpu.alloc(shape).unwrap(), gpu.alloc(shape).unwrap());
+    let slopes = gpu.constant("slopes", &[0.5, 0.25]);
+    let record = |slopes: &gpuimg::wgpu::Buffer| {
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        Prelu.encode(&gpu, &mut enc, &x, slopes, &y).unwrap();
+    };
+    let count = |f: &dyn Fn()| {
+        let before = gpu.traffic();
+        f();
+        gpu.traffic().since(before).bind_groups
+    };
+    // Without a cache: one bind group per dispatch.
+    assert_eq!(count(&|| (0..3).for_each(|_| record(&slopes))), 3);
+    // With one: made once, then replayed; other buffers make another.
+    let cache = std::sync::Arc::new(gpuimg::gpu::DispatchCache::default());
+    assert_eq!(count(&|| cache.active(|| (0..3).for_each(|_| record(&slopes)))), 1);
+    let other = gpu.constant("other slopes", &[1.0, 2.0]);
+    assert_eq!(count(&|| cache.active(|| record(&other))), 1);
+    assert_eq!(count(&|| cache.active(|| record(&slopes))), 0);
+    assert_eq!(cache.len(), 2);
+    // Outside `active` the cache is not consulted.
+    assert_eq!(count(&|| record(&slopes)), 1);
 }

@@ -243,6 +243,9 @@ pub struct Traffic {
     pub bytes_up: u64,
     /// Bytes mapped back to the host.
     pub bytes_down: u64,
+    /// Bind groups made (each with its params uniform): one per dispatch,
+    /// except dispatches replayed from a [`DispatchCache`].
+    pub bind_groups: u64,
 }
 
 impl Traffic {
@@ -252,6 +255,7 @@ impl Traffic {
             dispatches: self.dispatches - earlier.dispatches,
             bytes_up: self.bytes_up - earlier.bytes_up,
             bytes_down: self.bytes_down - earlier.bytes_down,
+            bind_groups: self.bind_groups - earlier.bind_groups,
         }
     }
 }
@@ -261,6 +265,54 @@ struct Counters {
     dispatches: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
+    bind_groups: AtomicU64,
+}
+
+/// What a cached dispatch is keyed on: the kernel, its params bytes and its buffers.
+type DispatchKey = (&'static str, Vec<u8>, Vec<wgpu::Buffer>);
+
+/// Bind groups (each with its params uniform) kept for dispatches that
+/// repeat exactly: the same kernel, params and buffers, frame after frame.
+/// A model object ([`crate::embed`]) owns one and records inside
+/// [`DispatchCache::active`], so its second frame makes no bind group and
+/// no uniform buffer. It holds at most [`DispatchCache::CAPACITY`] entries
+/// (then starts over), and keeps the buffers it has seen alive.
+#[derive(Debug, Default)]
+pub struct DispatchCache {
+    map: Mutex<HashMap<DispatchKey, Arc<wgpu::BindGroup>>>,
+}
+
+thread_local! {
+    static ACTIVE_CACHE: std::cell::RefCell<Option<Arc<DispatchCache>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl DispatchCache {
+    /// Most bind groups kept.
+    pub const CAPACITY: usize = 1024;
+
+    /// Runs `record` with this cache serving the [`Gpu::dispatch`]es it
+    /// makes on this thread (nested calls: the innermost cache serves).
+    pub fn active<T>(self: &Arc<Self>, record: impl FnOnce() -> T) -> T {
+        struct Restore(Option<Arc<DispatchCache>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                ACTIVE_CACHE.with(|c| *c.borrow_mut() = prev);
+            }
+        }
+        let _restore = Restore(ACTIVE_CACHE.with(|c| c.borrow_mut().replace(self.clone())));
+        record()
+    }
+
+    /// Bind groups held.
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("dispatch cache poisoned").len()
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The device context: device, queue, pipeline cache and buffer pool.
@@ -323,6 +375,7 @@ impl Gpu {
             dispatches: c.dispatches.load(Ordering::Relaxed),
             bytes_up: c.bytes_up.load(Ordering::Relaxed),
             bytes_down: c.bytes_down.load(Ordering::Relaxed),
+            bind_groups: c.bind_groups.load(Ordering::Relaxed),
         }
     }
 
@@ -564,27 +617,45 @@ impl Gpu {
         self.check_bindings(desc, buffers)?;
         let p = self.pipeline(desc);
         let label = desc.label();
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(&label),
-            contents: params,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-        entries.extend(
-            buffers
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
-        );
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&label),
-            layout: &p.layout,
-            entries: &entries,
-        });
+        let make = || {
+            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&label),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+            entries.extend(
+                buffers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+            );
+            self.counters.bind_groups.fetch_add(1, Ordering::Relaxed);
+            Arc::new(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&label),
+                layout: &p.layout,
+                entries: &entries,
+            }))
+        };
+        let bind = match ACTIVE_CACHE.with(|c| c.borrow().clone()) {
+            None => make(),
+            Some(cache) => {
+                let key: DispatchKey = (desc.name, params.to_vec(), buffers.iter().map(|&b| b.clone()).collect());
+                let mut map = cache.map.lock().expect("dispatch cache poisoned");
+                if let Some(b) = map.get(&key) {
+                    b.clone()
+                } else {
+                    if map.len() >= DispatchCache::CAPACITY {
+                        map.clear();
+                    }
+                    map.entry(key).or_insert_with(make).clone()
+                }
+            }
+        };
         let mut pass =
             encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&label), timestamp_writes: None });
         pass.set_pipeline(&p.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
+        pass.set_bind_group(0, bind.as_ref(), &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         self.counters.dispatches.fetch_add(1, Ordering::Relaxed);
         Ok(())
