@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then runs every test with a GPU
 # adapter required (the software one where there is no GPU), the embedding
-# example (also on the newest wgpu 30.x), clippy, and a 3-rank mpirun job
-# (the mpi feature).
+# examples (embed also on the newest wgpu 30.x; host_app), the library on
+# wasm32 (webgpu feature), clippy, and a 3-rank mpirun job (the mpi feature).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -24,6 +24,8 @@ echo "== example: a host application's frame through SuperResolver and Enhancer"
 cargo run -q --example host_app -- target/host_app
 echo "== the newest wgpu 30.x (scripts/wgpu-newest.sh)"
 bash scripts/wgpu-newest.sh
+echo "== the library on wasm32 with the WebGPU backend (scripts/wasm-check.sh)"
+bash scripts/wasm-check.sh
 echo "== clippy"
 cargo clippy -q --all-targets -- -D warnings
 echo "== docs (broken links are errors)"

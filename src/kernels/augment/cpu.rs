@@ -1,6 +1,9 @@
 //! The CPU twin of the `augment` kernel: the per-pixel path that mirrors
 //! the shader, the separable two-pass path taken when no stage rotates, and
 //! the packed-sample path.
+// Some state and helpers serve only the x86-64 AVX2 paths; elsewhere
+// (aarch64, wasm32) the portable loops run and leave them unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(unused_mut, unused_variables, dead_code))]
 
 use rayon::prelude::*;
 
