@@ -67,6 +67,8 @@
 //! - [`Gpu::upload`] and friends write through `queue.write_buffer`, which
 //!   wgpu stages until the next submission.
 
+#![warn(missing_docs)]
+
 pub use wgpu;
 
 pub mod augment;

@@ -13,6 +13,8 @@ use crate::tensor::{Shape, Tensor};
 /// Params uniform of `shaders/activation.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct ActivationParams {
     pub len: u32,
     pub mode: u32,

@@ -18,6 +18,8 @@ use crate::tensor::{Samples, Shape, Tensor};
 /// Params uniform of `shaders/alpha_upscale.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct AlphaParams {
     pub w: u32,
     pub h: u32,

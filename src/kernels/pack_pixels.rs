@@ -14,6 +14,8 @@ use crate::tensor::{Samples, Tensor};
 /// Params uniform of `shaders/pack_pixels.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct PackParams {
     pub pixels: u32,
     pub channels: u32,

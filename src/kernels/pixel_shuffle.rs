@@ -14,6 +14,8 @@ use crate::tensor::{Shape, Tensor};
 /// `c`, `h`, `w` are the channels of the shuffled (large) side and the sides of the small one.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct ShuffleParams {
     pub n: u32,
     pub c: u32,

@@ -15,6 +15,8 @@ use crate::tensor::{Shape, Tensor};
 /// Params uniform of `shaders/prelu.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct PreluParams {
     pub len: u32,
     pub channels: u32,

@@ -13,6 +13,8 @@ use crate::tensor::{Shape, Tensor};
 /// Params uniform of `shaders/resize_bilinear.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct ResizeParams {
     pub planes: u32,
     pub in_h: u32,
@@ -35,11 +37,21 @@ pub static DESC: KernelDesc = kernel_desc!("resize_bilinear", ResizeParams, [Rea
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ResizeTarget {
     /// An explicit output size (height, width).
-    Size { h: usize, w: usize },
+    Size {
+        /// Output height.
+        h: usize,
+        /// Output width.
+        w: usize,
+    },
     /// A scale factor per axis: output `floor(in * f)`, and with
     /// `align_corners = false` the source step is `1 / f` (PyTorch's
     /// `scale_factor` with `recompute_scale_factor` unset).
-    Factor { h: f64, w: f64 },
+    Factor {
+        /// Factor along the height.
+        h: f64,
+        /// Factor along the width.
+        w: f64,
+    },
 }
 
 /// Bilinear resize of every plane of an NCHW tensor.

@@ -16,6 +16,8 @@ use crate::tensor::Samples;
 /// Params uniform of `shaders/texel_rows.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct TexelParams {
     pub width: u32,
     pub rows: u32,

@@ -18,6 +18,8 @@ use crate::tensor::{Samples, Shape, Tensor};
 /// Params uniform of `shaders/tinycompress_dec.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct DecParams {
     pub w: u32,
     pub h: u32,

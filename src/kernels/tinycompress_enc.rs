@@ -15,6 +15,8 @@ use crate::tensor::{Shape, Tensor};
 /// Params uniform of `shaders/tinycompress_enc.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct EncParams {
     pub w: u32,
     pub h: u32,

@@ -16,6 +16,8 @@ use crate::tensor::{Samples, Shape, Tensor};
 /// Params uniform of `shaders/tinycompress_quant.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct QuantParams {
     pub plane: u32,
     pub top: u32,

@@ -19,6 +19,8 @@ use crate::tensor::{Shape, Tensor};
 /// Params uniform of `shaders/tinypssr_fused.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct FusedParams {
     /// Input width.
     pub w: u32,

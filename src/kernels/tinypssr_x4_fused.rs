@@ -17,6 +17,8 @@ use crate::tensor::{Shape, Tensor};
 /// Params uniform of `shaders/tinypssr_x4_fused.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct X4Params {
     pub w: u32,
     pub h: u32,

@@ -19,6 +19,8 @@ use crate::tensor::{Shape, Tensor};
 /// Params uniform of `shaders/zero_dce_enhance.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct EnhanceParams {
     pub n: u32,
     pub channels: u32,

@@ -17,6 +17,8 @@ use crate::tensor::{Shape, Tensor};
 /// Params uniform of `shaders/zero_dce_net.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct NetParams {
     pub h: u32,
     pub w: u32,

@@ -23,7 +23,14 @@ use crate::weights::Weights;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Layer {
     /// Convolution with its weights and bias.
-    Conv { conv: Conv2d, w: Vec<f32>, b: Vec<f32> },
+    Conv {
+        /// The convolution's shape.
+        conv: Conv2d,
+        /// Weights (OIHW).
+        w: Vec<f32>,
+        /// Bias, one per output channel.
+        b: Vec<f32>,
+    },
     /// PReLU with one slope per channel.
     Prelu(Vec<f32>),
     /// Pixel unshuffle by 2.

@@ -20,6 +20,8 @@ pub use cpu::PackedSample;
 /// Params uniform of `shaders/augment.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct AugmentParams {
     pub in_w: u32,
     pub in_h: u32,
@@ -93,7 +95,12 @@ pub struct GeoStage {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ColourOp {
     /// `rgb <- M rgb + t` (M row-major).
-    Affine { m: [f32; 9], t: [f32; 3] },
+    Affine {
+        /// The 3x3 matrix, row-major (output channel by input channel).
+        m: [f32; 9],
+        /// The offset added per output channel.
+        t: [f32; 3],
+    },
     /// `v <- max(v, 0)^g`.
     Gamma(f32),
     /// `v <- v + sigma N(0, 1)`.
@@ -137,7 +144,12 @@ pub enum OutMode {
     /// Clamped to [0, 1].
     Clamp,
     /// Clamped, then `(v - mean) / std` on R, G, B.
-    Normalize { mean: [f32; 3], std: [f32; 3] },
+    Normalize {
+        /// Per-channel mean subtracted (R, G, B).
+        mean: [f32; 3],
+        /// Per-channel standard deviation divided by (R, G, B).
+        std: [f32; 3],
+    },
 }
 
 /// One augmentation pass.

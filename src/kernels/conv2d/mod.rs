@@ -15,6 +15,8 @@ mod cpu;
 /// Params uniform of `shaders/conv2d.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+// Fields mirror the shader's `Params` struct, where each is documented.
+#[allow(missing_docs)]
 pub struct Conv2dParams {
     pub n: u32,
     pub cin: u32,
