@@ -1,12 +1,16 @@
-// texel_rows: rows of 32-bit texels copied between two row strides, with red
-// and blue optionally swapped: the bridge between a texture copy's buffer
-// (rows padded to 256 bytes, BGRA or RGBA) and the tightly packed RGBA
-// pixels the kernels read and write.
+// texel_rows: rows of 32-bit words copied between two row strides, each
+// word converted by `mode`: the bridge between a texture copy's buffer (rows
+// padded to 256 bytes; BGRA, RGBA or half-float RGBA) and the tightly packed
+// RGBA pixels the kernels read and write.
 //
-//   dst[dst_offset + y * dst_stride + x] = swap(src[src_offset + y * src_stride + x])
-//   for y < rows, x < width; swap exchanges bytes 0 and 2 when swap_rb = 1.
+//   dst[dst_offset + y * dst_stride + x] = convert(src[src_offset + y * src_stride + x])
+//   for y < rows, x < width (in words), where convert is, by mode:
+//     0  the word as it is
+//     1  bytes 0 and 2 exchanged (8-bit BGRA <-> RGBA)
+//     2  two f16 -> two 16-bit unorm: floor(clamp(v, 0, 1) * 65535 + 0.5)
+//     3  two 16-bit unorm -> two f16: u / 65535 rounded to half (pack2x16float)
 // Words of dst outside those rows and columns are left as they are.
-// One invocation per texel.
+// One invocation per word.
 // CPU twin: src/kernels/texel_rows.rs (TexelRows::cpu).
 //
 // bindings: 0 uniform Params | 1 src (words) | 2 dst (words)
@@ -19,7 +23,7 @@ struct Params {
     dst_stride: u32,
     src_offset: u32,
     dst_offset: u32,
-    swap_rb: u32,
+    mode: u32,
     _pad: u32,
 }
 
@@ -38,8 +42,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let y = i / p.width;
     let x = i % p.width;
     var t = src[p.src_offset + y * p.src_stride + x];
-    if (p.swap_rb == 1u) {
+    if (p.mode == 1u) {
         t = (t & 0xff00ff00u) | ((t & 0xffu) << 16u) | ((t >> 16u) & 0xffu);
+    } else if (p.mode == 2u) {
+        let v = unpack2x16float(t);
+        let u = vec2<u32>(floor(clamp(v, vec2<f32>(0.0), vec2<f32>(1.0)) * 65535.0 + 0.5));
+        t = u.x | (u.y << 16u);
+    } else if (p.mode == 3u) {
+        t = pack2x16float(vec2<f32>(f32(t & 0xffffu), f32(t >> 16u)) / 65535.0);
     }
     dst[p.dst_offset + y * p.dst_stride + x] = t;
 }

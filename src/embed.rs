@@ -17,9 +17,15 @@
 //! destination. Raw bytes are what the CLI processes too: an sRGB texture's
 //! encoded values, as a PNG stores them, so the result matches `gpuimg sr`
 //! on the same pixels within one level. TinyPSSR treats each colour channel
-//! alike, so BGRA textures need no swizzle. Images taller than one binding
+//! alike, so BGRA textures need no swizzle ([`Enhancer`]'s network mixes
+//! them: `texel_rows` swaps red and blue there). `Rgba16Float` texels are
+//! clamped to [0, 1] and converted to 16-bit samples on the way in, and
+//! back to half floats on the way out. Images taller than one binding
 //! allows run in strips of rows with the network's halo, all recorded into
 //! the same encoder.
+//!
+//! Both objects also make every dispatch's bind group and params uniform in
+//! `new` (a [`DispatchCache`]), so a frame allocates nothing.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -58,6 +64,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DispatchCache, Gpu, GpuTensor};
+use crate::kernels::texel_rows::TexelMode;
 use crate::kernels::zero_dce_net::NetInput;
 use crate::kernels::{TexelRows, ZeroDceEnhance, ZeroDceNet};
 use crate::models::tinypssr::TinyPssr;
@@ -66,13 +73,60 @@ use crate::ops::{record_sr_into, sr_strip_rows, sr_weights};
 use crate::pixel::PixelLayout;
 
 /// The texture formats the model objects read and write: 8-bit RGBA or
-/// BGRA, linear or sRGB (bytes are taken as they are stored).
-pub const TEXTURE_FORMATS: [wgpu::TextureFormat; 4] = [
+/// BGRA, linear or sRGB (bytes are taken as they are stored), and
+/// half-float RGBA (values clamped to [0, 1] and run as 16-bit samples).
+pub const TEXTURE_FORMATS: [wgpu::TextureFormat; 5] = [
     wgpu::TextureFormat::Rgba8Unorm,
     wgpu::TextureFormat::Rgba8UnormSrgb,
     wgpu::TextureFormat::Bgra8Unorm,
     wgpu::TextureFormat::Bgra8UnormSrgb,
+    wgpu::TextureFormat::Rgba16Float,
 ];
+
+/// How a format's texels become the packed RGBA samples the kernels take.
+#[derive(Debug, Clone, Copy)]
+struct Texels {
+    /// Bytes per texel (4 or 8) and bits per sample of the packed pixels.
+    bytes: u32,
+    bits: u32,
+    /// The conversion on the way in and on the way out.
+    read: TexelMode,
+    write: TexelMode,
+}
+
+impl Texels {
+    /// `op`'s texel handling for `format`; `swizzle`: whether BGRA must
+    /// become RGBA (not for networks that treat the channels alike).
+    fn of(op: &'static str, format: wgpu::TextureFormat, swizzle: bool) -> Result<Texels> {
+        use wgpu::TextureFormat as F;
+        let byte_mode = if swizzle { TexelMode::SwapRb } else { TexelMode::Copy };
+        Ok(match format {
+            F::Rgba8Unorm | F::Rgba8UnormSrgb => {
+                Texels { bytes: 4, bits: 8, read: TexelMode::Copy, write: TexelMode::Copy }
+            }
+            F::Bgra8Unorm | F::Bgra8UnormSrgb => Texels { bytes: 4, bits: 8, read: byte_mode, write: byte_mode },
+            F::Rgba16Float => {
+                Texels { bytes: 8, bits: 16, read: TexelMode::HalfToUnorm16, write: TexelMode::Unorm16ToHalf }
+            }
+            f => return Err(Error::invalid(op, format!("texture format {f:?}: one of {TEXTURE_FORMATS:?} is needed"))),
+        })
+    }
+
+    /// Words per texel.
+    fn words(&self) -> usize {
+        self.bytes as usize / 4
+    }
+
+    /// Bytes per row of `width` texels in a texture copy's buffer.
+    fn padded_row(&self, width: u32) -> u32 {
+        (width * self.bytes).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+    }
+
+    /// The packed layout of `height` x `width` texels.
+    fn layout(&self, width: usize, height: usize) -> PixelLayout {
+        PixelLayout { n: 1, height, width, channels: 4, bits: self.bits }
+    }
+}
 
 /// What a [`SuperResolver`] is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +158,7 @@ pub struct SuperResolver {
     gpu: Arc<Gpu>,
     model: TinyPssr,
     opts: SrOptions,
+    texels: Texels,
     weights: wgpu::Buffer,
     /// Source rows per strip (without halo) and the halo.
     rows: usize,
@@ -118,12 +173,6 @@ pub struct SuperResolver {
     cache: Arc<DispatchCache>,
 }
 
-const ALIGN: u32 = wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
-
-fn padded_row(width: u32) -> u32 {
-    (width * 4).next_multiple_of(ALIGN)
-}
-
 impl SuperResolver {
     /// Builds the resolver: checks the options against the device, compiles
     /// the pipelines, uploads the weights and allocates the strip buffers
@@ -136,9 +185,8 @@ impl SuperResolver {
     /// strip's buffers exceed the device's limits.
     pub fn new(gpu: Arc<Gpu>, model: &TinyPssr, opts: SrOptions) -> Result<SuperResolver> {
         let bad = |why: String| Err(Error::invalid("SuperResolver", why));
-        if !TEXTURE_FORMATS.contains(&opts.format) {
-            return bad(format!("texture format {:?}: 8-bit RGBA or BGRA only ({TEXTURE_FORMATS:?})", opts.format));
-        }
+        // TinyPSSR runs each colour channel alike: BGRA needs no swizzle.
+        let texels = Texels::of("SuperResolver", opts.format, false)?;
         let f = model.scale();
         if f != 2 && f != 4 {
             return bad(format!("scale {f}: the fused kernels do x2 and x4"));
@@ -152,7 +200,7 @@ impl SuperResolver {
             return bad(format!("a {ow}x{oh} output is over this device's largest 2D texture ({max} a side)"));
         }
         let (w, h) = (opts.width as usize, opts.height as usize);
-        let l = PixelLayout { n: 1, height: h, width: w, channels: 4, bits: 8 };
+        let l = texels.layout(w, h);
         let (auto, halo) = sr_strip_rows(&gpu, model, l);
         let rows = opts.max_strip_rows.map_or(auto, |r| (r as usize).min(auto)).min(h);
         let in_rows = (rows + 2 * halo).min(h) as u64;
@@ -166,13 +214,17 @@ impl SuperResolver {
                 mapped_at_creation: false,
             }))
         };
-        let in_padded =
-            buffer("gpuimg.sr.in_padded", padded_row(opts.width) as u64 * in_rows, wgpu::BufferUsages::COPY_DST)?;
-        let in_tight = buffer("gpuimg.sr.in_tight", w as u64 * 4 * in_rows, wgpu::BufferUsages::empty())?;
-        let out_tight = buffer("gpuimg.sr.out_tight", ow * 4 * in_rows * f as u64, wgpu::BufferUsages::COPY_DST)?;
+        let in_padded = buffer(
+            "gpuimg.sr.in_padded",
+            texels.padded_row(opts.width) as u64 * in_rows,
+            wgpu::BufferUsages::COPY_DST,
+        )?;
+        let tb = texels.bytes as u64;
+        let in_tight = buffer("gpuimg.sr.in_tight", w as u64 * tb * in_rows, wgpu::BufferUsages::empty())?;
+        let out_tight = buffer("gpuimg.sr.out_tight", ow * tb * in_rows * f as u64, wgpu::BufferUsages::COPY_DST)?;
         let out_padded = buffer(
             "gpuimg.sr.out_padded",
-            padded_row(ow as u32) as u64 * (rows * f) as u64,
+            texels.padded_row(ow as u32) as u64 * (rows * f) as u64,
             wgpu::BufferUsages::COPY_SRC,
         )?;
         model.prepare(&gpu);
@@ -182,6 +234,7 @@ impl SuperResolver {
             gpu,
             model: model.clone(),
             opts,
+            texels,
             weights,
             rows,
             halo,
@@ -242,9 +295,12 @@ impl SuperResolver {
         self.cache.active(|| {
             let f = self.model.scale() as u32;
             let (w, h) = (self.opts.width, self.opts.height);
-            let (pad_in, pad_out) = (padded_row(w), padded_row(w * f));
-            let l = PixelLayout { n: 1, height: h as usize, width: w as usize, channels: 4, bits: 8 };
+            let t = self.texels;
+            let (pad_in, pad_out) = (t.padded_row(w), t.padded_row(w * f));
+            let l = t.layout(w as usize, h as usize);
             let (wu, hu, fu) = (w as usize, h as usize, f as usize);
+            // Rows in words (the kernels' unit): texels times words per texel.
+            let ww = wu * t.words();
             let mut y0 = 0;
             while y0 < hu {
                 let y1 = (y0 + self.rows).min(hu);
@@ -254,26 +310,26 @@ impl SuperResolver {
                     copy_rows_out(encoder, src, a as u32, &self.in_padded, pad_in, w, n as u32);
                 }
                 TexelRows {
-                    width: wu,
+                    width: ww,
                     rows: n,
                     src_stride: pad_in as usize / 4,
-                    dst_stride: wu,
+                    dst_stride: ww,
                     src_offset: 0,
                     dst_offset: 0,
-                    swap_rb: false,
+                    mode: t.read,
                 }
                 .encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
                 record_sr_into(&self.gpu, encoder, &self.model, &self.weights, l, n, &self.in_tight, &self.out_tight)?;
                 // The strip's own rows, without the halo, padded for the copy out.
                 let kept = (y1 - y0) * fu;
                 TexelRows {
-                    width: wu * fu,
+                    width: ww * fu,
                     rows: kept,
-                    src_stride: wu * fu,
+                    src_stride: ww * fu,
                     dst_stride: pad_out as usize / 4,
-                    src_offset: (y0 - a) * fu * wu * fu,
+                    src_offset: (y0 - a) * fu * ww * fu,
                     dst_offset: 0,
-                    swap_rb: false,
+                    mode: t.write,
                 }
                 .encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
                 if let Some((_, dst)) = io {
@@ -368,7 +424,7 @@ pub struct Enhancer {
     in_tight: wgpu::Buffer,
     out_tight: wgpu::Buffer,
     out_padded: wgpu::Buffer,
-    swap_rb: bool,
+    texels: Texels,
     cache: Arc<DispatchCache>,
 }
 
@@ -384,14 +440,13 @@ impl Enhancer {
     /// exceeds the device's limits.
     pub fn new(gpu: Arc<Gpu>, model: &ZeroDce, opts: EnhanceOptions) -> Result<Enhancer> {
         let bad = |why: String| Err(Error::invalid("Enhancer", why));
-        if !TEXTURE_FORMATS.contains(&opts.format) {
-            return bad(format!("texture format {:?}: 8-bit RGBA or BGRA only ({TEXTURE_FORMATS:?})", opts.format));
-        }
+        // The network mixes the channels: BGRA is swizzled to RGBA and back.
+        let texels = Texels::of("Enhancer", opts.format, true)?;
         if opts.width == 0 || opts.height == 0 || opts.scale_factor == Some(0) {
             return bad(format!("empty size or scale factor in {opts:?}"));
         }
         let (w, h) = (opts.width as usize, opts.height as usize);
-        let l = PixelLayout { n: 1, height: h, width: w, channels: 4, bits: 8 };
+        let l = texels.layout(w, h);
         let curve = model.curve(opts.iterations)?;
         let input = NetInput::Packed { layout: l, down: ZeroDce::downscale(h, w, opts.scale_factor())? };
         let net = ZeroDceNet::new(model.arch.spec(), input)?;
@@ -408,8 +463,8 @@ impl Enhancer {
         let maps_shape = net.maps_shape()?;
         let maps = GpuTensor { buffer: buffer("gpuimg.enhance.maps", maps_shape.bytes(), none)?, shape: maps_shape };
         let feat = buffer("gpuimg.enhance.features", net.feat_bytes()?, none)?;
-        let pad = padded_row(opts.width) as u64;
-        let tight = (w * h * 4) as u64;
+        let pad = texels.padded_row(opts.width) as u64;
+        let tight = (w * h) as u64 * texels.bytes as u64;
         let in_padded = buffer("gpuimg.enhance.in_padded", pad * h as u64, wgpu::BufferUsages::COPY_DST)?;
         let in_tight = buffer("gpuimg.enhance.in_tight", tight, none)?;
         let out_tight = buffer("gpuimg.enhance.out_tight", tight, wgpu::BufferUsages::COPY_DST)?;
@@ -417,7 +472,6 @@ impl Enhancer {
         model.prepare(&gpu);
         gpu.prepare(&[&crate::kernels::texel_rows::DESC]);
         let weights = gpu.constant("gpuimg.enhance.weights", &model.flat());
-        let swap_rb = matches!(opts.format, wgpu::TextureFormat::Bgra8Unorm | wgpu::TextureFormat::Bgra8UnormSrgb);
         let cache = Arc::default();
         let e = Enhancer {
             gpu,
@@ -431,7 +485,7 @@ impl Enhancer {
             in_tight,
             out_tight,
             out_padded,
-            swap_rb,
+            texels,
             cache,
         };
         let mut warm = e.gpu.device().create_command_encoder(&Default::default());
@@ -466,25 +520,27 @@ impl Enhancer {
     fn record(&self, encoder: &mut wgpu::CommandEncoder, io: Option<(&wgpu::Texture, &wgpu::Texture)>) -> Result<()> {
         self.cache.active(|| {
             let (w, h) = (self.opts.width, self.opts.height);
-            let pad = padded_row(w);
+            let t = self.texels;
+            let pad = t.padded_row(w);
             let (wu, hu) = (w as usize, h as usize);
-            let l = PixelLayout { n: 1, height: hu, width: wu, channels: 4, bits: 8 };
+            let l = t.layout(wu, hu);
+            let ww = wu * t.words();
             if let Some((src, _)) = io {
                 copy_rows_out(encoder, src, 0, &self.in_padded, pad, w, h);
             }
-            let rows = |src_stride: usize, dst_stride: usize| TexelRows {
-                width: wu,
+            let rows = |src_stride: usize, dst_stride: usize, mode: TexelMode| TexelRows {
+                width: ww,
                 rows: hu,
                 src_stride,
                 dst_stride,
                 src_offset: 0,
                 dst_offset: 0,
-                swap_rb: self.swap_rb,
+                mode,
             };
-            rows(pad as usize / 4, wu).encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
+            rows(pad as usize / 4, ww, t.read).encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
             self.net.encode(&self.gpu, encoder, &self.in_tight, &self.weights, &self.feat, &self.maps.buffer)?;
             self.curve.encode_packed(&self.gpu, encoder, l, &self.in_tight, &self.maps, &self.out_tight)?;
-            rows(wu, pad as usize / 4).encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
+            rows(ww, pad as usize / 4, t.write).encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
             if let Some((_, dst)) = io {
                 copy_rows_in(encoder, &self.out_padded, pad, dst, 0, w, h);
             }

@@ -436,20 +436,22 @@ fn texture_with(
         view_formats: &[],
     });
     if let Some(bytes) = bytes {
+        let texel = format.block_copy_size(None).unwrap();
         gpu.queue().write_texture(
             t.as_image_copy(),
             bytes,
-            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(w * 4), rows_per_image: Some(h) },
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(w * texel), rows_per_image: Some(h) },
             t.size(),
         );
     }
     t
 }
 
-/// The texels of `t` (4 bytes each), tightly packed rows.
+/// The texels of `t`, tightly packed rows.
 fn texture_bytes(gpu: &Gpu, t: &gpuimg::wgpu::Texture) -> Vec<u8> {
     use gpuimg::wgpu;
-    let row = (t.width() * 4).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+    let texel = t.format().block_copy_size(None).unwrap();
+    let row = (t.width() * texel).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
     let buf = gpu.take_buffer((row * t.height()) as u64, Gpu::TENSOR_USAGE);
     gpu.execute("read texture", |enc| {
         enc.copy_texture_to_buffer(
@@ -464,7 +466,7 @@ fn texture_bytes(gpu: &Gpu, t: &gpuimg::wgpu::Texture) -> Vec<u8> {
     })
     .unwrap();
     let padded = gpu.read_bytes(&buf, (row * t.height()) as u64).unwrap();
-    padded.chunks(row as usize).flat_map(|r| r[..t.width() as usize * 4].to_vec()).collect()
+    padded.chunks(row as usize).flat_map(|r| r[..(t.width() * texel) as usize].to_vec()).collect()
 }
 
 fn swap_rb(bytes: &[u8]) -> Vec<u8> {
@@ -538,7 +540,7 @@ fn super_resolver_refuses_textures_it_was_not_built_for() {
         Err(Error::InvalidArgument { message, .. }) => assert!(message.contains(what), "{message}"),
         other => panic!("expected an error about {what}, got {other:?}"),
     };
-    refused(SuperResolver::new(gpu.clone(), &model, SrOptions::new(8, 8, F::Rgba16Float)), "Rgba16Float");
+    refused(SuperResolver::new(gpu.clone(), &model, SrOptions::new(8, 8, F::Rgba32Float)), "Rgba32Float");
     refused(SuperResolver::new(gpu.clone(), &model, SrOptions::new(0, 8, F::Rgba8Unorm)), "empty");
     refused(SuperResolver::new(gpu.clone(), &model, SrOptions::new(1 << 20, 8, F::Rgba8Unorm)), "largest 2D texture");
     let sr = SuperResolver::new(gpu.clone(), &model, SrOptions::new(8, 6, F::Rgba8Unorm)).unwrap();
@@ -655,4 +657,59 @@ fn a_dispatch_cache_replays_bind_groups_and_nothing_else_does() {
     assert_eq!(cache.len(), 2);
     // Outside `active` the cache is not consulted.
     assert_eq!(count(&|| record(&slopes)), 1);
+}
+
+#[test]
+fn model_objects_take_half_float_textures() {
+    // Rgba16Float: half floats in, clamped to [0, 1] and run as 16-bit
+    // samples, half floats out. The CPU path on those 16-bit samples,
+    // converted back to half floats, is what the texture must hold.
+    use gpuimg::embed::{EnhanceOptions, Enhancer, SrOptions, SuperResolver};
+    use gpuimg::kernels::texel_rows::{f16_to_f32, f32_to_f16, TexelMode};
+    use gpuimg::models::{zero_dce::Arch, TinyPssr, ZeroDce};
+    use gpuimg::wgpu::TextureFormat as F;
+    let Some(g) = gpu() else { return };
+    let gpu = std::sync::Arc::new(Gpu::from_existing(g.device().clone(), g.queue().clone()));
+    let mut rng = Rng::for_test("half_float_textures");
+    let (w, h) = (37u32, 23u32);
+    // Half floats from -0.05 to 1.05 (clamping exercised), darker in colour for the enhancer.
+    let halves: Vec<u16> =
+        (0..w * h * 4).map(|i| f32_to_f16(rng.uniform(-0.05, if i % 4 == 3 { 1.05 } else { 0.4 }))).collect();
+    let unorm: Vec<u16> = halves
+        .chunks(2)
+        .flat_map(|p| {
+            let t = TexelMode::HalfToUnorm16.convert(p[0] as u32 | (p[1] as u32) << 16);
+            [t as u16, (t >> 16) as u16]
+        })
+        .collect();
+    let img = gpuimg::image_io::Image::new(w, h, 4, gpuimg::Samples::U16(unorm)).unwrap();
+    let bytes: Vec<u8> = halves.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let src = texture_with(&gpu, w, h, F::Rgba16Float, Some(&bytes));
+    let check = |what: &str, dst: &gpuimg::wgpu::Texture, want: gpuimg::image_io::Image| {
+        let gpuimg::Samples::U16(want) = want.samples else { unreachable!("16-bit") };
+        let got: Vec<f32> =
+            texture_bytes(&gpu, dst).chunks(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect();
+        assert_eq!(got.len(), want.len());
+        // One 16-bit level, then the half float's rounding (2^-11 near 1).
+        let worst = got.iter().zip(&want).map(|(&a, &b)| (a - b as f32 / 65535.0).abs()).fold(0.0, f32::max);
+        assert!(worst <= 1e-3, "{what}: {worst} from the CPU path");
+        assert!(got.iter().all(|v| (0.0..=1.0).contains(v)), "{what}: values outside [0, 1]");
+    };
+    let model = TinyPssr::bundled(2).unwrap();
+    let sr = SuperResolver::new(gpu.clone(), &model, SrOptions::new(w, h, F::Rgba16Float)).unwrap();
+    let big = texture_with(&gpu, 2 * w, 2 * h, F::Rgba16Float, None);
+    let zero_dce = ZeroDce::bundled(Arch::ZeroDcePlus).unwrap();
+    let opts = EnhanceOptions::new(w, h, F::Rgba16Float);
+    let enhancer = Enhancer::new(gpu.clone(), &zero_dce, opts).unwrap();
+    let bright = texture_with(&gpu, w, h, F::Rgba16Float, None);
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    sr.encode(&mut enc, &src, &big).unwrap();
+    enhancer.encode(&mut enc, &src, &bright).unwrap();
+    gpu.queue().submit([enc.finish()]);
+    check("sr", &big, gpuimg::ops::super_resolve_planar(&gpuimg::Backend::Cpu, &model, &img).unwrap());
+    check(
+        "enhance",
+        &bright,
+        gpuimg::ops::enhance(&gpuimg::Backend::Cpu, &zero_dce, &img, opts.scale_factor(), 8).unwrap(),
+    );
 }
