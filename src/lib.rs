@@ -73,6 +73,7 @@ pub use wgpu;
 
 pub mod augment;
 pub mod backend;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cluster;
 pub mod codec;
@@ -80,6 +81,7 @@ pub mod cpu;
 pub mod data;
 pub mod embed;
 pub mod error;
+#[cfg(feature = "eval")]
 pub mod eval;
 pub mod fsutil;
 pub mod gpu;
@@ -97,6 +99,7 @@ pub mod rows;
 pub mod stream;
 pub mod tensor;
 pub mod tiling;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod weights;
 
