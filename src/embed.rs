@@ -33,11 +33,7 @@
 //! use gpuimg::{wgpu, Gpu, models::TinyPssr};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # // The doctest runs on whatever adapter there is (CI: lavapipe, required there).
-//! # let gpu = match Gpu::new() {
-//! #     Ok(g) => g,
-//! #     Err(e) if std::env::var_os("GPUIMG_REQUIRE_GPU").is_none() => { eprintln!("no GPU adapter, not run: {e}"); return Ok(()) }
-//! #     Err(e) => return Err(e.into()),
-//! # };
+//! # let Some(gpu) = gpuimg::gpu::doctest_gpu() else { return Ok(()) };
 //! # let (device, queue) = (gpu.device().clone(), gpu.queue().clone());
 //! # let texture = |w: u32, h: u32| device.create_texture(&wgpu::TextureDescriptor {
 //! #     label: None, size: wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
@@ -411,6 +407,31 @@ impl EnhanceOptions {
 /// the way in and back on the way out. The whole frame is one binding, so
 /// its packed pixels must fit the device's largest storage binding (128 MiB
 /// on many adapters: 33 megapixels); [`Enhancer::new`] says so otherwise.
+///
+/// ```
+/// use gpuimg::embed::{EnhanceOptions, Enhancer};
+/// use gpuimg::models::{zero_dce::Arch, ZeroDce};
+/// use gpuimg::wgpu;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let Some(gpu) = gpuimg::gpu::doctest_gpu() else { return Ok(()) };
+/// # let (device, queue) = (gpu.device().clone(), gpu.queue().clone());
+/// # let texture = |w: u32, h: u32| device.create_texture(&wgpu::TextureDescriptor {
+/// #     label: None, size: wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
+/// #     mip_level_count: 1, sample_count: 1, dimension: wgpu::TextureDimension::D2,
+/// #     format: wgpu::TextureFormat::Bgra8Unorm,
+/// #     usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST, view_formats: &[] });
+/// # let (frame, bright) = (texture(320, 180), texture(320, 180));
+/// // `gpu` wraps the host's device; `frame` and `bright` are its 320x180 Bgra8Unorm textures.
+/// let model = ZeroDce::bundled(Arch::ZeroDcePlus)?;
+/// let enhancer = Enhancer::new(gpu.clone(), &model, EnhanceOptions::new(320, 180, frame.format()))?;
+/// let mut encoder = device.create_command_encoder(&Default::default());
+/// enhancer.encode(&mut encoder, &frame, &bright)?;
+/// // The same texture in and out is refused, before anything is recorded.
+/// assert!(enhancer.encode(&mut encoder, &frame, &frame).is_err());
+/// queue.submit([encoder.finish()]);
+/// # device.poll(wgpu::PollType::wait_indefinitely())?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Enhancer {
     gpu: Arc<Gpu>,

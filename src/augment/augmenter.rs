@@ -21,6 +21,20 @@ use super::*;
 /// through the spec with values drawn from (seed, sample number). The chain
 /// must end at a fixed size (a crop, resize or random-resized-crop) and may
 /// end with `normalize`; the batch is f32 NCHW (batch, C, H, W).
+///
+/// ```
+/// use gpuimg::augment::{Augmenter, Spec};
+/// use gpuimg::{image_io::Image, Samples};
+/// # let Some(gpu) = gpuimg::gpu::doctest_gpu() else { return Ok(()) };
+/// let photo = Image::new(96, 64, 3, Samples::U8((0..96 * 64 * 3).map(|i| (i % 251) as u8).collect()))?;
+/// let spec: Spec = "hflip:p=0.5;rotate:deg=10;random-resized-crop:size=32;normalize".parse()?;
+/// let mut aug = Augmenter::new(gpu.clone(), &spec, &[photo], 4, 1)?;
+/// let batch = aug.next_batch()?; // resident on the GPU: (4, 3, 32, 32)
+/// assert_eq!((batch.shape.n, batch.shape.c, batch.shape.h, batch.shape.w), (4, 3, 32, 32));
+/// let host = gpu.download(batch)?;
+/// assert!(host.data.iter().all(|v| v.is_finite()));
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 pub struct Augmenter {
     gpu: Arc<Gpu>,
     spec: Spec,

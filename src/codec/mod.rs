@@ -243,6 +243,20 @@ fn codes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, img: &Ima
 }
 
 /// Encodes an 8- or 16-bit RGB image into a `.tcz` with `bitplanes` bit planes.
+///
+/// ```
+/// use gpuimg::codec::{compress, decompress, Tcz};
+/// use gpuimg::{image_io::Image, models::tinycompress::TinyCompress, Backend, Samples};
+/// let codec = TinyCompress::bundled(4)?;
+/// let px: Vec<u8> = (0..45 * 33).flat_map(|i| [(i % 45 * 5) as u8, (i / 45 * 7) as u8, 120]).collect();
+/// let img = Image::new(45, 33, 3, Samples::U8(px))?;
+/// let tcz = compress(&Backend::Cpu, &codec, &img, 6)?;
+/// let bytes = tcz.to_bytes(); // the `.tcz` file
+/// let back = decompress(&Backend::Cpu, &codec, &Tcz::parse(&bytes)?)?;
+/// assert_eq!((back.width, back.height, back.channels), (45, 33, 3));
+/// assert!(bytes.len() < 45 * 33 * 3 / 4);
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, bitplanes: u32) -> Result<Tcz> {
     if !(1..=8).contains(&bitplanes) {
         return Err(Error::invalid("compress", format!("{bitplanes} bit planes (valid: 1-8)")));

@@ -157,6 +157,21 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// For the doc examples: a context on the adapter there is, or `None` with
+/// a note on stderr when none opens, unless `GPUIMG_REQUIRE_GPU` is set (as
+/// in CI), where no adapter is a panic: the examples really run there.
+#[doc(hidden)]
+pub fn doctest_gpu() -> Option<Arc<Gpu>> {
+    match Gpu::new() {
+        Ok(g) => Some(Arc::new(g)),
+        Err(e) if std::env::var_os("GPUIMG_REQUIRE_GPU").is_none() => {
+            eprintln!("no GPU adapter, the example's GPU part not run: {e}");
+            None
+        }
+        Err(e) => panic!("GPUIMG_REQUIRE_GPU is set and no GPU adapter opens: {e}"),
+    }
+}
+
 /// All adapters wgpu can see, best first (discrete, integrated, virtual, other, software).
 pub fn adapters() -> Vec<wgpu::Adapter> {
     let mut all = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));

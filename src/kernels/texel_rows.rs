@@ -244,7 +244,8 @@ impl Kernel for TexelRows {
     fn desc(&self) -> &'static KernelDesc {
         &DESC
     }
-    /// Input: the source words as packed samples ([`TexelRows::bits`]);
+    /// Input: the source words as packed samples (8-bit for the byte modes,
+    /// 16-bit for the half-float ones);
     /// output: `dst_len()` words, zero where no row was written.
     fn output(&self, inputs: &[&Data]) -> Result<Output> {
         count(DESC.name, inputs.len(), 1)?;

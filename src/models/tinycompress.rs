@@ -161,6 +161,14 @@ static BUNDLED_16: &[u8] = include_bytes!("../../assets/tinycompress_16.safetens
 static BUNDLED_64: &[u8] = include_bytes!("../../assets/tinycompress_64.safetensors");
 
 /// A TinyCompress codec: `blocks` encoding and decoding blocks.
+///
+/// ```
+/// use gpuimg::models::tinycompress::TinyCompress;
+/// let codec = TinyCompress::bundled(16)?; // -16: two blocks
+/// assert_eq!(codec.rate(), 16);
+/// // Images: `gpuimg::codec::compress` and `decompress`.
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TinyCompress {
     /// The encoder (latents: 3 channels at 1/2^blocks of each side).

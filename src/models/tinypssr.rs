@@ -137,6 +137,18 @@ impl Stage {
 }
 
 /// A TinyPSSR model: one stage for x2, two for x4.
+///
+/// ```
+/// use gpuimg::{models::TinyPssr, Shape, Tensor};
+/// let x4 = TinyPssr::bundled(4)?; // the shipped weights
+/// assert_eq!((x4.scale(), x4.stages.len()), (4, 2));
+/// // One-channel f32 planes in and out; colour channels go as a batch of
+/// // three (images: `gpuimg::ops::super_resolve`).
+/// let y = x4.forward_cpu(&Tensor::from_vec(Shape::new(3, 1, 9, 7), vec![0.5; 3 * 9 * 7])?)?;
+/// assert_eq!(y.shape, Shape::new(3, 1, 36, 28));
+/// assert!(y.data.iter().all(|v| v.is_finite()));
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TinyPssr {
     /// The x2 stages, applied in order.

@@ -146,6 +146,20 @@ impl Trace {
 }
 
 /// A Zero-DCE or Zero-DCE++ model.
+///
+/// ```
+/// use gpuimg::models::{zero_dce::Arch, ZeroDce};
+/// use gpuimg::{Shape, Tensor};
+/// let model = ZeroDce::bundled(Arch::ZeroDcePlus)?; // the shipped weights
+/// // f32 planes in [0, 1]: the curve maps, then the enhanced planes
+/// // (images: `gpuimg::ops::enhance`).
+/// let dark = Tensor::from_vec(Shape::new(1, 3, 16, 24), vec![0.1; 3 * 16 * 24])?;
+/// let maps = model.maps_cpu(&dark)?;
+/// assert_eq!(maps.shape.c, 3);
+/// let bright = model.enhance_cpu(&dark, 1, 8)?;
+/// assert!(bright.data.iter().all(|&v| v > 0.1 && v <= 1.0));
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZeroDce {
     /// The architecture.

@@ -28,6 +28,24 @@ use super::*;
 /// downscaled by `s` (bilinear), its maps sampled back at the image's own size
 /// while the curve runs (one fused pass). Any size; grey images run as RGB
 /// and are averaged back; alpha passes through; bit depth and layout are kept.
+///
+/// ```
+/// use gpuimg::models::{zero_dce::{default_scale_factor, Arch}, ZeroDce};
+/// use gpuimg::{image_io::Image, ops::enhance, Backend, Samples};
+/// let model = ZeroDce::bundled(Arch::ZeroDcePlus)?;
+/// // A dark 160x120 RGB image.
+/// let px: Vec<u8> = (0..160 * 120 * 3).map(|i| (i % 37) as u8).collect();
+/// let img = Image::new(160, 120, 3, Samples::U8(px))?;
+/// let s = default_scale_factor(120, 160); // what `gpuimg enhance` uses: 1 here
+/// let out = enhance(&Backend::Cpu, &model, &img, s, 8)?;
+/// let mean = |i: &Image| match &i.samples { Samples::U8(v) => v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64, _ => 0.0 };
+/// assert!(mean(&out) > mean(&img));
+/// if let Some(gpu) = gpuimg::gpu::doctest_gpu() {
+///     let on_gpu = enhance(&Backend::Gpu(gpu), &model, &img, s, 8)?;
+///     assert!((mean(&on_gpu) - mean(&out)).abs() < 0.5);
+/// }
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 pub fn enhance(backend: &Backend, model: &ZeroDce, img: &Image, s: usize, iterations: usize) -> Result<Image> {
     let grey = img.channels <= 2;
     let rgb = if grey { Cow::Owned(grey_to_rgb(img)?) } else { Cow::Borrowed(img) };

@@ -14,6 +14,18 @@ use super::*;
 
 /// Resizes an image bilinearly (every channel, alpha included), keeping its
 /// bit depth and channel layout.
+///
+/// ```
+/// use gpuimg::{image_io::Image, kernels::ResizeBilinear, ops::resize_image, Backend, Samples};
+/// let img = Image::new(64, 48, 1, Samples::U16((0..64 * 48).map(|i| (i * 21) as u16).collect()))?;
+/// let half = resize_image(&Backend::Cpu, &img, &ResizeBilinear::to_size(24, 32, false))?;
+/// assert_eq!((half.width, half.height, half.channels, half.samples.bits()), (32, 24, 1, 16));
+/// if let Some(gpu) = gpuimg::gpu::doctest_gpu() {
+///     let on_gpu = resize_image(&Backend::Gpu(gpu), &img, &ResizeBilinear::to_size(24, 32, false))?;
+///     assert_eq!((on_gpu.width, on_gpu.height), (32, 24));
+/// }
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 pub fn resize_image(backend: &Backend, img: &Image, resize: &ResizeBilinear) -> Result<Image> {
     let inl = img.layout();
     let outl = resize_layout(inl, resize)?;

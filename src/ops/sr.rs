@@ -86,6 +86,23 @@ pub fn crop_rows(x: &Tensor, a: usize, b: usize) -> Tensor {
 /// Super-resolves an image: colour channels through the model as one batch,
 /// alpha upscaled bicubically, bit depth and channel layout kept. On the GPU
 /// the fused kernel runs on packed pixels; on the CPU the layer path.
+///
+/// ```
+/// use gpuimg::{image_io::Image, models::TinyPssr, ops::super_resolve, Backend, Samples};
+/// let model = TinyPssr::bundled(2)?;
+/// // A 31x17 RGBA image: a gradient, half transparent.
+/// let px: Vec<u8> = (0..31 * 17).flat_map(|i| [(i % 31 * 8) as u8, (i / 31 * 15) as u8, 90, 128]).collect();
+/// let img = Image::new(31, 17, 4, Samples::U8(px))?;
+/// let cpu = super_resolve(&Backend::Cpu, &model, &img)?;
+/// assert_eq!((cpu.width, cpu.height, cpu.channels), (62, 34, 4));
+/// if let Some(gpu) = gpuimg::gpu::doctest_gpu() {
+///     let gpu = super_resolve(&Backend::Gpu(gpu), &model, &img)?;
+///     // Same arithmetic in another order: one level at most.
+///     let (Samples::U8(a), Samples::U8(b)) = (&gpu.samples, &cpu.samples) else { unreachable!() };
+///     assert!(a.iter().zip(b).all(|(x, y)| x.abs_diff(*y) <= 1));
+/// }
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 pub fn super_resolve(backend: &Backend, model: &TinyPssr, img: &Image) -> Result<Image> {
     match backend {
         Backend::Gpu(gpu) => super_resolve_fused(gpu, model, img),

@@ -33,6 +33,25 @@ pub static DESC: KernelDesc = kernel_desc!("conv2d", Conv2dParams, [Read, Read, 
 
 /// A convolution's geometry. Weights are OIHW `(cout, cin/groups, k, k)`, bias `(cout)`.
 /// `groups == cin == cout` is a depthwise convolution, `k == 1` a pointwise one.
+///
+/// Every kernel has the same three faces: typed `cpu` and `encode` methods,
+/// and the [`Kernel`] trait, whose `gpu` runs it end to end:
+///
+/// ```
+/// use gpuimg::kernels::{contract::constants, Conv2d, Data, Kernel};
+/// use gpuimg::{Shape, Tensor};
+/// let conv = Conv2d::depthwise(3, 3);
+/// let x = Tensor::from_vec(Shape::new(1, 3, 5, 7), (0..105).map(|i| i as f32 / 105.0).collect())?;
+/// let (w, b) = (vec![1.0 / 9.0; conv.weight_len()], vec![0.0; 3]); // a box blur
+/// let y = conv.cpu(&x, &w, &b)?;
+/// assert_eq!(y.shape, x.shape);
+/// if let Some(gpu) = gpuimg::gpu::doctest_gpu() {
+///     let on_gpu = Kernel::gpu(&conv, &gpu, &[&Data::Planes(x), &constants(w), &constants(b)])?;
+///     let Data::Planes(g) = on_gpu else { unreachable!() };
+///     assert!(g.data.iter().zip(&y.data).all(|(a, b)| (a - b).abs() < 1e-5));
+/// }
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2d {
     /// Input channels.
