@@ -39,7 +39,8 @@ pub use bands::{default_band_bytes, rows_for, Banded, Local, BAND_WORK};
 
 pub use progress::ProgressBar;
 pub(crate) use report::set_job;
-pub use report::{json_str, Report, Stages};
+pub(crate) use report::json_str;
+pub use report::{Report, Stages};
 use ring::Ring;
 
 /// An image op the engine can stream.

@@ -143,7 +143,7 @@ pub(crate) fn set_job<T: Clone + Default>(table: &mut Vec<T>, job: usize, value:
 }
 
 /// A JSON string literal.
-pub fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for ch in s.chars() {
