@@ -38,8 +38,8 @@ mod ring;
 pub use bands::{default_band_bytes, rows_for, Banded, Local, BAND_WORK};
 
 pub use progress::ProgressBar;
-pub(crate) use report::set_job;
 pub(crate) use report::json_str;
+pub(crate) use report::set_job;
 pub use report::{Report, Stages};
 use ring::Ring;
 
