@@ -38,6 +38,7 @@ mod ring;
 pub use bands::{default_band_bytes, rows_for, Banded, Local, BAND_WORK};
 
 pub use progress::ProgressBar;
+#[cfg(feature = "bench")]
 pub(crate) use report::json_str;
 pub(crate) use report::set_job;
 pub use report::{Report, Stages};
