@@ -200,16 +200,7 @@ impl SuperResolver {
         let (auto, halo) = sr_strip_rows(&gpu, model, l);
         let rows = opts.max_strip_rows.map_or(auto, |r| (r as usize).min(auto)).min(h);
         let in_rows = (rows + 2 * halo).min(h) as u64;
-        let usage = wgpu::BufferUsages::STORAGE;
-        let buffer = |label: &str, bytes: u64, extra: wgpu::BufferUsages| -> Result<wgpu::Buffer> {
-            gpu.check_size(label, bytes)?;
-            Ok(gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes,
-                usage: usage | extra,
-                mapped_at_creation: false,
-            }))
-        };
+        let buffer = |label: &str, bytes: u64, extra: wgpu::BufferUsages| storage_buffer(&gpu, label, bytes, extra);
         let in_padded = buffer(
             "gpuimg.sr.in_padded",
             texels.padded_row(opts.width) as u64 * in_rows,
@@ -471,15 +462,7 @@ impl Enhancer {
         let curve = model.curve(opts.iterations)?;
         let input = NetInput::Packed { layout: l, down: ZeroDce::downscale(h, w, opts.scale_factor())? };
         let net = ZeroDceNet::new(model.arch.spec(), input)?;
-        let buffer = |label: &str, bytes: u64, usage: wgpu::BufferUsages| -> Result<wgpu::Buffer> {
-            gpu.check_size(label, bytes)?;
-            Ok(gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes.max(4),
-                usage: wgpu::BufferUsages::STORAGE | usage,
-                mapped_at_creation: false,
-            }))
-        };
+        let buffer = |label: &str, bytes: u64, extra: wgpu::BufferUsages| storage_buffer(&gpu, label, bytes, extra);
         let none = wgpu::BufferUsages::empty();
         let maps_shape = net.maps_shape()?;
         let maps = GpuTensor { buffer: buffer("gpuimg.enhance.maps", maps_shape.bytes(), none)?, shape: maps_shape };
@@ -568,6 +551,19 @@ impl Enhancer {
             Ok(())
         })
     }
+}
+
+/// A model object's own storage buffer (not pooled) of `bytes` (at least 4:
+/// a binding may not be empty) with `extra` usages, once checked against
+/// the device's limits.
+fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+    gpu.check_size(label, bytes)?;
+    Ok(gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4),
+        usage: wgpu::BufferUsages::STORAGE | extra,
+        mapped_at_creation: false,
+    }))
 }
 
 /// Records the copy of rows `y..y + rows` of `t` to the start of `buf` with
