@@ -6,13 +6,16 @@
 //! upscaled frame against what `gpuimg --device cpu sr` computes for the
 //! rendered frame, and the enhanced one against `gpuimg --device cpu enhance`
 //! of the upscaled frame; it exits non-zero if either is more than one level
-//! off.
+//! off. It also compresses the upscaled frame with gpuimg's `Codec`
+//! (TinyCompress, recorded into the same encoder), writes the `.tcz`, decodes
+//! it into another texture, and checks that against `gpuimg --device cpu
+//! decompress` of the same file.
 //!
 //! cargo run --example host_app [-- OUT_DIR]
 
 use std::sync::Arc;
 
-use gpuimg::embed::{EnhanceOptions, Enhancer, SrOptions, SuperResolver};
+use gpuimg::embed::{Codec, CodecOptions, EnhanceOptions, Enhancer, SrOptions, SuperResolver};
 use gpuimg::models::{zero_dce::Arch, TinyPssr, ZeroDce};
 use gpuimg::wgpu;
 use gpuimg::{Backend, Gpu, Samples};
@@ -148,6 +151,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let frame = texture(&device, "app.frame", W, H, wgpu::TextureUsages::RENDER_ATTACHMENT | copy);
     let big = texture(&device, "app.big", 2 * W, 2 * H, copy);
     let bright = texture(&device, "app.bright", 2 * W, 2 * H, copy);
+    let restored = texture(&device, "app.restored", 2 * W, 2 * H, copy);
 
     // --- gpuimg's model objects, built once on the application's device. ---
     let gpu = Arc::new(Gpu::from_existing(device.clone(), queue.clone()));
@@ -156,6 +160,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sr = SuperResolver::new(gpu.clone(), &tinypssr, SrOptions::new(W, H, FORMAT))?;
     let enhance_opts = EnhanceOptions::new(2 * W, 2 * H, FORMAT);
     let enhancer = Enhancer::new(gpu.clone(), &zero_dce, enhance_opts)?;
+    let tinycompress = gpuimg::models::tinycompress::TinyCompress::bundled(4)?;
+    let codec = Codec::new(gpu.clone(), &tinycompress, CodecOptions::new(2 * W, 2 * H, FORMAT))?;
 
     // --- One frame: the app's pass, gpuimg's upscale and enhancement, the app's copies. ---
     let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("app.frame") });
@@ -176,6 +182,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     sr.encode(&mut enc, &frame, &big)?;
     enhancer.encode(&mut enc, &big, &bright)?;
+    codec.encode(&mut enc, &big)?;
     let reads =
         [copy_out(&device, &mut enc, &frame), copy_out(&device, &mut enc, &big), copy_out(&device, &mut enc, &bright)];
     queue.submit([enc.finish()]);
@@ -183,7 +190,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rendered = read(&device, &reads[0], W, H)?;
     let upscaled = read(&device, &reads[1], 2 * W, 2 * H)?;
     let enhanced = read(&device, &reads[2], 2 * W, 2 * H)?;
-    for (name, img) in [("frame.png", &rendered), ("frame_sr.png", &upscaled), ("frame_sr_enhanced.png", &enhanced)] {
+
+    // --- The upscaled frame's .tcz, and its decode in a second submission. ---
+    let tcz = codec.read_encoded()?;
+    std::fs::write(out_dir.join("frame_sr.tcz"), tcz.to_bytes())?;
+    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("app.decode") });
+    codec.decode(&mut enc, &tcz, &restored)?;
+    let read_restored = copy_out(&device, &mut enc, &restored);
+    queue.submit([enc.finish()]);
+    let decoded = read(&device, &read_restored, 2 * W, 2 * H)?;
+    for (name, img) in [
+        ("frame.png", &rendered),
+        ("frame_sr.png", &upscaled),
+        ("frame_sr_enhanced.png", &enhanced),
+        ("frame_sr_tcz.png", &decoded),
+    ] {
         gpuimg::image_io::save(img, &out_dir.join(name))?;
     }
 
@@ -197,6 +218,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         enhance_opts.iterations,
     )?;
     let (d_sr, d_enh) = (worst(&upscaled, &want_sr), worst(&enhanced, &want_enh));
+    let file = gpuimg::codec::Tcz::parse(&std::fs::read(out_dir.join("frame_sr.tcz"))?)?;
+    let want_dec = gpuimg::codec::decompress(&Backend::Cpu, &tinycompress, &file)?;
+    // The decoded texture is RGBA with alpha opaque; the CLI's decode RGB.
+    let d_dec = match (&decoded.samples, &want_dec.samples) {
+        (Samples::U8(x), Samples::U8(y)) if x.len() / 4 == y.len() / 3 => {
+            x.chunks(4)
+                .zip(y.chunks(3))
+                .map(|(p, q)| {
+                    if p[3] != 255 {
+                        i32::MAX
+                    } else {
+                        (0..3).map(|c| (p[c] as i32 - q[c] as i32).abs()).max().unwrap()
+                    }
+                })
+                .max()
+                .unwrap_or(0)
+        }
+        _ => i32::MAX,
+    };
     let mean = |img: &gpuimg::image_io::Image| match &img.samples {
         Samples::U8(s) => {
             s.chunks(4).map(|p| p[0] as f64 + p[1] as f64 + p[2] as f64).sum::<f64>() / (3 * s.len() / 4) as f64
@@ -204,16 +244,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Samples::U16(_) => 0.0,
     };
     println!(
-        "frame {W}x{H} -> {}x{}: max |app - CLI| {d_sr} level(s) after sr, {d_enh} after enhance; mean level {:.1} -> {:.1}; PNGs in {}",
+        "frame {W}x{H} -> {}x{}: max |app - CLI| {d_sr} level(s) after sr, {d_enh} after enhance, {d_dec} after a .tcz round trip ({} bytes); mean level {:.1} -> {:.1}; PNGs in {}",
         2 * W,
         2 * H,
+        file.to_bytes().len(),
         mean(&upscaled),
         mean(&enhanced),
         out_dir.display()
     );
-    if d_sr > 1 || d_enh > 1 || mean(&enhanced) <= mean(&upscaled) {
+    if d_sr > 1 || d_enh > 1 || d_dec > 1 || mean(&enhanced) <= mean(&upscaled) {
         return Err("the frame differs from the CLI's output on the same image".into());
     }
-    println!("ok: gpuimg upscaled and enhanced the application's frame inside its own encoder");
+    println!("ok: gpuimg upscaled, enhanced and compressed the application's frame inside its own encoder");
     Ok(())
 }

@@ -16,7 +16,9 @@
 // (codec::dequantise). Output: f32 planes (3, 2h, 2w) (out_mode 1),
 // or, for the codec's last block, the image itself (out_mode 0): the pixels
 // `margin`..`margin + img_h` x `margin`..`margin + img_w` as packed 8-bit
-// RGB, set with atomicOr into a zeroed buffer (one byte each).
+// RGB, set with atomicOr into a zeroed buffer (one byte each); or (out_mode
+// 2) those pixels as packed RGBA of `out_bits` (8 or 16) bits a sample with
+// alpha opaque, the texels of embed::Codec's destination.
 // CPU twin: src/kernels/tinycompress_dec.rs (TinyCompressDec::cpu).
 //
 // bindings: 0 uniform Params | 1 input planes or codes | 2 weights (Net::flatten of one block, 1,071) | 3 output (atomic words)
@@ -25,7 +27,7 @@
 struct Params {
     w: u32,        // input width
     h: u32,        // input height
-    out_mode: u32, // 0 packed 8-bit RGB (cropped), 1 f32 planes
+    out_mode: u32, // 0 packed 8-bit RGB (cropped), 1 f32 planes, 2 packed RGBA (cropped)
     margin: u32,   // packed: pixels cropped before the image
     img_w: u32,    // packed: the image's size
     img_h: u32,
@@ -37,7 +39,7 @@ struct Params {
     hi1: f32,
     lo2: f32,
     hi2: f32,
-    _pad0: u32,
+    out_bits: u32, // out_mode 2: bits per sample, 8 or 16
     _pad1: u32,
 }
 
@@ -101,7 +103,21 @@ fn store(c: u32, y: u32, x: u32, v: f32) {
     if (y < p.margin || x < p.margin || y >= p.margin + p.img_h || x >= p.margin + p.img_w) {
         return;
     }
-    let s = ((y - p.margin) * p.img_w + x - p.margin) * 3u + c;
+    let px = (y - p.margin) * p.img_w + x - p.margin;
+    if (p.out_mode == 2u) {
+        // RGBA: sample 4 px + c of out_bits bits; channel 0's store also sets alpha.
+        let top = select(255.0, 65535.0, p.out_bits == 16u);
+        let per = 32u / p.out_bits;
+        let s = px * 4u + c;
+        let q = u32(floor(clamp(v, 0.0, 1.0) * top + 0.5));
+        atomicOr(&dst[s / per], q << ((s % per) * p.out_bits));
+        if (c == 0u) {
+            let a = px * 4u + 3u;
+            atomicOr(&dst[a / per], u32(top) << ((a % per) * p.out_bits));
+        }
+        return;
+    }
+    let s = px * 3u + c;
     let q = u32(floor(clamp(v, 0.0, 1.0) * 255.0 + 0.5));
     atomicOr(&dst[s / 4u], q << ((s % 4u) * 8u));
 }

@@ -31,7 +31,7 @@ struct Params {
     h: u32,        // input height (even)
     in_mode: u32,  // 0 packed samples, 1 f32 planes
     bits: u32,     // packed: 8 or 16
-    channels: u32, // packed: samples per pixel (3)
+    channels: u32, // packed: samples per pixel (3, or 4 for RGBA: alpha unread)
     img_w: u32,    // packed: the image's size
     img_h: u32,
     margin: u32,   // packed: edge-replicated pixels before the image

@@ -25,7 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! `examples/host_app.rs` is a complete application doing this. Below the
+//! [`embed::Codec`] does the same for TinyCompress: `encode` records a
+//! texture's analysis into your encoder, `read_encoded` maps the codes and
+//! writes the `.tcz`, `decode` records a `.tcz` back into a texture.
+//! `examples/host_app.rs` is a complete application doing all three. Below the
 //! model objects, every kernel records into your encoder on your own buffers:
 //!
 //! ```no_run
@@ -58,7 +61,11 @@
 //!   error, which its default handler turns into a panic.
 //! - [`Gpu::download_async`] submits one copy of its own and returns a
 //!   future that resolves when the device is polled (by you, or
-//!   [`Gpu::poll`]); it never waits.
+//!   [`Gpu::poll`]); it never waits. [`embed::Codec::read_encoded_async`]
+//!   submits nothing (its copy was recorded by `encode`) and likewise
+//!   resolves when the device is polled; [`embed::Codec::read_encoded`]
+//!   waits. [`embed::Codec::decode`] entropy-decodes on the CPU and makes a
+//!   staging buffer of the codes, copied inside your encoder.
 //! - Everything that takes or returns host data ([`Gpu::execute`],
 //!   [`Gpu::download`], `Kernel::gpu`, the image ops such as
 //!   [`ops::super_resolve`] with a GPU backend) submits its own command

@@ -713,3 +713,194 @@ fn model_objects_take_half_float_textures() {
         gpuimg::ops::enhance(&gpuimg::Backend::Cpu, &zero_dce, &img, opts.scale_factor(), 8).unwrap(),
     );
 }
+
+/// The RGB part of RGBA samples.
+fn rgb_of(rgba: &gpuimg::Samples) -> gpuimg::Samples {
+    match rgba {
+        gpuimg::Samples::U8(v) => gpuimg::Samples::U8(v.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect()),
+        gpuimg::Samples::U16(v) => gpuimg::Samples::U16(v.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect()),
+    }
+}
+
+#[test]
+fn codec_encodes_and_decodes_the_hosts_textures_and_buffers() {
+    // `Codec::encode` on an RGBA texture writes the very `.tcz` that
+    // `gpuimg compress` on the GPU writes for its RGB pixels (the same
+    // kernels on the same values), and `Codec::decode` writes the image
+    // `gpuimg decompress` gives, alpha opaque; BGRA and buffers alike.
+    use gpuimg::codec::{compress, decompress, Tcz};
+    use gpuimg::embed::{Codec, CodecOptions};
+    use gpuimg::models::tinycompress::TinyCompress;
+    use gpuimg::wgpu::{self, TextureFormat as F};
+    let Some(g) = gpu() else { return };
+    let gpu = std::sync::Arc::new(Gpu::from_existing(g.device().clone(), g.queue().clone()));
+    let backend = gpuimg::Backend::Gpu(gpu.clone());
+    let mut rng = Rng::for_test("embed_codec");
+    for (rate, w, h, bitplanes) in [(4, 37u32, 23u32, 8), (16, 45, 29, 6), (4, 1, 1, 8)] {
+        let m = TinyCompress::bundled(rate).unwrap();
+        let img = common::random_image(&mut rng, w, h, 4, 8);
+        let gpuimg::Samples::U8(px) = &img.samples else { unreachable!("8-bit") };
+        let rgb = gpuimg::image_io::Image::new(w, h, 3, rgb_of(&img.samples)).unwrap();
+        let want = compress(&backend, &m, &rgb, bitplanes).unwrap().to_bytes();
+        let back = decompress(&backend, &m, &Tcz::parse(&want).unwrap()).unwrap();
+        let gpuimg::Samples::U8(back) = back.samples else { unreachable!("8-bit") };
+        let back_rgba: Vec<u8> = back.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+        for format in [F::Rgba8UnormSrgb, F::Bgra8Unorm] {
+            let bgra = format == F::Bgra8Unorm;
+            let input = if bgra { swap_rb(px) } else { px.clone() };
+            let what = format!("rate {rate} {w}x{h} {format:?}");
+            let codec =
+                Codec::new(gpu.clone(), &m, CodecOptions { bitplanes, ..CodecOptions::new(w, h, format) }).unwrap();
+            // Encode: a frame makes no bind group; the read maps and codes.
+            let src = texture_with(&gpu, w, h, format, Some(&input));
+            let before = gpu.traffic();
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            codec.encode(&mut enc, &src).unwrap();
+            gpu.queue().submit([enc.finish()]);
+            assert_eq!(gpu.traffic().since(before).bind_groups, 0, "{what}: encode made bind groups");
+            let tcz = codec.read_encoded().unwrap();
+            assert!(tcz.to_bytes() == want, "{what}: the .tcz differs from gpuimg compress's");
+            // Decode into a texture: one bind group for the file's ranges the first time, none after.
+            let dst = texture_with(&gpu, w, h, format, None);
+            for round in 0..2 {
+                let before = gpu.traffic();
+                let mut enc = gpu.device().create_command_encoder(&Default::default());
+                codec.decode(&mut enc, &tcz, &dst).unwrap();
+                gpu.queue().submit([enc.finish()]);
+                let made = gpu.traffic().since(before).bind_groups;
+                assert!(made <= 1 - round, "{what}: decode {round} made {made} bind groups");
+            }
+            let got = texture_bytes(&gpu, &dst);
+            let got = if bgra { swap_rb(&got) } else { got };
+            assert!(got == back_rgba, "{what}: the decoded texture differs from gpuimg decompress");
+            // From and to buffers of tight texels, recorded into one encoder.
+            let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+            let buffer = |bytes: u64| {
+                gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: bytes.next_multiple_of(4),
+                    usage: storage,
+                    mapped_at_creation: false,
+                })
+            };
+            let (inb, outb) = (buffer(input.len() as u64), buffer(input.len() as u64));
+            gpu.queue().write_buffer(&inb, 0, &input);
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            codec.encode_buffer(&mut enc, &inb).unwrap();
+            codec.decode_buffer(&mut enc, &tcz, &outb).unwrap();
+            gpu.queue().submit([enc.finish()]);
+            // The async read, driven by polling the device as a host's loop would.
+            use std::future::Future;
+            let mut read = std::pin::pin!(codec.read_encoded_async().unwrap());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let tcz2 = loop {
+                if let std::task::Poll::Ready(t) = read.as_mut().poll(&mut cx) {
+                    break t.unwrap();
+                }
+                gpu.poll().unwrap();
+                std::thread::yield_now();
+            };
+            assert!(tcz2.to_bytes() == want, "{what}: the buffer's .tcz differs");
+            let got = gpu.read_bytes(&outb, input.len() as u64).unwrap();
+            let got = if bgra { swap_rb(&got) } else { got };
+            assert!(got == back_rgba, "{what}: the decoded buffer differs");
+        }
+    }
+}
+
+#[test]
+fn codec_takes_half_float_textures_and_refuses_what_does_not_fit() {
+    use gpuimg::codec::{compress, decompress};
+    use gpuimg::embed::{Codec, CodecOptions};
+    use gpuimg::kernels::texel_rows::{f16_to_f32, f32_to_f16, TexelMode};
+    use gpuimg::models::tinycompress::TinyCompress;
+    use gpuimg::wgpu::{self, TextureFormat as F};
+    let Some(g) = gpu() else { return };
+    let gpu = std::sync::Arc::new(Gpu::from_existing(g.device().clone(), g.queue().clone()));
+    let backend = gpuimg::Backend::Gpu(gpu.clone());
+    let mut rng = Rng::for_test("embed_codec_half");
+    let (w, h) = (29u32, 17u32);
+    let m = TinyCompress::bundled(4).unwrap();
+    // Half floats in, clamped and encoded as 16-bit samples: the .tcz of those samples.
+    let halves: Vec<u16> = (0..w * h * 4).map(|_| f32_to_f16(rng.uniform(-0.05, 1.05))).collect();
+    let unorm: Vec<u16> = halves
+        .chunks(2)
+        .flat_map(|p| {
+            let t = TexelMode::HalfToUnorm16.convert(p[0] as u32 | (p[1] as u32) << 16);
+            [t as u16, (t >> 16) as u16]
+        })
+        .collect();
+    let rgb = gpuimg::image_io::Image::new(w, h, 3, rgb_of(&gpuimg::Samples::U16(unorm))).unwrap();
+    let want = compress(&backend, &m, &rgb, 8).unwrap();
+    let bytes: Vec<u8> = halves.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let src = texture_with(&gpu, w, h, F::Rgba16Float, Some(&bytes));
+    let codec = Codec::new(gpu.clone(), &m, CodecOptions::new(w, h, F::Rgba16Float)).unwrap();
+    // Nothing encoded yet: the read says so.
+    assert!(matches!(codec.read_encoded(), Err(Error::InvalidArgument { .. })));
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    codec.encode(&mut enc, &src).unwrap();
+    gpu.queue().submit([enc.finish()]);
+    {
+        // While a read is under way, encoding again is refused (a submission
+        // would otherwise use a mapped buffer); dropping the read ends it.
+        let _read = codec.read_encoded_async().unwrap();
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        assert!(matches!(codec.encode(&mut enc, &src), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(codec.read_encoded_async(), Err(Error::InvalidArgument { .. })));
+    }
+    let tcz = codec.read_encoded().unwrap();
+    assert!(tcz.to_bytes() == want.to_bytes(), "the half-float texture's .tcz differs from its 16-bit samples'");
+    // Decoded to 16-bit samples as half floats: the 8-bit decode's values within a level, alpha 1.
+    let dst = texture_with(&gpu, w, h, F::Rgba16Float, None);
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    codec.decode(&mut enc, &tcz, &dst).unwrap();
+    gpu.queue().submit([enc.finish()]);
+    let got: Vec<f32> =
+        texture_bytes(&gpu, &dst).chunks(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect();
+    let back = decompress(&backend, &m, &tcz).unwrap();
+    let gpuimg::Samples::U8(back) = back.samples else { unreachable!("8-bit") };
+    for (i, p) in got.chunks(4).enumerate() {
+        assert_eq!(p[3], 1.0, "alpha at {i}");
+        for c in 0..3 {
+            let d = (p[c] - back[3 * i + c] as f32 / 255.0).abs();
+            assert!(d <= 1.0 / 255.0, "pixel {i} channel {c}: {} vs {}", p[c], back[3 * i + c]);
+        }
+    }
+    // Refusals, each before anything reaches wgpu.
+    let refused = |r: gpuimg::Result<()>, what: &str| match r {
+        Err(Error::InvalidArgument { message, .. }) => assert!(message.contains(what), "{message}"),
+        other => panic!("expected an error about {what}, got {other:?}"),
+    };
+    let bad_opts = |o: CodecOptions| Codec::new(gpu.clone(), &m, o).map(|_| ());
+    refused(bad_opts(CodecOptions::new(8, 8, F::Rgba32Float)), "Rgba32Float");
+    refused(bad_opts(CodecOptions::new(0, 8, F::Rgba8Unorm)), "1 to 32768");
+    refused(bad_opts(CodecOptions { bitplanes: 9, ..CodecOptions::new(8, 8, F::Rgba8Unorm) }), "bit planes");
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    refused(codec.encode(&mut enc, &texture_with(&gpu, w + 1, h, F::Rgba16Float, None)), "expected 29x17");
+    let other_size =
+        compress(&backend, &m, &gpuimg::image_io::Image::new(3, 2, 3, gpuimg::Samples::U8(vec![9; 18])).unwrap(), 8)
+            .unwrap();
+    refused(codec.decode(&mut enc, &other_size, &dst), "the file is 3x2");
+    let other_rate = compress(&backend, &TinyCompress::bundled(16).unwrap(), &rgb, 8).unwrap();
+    refused(codec.decode(&mut enc, &other_rate, &dst), "TinyCompress-16");
+    let small = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 64,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    refused(codec.encode_buffer(&mut enc, &small), "the source buffer is 64 bytes");
+    let no_storage = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (w * h * 8) as u64,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    refused(codec.decode_buffer(&mut enc, &tcz, &no_storage), "lacks STORAGE");
+    // The encoder still finishes cleanly: nothing bad was recorded.
+    gpu.execute("empty", |e| {
+        *e = enc;
+        Ok(())
+    })
+    .unwrap();
+}

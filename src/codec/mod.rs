@@ -72,7 +72,7 @@ fn check_channels(channels: usize) -> Result<()> {
 /// margin of edge-replicated pixels on every side ([`container::margin`]),
 /// then on the right and bottom up to a multiple of its block factor.
 /// (width, height)
-fn padded_size(width: usize, height: usize, model: &TinyCompress) -> (usize, usize) {
+pub(crate) fn padded_size(width: usize, height: usize, model: &TinyCompress) -> (usize, usize) {
     let (f, m) = (model.factor(), container::margin(model.rate() as u8));
     ((width + 2 * m).div_ceil(f) * f, (height + 2 * m).div_ceil(f) * f)
 }
@@ -101,6 +101,11 @@ fn gpu_of(backend: &Backend) -> Option<&Gpu> {
     }
 }
 
+/// Where the blocks of [`encode_blocks`] and [`decode_blocks`] get their
+/// output buffers (label, bytes): the pool for [`record_encode`] and
+/// [`record_decode`], a model object's own for [`crate::embed::Codec`].
+pub(crate) type Alloc<'a> = &'a mut dyn FnMut(&'static str, u64) -> Result<wgpu::Buffer>;
+
 /// Records the encoder and the quantisation on the packed RGB samples of
 /// layout `l` in `src`: one `tinycompress_enc` dispatch per block, the first
 /// reading the packed pixels with the codec's padding and the last
@@ -118,13 +123,57 @@ pub fn record_encode(
     bitplanes: u32,
     src: &wgpu::Buffer,
 ) -> Result<crate::gpu::Recorded> {
+    let mut all: Vec<wgpu::Buffer> = Vec::new();
+    let mut alloc = |label: &'static str, bytes: u64| {
+        gpu.check_size(label, bytes)?;
+        let b = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
+        all.push(b.clone());
+        Ok(b)
+    };
+    let r = encode_blocks(gpu, enc, m, weights, l, bitplanes, src, &mut alloc);
+    pooled(gpu, r, all, |lw, lh| PixelLayout { n: 1, height: 3 * lh, width: lw, channels: 1, bits: 8 })
+}
+
+/// A [`crate::gpu::Recorded`] of the pooled buffers `all`, the output being
+/// the one `r` names (of `layout(lw, lh)`), or, when recording failed, the
+/// buffers back in the pool and the error.
+fn pooled(
+    gpu: &Gpu,
+    r: Result<(wgpu::Buffer, u64, usize, usize)>,
+    all: Vec<wgpu::Buffer>,
+    layout: impl Fn(usize, usize) -> PixelLayout,
+) -> Result<crate::gpu::Recorded> {
+    match r {
+        Ok((out, out_bytes, w, h)) => {
+            let scratch = all.into_iter().filter(|b| *b != out).collect();
+            Ok(crate::gpu::Recorded { out, out_bytes, layout: layout(w, h), scratch })
+        }
+        Err(e) => {
+            all.into_iter().for_each(|b| gpu.recycle_buffer(b));
+            Err(e)
+        }
+    }
+}
+
+/// [`record_encode`]'s dispatches with buffers from `alloc`; the packed
+/// input may be RGB or RGBA (alpha unread). Returns the codes' buffer,
+/// its bytes (ranges first) and the latent size (lw, lh).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_blocks(
+    gpu: &Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    m: &TinyCompress,
+    weights: &[wgpu::Buffer],
+    l: PixelLayout,
+    bitplanes: u32,
+    src: &wgpu::Buffer,
+    alloc: Alloc<'_>,
+) -> Result<(wgpu::Buffer, u64, usize, usize)> {
     use crate::kernels::tinycompress_enc::{EncInput, TinyCompressEnc};
     use crate::kernels::tinycompress_quant::TinyCompressQuant;
     let margin = container::margin(m.rate() as u8);
     let (mut w, mut h) = padded_size(l.width, l.height, m);
-    let mut scratch: Vec<wgpu::Buffer> = Vec::new();
     let mut input = src.clone();
-    let recycle = |scratch: Vec<wgpu::Buffer>| scratch.into_iter().for_each(|b| gpu.recycle_buffer(b));
     for (i, wb) in weights.iter().enumerate() {
         let last = i + 1 == weights.len();
         let op = TinyCompressEnc {
@@ -133,25 +182,14 @@ pub fn record_encode(
             input: if i == 0 { EncInput::Packed { layout: l, margin } } else { EncInput::Planes },
             ranges: last,
         };
-        let bytes = op.out().bytes();
-        if let Err(e) = gpu.check_size("tinycompress latents", bytes) {
-            recycle(scratch);
-            return Err(e);
-        }
-        let out = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
-        scratch.push(out.clone());
-        if let Err(e) = op.encode(gpu, enc, &input, wb, &out) {
-            recycle(scratch);
-            return Err(e);
-        }
+        let out = alloc("tinycompress latents", op.out().bytes())?;
+        op.encode(gpu, enc, &input, wb, &out)?;
         input = out;
         if last {
             let q = TinyCompressQuant { plane: (w / 2) * (h / 2), bitplanes };
-            let layout = PixelLayout { n: 1, height: 3 * (h / 2), width: w / 2, channels: 1, bits: 8 };
-            let codes = gpu.take_buffer(q.out().bytes(), Gpu::TENSOR_USAGE);
-            let r = q.encode(gpu, enc, &input, &codes);
-            let out_bytes = q.out_len() as u64;
-            return crate::gpu::Recorded { out: codes, out_bytes, layout, scratch }.or_recycle(gpu, r);
+            let codes = alloc("tinycompress codes", q.out().bytes())?;
+            q.encode(gpu, enc, &input, &codes)?;
+            return Ok((codes, q.out_len() as u64, w / 2, h / 2));
         }
         (w, h) = (w / 2, h / 2);
     }
@@ -184,31 +222,57 @@ pub fn record_decode(
     enc: &mut wgpu::CommandEncoder,
     m: &TinyCompress,
     weights: &[wgpu::Buffer],
-    (ranges, bitplanes): ([(f32, f32); 3], u32),
-    (lw, lh): (usize, usize),
+    q: ([(f32, f32); 3], u32),
+    latent: (usize, usize),
     (width, height): (usize, usize),
     src: &wgpu::Buffer,
 ) -> Result<crate::gpu::Recorded> {
+    let mut all: Vec<wgpu::Buffer> = Vec::new();
+    let mut alloc = |label: &'static str, bytes: u64| {
+        gpu.check_size(label, bytes)?;
+        let b = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
+        all.push(b.clone());
+        Ok(b)
+    };
+    let layout = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };
+    let r = decode_blocks(gpu, enc, m, weights, q, latent, (width, height, None), src, &mut alloc)
+        .map(|(b, _)| (b, layout.bytes(), width, height));
+    pooled(gpu, r, all, |_, _| layout)
+}
+
+/// [`record_decode`]'s dispatches with buffers from `alloc`, the last
+/// writing packed 8-bit RGB, or with `rgba` Some(bits) packed RGBA of
+/// those bits with alpha opaque. Returns the image's buffer and bytes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_blocks(
+    gpu: &Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    m: &TinyCompress,
+    weights: &[wgpu::Buffer],
+    (ranges, bitplanes): ([(f32, f32); 3], u32),
+    (lw, lh): (usize, usize),
+    (width, height, rgba): (usize, usize, Option<u32>),
+    src: &wgpu::Buffer,
+    alloc: Alloc<'_>,
+) -> Result<(wgpu::Buffer, u64)> {
     use crate::kernels::tinycompress_dec::{DecInput, DecOutput, TinyCompressDec};
     let margin = container::margin(m.rate() as u8);
     let (mut w, mut h) = (lw, lh);
-    let mut scratch: Vec<wgpu::Buffer> = Vec::new();
     let mut input = src.clone();
     for (i, wb) in weights.iter().enumerate() {
         let last = i + 1 == weights.len();
-        let output = if last { DecOutput::Image { width, height, margin } } else { DecOutput::Planes };
+        let output = match (last, rgba) {
+            (false, _) => DecOutput::Planes,
+            (true, None) => DecOutput::Image { width, height, margin },
+            (true, Some(bits)) => DecOutput::Rgba { width, height, margin, bits },
+        };
         let reads = if i == 0 { DecInput::Codes { ranges, bitplanes } } else { DecInput::Planes };
         let op = TinyCompressDec { w, h, input: reads, output };
-        let bytes = op.out().bytes();
-        gpu.check_size("tinycompress decoder output", bytes)?;
-        let out = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
-        let r = op.encode(gpu, enc, &input, wb, &out);
+        let out = alloc("tinycompress decoder output", op.out().bytes())?;
+        op.encode(gpu, enc, &input, wb, &out)?;
         if last {
-            let layout = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };
-            return crate::gpu::Recorded { out, out_bytes: layout.bytes(), layout, scratch }.or_recycle(gpu, r);
+            return Ok((out, op.out().bytes()));
         }
-        scratch.push(out.clone());
-        r?;
         input = out;
         (w, h) = (w * 2, h * 2);
     }
@@ -268,7 +332,7 @@ pub fn compress(backend: &Backend, m: &TinyCompress, img: &Image, bitplanes: u32
 /// The `.tcz` of an image of `size` whose latent codes (planar, 3 x lh x
 /// lw, `bitplanes` bits within `ranges`) the codec of (rate, id) made: the
 /// codes arithmetic-coded into the payload.
-fn coded(
+pub(crate) fn coded(
     (rate, id): (usize, u32),
     bitplanes: u32,
     (width, height): (u32, u32),

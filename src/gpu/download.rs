@@ -27,7 +27,7 @@ pub struct Download<'a> {
     len: u64,
     padded: u64,
     shape: crate::tensor::Shape,
-    slot: Arc<Mutex<Slot>>,
+    mapping: Mapping,
     gpu: &'a Gpu,
 }
 
@@ -35,12 +35,9 @@ impl Future for Download<'_> {
     type Output = Result<Tensor>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Tensor>> {
         let this = self.get_mut();
-        let mut slot = this.slot.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(done) = slot.done.take() else {
-            slot.waker = Some(cx.waker().clone());
+        let Poll::Ready(done) = Pin::new(&mut this.mapping).poll(cx) else {
             return Poll::Pending;
         };
-        drop(slot);
         let err = |m: String| Error::Gpu { op: "gpuimg.download_async".into(), message: m };
         Poll::Ready((|| {
             done.map_err(|e| err(e.to_string()))?;
@@ -52,6 +49,43 @@ impl Future for Download<'_> {
             this.gpu.note_readback(this.len);
             Tensor::from_vec(this.shape, bytemuck::pod_collect_to_vec(&bytes))
         })())
+    }
+}
+
+/// A buffer's `map_async` as a future: ready, with the mapping's result,
+/// once the device has been polled after the mapping completed.
+#[must_use = "a mapping does nothing unless awaited (and the device polled)"]
+pub(crate) struct Mapping {
+    slot: Arc<Mutex<Slot>>,
+}
+
+impl Mapping {
+    /// Starts mapping `..len` of `buffer` for reading.
+    pub(crate) fn read(buffer: &wgpu::Buffer, len: u64) -> Mapping {
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let s = slot.clone();
+        buffer.map_async(wgpu::MapMode::Read, ..len, move |r| {
+            let mut slot = s.lock().unwrap_or_else(|e| e.into_inner());
+            slot.done = Some(r);
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        });
+        Mapping { slot }
+    }
+}
+
+impl Future for Mapping {
+    type Output = std::result::Result<(), wgpu::BufferAsyncError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.done.take() {
+            Some(done) => Poll::Ready(done),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -85,16 +119,8 @@ impl Gpu {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gpuimg.download_async") });
         enc.copy_buffer_to_buffer(&t.buffer, 0, &staging, 0, padded.min(t.buffer.size()));
         self.queue().submit([enc.finish()]);
-        let slot = Arc::new(Mutex::new(Slot::default()));
-        let s = slot.clone();
-        staging.map_async(wgpu::MapMode::Read, ..padded, move |r| {
-            let mut slot = s.lock().unwrap_or_else(|e| e.into_inner());
-            slot.done = Some(r);
-            if let Some(w) = slot.waker.take() {
-                w.wake();
-            }
-        });
-        Ok(Download { staging, len, padded, shape: t.shape, slot, gpu: self })
+        let mapping = Mapping::read(&staging, padded);
+        Ok(Download { staging, len, padded, shape: t.shape, mapping, gpu: self })
     }
 
     /// Polls the device once without waiting: what makes

@@ -9,6 +9,7 @@ mod kernel;
 mod record;
 
 pub use download::Download;
+pub(crate) use download::Mapping;
 pub use kernel::{BindingKind, KernelDesc};
 pub use record::{run_recorded, Recorded};
 
@@ -397,6 +398,11 @@ impl Gpu {
     /// Counts `bytes` mapped back to the host (for readbacks outside [`Gpu::map_read`]).
     pub fn note_readback(&self, bytes: u64) {
         self.counters.bytes_down.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` sent to the device (for uploads outside [`Gpu::upload`] and [`Gpu::write_bytes`]).
+    pub fn note_upload(&self, bytes: u64) {
+        self.counters.bytes_up.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Writes `bytes` at the start of `buf` through the queue, the last

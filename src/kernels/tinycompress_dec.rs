@@ -31,7 +31,8 @@ pub struct DecParams {
     pub top: f32,
     /// lo0, hi0, lo1, hi1, lo2, hi2.
     pub ranges: [f32; 6],
-    pub _pad: [u32; 2],
+    pub out_bits: u32,
+    pub _pad: u32,
 }
 
 /// Descriptor of the `tinycompress_dec` kernel.
@@ -70,6 +71,31 @@ pub enum DecOutput {
         /// Pixels cropped before the image on each axis.
         margin: usize,
     },
+    /// The image as [`DecOutput::Image`] crops it, as packed RGBA of
+    /// `bits` (8 or 16) bits a sample, alpha opaque: a texture's texels
+    /// ([`crate::embed::Codec`]).
+    Rgba {
+        /// Image width.
+        width: usize,
+        /// Image height.
+        height: usize,
+        /// Pixels cropped before the image on each axis.
+        margin: usize,
+        /// Bits per sample, 8 or 16.
+        bits: u32,
+    },
+}
+
+impl DecOutput {
+    /// The crop of an image output: (width, height, margin).
+    fn crop(&self) -> Option<(usize, usize, usize)> {
+        match *self {
+            DecOutput::Planes => None,
+            DecOutput::Image { width, height, margin } | DecOutput::Rgba { width, height, margin, .. } => {
+                Some((width, height, margin))
+            }
+        }
+    }
 }
 
 /// One decoding block on latents of `w` x `h`.
@@ -130,6 +156,26 @@ pub fn crop_packed_at(y: &Tensor, (width, height): (usize, usize), (x0, y0): (us
     }
     let l = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };
     PackPixels(l).cpu(&Tensor::from_vec(l.shape(), data)?)
+}
+
+/// The RGBA texels of [`DecOutput::Rgba`]: 8-bit, the RGB bytes `rgb`
+/// with an opaque alpha; 16-bit, the planes `y` cropped and quantised to
+/// 16 bits (PackPixels' rounding) with an opaque alpha.
+fn rgb_to_rgba(y: &Tensor, rgb: &[u8], (width, height, margin): (usize, usize, usize), bits: u32) -> Result<Samples> {
+    if bits == 8 {
+        return Ok(Samples::U8(rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()));
+    }
+    let pw = y.shape.w;
+    let mut planes = Vec::with_capacity(4 * width * height);
+    for c in 0..3 {
+        let plane = y.plane(0, c);
+        for r in margin..margin + height {
+            planes.extend_from_slice(&plane[r * pw + margin..r * pw + margin + width]);
+        }
+    }
+    planes.resize(4 * width * height, 1.0);
+    let l = PixelLayout { n: 1, height, width, channels: 4, bits };
+    PackPixels(l).cpu(&Tensor::from_vec(l.shape(), planes)?)
 }
 
 /// Latent rows per parallel task of [`dec_block_fast`].
@@ -373,9 +419,14 @@ impl TinyCompressDec {
                 return Err(Error::invalid("tinycompress_dec", format!("{bitplanes} bit planes (valid: 1-8)")));
             }
         }
-        if let DecOutput::Image { width, height, margin } = self.output {
+        if let Some((width, height, margin)) = self.output.crop() {
             if width == 0 || height == 0 || width + margin > 2 * self.w || height + margin > 2 * self.h {
                 return Err(Error::invalid("tinycompress_dec", format!("{self:?}: the image does not fit")));
+            }
+        }
+        if let DecOutput::Rgba { bits, .. } = self.output {
+            if bits != 8 && bits != 16 {
+                return Err(Error::invalid("tinycompress_dec", format!("{bits}-bit RGBA output (8 or 16)")));
             }
         }
         Ok(())
@@ -386,6 +437,7 @@ impl TinyCompressDec {
         match self.output {
             DecOutput::Planes => Output::Planes(Shape::new(1, 3, 2 * self.h, 2 * self.w)),
             DecOutput::Image { width, height, .. } => Output::Packed { bits: 8, len: width * height * 3 },
+            DecOutput::Rgba { width, height, bits, .. } => Output::Packed { bits, len: width * height * 4 },
         }
     }
 
@@ -417,8 +469,11 @@ impl TinyCompressDec {
             p.top = ((1u32 << bitplanes) - 1) as f32;
             p.ranges = [ranges[0].0, ranges[0].1, ranges[1].0, ranges[1].1, ranges[2].0, ranges[2].1];
         }
-        if let DecOutput::Image { width, height, margin } = self.output {
+        if let Some((width, height, margin)) = self.output.crop() {
             (p.out_mode, p.margin, p.img_w, p.img_h) = (0, margin as u32, width as u32, height as u32);
+            if let DecOutput::Rgba { bits, .. } = self.output {
+                (p.out_mode, p.out_bits) = (2, bits);
+            }
             crate::gpu::clear_buffer(DESC.name, encoder, dst, 0, None)?;
         }
         let groups = [self.w.div_ceil(8) as u32, self.h.div_ceil(8) as u32, 1];
@@ -451,6 +506,12 @@ impl TinyCompressDec {
         match self.output {
             DecOutput::Planes => Ok(Data::Planes(y)),
             DecOutput::Image { width, height, margin } => Ok(Data::Packed(crop_packed(&y, width, height, margin)?)),
+            DecOutput::Rgba { width, height, margin, bits } => {
+                let Samples::U8(rgb) = crop_packed(&y, width, height, margin)? else {
+                    return Err(Error::invalid("tinycompress_dec", "crop_packed gave other than 8 bits"));
+                };
+                Ok(Data::Packed(rgb_to_rgba(&y, &rgb, (width, height, margin), bits)?))
+            }
         }
     }
 }
@@ -497,6 +558,18 @@ fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
     let x = rng.planes(Shape::new(1, 3, lh, lw), -1.0, 2.0);
     let what = format!("image {iw}x{ih} margin {margin}");
     cases.push(Case::new(what, op, vec![x, rng.constants(FLAT_LEN, -0.3, 0.3)], Tolerance { abs: 1.0, rel: 0.0 }));
+    // The same block writing a texture's RGBA texels, 8- and 16-bit.
+    for bits in [8, 16] {
+        let op = TinyCompressDec {
+            w: lw,
+            h: lh,
+            input: DecInput::Planes,
+            output: DecOutput::Rgba { width: iw, height: ih, margin, bits },
+        };
+        let x = rng.planes(Shape::new(1, 3, lh, lw), -1.0, 2.0);
+        let what = format!("{bits}-bit RGBA {iw}x{ih} margin {margin}");
+        cases.push(Case::new(what, op, vec![x, rng.constants(FLAT_LEN, -0.3, 0.3)], Tolerance { abs: 1.0, rel: 0.0 }));
+    }
     // The codec's only block (-4): from 6- and 8-bit codes to the image.
     for bitplanes in [8, 6] {
         let ranges = [(-0.4, 1.3), (0.1, 0.2), (-2.0, -1.0)];

@@ -39,7 +39,7 @@ pub const FLAT_LEN: usize = 5427;
 /// What the block reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncInput {
-    /// Packed RGB samples of an image of this layout, extended by `margin`
+    /// Packed RGB (or RGBA, alpha unread) samples of an image of this layout, extended by `margin`
     /// edge-replicated pixels before it and after it up to the block's
     /// input size (the codec's padding).
     Packed {
@@ -152,7 +152,8 @@ impl TinyCompressEnc {
             return Err(Error::invalid("tinycompress_enc", format!("input {}x{}: sides must be even", self.w, self.h)));
         }
         if let EncInput::Packed { layout, margin } = self.input {
-            if layout.channels != 3 || layout.width + margin > self.w || layout.height + margin > self.h {
+            if !(3..=4).contains(&layout.channels) || layout.width + margin > self.w || layout.height + margin > self.h
+            {
                 return Err(Error::invalid(
                     "tinycompress_enc",
                     format!("{layout:?} with margin {margin} does not fit"),
@@ -228,7 +229,15 @@ impl TinyCompressEnc {
         match (self.input, input) {
             (EncInput::Planes, Data::Planes(t)) if t.shape == Shape::new(1, 3, self.h, self.w) => Ok(t.clone()),
             (EncInput::Packed { layout, margin }, Data::Packed(s)) => {
-                edge_padded(&UnpackPixels(layout).cpu(s)?, margin, self.w, self.h)
+                let mut x = UnpackPixels(layout).cpu(s)?;
+                if x.shape.c == 4 {
+                    // RGBA: the colour planes only (the shader reads channels 0-2).
+                    x = Tensor::from_vec(
+                        Shape::new(1, 3, x.shape.h, x.shape.w),
+                        x.data[..3 * x.shape.h * x.shape.w].to_vec(),
+                    )?;
+                }
+                edge_padded(&x, margin, self.w, self.h)
             }
             _ => Err(Error::invalid("tinycompress_enc", format!("input {:?} does not fit {self:?}", input.output()))),
         }
@@ -301,6 +310,15 @@ fn parity(rng: &mut SplitMix, w: usize, h: usize) -> Vec<Case> {
         let op = TinyCompressEnc { w: ew, h: eh, input: EncInput::Packed { layout, margin: 2 }, ranges: bits == 8 };
         let x = Data::Packed(rng.samples(layout));
         let what = format!("packed {bits}-bit {w}x{h} margin 2{}", if bits == 8 { " with range keys" } else { "" });
+        cases.push(Case::new(what, op, vec![x, rng.constants(FLAT_LEN, -0.2, 0.2)], tol));
+    }
+    // Packed RGBA (a texture's texels, as embed::Codec hands them): alpha skipped.
+    for bits in [8, 16] {
+        let layout = PixelLayout { n: 1, height: h, width: w, channels: 4, bits };
+        let (ew, eh) = ((w + 4).div_ceil(2) * 2, (h + 4).div_ceil(2) * 2);
+        let op = TinyCompressEnc { w: ew, h: eh, input: EncInput::Packed { layout, margin: 2 }, ranges: bits == 16 };
+        let x = Data::Packed(rng.samples(layout));
+        let what = format!("packed {bits}-bit RGBA {w}x{h} margin 2");
         cases.push(Case::new(what, op, vec![x, rng.constants(FLAT_LEN, -0.2, 0.2)], tol));
     }
     cases

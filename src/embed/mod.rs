@@ -56,6 +56,10 @@
 //! # Ok(()) }
 //! ```
 
+mod codec;
+
+pub use codec::{Codec, CodecOptions, EncodedRead};
+
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
