@@ -146,6 +146,7 @@ pub fn load_full(path: &Path, limits: DecodeLimits) -> Result<(Image, Meta)> {
         .map_err(|e| err(e.to_string()))?;
     match reader.format() {
         None => Err(err("not a recognised image format (PNG, JPEG, WebP, BMP, TIFF)".into())),
+        Some(f) if built(f).is_err() => Err(err(built(f).unwrap_err())),
         Some(ImageFormat::Jpeg) => {
             let len = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.len();
             if len > limits.max_alloc {
@@ -167,10 +168,28 @@ pub fn decode_bytes(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<(I
         image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| err(e.to_string()))?;
     match reader.format() {
         None => Err(err("not a recognised image format (PNG, JPEG, WebP, BMP, TIFF)".into())),
+        Some(f) if built(f).is_err() => Err(err(built(f).unwrap_err())),
         Some(ImageFormat::Jpeg) if jpeg_complete(bytes) == Some(false) => {
             Err(err("truncated JPEG (the file ends before the image data does)".into()))
         }
         Some(_) => decode_reader(reader, limits).map_err(err),
+    }
+}
+
+/// Whether this build reads and writes `f`: JPEG, WebP and BMP are the
+/// `jpeg`, `webp` and `bmp` features (on with `cli`); PNG and TIFF are
+/// always built.
+pub fn built(f: ImageFormat) -> std::result::Result<(), String> {
+    let (name, feature, on) = match f {
+        ImageFormat::Jpeg => ("JPEG", "jpeg", cfg!(feature = "jpeg")),
+        ImageFormat::WebP => ("WebP", "webp", cfg!(feature = "webp")),
+        ImageFormat::Bmp => ("BMP", "bmp", cfg!(feature = "bmp")),
+        _ => return Ok(()),
+    };
+    if on {
+        Ok(())
+    } else {
+        Err(format!("{name} is not built into this gpuimg (cargo feature `{feature}`)"))
     }
 }
 
@@ -270,6 +289,7 @@ pub fn encode(img: &Image, format: ImageFormat) -> Result<Vec<u8>> {
 /// [`encode`] with the input's [`Meta`]: the ICC profile goes into formats
 /// that hold one (PNG, JPEG, WebP, TIFF; BMP has none).
 pub fn encode_with(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Vec<u8>> {
+    built(format).map_err(|m| Error::invalid("image encoder", m))?;
     let mut out = Vec::new();
     let enc_err = |e: image::ImageError| Error::invalid("image encoder", e.to_string());
     // The image's own samples where the format holds them as they are (no
@@ -298,10 +318,13 @@ pub fn encode_with(img: &Image, format: ImageFormat, meta: &Meta) -> Result<Vec<
         }};
     }
     match format {
+        #[cfg(feature = "jpeg")]
         ImageFormat::Jpeg => write!(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)),
         ImageFormat::Png => write!(image::codecs::png::PngEncoder::new(&mut out)),
+        #[cfg(feature = "webp")]
         ImageFormat::WebP => write!(image::codecs::webp::WebPEncoder::new_lossless(&mut out)),
-        _ => write!(image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut out))),
+        ImageFormat::Tiff => write!(image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut out))),
+        f => return Err(Error::invalid("image encoder", format!("no encoder for {f:?}"))),
     }
     Ok(out)
 }
@@ -391,5 +414,36 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_left_out_of_the_build_are_named_with_their_feature() {
+        // A tiny image through every format: built ones round-trip, the
+        // others (a build without `jpeg`, `webp` or `bmp`) refuse by name.
+        let img = Image::new(3, 2, 3, Samples::U8((0..18).map(|i| i * 13).collect())).unwrap();
+        for (f, feature, on) in [
+            (ImageFormat::Jpeg, "jpeg", cfg!(feature = "jpeg")),
+            (ImageFormat::WebP, "webp", cfg!(feature = "webp")),
+            (ImageFormat::Bmp, "bmp", cfg!(feature = "bmp")),
+            (ImageFormat::Png, "", true),
+            (ImageFormat::Tiff, "", true),
+        ] {
+            match encode(&img, f) {
+                Ok(bytes) => {
+                    assert!(on, "{f:?} encoded without its feature");
+                    let (back, _) = decode_bytes(&bytes, "t", DecodeLimits::default()).unwrap();
+                    assert_eq!((back.width, back.height), (3, 2), "{f:?}");
+                }
+                Err(e) => {
+                    assert!(!on, "{f:?}: {e}");
+                    assert!(e.to_string().contains(&format!("feature `{feature}`")), "{e}");
+                }
+            }
+        }
     }
 }
