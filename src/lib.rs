@@ -76,6 +76,11 @@
 
 #![warn(missing_docs)]
 
+// `fsutil`, `launch` and `outputs` are the command-line tool's plumbing
+// (atomic writes and temporary files, the MPI launcher's environment, a
+// batch's output names): public for the binary, hidden from the docs and
+// not part of the API.
+
 pub use wgpu;
 
 pub mod augment;
@@ -90,14 +95,17 @@ pub mod embed;
 pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;
+#[doc(hidden)]
 pub mod fsutil;
 pub mod gpu;
 pub mod image_io;
 pub mod kernels;
+#[doc(hidden)]
 pub mod launch;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+#[doc(hidden)]
 pub mod outputs;
 pub mod pixel;
 pub mod resample;

@@ -12,7 +12,7 @@
 //! - [`write_rows`]: PNG (the `png` crate's stream writer, with the settings
 //!   `image`'s encoder uses) and TIFF (strips, as `image`'s encoder lays
 //!   them out; BigTIFF beyond 4 GB) are encoded as the bands come, into a
-//!   file the caller places atomically ([`crate::fsutil::write_atomic_stream`]).
+//!   file the caller places atomically (`fsutil::write_atomic_stream`).
 //!   JPEG, WebP and BMP cannot be written this way ([`streams`]).
 
 use std::fs::File;
