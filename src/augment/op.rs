@@ -55,6 +55,18 @@ pub fn write_npy_with(t: &Tensor, path: &Path, replace: bool) -> Result<()> {
 /// `gpuimg augment` as a streamed op. Each job is one sample: by default job
 /// `j` is sample number `j`; [`AugmentOp::set_jobs`] maps jobs to sample
 /// numbers (and to replayed chains). Values are drawn from (seed, sample).
+///
+/// ```
+/// use gpuimg::augment::{AugmentOp, Spec};
+/// use gpuimg::{stream, Backend};
+/// let jobs = stream::doctest_jobs("augment_op", "png")?; // two PNGs and a broken file
+/// let spec: Spec = "hflip:p=0.5;rotate:deg=10;center-crop:w=8,h=6".parse()?;
+/// let op = AugmentOp::new(spec, 7)?;
+/// let report = stream::run_batch(&Backend::Cpu, &op, &jobs, &stream::StreamConfig::new(), &stream::Silent);
+/// assert_eq!((report.images, report.failed), (2, 1));
+/// assert_eq!(gpuimg::image_io::load(&jobs[0].output)?.width, 8);
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 pub struct AugmentOp {
     spec: Spec,
     norm: Option<([f32; 3], [f32; 3])>,

@@ -475,6 +475,27 @@ pub const BANDS_FROM: u64 = 4;
 
 /// `gpuimg compress` as a streamed op: the transform on the CPU or GPU, the
 /// arithmetic coding and the container on the save threads.
+///
+/// ```
+/// use gpuimg::codec::{CompressOp, DecompressOp};
+/// use gpuimg::models::tinycompress::TinyCompress;
+/// use gpuimg::stream::{self, Job, Silent, StreamConfig};
+/// use gpuimg::Backend;
+/// let jobs = stream::doctest_jobs("compress_op", "tcz")?; // two PNGs and a broken file
+/// let op = CompressOp::new(TinyCompress::bundled(16)?, 8)?;
+/// let report = stream::run_batch(&Backend::Cpu, &op, &jobs, &StreamConfig::new(), &Silent);
+/// assert_eq!((report.images, report.failed), (2, 1));
+/// // And back ([`DecompressOp`]): the .tcz files to PNG.
+/// let back: Vec<Job> = jobs[..2]
+///     .iter()
+///     .map(|j| Job { input: j.output.clone(), output: j.output.with_extension("png") })
+///     .collect();
+/// let op = DecompressOp::new(vec![TinyCompress::bundled(16)?]);
+/// let report = stream::run_batch(&Backend::Cpu, &op, &back, &StreamConfig::new(), &Silent);
+/// assert_eq!((report.images, report.failed), (2, 0));
+/// assert_eq!(gpuimg::image_io::load(&back[1].output)?.width, 17);
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 pub struct CompressOp {
     model: TinyCompress,
     id: u32,
@@ -559,6 +580,7 @@ impl StreamOp for CompressOp {
 
 /// `gpuimg decompress` as a streamed op: parsing and arithmetic decoding on
 /// the load threads, the transform on the CPU or GPU.
+/// Example: [`CompressOp`]'s.
 pub struct DecompressOp {
     models: Vec<(u32, TinyCompress, OnceLock<Uploaded>)>,
     side: Mutex<Vec<Option<Tcz>>>,

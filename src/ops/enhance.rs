@@ -649,6 +649,17 @@ pub(super) const ENHANCE_BYTES_PER_PIXEL: u64 = 56;
 /// [`enhance`] as a streamed op: grey images become RGB on the load threads
 /// and grey again on the save threads. The network's weights are uploaded
 /// once, to the first GPU the op runs on: use one op per GPU.
+///
+/// ```
+/// use gpuimg::models::{zero_dce::Arch, ZeroDce};
+/// use gpuimg::{ops::EnhanceOp, stream, Backend};
+/// let jobs = stream::doctest_jobs("enhance_op", "png")?; // two PNGs and a broken file
+/// let op = EnhanceOp::new(ZeroDce::bundled(Arch::ZeroDcePlus)?, None, 8)?;
+/// let report = stream::run_batch(&Backend::Cpu, &op, &jobs, &stream::StreamConfig::new(), &stream::Silent);
+/// assert_eq!((report.images, report.failed), (2, 1));
+/// assert_eq!(gpuimg::image_io::load(&jobs[0].output)?.width, 24);
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct EnhanceOp {
     model: ZeroDce,

@@ -380,6 +380,18 @@ pub fn record_resize(
 }
 
 /// [`resize_image`] as a streamed op.
+///
+/// ```
+/// use gpuimg::kernels::resize_bilinear::{ResizeBilinear, ResizeTarget};
+/// use gpuimg::{ops::ResizeOp, stream, Backend};
+/// let jobs = stream::doctest_jobs("resize_op", "png")?; // two PNGs and a broken file
+/// let op = ResizeOp(ResizeBilinear { target: ResizeTarget::Size { h: 8, w: 10 }, align_corners: false });
+/// let report = stream::run_batch(&Backend::Cpu, &op, &jobs, &stream::StreamConfig::new(), &stream::Silent);
+/// assert_eq!((report.images, report.failed), (2, 1));
+/// let out = gpuimg::image_io::load(&jobs[1].output)?;
+/// assert_eq!((out.width, out.height), (10, 8));
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ResizeOp(pub ResizeBilinear);
 

@@ -286,6 +286,17 @@ pub const SR_CPU_WORK_CAP: u64 = 512 << 20;
 /// (then the fewest near-square tiles that do). Tiled output equals the
 /// untiled one (bit for bit on the CPU path). On the GPU a tile that runs
 /// out of GPU memory is retried as four smaller ones.
+///
+/// ```
+/// use gpuimg::{models::TinyPssr, ops::SuperResolveOp, stream, Backend};
+/// let jobs = stream::doctest_jobs("sr_op", "png")?; // two PNGs and a broken file
+/// let op = SuperResolveOp::new(TinyPssr::bundled(4)?);
+/// let report = stream::run_batch(&Backend::Cpu, &op, &jobs, &stream::StreamConfig::new(), &stream::Silent);
+/// assert_eq!((report.images, report.failed), (2, 1));
+/// let out = gpuimg::image_io::load(&jobs[1].output)?;
+/// assert_eq!((out.width, out.height), (68, 36));
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct SuperResolveOp {
     model: TinyPssr,

@@ -387,8 +387,46 @@ fn nanos(d: Duration) -> u64 {
     d.as_nanos() as u64
 }
 
+/// Jobs for the doc examples: in a fresh folder under the temporary
+/// directory, two small RGB PNGs (24x16 and 17x9) and a file that is not an
+/// image, each with an output of `ext` beside it. Not API.
+#[doc(hidden)]
+pub fn doctest_jobs(name: &str, ext: &str) -> Result<Vec<Job>> {
+    // One folder per example, emptied each time: reruns leave nothing more behind.
+    let dir = std::env::temp_dir().join(format!("gpuimg-doctest-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::invalid("doctest", e.to_string()))?;
+    let mut jobs = Vec::new();
+    for (i, (w, h)) in [(24u32, 16u32), (17, 9)].into_iter().enumerate() {
+        let px = (0..w * h * 3).map(|k| ((k * 37 + i as u32 * 11) % 256) as u8).collect();
+        let input = dir.join(format!("in{i}.png"));
+        image_io::save(&Image::new(w, h, 3, crate::tensor::Samples::U8(px))?, &input)?;
+        jobs.push(Job { input, output: dir.join(format!("out{i}.{ext}")) });
+    }
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"not an image").map_err(|e| Error::invalid("doctest", e.to_string()))?;
+    jobs.push(Job { input: broken, output: dir.join(format!("broken.{ext}")) });
+    Ok(jobs)
+}
+
 /// Runs `op` over `jobs` on `backend`. Never stops at a bad input: each
 /// failure goes to the observer and into the report.
+///
+/// ```
+/// use gpuimg::models::TinyPssr;
+/// use gpuimg::ops::SuperResolveOp;
+/// use gpuimg::stream::{run_batch, Silent, StreamConfig};
+/// use gpuimg::Backend;
+/// // Two small PNGs and a file that is not an image, each with its output path.
+/// let jobs = gpuimg::stream::doctest_jobs("run_batch", "png")?;
+/// let op = SuperResolveOp::new(TinyPssr::bundled(2)?);
+/// let report = run_batch(&Backend::Cpu, &op, &jobs, &StreamConfig::new(), &Silent);
+/// // The bad file is reported, the others written.
+/// assert_eq!((report.images, report.failed), (2, 1));
+/// assert!(report.failures[0].0.ends_with("broken.png"));
+/// assert_eq!(gpuimg::image_io::load(&jobs[0].output)?.width, 48);
+/// # Ok::<(), gpuimg::Error>(())
+/// ```
 pub fn run_batch(
     backend: &Backend,
     op: &dyn StreamOp,
