@@ -287,6 +287,26 @@ struct Counters {
 /// What a cached dispatch is keyed on: the kernel, its params bytes and its buffers.
 type DispatchKey = (&'static str, Vec<u8>, Vec<wgpu::Buffer>);
 
+/// A cached dispatch: its key and its bind group.
+type Cached = (DispatchKey, Arc<wgpu::BindGroup>);
+
+/// A dispatch's key hashed without building it (no allocation on a hit).
+fn dispatch_hash(name: &str, params: &[u8], buffers: &[&wgpu::Buffer]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    params.hash(&mut h);
+    for b in buffers {
+        b.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Whether the stored `key` is this dispatch's.
+fn same_dispatch(key: &DispatchKey, name: &str, params: &[u8], buffers: &[&wgpu::Buffer]) -> bool {
+    key.0 == name && key.1 == params && key.2.len() == buffers.len() && key.2.iter().zip(buffers).all(|(a, b)| a == *b)
+}
+
 /// Bind groups (each with its params uniform) kept for dispatches that
 /// repeat exactly: the same kernel, params and buffers, frame after frame.
 /// A model object ([`crate::embed`]) owns one and records inside
@@ -295,7 +315,8 @@ type DispatchKey = (&'static str, Vec<u8>, Vec<wgpu::Buffer>);
 /// (then starts over), and keeps the buffers it has seen alive.
 #[derive(Debug, Default)]
 pub struct DispatchCache {
-    map: Mutex<HashMap<DispatchKey, Arc<wgpu::BindGroup>>>,
+    /// By [`dispatch_hash`]; the keys tell colliding dispatches apart.
+    map: Mutex<HashMap<u64, Vec<Cached>>>,
 }
 
 thread_local! {
@@ -322,7 +343,7 @@ impl DispatchCache {
 
     /// Bind groups held.
     pub fn len(&self) -> usize {
-        self.map.lock().expect("dispatch cache poisoned").len()
+        self.map.lock().expect("dispatch cache poisoned").values().map(Vec::len).sum()
     }
 
     /// True when it holds none.
@@ -661,15 +682,24 @@ impl Gpu {
         let bind = match ACTIVE_CACHE.with(|c| c.borrow().clone()) {
             None => make(),
             Some(cache) => {
-                let key: DispatchKey = (desc.name, params.to_vec(), buffers.iter().map(|&b| b.clone()).collect());
+                let hash = dispatch_hash(desc.name, params, buffers);
                 let mut map = cache.map.lock().expect("dispatch cache poisoned");
-                if let Some(b) = map.get(&key) {
-                    b.clone()
-                } else {
-                    if map.len() >= DispatchCache::CAPACITY {
-                        map.clear();
+                let hit = map
+                    .get(&hash)
+                    .and_then(|v| v.iter().find(|(k, _)| same_dispatch(k, desc.name, params, buffers)))
+                    .map(|(_, b)| b.clone());
+                match hit {
+                    Some(b) => b,
+                    None => {
+                        if map.values().map(Vec::len).sum::<usize>() >= DispatchCache::CAPACITY {
+                            map.clear();
+                        }
+                        let key: DispatchKey =
+                            (desc.name, params.to_vec(), buffers.iter().map(|&b| b.clone()).collect());
+                        let b = make();
+                        map.entry(hash).or_default().push((key, b.clone()));
+                        b
                     }
-                    map.entry(key).or_insert_with(make).clone()
                 }
             }
         };
