@@ -240,10 +240,18 @@ fn resizing_in_bands_equals_whole() {
 
 /// Runs `op` on `input` into `output` in bands of `rows` (or whole, 0) and
 /// checks it went the way asked.
-fn one(backend: &Backend, op: &dyn StreamOp, input: &Path, output: &Path, rows: usize) {
+fn one(backend: &Backend, op: &dyn StreamOp, input: &Path, output: &Path, rows: usize) -> Report {
     let r = run_one(backend, op, input, output, rows, &stream::Silent);
     let banded = usize::from(rows > 0);
     assert_eq!((r.images, r.failed, r.banded), (1, 0, banded), "{} ({rows} rows): {:?}", output.display(), r.failures);
+    // The job's time is in the stages: decoding for the engine's bands and
+    // whole jobs, the op's own time for jobs it runs end to end.
+    let s = &r.stages;
+    assert!(s.decode_s + s.own_s > 0.0, "{}: no time in the stages: {s:?}", output.display());
+    if rows == 0 {
+        assert_eq!(s.own_s, 0.0, "{}: a whole job counted as the op's own", output.display());
+    }
+    r
 }
 
 #[test]
@@ -262,7 +270,8 @@ fn compression_in_bands_equals_whole_on_the_cpu() {
         let input = save(&dir, &format!("c{k}.png"), &random_image(&mut rng, w, h, 3, bits));
         let op = CompressOp::new(m.clone(), 6).unwrap();
         let (b, wh) = (dir.join(format!("c{k}_b.tcz")), dir.join(format!("c{k}_w.tcz")));
-        one(&Backend::Cpu, &op, &input, &b, rows);
+        let r = one(&Backend::Cpu, &op, &input, &b, rows);
+        assert!(r.stages.own_s > 0.0, "case {k}: the banded compress's time is not in own_s: {:?}", r.stages);
         one(&Backend::Cpu, &op, &input, &wh, 0);
         let (bb, wb) = (std::fs::read(&b).unwrap(), std::fs::read(&wh).unwrap());
         assert!(bb == wb, "case {k} (rate {rate}, {rows} rows): the banded .tcz differs from the whole one");

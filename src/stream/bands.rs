@@ -167,11 +167,13 @@ pub(super) fn try_run(
         replace: cfg.overwrite,
         observer: shared.observer,
     };
+    let t = Instant::now();
     let own = match (backend, pool) {
         (Backend::Cpu, Some(p)) => p.install(|| op.run_file(&file)),
         _ => op.run_file(&file),
     };
     if own.is_some() {
+        shared.own_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
         return own;
     }
     let format = image_io::format_of(output).ok()?;

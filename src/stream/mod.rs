@@ -324,6 +324,8 @@ struct Shared<'a> {
     peak: AtomicUsize,
     decode_ns: AtomicU64,
     encode_ns: AtomicU64,
+    /// Jobs run end to end by the op itself ([`StreamOp::run_file`]).
+    own_ns: AtomicU64,
     started: Instant,
 }
 
@@ -462,6 +464,7 @@ pub fn run_batch(
         peak: AtomicUsize::new(0),
         decode_ns: AtomicU64::new(0),
         encode_ns: AtomicU64::new(0),
+        own_ns: AtomicU64::new(0),
         started: Instant::now(),
     };
     let pool = match backend {
@@ -572,6 +575,7 @@ pub fn run_batch(
     });
     stages.decode_s = shared.decode_ns.load(Ordering::SeqCst) as f64 * 1e-9;
     stages.encode_s = shared.encode_ns.load(Ordering::SeqCst) as f64 * 1e-9;
+    stages.own_s = shared.own_ns.load(Ordering::SeqCst) as f64 * 1e-9;
     let mut failures = shared.failures.into_inner().expect("failures poisoned");
     failures.sort_by_key(|f| f.0);
     Report {

@@ -280,8 +280,8 @@ fn batch_jobs(
     if g.verbose > 0 && cluster.is_none() {
         let s = &report.stages;
         eprintln!(
-            "gpuimg: stages (s, summed over threads): decode {:.3}, waiting for input {:.3}, upload {:.3}, record {:.3}, submit {:.3}, gpu wait {:.3}, cpu {:.3}, readback {:.3}, encode {:.3}; {} submissions, peak {} images in memory",
-            s.decode_s, s.input_wait_s, s.upload_s, s.record_s, s.submit_s, s.gpu_s, s.cpu_s, s.readback_s, s.encode_s, report.submissions, report.peak_in_memory
+            "gpuimg: stages (s, summed over threads): decode {:.3}, waiting for input {:.3}, upload {:.3}, record {:.3}, submit {:.3}, gpu wait {:.3}, cpu {:.3}, readback {:.3}, encode {:.3}, whole jobs run by the op {:.3}; {} submissions, peak {} images in memory",
+            s.decode_s, s.input_wait_s, s.upload_s, s.record_s, s.submit_s, s.gpu_s, s.cpu_s, s.readback_s, s.encode_s, s.own_s, report.submissions, report.peak_in_memory
         );
     }
     if !g.quiet && report.tasks_per_rank.iter().sum::<usize>() > 0 {
