@@ -665,7 +665,7 @@ fn model_objects_take_half_float_textures() {
     // samples, half floats out. The CPU path on those 16-bit samples,
     // converted back to half floats, is what the texture must hold.
     use gpuimg::embed::{EnhanceOptions, Enhancer, SrOptions, SuperResolver};
-    use gpuimg::kernels::texel_rows::{f16_to_f32, f32_to_f16, TexelMode};
+    use gpuimg::kernels::texel_rows::{f16_to_f32, f32_to_f16};
     use gpuimg::models::{zero_dce::Arch, TinyPssr, ZeroDce};
     use gpuimg::wgpu::TextureFormat as F;
     let Some(g) = gpu() else { return };
@@ -675,13 +675,7 @@ fn model_objects_take_half_float_textures() {
     // Half floats from -0.05 to 1.05 (clamping exercised), darker in colour for the enhancer.
     let halves: Vec<u16> =
         (0..w * h * 4).map(|i| f32_to_f16(rng.uniform(-0.05, if i % 4 == 3 { 1.05 } else { 0.4 }))).collect();
-    let unorm: Vec<u16> = halves
-        .chunks(2)
-        .flat_map(|p| {
-            let t = TexelMode::HalfToUnorm16.convert(p[0] as u32 | (p[1] as u32) << 16);
-            [t as u16, (t >> 16) as u16]
-        })
-        .collect();
+    let unorm = halves_to_unorm16(&halves);
     let img = gpuimg::image_io::Image::new(w, h, 4, gpuimg::Samples::U16(unorm)).unwrap();
     let bytes: Vec<u8> = halves.iter().flat_map(|v| v.to_le_bytes()).collect();
     let src = texture_with(&gpu, w, h, F::Rgba16Float, Some(&bytes));
@@ -712,6 +706,18 @@ fn model_objects_take_half_float_textures() {
         &bright,
         gpuimg::ops::enhance(&gpuimg::Backend::Cpu, &zero_dce, &img, opts.scale_factor(), 8).unwrap(),
     );
+}
+
+/// Half floats clamped to [0, 1] and rounded to 16-bit samples, as `texel_rows` reads them.
+fn halves_to_unorm16(halves: &[u16]) -> Vec<u16> {
+    use gpuimg::kernels::texel_rows::TexelMode;
+    halves
+        .chunks(2)
+        .flat_map(|p| {
+            let t = TexelMode::HalfToUnorm16.convert(p[0] as u32 | (p[1] as u32) << 16);
+            [t as u16, (t >> 16) as u16]
+        })
+        .collect()
 }
 
 /// The RGB part of RGBA samples.
@@ -812,7 +818,7 @@ fn codec_encodes_and_decodes_the_hosts_textures_and_buffers() {
 fn codec_takes_half_float_textures_and_refuses_what_does_not_fit() {
     use gpuimg::codec::{compress, decompress};
     use gpuimg::embed::{Codec, CodecOptions};
-    use gpuimg::kernels::texel_rows::{f16_to_f32, f32_to_f16, TexelMode};
+    use gpuimg::kernels::texel_rows::{f16_to_f32, f32_to_f16};
     use gpuimg::models::tinycompress::TinyCompress;
     use gpuimg::wgpu::{self, TextureFormat as F};
     let Some(g) = gpu() else { return };
@@ -823,13 +829,7 @@ fn codec_takes_half_float_textures_and_refuses_what_does_not_fit() {
     let m = TinyCompress::bundled(4).unwrap();
     // Half floats in, clamped and encoded as 16-bit samples: the .tcz of those samples.
     let halves: Vec<u16> = (0..w * h * 4).map(|_| f32_to_f16(rng.uniform(-0.05, 1.05))).collect();
-    let unorm: Vec<u16> = halves
-        .chunks(2)
-        .flat_map(|p| {
-            let t = TexelMode::HalfToUnorm16.convert(p[0] as u32 | (p[1] as u32) << 16);
-            [t as u16, (t >> 16) as u16]
-        })
-        .collect();
+    let unorm = halves_to_unorm16(&halves);
     let rgb = gpuimg::image_io::Image::new(w, h, 3, rgb_of(&gpuimg::Samples::U16(unorm))).unwrap();
     let want = compress(&backend, &m, &rgb, 8).unwrap();
     let bytes: Vec<u8> = halves.iter().flat_map(|v| v.to_le_bytes()).collect();

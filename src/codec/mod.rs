@@ -124,14 +124,21 @@ pub fn record_encode(
     src: &wgpu::Buffer,
 ) -> Result<crate::gpu::Recorded> {
     let mut all: Vec<wgpu::Buffer> = Vec::new();
-    let mut alloc = |label: &'static str, bytes: u64| {
+    let r = encode_blocks(gpu, enc, m, weights, l, bitplanes, src, &mut from_pool(gpu, &mut all));
+    pooled(gpu, r, all, |lw, lh| PixelLayout { n: 1, height: 3 * lh, width: lw, channels: 1, bits: 8 })
+}
+
+/// Buffers from `gpu`'s pool (checked against its limits), each also kept in `all`.
+fn from_pool<'a>(
+    gpu: &'a Gpu,
+    all: &'a mut Vec<wgpu::Buffer>,
+) -> impl FnMut(&'static str, u64) -> Result<wgpu::Buffer> + 'a {
+    move |label, bytes| {
         gpu.check_size(label, bytes)?;
         let b = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
         all.push(b.clone());
         Ok(b)
-    };
-    let r = encode_blocks(gpu, enc, m, weights, l, bitplanes, src, &mut alloc);
-    pooled(gpu, r, all, |lw, lh| PixelLayout { n: 1, height: 3 * lh, width: lw, channels: 1, bits: 8 })
+    }
 }
 
 /// A [`crate::gpu::Recorded`] of the pooled buffers `all`, the output being
@@ -228,14 +235,8 @@ pub fn record_decode(
     src: &wgpu::Buffer,
 ) -> Result<crate::gpu::Recorded> {
     let mut all: Vec<wgpu::Buffer> = Vec::new();
-    let mut alloc = |label: &'static str, bytes: u64| {
-        gpu.check_size(label, bytes)?;
-        let b = gpu.take_buffer(bytes, Gpu::TENSOR_USAGE);
-        all.push(b.clone());
-        Ok(b)
-    };
     let layout = PixelLayout { n: 1, height, width, channels: 3, bits: 8 };
-    let r = decode_blocks(gpu, enc, m, weights, q, latent, (width, height, None), src, &mut alloc)
+    let r = decode_blocks(gpu, enc, m, weights, q, latent, (width, height, None), src, &mut from_pool(gpu, &mut all))
         .map(|(b, _)| (b, layout.bytes(), width, height));
     pooled(gpu, r, all, |_, _| layout)
 }
