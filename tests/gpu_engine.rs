@@ -904,3 +904,71 @@ fn codec_takes_half_float_textures_and_refuses_what_does_not_fit() {
     })
     .unwrap();
 }
+
+#[test]
+fn augmenter_draws_from_the_hosts_textures() {
+    // Augmenter::from_textures converts the textures on the GPU into the
+    // images Augmenter::new uploads from the host: the same batches; and
+    // set_texture swaps a new frame in, in the host's encoder.
+    use gpuimg::augment::{Augmenter, Spec};
+    use gpuimg::wgpu::TextureFormat as F;
+    let Some(g) = gpu() else { return };
+    let gpu = std::sync::Arc::new(Gpu::from_existing(g.device().clone(), g.queue().clone()));
+    let mut rng = Rng::for_test("augmenter_textures");
+    let (a, b, c) = (
+        common::random_image(&mut rng, 37, 29, 4, 8),
+        common::random_image(&mut rng, 41, 23, 4, 8),
+        common::random_image(&mut rng, 41, 23, 4, 8),
+    );
+    let bytes = |img: &gpuimg::image_io::Image| match &img.samples {
+        gpuimg::Samples::U8(v) => v.clone(),
+        _ => unreachable!("8-bit"),
+    };
+    let ta = texture_with(&gpu, 37, 29, F::Rgba8UnormSrgb, Some(&bytes(&a)));
+    let tb = texture_with(&gpu, 41, 23, F::Bgra8Unorm, Some(&swap_rb(&bytes(&b))));
+    let tc = texture_with(&gpu, 41, 23, F::Bgra8Unorm, Some(&swap_rb(&bytes(&c))));
+    let spec: Spec = "hflip:p=0.5;rotate:deg=10;random-resized-crop:size=24;normalize".parse().unwrap();
+    // Each augmenter's batches k = 0, 1, recorded into one encoder each and read back.
+    let batches = |aug: &mut Augmenter, between: &mut dyn FnMut(&mut Augmenter, &mut gpuimg::wgpu::CommandEncoder)| {
+        let mut out = Vec::new();
+        for k in 0..2 {
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            if k == 1 {
+                between(aug, &mut enc);
+            }
+            let t = aug.encode_next(&mut enc).unwrap().clone();
+            gpu.queue().submit([enc.finish()]);
+            out.push(gpu.download(&t).unwrap());
+        }
+        out
+    };
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    let mut from_tex = Augmenter::from_textures(gpu.clone(), &spec, &mut enc, &[&ta, &tb], 6, 3).unwrap();
+    gpu.queue().submit([enc.finish()]);
+    let got = batches(&mut from_tex, &mut |aug, enc| aug.set_texture(enc, 1, &tc).unwrap());
+    let want0 = batches(&mut Augmenter::new(gpu.clone(), &spec, &[a.clone(), b], 6, 3).unwrap(), &mut |_, _| ());
+    let want1 = batches(&mut Augmenter::new(gpu.clone(), &spec, &[a, c], 6, 3).unwrap(), &mut |_, _| ());
+    // Batch 1 draws from image 1 (so the new frame shows).
+    assert!(want0[1].data != want1[1].data, "batch 1 never drew image 1: the test would not see set_texture");
+    for (what, g, w) in [("batch 0", &got[0], &want0[0]), ("batch 1 after set_texture", &got[1], &want1[1])] {
+        assert_eq!(g.shape, w.shape, "{what}");
+        assert_close(what, &g.data, &w.data, 1e-5, 0.0);
+    }
+    // Refusals, before anything is recorded.
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    let refused = |r: gpuimg::Result<()>, what: &str| match r {
+        Err(Error::InvalidArgument { message, .. }) => assert!(message.contains(what), "{message}"),
+        other => panic!("expected an error about {what}, got {other:?}"),
+    };
+    refused(from_tex.set_texture(&mut enc, 0, &tb), "expected 37x29");
+    refused(from_tex.set_texture(&mut enc, 2, &ta), "no image 2");
+    let mut host = Augmenter::new(gpu.clone(), &spec, &[common::random_image(&mut rng, 9, 9, 3, 8)], 2, 1).unwrap();
+    refused(host.set_texture(&mut enc, 0, &ta), "not made from textures");
+    let float = texture_with(&gpu, 8, 8, F::Rgba32Float, None);
+    refused(Augmenter::from_textures(gpu.clone(), &spec, &mut enc, &[&float], 2, 1).map(|_| ()), "Rgba32Float");
+    gpu.execute("empty", |e| {
+        *e = enc;
+        Ok(())
+    })
+    .unwrap();
+}

@@ -49,6 +49,8 @@ pub struct Augmenter {
     scratch: Vec<GpuTensor>,
     last_drawn: Vec<Drawn>,
     current: Vec<Drawn>,
+    /// Made by [`Augmenter::from_textures`]: how images are refreshed from textures.
+    textures: Option<crate::embed::augment::TextureSource>,
 }
 
 impl Augmenter {
@@ -117,7 +119,18 @@ impl Augmenter {
             scratch: Vec::new(),
             last_drawn: Vec::new(),
             current: Vec::new(),
+            textures: None,
         })
+    }
+
+    /// Keeps how the images are refreshed from textures.
+    pub(crate) fn set_texture_source(&mut self, src: crate::embed::augment::TextureSource) {
+        self.textures = Some(src);
+    }
+
+    /// The texture source (if any) and the images.
+    pub(crate) fn texture_parts(&self) -> (Option<&crate::embed::augment::TextureSource>, &[GpuTensor]) {
+        (self.textures.as_ref(), &self.images)
     }
 
     /// The shape of a batch (batch, C, H, W).

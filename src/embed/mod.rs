@@ -56,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod augment;
 mod codec;
 
 pub use codec::{Codec, CodecOptions, EncodedRead};
