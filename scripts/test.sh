@@ -20,14 +20,15 @@ echo "== peer harness smoke (tiny sizes; peers not installed here are reported a
 python3 benches/peers/peers.py --smoke --threads 1 --gpuimg target/debug/gpuimg
 echo "== example: embedding in a host application"
 cargo run -q --example embed
-echo "== example: a host application's frame through SuperResolver and Enhancer"
+echo "== example: a host application's frame through SuperResolver, Enhancer and Codec"
 cargo run -q --example host_app -- target/host_app
 echo "== the newest wgpu 30.x (scripts/wgpu-newest.sh)"
 bash scripts/wgpu-newest.sh
 echo "== the library on wasm32 with the WebGPU backend (scripts/wasm-check.sh)"
 bash scripts/wasm-check.sh
-echo "== clippy"
+echo "== clippy (and the library without default features: no CLI, no JPEG/WebP/BMP)"
 cargo clippy -q --all-targets -- -D warnings
+cargo clippy -q --lib --no-default-features -- -D warnings
 echo "== docs (broken links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps
 echo "== mpi: 3 ranks on this machine, the mpi feature (scripts/mpi-check.sh)"
