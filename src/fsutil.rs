@@ -183,19 +183,48 @@ pub fn clean_stale_temps(dir: &Path) -> Vec<PathBuf> {
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib and PNG).
 pub fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+    let mut c = Crc32::new();
+    c.update(data);
+    c.finish()
+}
+
+/// [`crc32`] over data that comes in pieces (a file written as it is made).
+#[derive(Debug, Clone, Copy)]
+pub struct Crc32(u32);
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Crc32::new()
+    }
+}
+
+impl Crc32 {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        Crc32(!0)
+    }
+
+    /// Takes in the next bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+        let t = TABLE.get_or_init(|| {
+            let mut t = [0u32; 256];
+            for (i, e) in t.iter_mut().enumerate() {
+                let mut c = i as u32;
+                for _ in 0..8 {
+                    c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                }
+                *e = c;
             }
-            *e = c;
-        }
-        t
-    });
-    !data.iter().fold(!0u32, |c, &b| t[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8))
+            t
+        });
+        self.0 = data.iter().fold(self.0, |c, &b| t[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8));
+    }
+
+    /// The CRC of everything taken in.
+    pub fn finish(&self) -> u32 {
+        !self.0
+    }
 }
 
 /// A vector of `n` copies of `v`, or an error naming `what` when the memory

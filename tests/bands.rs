@@ -466,3 +466,26 @@ fn stripped_tiffs_are_read_strip_by_strip() {
     assert_eq!((r.images, r.failed), (0, 1), "{:?}", r.failures);
     assert!(!dir.join("cut.png").exists());
 }
+
+#[test]
+fn banded_compression_streams_many_entropy_bands() {
+    // Wide enough that each channel's plane is several entropy bands (a
+    // stream per 65,536 latent values), with processing bands that cut
+    // across them: the streams are coded as their rows come in and the
+    // file is still the whole run's, byte for byte.
+    use gpuimg::codec::{entropy, CompressOp, Tcz};
+    use gpuimg::models::tinycompress::TinyCompress;
+    let mut rng = Rng::for_test("banded_compression_streams_many_entropy_bands");
+    let dir = tmpdir("bands-entropy");
+    let m = TinyCompress::bundled(4).unwrap();
+    let input = save(&dir, "wide.png", &random_image(&mut rng, 1500, 400, 3, 8));
+    let op = CompressOp::new(m, 7).unwrap();
+    let (b, w) = (dir.join("wide_b.tcz"), dir.join("wide_w.tcz"));
+    one(&Backend::Cpu, &op, &input, &b, 22);
+    one(&Backend::Cpu, &op, &input, &w, 0);
+    let (bb, wb) = (std::fs::read(&b).unwrap(), std::fs::read(&w).unwrap());
+    let t = Tcz::parse(&wb).unwrap();
+    let (lw, lh) = t.latent_size();
+    assert!(lh > 2 * entropy::band_rows(lw), "{lw}x{lh} latents are not several entropy bands");
+    assert!(bb == wb, "the banded .tcz differs from the whole one");
+}

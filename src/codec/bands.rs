@@ -61,15 +61,18 @@ fn latent_rows(rows: usize, width: usize, bytes_per_pixel: u64, halo: usize, fac
     (rows / factor).max(1)
 }
 
-/// Peak memory of [`compress_rows`] for a `w` x `h` image, in bytes: the
-/// codes, the coder's output (at most the codes), and one band.
+/// Peak memory of [`compress_rows`] for a `w` x `h` image, in bytes: one
+/// band, and the codes of an entropy band per channel with their streams
+/// (the stream table: 16 bytes per stream).
 pub fn compress_bands_peak_bytes(m: &TinyCompress, w: usize, h: usize, band_rows: usize) -> u64 {
     let (pw, ph) = padded_size(w, h, m);
     let f = m.factor();
-    let latents = (pw / f * ph / f * 3) as u64;
     let l = latent_rows(band_rows, pw, ENC_BYTES_PER_PIXEL, enc_halo(m), f);
     let band = ((l * f + 2 * enc_halo(m)) * pw) as u64 * ENC_BYTES_PER_PIXEL;
-    latents * (1 + 1) + band
+    let (lw, lh) = (pw / f, ph / f);
+    let entropy_band = 3 * 2 * (entropy::band_rows(lw) * lw) as u64;
+    let table = 3 * 16 * lh.div_ceil(entropy::band_rows(lw)) as u64;
+    band + entropy_band + table
 }
 
 /// Peak memory of [`decompress_rows`] for `t`, in bytes: the payload, the
@@ -119,15 +122,18 @@ fn encode_planes(gpu: Option<&Gpu>, m: &TinyCompress, up: &OnceLock<Uploaded>, x
     Tensor::from_vec(Shape::new(1, 3, lh, lw), data)
 }
 
-/// The `.tcz` of the RGB image `src` reads, made band by band of
+/// Writes to `output` (atomically; an existing file only when `replace`)
+/// the `.tcz` of the RGB image `src` reads, made band by band of
 /// `band_rows` image rows (0: the default, from the band budget): the
 /// same file as [`super::compress`] of the whole image on the CPU path.
 ///
 /// The quantisation's ranges are those of all latents, so the encoder's
-/// output goes to a temporary file beside `spill` (f32, band after band)
-/// while the ranges gather; then each band is read back and quantised into
-/// the codes, which the arithmetic coder takes whole (a byte per latent
-/// value: 0.75 bytes per pixel at -4).
+/// output goes to a temporary file beside `output` (f32, band after band)
+/// while the ranges gather; then each band is read back and quantised, and
+/// every entropy band ([`entropy::band_rows`] latent rows of a channel)
+/// is arithmetic-coded as soon as its codes are in, its stream going to a
+/// second temporary file; the container is then written from the streams
+/// in the file's order. Memory: one band, whatever the image's size.
 pub fn compress_rows(
     gpu: Option<&Gpu>,
     m: &TinyCompress,
@@ -135,8 +141,8 @@ pub fn compress_rows(
     src: &mut RowReader,
     bitplanes: u32,
     band_rows: usize,
-    spill: &Path,
-) -> Result<Tcz> {
+    (output, replace): (&Path, bool),
+) -> Result<()> {
     use crate::kernels::tinycompress_quant::{channel_keys, codes_in, range_from};
     use std::io::{BufReader, BufWriter, Read, Seek, Write};
     if !(1..=8).contains(&bitplanes) {
@@ -150,7 +156,7 @@ pub fn compress_rows(
     let halo = enc_halo(m);
     let step = latent_rows(band_rows, pw, ENC_BYTES_PER_PIXEL, halo, f);
     let bands: Vec<Range<usize>> = (0..lh.div_ceil(step)).map(|i| i * step..((i + 1) * step).min(lh)).collect();
-    let mut scratch = crate::fsutil::Scratch::beside(spill)?;
+    let mut scratch = crate::fsutil::Scratch::beside(output)?;
     // Each channel's range keys ([`quantise`]'s, gathered band by band).
     let mut keys = [(0u32, 0u32); 3];
     {
@@ -187,23 +193,90 @@ pub fn compress_rows(
         out.flush().map_err(|e| Error::io(&path, e))?;
     }
     let ranges: Vec<(f32, f32)> = keys.iter().map(|&(hi, not_lo)| range_from(hi, not_lo)).collect();
-    let plane = lw * lh;
-    let mut codes = crate::fsutil::try_vec("the latent codes", 3 * plane, 0u8)?;
+    // Each channel's codes of the entropy band being filled, and every
+    // stream written so far: (channel, offset in `streams`, bytes).
+    let ebr = entropy::band_rows(lw) * lw;
+    let mut pending: [Vec<u8>; 3] = Default::default();
+    let mut coded: Vec<(usize, u64, u64)> = Vec::new();
+    let mut streams = crate::fsutil::Scratch::beside(output)?;
+    let spath = streams.path().to_path_buf();
     let path = scratch.path().to_path_buf();
     scratch.file().rewind().map_err(|e| Error::io(&path, e))?;
     let mut input = BufReader::new(scratch.file());
-    for rows in &bands {
-        let n = rows.len() * lw;
-        let mut band = vec![0f32; 3 * n];
-        input.read_exact(bytemuck::cast_slice_mut(&mut band)).map_err(|e| Error::io(&path, e))?;
-        let q = codes_in(&band, &ranges, bitplanes);
-        for c in 0..3 {
-            codes[c * plane + rows.start * lw..c * plane + rows.end * lw].copy_from_slice(&q[c * n..(c + 1) * n]);
+    {
+        let mut out = BufWriter::new(streams.file());
+        let mut at = 0u64;
+        let mut flush =
+            |pending: &mut [Vec<u8>; 3], last: bool, out: &mut BufWriter<&mut std::fs::File>| -> Result<()> {
+                while pending[0].len() >= ebr || (last && !pending[0].is_empty()) {
+                    let n = pending[0].len().min(ebr);
+                    // The three channels' streams of this band, coded in parallel.
+                    let made: Vec<Vec<u8>> = {
+                        use rayon::prelude::*;
+                        pending.par_iter().map(|p| entropy::encode_stream(&p[..n], lw, bitplanes)).collect()
+                    };
+                    for (c, s) in made.iter().enumerate() {
+                        out.write_all(s).map_err(|e| Error::io(&spath, e))?;
+                        coded.push((c, at, s.len() as u64));
+                        at += s.len() as u64;
+                        pending[c].drain(..n);
+                    }
+                }
+                Ok(())
+            };
+        for rows in &bands {
+            let n = rows.len() * lw;
+            let mut band = vec![0f32; 3 * n];
+            input.read_exact(bytemuck::cast_slice_mut(&mut band)).map_err(|e| Error::io(&path, e))?;
+            let q = codes_in(&band, &ranges, bitplanes);
+            for (c, p) in pending.iter_mut().enumerate() {
+                p.extend_from_slice(&q[c * n..(c + 1) * n]);
+            }
+            flush(&mut pending, false, &mut out)?;
         }
+        flush(&mut pending, true, &mut out)?;
+        out.flush().map_err(|e| Error::io(&spath, e))?;
     }
     drop(input);
     drop(scratch);
-    Ok(super::coded((m.rate(), m.id()), bitplanes, (src.width, src.height), &ranges, &codes, (lw, lh)))
+    // The file: header, the stream table (every stream's length but the
+    // last's), the streams channel by channel, the CRC-32.
+    coded.sort_by_key(|&(c, at, _)| (c, at));
+    let table = 4 * coded.len().saturating_sub(1) as u64;
+    let payload = table + coded.iter().map(|s| s.2).sum::<u64>();
+    let payload = u32::try_from(payload)
+        .map_err(|_| Error::invalid("compress", format!("a {payload}-byte payload is over the .tcz limit of 4 GiB")))?;
+    let t = Tcz {
+        version: container::VERSION,
+        rate: m.rate() as u8,
+        bitplanes: bitplanes as u8,
+        width: src.width,
+        height: src.height,
+        codec: m.id(),
+        ranges: [ranges[0], ranges[1], ranges[2]],
+        payload: Vec::new(),
+    };
+    let file = streams.file();
+    crate::fsutil::write_atomic_stream(output, replace, |f| {
+        let mut crc = crate::fsutil::Crc32::new();
+        let mut put = |f: &mut BufWriter<std::fs::File>, b: &[u8]| {
+            crc.update(b);
+            f.write_all(b).map_err(|e| Error::io(output, e))
+        };
+        put(f, &t.header(payload))?;
+        for s in &coded[..coded.len().saturating_sub(1)] {
+            put(f, &(s.2 as u32).to_le_bytes())?;
+        }
+        let mut buf = Vec::new();
+        for &(_, at, len) in &coded {
+            file.seek(std::io::SeekFrom::Start(at)).map_err(|e| Error::io(&spath, e))?;
+            buf.resize(len as usize, 0);
+            file.read_exact(&mut buf).map_err(|e| Error::io(&spath, e))?;
+            put(f, &buf)?;
+        }
+        let end = crc.finish().to_le_bytes();
+        f.write_all(&end).map_err(|e| Error::io(output, e))
+    })
 }
 
 /// The decoder on latent planes (1, 3, lh, lw) to full-resolution planes:

@@ -109,7 +109,19 @@ impl Tcz {
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(HEADER + self.payload.len() + 4);
+        let mut b = self.header(self.payload.len() as u32);
+        b.reserve(self.payload.len() + 4);
+        b.extend_from_slice(&self.payload);
+        let crc = crc32(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// The bytes before the payload, for a payload of `payload_len` bytes
+    /// (`self.payload` is not read): a file written as its payload is
+    /// made is this, the payload, then the CRC-32 of all of it (LE).
+    pub fn header(&self, payload_len: u32) -> Vec<u8> {
+        let mut b = Vec::with_capacity(HEADER);
         b.extend_from_slice(MAGIC);
         b.extend_from_slice(&[self.version, self.rate, self.bitplanes, 3]);
         b.extend_from_slice(&self.width.to_le_bytes());
@@ -120,10 +132,7 @@ impl Tcz {
             b.extend_from_slice(&lo.to_le_bytes());
             b.extend_from_slice(&hi.to_le_bytes());
         }
-        b.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
-        b.extend_from_slice(&self.payload);
-        let crc = crc32(&b);
-        b.extend_from_slice(&crc.to_le_bytes());
+        b.extend_from_slice(&payload_len.to_le_bytes());
         b
     }
 

@@ -255,12 +255,7 @@ pub fn encode_latents(values: &[u8], channels: usize, w: usize, h: usize, bitpla
     assert!((1..=8).contains(&bitplanes) && values.len() == channels * w * h);
     let streams: Vec<Vec<u8>> = bands(channels, w, h)
         .into_par_iter()
-        .map(|(c, y0, y1)| {
-            let mut m = Model::new(1, bitplanes);
-            let mut e = Encoder::new();
-            encode_rows(&mut e, &mut m, &values[c * w * h..(c + 1) * w * h], w, (y0, y1), y0, 0);
-            e.finish()
-        })
+        .map(|(c, y0, y1)| encode_stream(&values[(c * h + y0) * w..(c * h + y1) * w], w, bitplanes))
         .collect();
     let mut out = Vec::with_capacity(4 * streams.len() + streams.iter().map(Vec::len).sum::<usize>());
     for s in &streams[..streams.len().saturating_sub(1)] {
@@ -270,6 +265,17 @@ pub fn encode_latents(values: &[u8], channels: usize, w: usize, h: usize, bitpla
         out.extend_from_slice(s);
     }
     out
+}
+
+/// One stream of format 3: the rows of one band of one channel (`rows`,
+/// whole rows of `w` values below 2^`bitplanes`), with a model of its own
+/// ([`encode_latents`] makes one per band; a band-by-band writer calls it
+/// as each band's codes are ready).
+pub fn encode_stream(rows: &[u8], w: usize, bitplanes: u32) -> Vec<u8> {
+    let mut m = Model::new(1, bitplanes);
+    let mut e = Encoder::new();
+    encode_rows(&mut e, &mut m, rows, w, (0, rows.len() / w.max(1)), 0, 0);
+    e.finish()
 }
 
 /// Codes latent planes as format 2 did: one stream, raster order, channel

@@ -534,16 +534,15 @@ impl CompressOp {
             &format!("compressing {w}x{h} in bands"),
             bands::compress_bands_peak_bytes(&self.model, w, h, file.band_rows),
         )?;
-        let t = bands::compress_rows(
+        bands::compress_rows(
             gpu_of(file.backend),
             &self.model,
             &self.up,
             &mut src,
             self.bitplanes,
             file.band_rows,
-            file.output,
-        )?;
-        crate::fsutil::write_atomic_with(file.output, &t.to_bytes(), file.replace)
+            (file.output, file.replace),
+        )
     }
 }
 
