@@ -12,6 +12,14 @@ use crate::tensor::Shape;
 
 use super::*;
 
+/// How an augmenter made from a host's textures records a texture into one
+/// of its images (implemented by the embedding layer, which knows texture
+/// formats; declared here so that `augment` does not depend on `embed`).
+pub(crate) trait TextureRefresh: Send + Sync {
+    /// Records `texture`'s conversion into image `i`'s planar f32 tensor `y`.
+    fn record(&self, enc: &mut wgpu::CommandEncoder, i: usize, texture: &wgpu::Texture, y: &GpuTensor) -> Result<()>;
+}
+
 /// Batches of augmented samples for a training loop, made on the GPU the
 /// caller owns: `next_batch()` records and submits the following batch into the
 /// other of two buffers and returns the batch made on the previous call, so
@@ -50,7 +58,7 @@ pub struct Augmenter {
     last_drawn: Vec<Drawn>,
     current: Vec<Drawn>,
     /// Made by [`Augmenter::from_textures`]: how images are refreshed from textures.
-    textures: Option<crate::embed::augment::TextureSource>,
+    textures: Option<Box<dyn TextureRefresh>>,
 }
 
 impl Augmenter {
@@ -124,13 +132,13 @@ impl Augmenter {
     }
 
     /// Keeps how the images are refreshed from textures.
-    pub(crate) fn set_texture_source(&mut self, src: crate::embed::augment::TextureSource) {
+    pub(crate) fn set_texture_source(&mut self, src: Box<dyn TextureRefresh>) {
         self.textures = Some(src);
     }
 
     /// The texture source (if any) and the images.
-    pub(crate) fn texture_parts(&self) -> (Option<&crate::embed::augment::TextureSource>, &[GpuTensor]) {
-        (self.textures.as_ref(), &self.images)
+    pub(crate) fn texture_parts(&self) -> (Option<&dyn TextureRefresh>, &[GpuTensor]) {
+        (self.textures.as_deref(), &self.images)
     }
 
     /// The shape of a batch (batch, C, H, W).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{check_texture, copy_rows_out, storage_buffer, Texels};
-use crate::augment::{Augmenter, Spec};
+use crate::augment::{Augmenter, Spec, TextureRefresh};
 use crate::error::{Error, Result};
 use crate::gpu::{DispatchCache, Gpu, GpuTensor};
 use crate::kernels::{TexelRows, UnpackPixels};
@@ -12,7 +12,7 @@ use crate::kernels::{TexelRows, UnpackPixels};
 /// size and format, and the buffers one conversion passes through (shared:
 /// conversions recorded into one encoder run one after another).
 #[derive(Debug)]
-pub(crate) struct TextureSource {
+struct TextureSource {
     gpu: Arc<Gpu>,
     /// (width, height, format, texel handling) of each image.
     images: Vec<(u32, u32, wgpu::TextureFormat, Texels)>,
@@ -21,8 +21,7 @@ pub(crate) struct TextureSource {
     cache: Arc<DispatchCache>,
 }
 
-impl TextureSource {
-    /// Records `texture`'s conversion into image `i`'s planar f32 tensor `y`.
+impl TextureRefresh for TextureSource {
     fn record(&self, enc: &mut wgpu::CommandEncoder, i: usize, texture: &wgpu::Texture, y: &GpuTensor) -> Result<()> {
         let Some(&(w, h, format, t)) = self.images.get(i) else {
             return Err(Error::invalid("Augmenter", format!("no image {i} (it has {})", self.images.len())));
@@ -119,7 +118,7 @@ impl Augmenter {
             tensors.push(y);
         }
         let mut aug = Augmenter::from_tensors(gpu, spec, tensors, batch, seed)?;
-        aug.set_texture_source(src);
+        aug.set_texture_source(Box::new(src));
         Ok(aug)
     }
 
