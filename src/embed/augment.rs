@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use super::{check_texture, copy_rows_out, storage_buffer, Texels};
+use super::{check_texture, storage_buffer, TexRows, Texels};
 use crate::augment::{Augmenter, Spec, TextureRefresh};
 use crate::error::{Error, Result};
 use crate::gpu::{DispatchCache, Gpu, GpuTensor};
-use crate::kernels::{TexelRows, UnpackPixels};
+use crate::kernels::UnpackPixels;
 
 /// How an augmenter's images are refreshed from textures: each image's
 /// size and format, and the buffers one conversion passes through (shared:
@@ -28,19 +28,7 @@ impl TextureRefresh for TextureSource {
         };
         check_texture("Augmenter", &format!("image {i}'s"), texture, w, h, format, wgpu::TextureUsages::COPY_SRC)?;
         self.cache.active(|| {
-            let pad = t.padded_row(w);
-            copy_rows_out(enc, texture, 0, &self.padded, pad, w, h);
-            let ww = w as usize * t.words();
-            TexelRows {
-                width: ww,
-                rows: h as usize,
-                src_stride: pad as usize / 4,
-                dst_stride: ww,
-                src_offset: 0,
-                dst_offset: 0,
-                mode: t.read,
-            }
-            .encode(&self.gpu, enc, &self.padded, &self.tight)?;
+            t.read_rows(&self.gpu, enc, Some(texture), TexRows::all(w, h), &self.padded, &self.tight)?;
             UnpackPixels(t.layout(w as usize, h as usize)).encode(&self.gpu, enc, &self.tight, y)
         })
     }

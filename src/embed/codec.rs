@@ -5,10 +5,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use super::{check_texture, copy_rows_in, copy_rows_out, storage_buffer, Texels};
+use super::{check_texture, storage_buffer, TexRows, Texels};
 use crate::codec::{self, container, entropy, Tcz};
 use crate::error::{Error, Result};
 use crate::gpu::{DispatchCache, Gpu, Mapping};
+use crate::kernels::texel_rows::TexelMode;
 use crate::kernels::tinycompress_quant::TinyCompressQuant;
 use crate::kernels::TexelRows;
 use crate::models::tinycompress::TinyCompress;
@@ -209,13 +210,13 @@ impl Codec {
         let gpu = c.gpu.clone();
         let (mut enc_made, mut dec_made) = (Vec::new(), Vec::new());
         let mut warm = gpu.device().create_command_encoder(&Default::default());
-        let pad = c.texels.padded_row(opts.width) as usize / 4;
+        let (t, all) = (c.texels, TexRows::all(opts.width, opts.height));
         c.cache.active(|| -> Result<()> {
-            c.rows(pad, c.ww(), c.texels.read).encode(&gpu, &mut warm, &c.in_padded, &c.in_tight)?;
+            t.read_rows(&gpu, &mut warm, None, all, &c.in_padded, &c.in_tight)?;
             c.record_encode(&mut warm, &c.in_tight, &mut making(&gpu, &mut enc_made))?;
             let q = ([(0.0, 1.0); 3], opts.bitplanes);
             let out = c.record_decode(&mut warm, q, &mut making(&gpu, &mut dec_made))?;
-            c.rows(c.ww(), pad, c.texels.write).encode(&gpu, &mut warm, &out, &c.out_padded)
+            t.write_rows(&gpu, &mut warm, &out, &c.out_padded, None, all)
         })?;
         (c.enc_bufs, c.dec_bufs) = (enc_made, dec_made);
         Ok(c)
@@ -242,14 +243,8 @@ impl Codec {
         check_texture("Codec", "source", src, w, h, format, wgpu::TextureUsages::COPY_SRC)?;
         self.begin_encode()?;
         self.cache.active(|| {
-            let pad = self.texels.padded_row(w);
-            copy_rows_out(encoder, src, 0, &self.in_padded, pad, w, h);
-            self.rows(pad as usize / 4, self.ww(), self.texels.read).encode(
-                &self.gpu,
-                encoder,
-                &self.in_padded,
-                &self.in_tight,
-            )?;
+            let all = TexRows::all(w, h);
+            self.texels.read_rows(&self.gpu, encoder, Some(src), all, &self.in_padded, &self.in_tight)?;
             self.record_encode(encoder, &self.in_tight, &mut replay(&self.enc_bufs))
         })
     }
@@ -265,7 +260,7 @@ impl Codec {
         self.check_buffer("source", src)?;
         self.begin_encode()?;
         self.cache.active(|| {
-            self.rows(self.ww(), self.ww(), self.texels.read).encode(&self.gpu, encoder, src, &self.in_tight)?;
+            self.tight(self.texels.read).encode(&self.gpu, encoder, src, &self.in_tight)?;
             self.record_encode(encoder, &self.in_tight, &mut replay(&self.enc_bufs))
         })
     }
@@ -326,15 +321,7 @@ impl Codec {
         let q = self.decoded_codes(encoder, t)?;
         self.cache.active(|| {
             let out = self.record_decode(encoder, q, &mut replay(&self.dec_bufs))?;
-            let pad = self.texels.padded_row(w);
-            self.rows(self.ww(), pad as usize / 4, self.texels.write).encode(
-                &self.gpu,
-                encoder,
-                &out,
-                &self.out_padded,
-            )?;
-            copy_rows_in(encoder, &self.out_padded, pad, dst, 0, w, h);
-            Ok(())
+            self.texels.write_rows(&self.gpu, encoder, &out, &self.out_padded, Some(dst), TexRows::all(w, h))
         })
     }
 
@@ -349,26 +336,15 @@ impl Codec {
         let q = self.decoded_codes(encoder, t)?;
         self.cache.active(|| {
             let out = self.record_decode(encoder, q, &mut replay(&self.dec_bufs))?;
-            self.rows(self.ww(), self.ww(), self.texels.write).encode(&self.gpu, encoder, &out, dst)
+            self.tight(self.texels.write).encode(&self.gpu, encoder, &out, dst)
         })
     }
 
-    /// Row width of the image in words.
-    fn ww(&self) -> usize {
-        self.opts.width as usize * self.texels.words()
-    }
-
-    /// `texel_rows` over the image's rows between two strides.
-    fn rows(&self, src_stride: usize, dst_stride: usize, mode: crate::kernels::texel_rows::TexelMode) -> TexelRows {
-        TexelRows {
-            width: self.ww(),
-            rows: self.opts.height as usize,
-            src_stride,
-            dst_stride,
-            src_offset: 0,
-            dst_offset: 0,
-            mode,
-        }
+    /// `texel_rows` converting the image's tight texels with `mode`
+    /// (between the host's buffer and the codec's own).
+    fn tight(&self, mode: TexelMode) -> TexelRows {
+        let ww = self.opts.width as usize * self.texels.words();
+        self.texels.rows(self.opts.width, self.opts.height, ww, ww, 0, mode)
     }
 
     /// An error naming `what` unless `b` holds the image's tight texels and

@@ -127,6 +127,90 @@ impl Texels {
     fn layout(&self, width: usize, height: usize) -> PixelLayout {
         PixelLayout { n: 1, height, width, channels: 4, bits: self.bits }
     }
+
+    /// `texel_rows` converting `rows` rows of `width` texels between two
+    /// strides (words) with `mode`, from row `src_row` of the source to
+    /// the start of the destination.
+    fn rows(
+        &self,
+        width: u32,
+        rows: u32,
+        src_stride: usize,
+        dst_stride: usize,
+        src_row: usize,
+        mode: TexelMode,
+    ) -> TexelRows {
+        TexelRows {
+            width: width as usize * self.words(),
+            rows: rows as usize,
+            src_stride,
+            dst_stride,
+            src_offset: src_row * src_stride,
+            dst_offset: 0,
+            mode,
+        }
+    }
+
+    /// Records rows `r.y..r.y + r.count` of `src` (`r.width` texels wide)
+    /// as tightly packed samples from the start of `tight`: the texture
+    /// copy into `padded` (256-byte rows), then `texel_rows` converting
+    /// them. Without a texture (`src` None) the kernel only: the model
+    /// objects' warm-up, which makes the bind groups before the first frame.
+    fn read_rows(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        src: Option<&wgpu::Texture>,
+        r: TexRows,
+        padded: &wgpu::Buffer,
+        tight: &wgpu::Buffer,
+    ) -> Result<()> {
+        let pad = self.padded_row(r.width);
+        if let Some(t) = src {
+            copy_rows_out(enc, t, r.y, padded, pad, r.width, r.count);
+        }
+        let ww = r.width as usize * self.words();
+        self.rows(r.width, r.count, pad as usize / 4, ww, 0, self.read).encode(gpu, enc, padded, tight)
+    }
+
+    /// Records the tightly packed rows of `tight` from row `r.skip` on into
+    /// rows `r.y..r.y + r.count` of `dst`: `texel_rows` padding and
+    /// converting them into `padded`, then the copy into the texture (left
+    /// out without one, as in [`Texels::read_rows`]).
+    fn write_rows(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        tight: &wgpu::Buffer,
+        padded: &wgpu::Buffer,
+        dst: Option<&wgpu::Texture>,
+        r: TexRows,
+    ) -> Result<()> {
+        let pad = self.padded_row(r.width);
+        let ww = r.width as usize * self.words();
+        self.rows(r.width, r.count, ww, pad as usize / 4, r.skip, self.write).encode(gpu, enc, tight, padded)?;
+        if let Some(t) = dst {
+            copy_rows_in(enc, padded, pad, t, r.y, r.width, r.count);
+        }
+        Ok(())
+    }
+}
+
+/// Rows of a texture a [`Texels`] copy moves: `count` rows of `width`
+/// texels from row `y`, and (writing) from row `skip` of the tight buffer.
+#[derive(Debug, Clone, Copy)]
+struct TexRows {
+    width: u32,
+    y: u32,
+    count: u32,
+    skip: usize,
+}
+
+impl TexRows {
+    /// The whole of a `width` x `height` texture.
+    fn all(width: u32, height: u32) -> TexRows {
+        TexRows { width, y: 0, count: height, skip: 0 }
+    }
 }
 
 /// What a [`SuperResolver`] is built for.
@@ -288,45 +372,20 @@ impl SuperResolver {
             let f = self.model.scale() as u32;
             let (w, h) = (self.opts.width, self.opts.height);
             let t = self.texels;
-            let (pad_in, pad_out) = (t.padded_row(w), t.padded_row(w * f));
             let l = t.layout(w as usize, h as usize);
-            let (wu, hu, fu) = (w as usize, h as usize, f as usize);
-            // Rows in words (the kernels' unit): texels times words per texel.
-            let ww = wu * t.words();
+            let (hu, fu) = (h as usize, f as usize);
             let mut y0 = 0;
             while y0 < hu {
                 let y1 = (y0 + self.rows).min(hu);
                 let (a, b) = (y0.saturating_sub(self.halo), (y1 + self.halo).min(hu));
                 let n = b - a;
-                if let Some((src, _)) = io {
-                    copy_rows_out(encoder, src, a as u32, &self.in_padded, pad_in, w, n as u32);
-                }
-                TexelRows {
-                    width: ww,
-                    rows: n,
-                    src_stride: pad_in as usize / 4,
-                    dst_stride: ww,
-                    src_offset: 0,
-                    dst_offset: 0,
-                    mode: t.read,
-                }
-                .encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
+                let input = TexRows { width: w, y: a as u32, count: n as u32, skip: 0 };
+                t.read_rows(&self.gpu, encoder, io.map(|p| p.0), input, &self.in_padded, &self.in_tight)?;
                 record_sr_into(&self.gpu, encoder, &self.model, &self.weights, l, n, &self.in_tight, &self.out_tight)?;
-                // The strip's own rows, without the halo, padded for the copy out.
-                let kept = (y1 - y0) * fu;
-                TexelRows {
-                    width: ww * fu,
-                    rows: kept,
-                    src_stride: ww * fu,
-                    dst_stride: pad_out as usize / 4,
-                    src_offset: (y0 - a) * fu * ww * fu,
-                    dst_offset: 0,
-                    mode: t.write,
-                }
-                .encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
-                if let Some((_, dst)) = io {
-                    copy_rows_in(encoder, &self.out_padded, pad_out, dst, (y0 * fu) as u32, w * f, kept as u32);
-                }
+                // The strip's own rows, without the halo.
+                let kept =
+                    TexRows { width: w * f, y: (y0 * fu) as u32, count: ((y1 - y0) * fu) as u32, skip: (y0 - a) * fu };
+                t.write_rows(&self.gpu, encoder, &self.out_tight, &self.out_padded, io.map(|p| p.1), kept)?;
                 y0 = y1;
             }
             Ok(())
@@ -530,30 +589,11 @@ impl Enhancer {
         self.cache.active(|| {
             let (w, h) = (self.opts.width, self.opts.height);
             let t = self.texels;
-            let pad = t.padded_row(w);
-            let (wu, hu) = (w as usize, h as usize);
-            let l = t.layout(wu, hu);
-            let ww = wu * t.words();
-            if let Some((src, _)) = io {
-                copy_rows_out(encoder, src, 0, &self.in_padded, pad, w, h);
-            }
-            let rows = |src_stride: usize, dst_stride: usize, mode: TexelMode| TexelRows {
-                width: ww,
-                rows: hu,
-                src_stride,
-                dst_stride,
-                src_offset: 0,
-                dst_offset: 0,
-                mode,
-            };
-            rows(pad as usize / 4, ww, t.read).encode(&self.gpu, encoder, &self.in_padded, &self.in_tight)?;
+            let (all, l) = (TexRows::all(w, h), t.layout(w as usize, h as usize));
+            t.read_rows(&self.gpu, encoder, io.map(|p| p.0), all, &self.in_padded, &self.in_tight)?;
             self.net.encode(&self.gpu, encoder, &self.in_tight, &self.weights, &self.feat, &self.maps.buffer)?;
             self.curve.encode_packed(&self.gpu, encoder, l, &self.in_tight, &self.maps, &self.out_tight)?;
-            rows(ww, pad as usize / 4, t.write).encode(&self.gpu, encoder, &self.out_tight, &self.out_padded)?;
-            if let Some((_, dst)) = io {
-                copy_rows_in(encoder, &self.out_padded, pad, dst, 0, w, h);
-            }
-            Ok(())
+            t.write_rows(&self.gpu, encoder, &self.out_tight, &self.out_padded, io.map(|p| p.1), all)
         })
     }
 }
