@@ -22,8 +22,20 @@
 // The result goes to plane c of batch item `item` of y (out_h x out_w).
 // CPU twin: src/kernels/augment.rs (Augment::cpu).
 //
-// bindings: 0 uniform Params | 1 x (1,C,in_h,in_w) | 2 program (f32[PROGRAM_LEN]) | 3 y (items,C,out_h,out_w)
+// Each dispatch's record lives in `prog` from word `u.base` on (a buffer may
+// hold many records, one per batch item and pass, so that a batch recorded
+// again binds the same buffers with the same uniform): a header of 16 words
+// (the Params below), then the program (f32 bits).
+//
+// bindings: 0 uniform Record | 1 x (1,C,in_h,in_w) | 2 prog (u32[base + RECORD_LEN]) | 3 y (items,C,out_h,out_w)
 // dispatch: (ceil(out_w/8), ceil(out_h/8), 1)
+
+struct Record {
+    base: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
 
 struct Params {
     in_w: u32,
@@ -39,19 +51,19 @@ struct Params {
     out_mode: u32,
     seed: u32,
     item: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> u: Record;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> prog: array<f32>;
+@group(0) @binding(2) var<storage, read> prog: array<u32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-const GEO: u32 = 0u;      // 8 stages x 16: a b c d e f w h border fill_rgba order _ _
-const COL: u32 = 128u;    // 8 stages x 16: kind order m00 m01 m02 t0 m10 m11 m12 t1 m20 m21 m22 t2 p0 _
-const NORM: u32 = 256u;   // mean rgb, std rgb
+// This invocation's header, read from its record.
+var<private> p: Params;
+
+const GEO: u32 = 16u;     // 8 stages x 16: a b c d e f w h border fill_rgba order _ _
+const COL: u32 = 144u;    // 8 stages x 16: kind order m00 m01 m02 t0 m10 m11 m12 t1 m20 m21 m22 t2 p0 _
+const NORM: u32 = 272u;   // mean rgb, std rgb
 const MAX_TAPS: i32 = 66;
 
 fn pcg(v: u32) -> u32 {
@@ -67,6 +79,11 @@ fn normal(seed: u32, pixel: u32, c: u32, stage: u32) -> f32 {
     let u1 = (f32(h1 >> 8u) + 0.5) / 16777216.0;
     let u2 = f32(h2 >> 8u) / 16777216.0;
     return sqrt(-2.0 * log(u1)) * cos(6.28318530718 * u2);
+}
+
+// Word `i` of the program as the f32 it holds.
+fn pf(i: u32) -> f32 {
+    return bitcast<f32>(prog[u.base + i]);
 }
 
 fn kernel_weight(t: f32) -> f32 {
@@ -137,6 +154,12 @@ fn sample(c: u32, px: f32, py: f32) -> f32 {
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = u.base;
+    p = Params(
+        prog[b], prog[b + 1u], prog[b + 2u], prog[b + 3u], prog[b + 4u], prog[b + 5u], prog[b + 6u],
+        prog[b + 7u], bitcast<f32>(prog[b + 8u]), bitcast<f32>(prog[b + 9u]), prog[b + 10u], prog[b + 11u],
+        prog[b + 12u],
+    );
     if (gid.x >= p.out_w || gid.y >= p.out_h) {
         return;
     }
@@ -145,13 +168,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var fill_stage = -1;
     for (var k = i32(p.n_geo) - 1; k >= 0; k--) {
         let o = GEO + u32(k) * 16u;
-        let nx = prog[o] * px + prog[o + 1u] * py + prog[o + 2u];
-        let ny = prog[o + 3u] * px + prog[o + 4u] * py + prog[o + 5u];
+        let nx = pf(o) * px + pf(o + 1u) * py + pf(o + 2u);
+        let ny = pf(o + 3u) * px + pf(o + 4u) * py + pf(o + 5u);
         px = nx;
         py = ny;
-        let w = prog[o + 6u];
-        let h = prog[o + 7u];
-        let border = u32(prog[o + 8u]);
+        let w = pf(o + 6u);
+        let h = pf(o + 7u);
+        let border = u32(pf(o + 8u));
         if (border != 3u && (px < 0.0 || py < 0.0 || px >= w || py >= h)) {
             if (border == 0u) {
                 fill_stage = k;
@@ -175,9 +198,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (fill_stage >= 0) {
         let o = GEO + u32(fill_stage) * 16u;
         for (var c = 0u; c < nc; c++) {
-            v[c] = prog[o + 9u + c];
+            v[c] = pf(o + 9u + c);
         }
-        fill_order = prog[o + 13u];
+        fill_order = pf(o + 13u);
     } else {
         for (var c = 0u; c < nc; c++) {
             v[c] = sample(c, px, py);
@@ -187,24 +210,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (nc >= 3u) {
         for (var j = 0u; j < p.n_col; j++) {
             let o = COL + j * 16u;
-            if (prog[o + 1u] <= fill_order) {
+            if (pf(o + 1u) <= fill_order) {
                 continue;
             }
-            let kind = u32(prog[o]);
+            let kind = u32(pf(o));
             if (kind == 0u) {
                 let r = v[0];
                 let g = v[1];
                 let b = v[2];
-                v[0] = prog[o + 2u] * r + prog[o + 3u] * g + prog[o + 4u] * b + prog[o + 5u];
-                v[1] = prog[o + 6u] * r + prog[o + 7u] * g + prog[o + 8u] * b + prog[o + 9u];
-                v[2] = prog[o + 10u] * r + prog[o + 11u] * g + prog[o + 12u] * b + prog[o + 13u];
+                v[0] = pf(o + 2u) * r + pf(o + 3u) * g + pf(o + 4u) * b + pf(o + 5u);
+                v[1] = pf(o + 6u) * r + pf(o + 7u) * g + pf(o + 8u) * b + pf(o + 9u);
+                v[2] = pf(o + 10u) * r + pf(o + 11u) * g + pf(o + 12u) * b + pf(o + 13u);
             } else if (kind == 1u) {
                 for (var c = 0u; c < 3u; c++) {
-                    v[c] = pow(max(v[c], 0.0), prog[o + 14u]);
+                    v[c] = pow(max(v[c], 0.0), pf(o + 14u));
                 }
             } else {
                 for (var c = 0u; c < 3u; c++) {
-                    v[c] += prog[o + 14u] * normal(p.seed, pixel, c, 0u);
+                    v[c] += pf(o + 14u) * normal(p.seed, pixel, c, 0u);
                 }
             }
         }
@@ -217,7 +240,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             o = clamp(o, 0.0, 1.0);
         }
         if (p.out_mode == 2u && c < 3u) {
-            o = (o - prog[NORM + c]) / prog[NORM + 3u + c];
+            o = (o - pf(NORM + c)) / pf(NORM + 3u + c);
         }
         y[out_base + c * plane] = o;
     }

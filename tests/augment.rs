@@ -307,6 +307,43 @@ fn the_augmenter_records_into_the_callers_encoder_from_its_tensors() {
 }
 
 #[test]
+fn the_augmenters_batches_make_no_bind_groups_once_warm() {
+    // Its own context on the shared device, so that the traffic counters
+    // are this test's alone.
+    let Some(Backend::Gpu(g)) = gpu_backend() else { return };
+    let gpu = std::sync::Arc::new(gpuimg::Gpu::from_existing(g.device().clone(), g.queue().clone()));
+    let mut rng = Rng::for_test("the_augmenters_batches_make_no_bind_groups_once_warm");
+    let images = [random_image(&mut rng, 90, 70, 3)];
+    let spec: Spec =
+        "random-resized-crop:size=32;hflip;jitter:brightness=0.2,saturation=0.3;normalize".parse().unwrap();
+    let seed = rng.next_u64();
+    let mut own = Augmenter::new(gpu.clone(), &spec, &images, 4, seed).unwrap();
+    let want: Vec<Tensor> = (0..4).map(|_| gpu.download(&own.next_batch().unwrap().clone()).unwrap()).collect();
+    let tensors = vec![gpu.upload(&UnpackPixels(images[0].layout()).cpu(&images[0].samples).unwrap()).unwrap()];
+    let mut host = Augmenter::from_tensors(gpu.clone(), &spec, tensors, 4, seed).unwrap();
+    // Two batches make the bind groups of both output buffers.
+    for (k, want) in want.iter().enumerate().take(2) {
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        let t = host.encode_next(&mut enc).unwrap().clone();
+        gpu.queue().submit([enc.finish()]);
+        assert_eq!(gpu.download(&t).unwrap().data, want.data, "batch {k}");
+    }
+    // Then two batches in one encoder, submitted together: each runs its
+    // own draws (the records go up inside the encoder), and neither makes
+    // a bind group or a uniform.
+    let before = gpu.traffic();
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    let a = host.encode_next(&mut enc).unwrap().clone();
+    let b = host.encode_next(&mut enc).unwrap().clone();
+    gpu.queue().submit([enc.finish()]);
+    let t = gpu.traffic().since(before);
+    assert!(t.dispatches >= 8 && t.bind_groups == 0, "warm batches made bind groups: {t:?}");
+    assert_eq!(gpu.download(&a).unwrap().data, want[2].data, "batch 2");
+    assert_eq!(gpu.download(&b).unwrap().data, want[3].data, "batch 3");
+    assert_ne!(want[2].data, want[3].data, "the batches differ");
+}
+
+#[test]
 fn the_packed_cpu_path_equals_the_planar_one() {
     use gpuimg::kernels::PackPixels;
     let mut rng = Rng::for_test("the_packed_cpu_path_equals_the_planar_one");

@@ -5,10 +5,12 @@ use crate::kernels::augment::OutMode;
 
 use std::sync::Arc;
 
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{DispatchCache, Gpu, GpuTensor};
 use crate::image_io::Image;
+use crate::kernels::augment::RECORD_LEN;
 use crate::kernels::UnpackPixels;
 use crate::tensor::Shape;
+use wgpu::util::DeviceExt;
 
 use super::*;
 
@@ -55,6 +57,12 @@ pub struct Augmenter {
     turn: usize,
     primed: bool,
     scratch: Vec<GpuTensor>,
+    /// Passes laid out per batch item, the buffer of the batch's records
+    /// (made on the first batch, grown when a plan has more passes), and
+    /// the bind groups of its dispatches.
+    passes: usize,
+    progs: Option<wgpu::Buffer>,
+    cache: Arc<DispatchCache>,
     last_drawn: Vec<Drawn>,
     current: Vec<Drawn>,
     /// Made by [`Augmenter::from_textures`]: how images are refreshed from textures.
@@ -125,6 +133,9 @@ impl Augmenter {
             turn: 0,
             primed: false,
             scratch: Vec::new(),
+            passes: 1,
+            progs: None,
+            cache: Arc::default(),
             last_drawn: Vec::new(),
             current: Vec::new(),
             textures: None,
@@ -157,27 +168,75 @@ impl Augmenter {
         Ok(drawn)
     }
 
-    /// Records one batch into `self.out[slot]` in `enc`.
+    /// Records one batch into `self.out[slot]` in `enc`: the samples are
+    /// drawn and planned, their records go up in one staging buffer copied
+    /// into the program buffer inside `enc` (so batches recorded into one
+    /// encoder, or submitted late, each run their own), then each pass is
+    /// dispatched at its record's fixed offset. The dispatches of a batch
+    /// are then the same buffers and uniforms as an earlier batch's that
+    /// drew the same images, and the dispatch cache serves their bind
+    /// groups (no uniform buffer or bind group made per batch once every
+    /// image has been drawn at each batch position; plans of more than one
+    /// pass still take their intermediates from the pool).
     fn record(&mut self, slot: usize, enc: &mut wgpu::CommandEncoder) -> Result<Vec<Drawn>> {
         let gpu = self.gpu.clone();
         for t in self.scratch.drain(..) {
             gpu.recycle(t);
         }
         let mut drawn = Vec::with_capacity(self.batch);
+        let mut planned = Vec::with_capacity(self.batch);
+        let mut words: Vec<u32> = Vec::new();
         for b in 0..self.batch {
             let sample = self.next_sample;
             self.next_sample += 1;
             let mut rng = Rng::for_sample(self.seed ^ 0x1D_C0DE, sample);
-            let x = &self.images[(rng.next() % self.images.len() as u64) as usize];
-            let (w, h) = (x.shape.w, x.shape.h);
+            let i = (rng.next() % self.images.len() as u64) as usize;
+            let (w, h) = (self.images[i].shape.w, self.images[i].shape.h);
             let d = self.spec.draw(self.seed, sample, w, h)?;
             let mut plan = Plan::fused(&d, w, h)?;
             if let (Some((mean, std)), Some(last)) = (self.norm, plan.passes.last_mut()) {
                 last.out_mode = OutMode::Normalize { mean, std };
             }
-            plan.encode(&gpu, enc, x, &self.out[slot], b, &mut self.scratch)?;
+            // Item b's records start at a fixed place: b times the most
+            // passes a plan has had (the buffer grows when one has more).
+            let at = b * self.passes * RECORD_LEN;
+            if plan.passes.len() > self.passes {
+                // Laid out again from the batch's first sample.
+                self.passes = plan.passes.len();
+                self.next_sample = sample - b as u64;
+                return self.record(slot, enc);
+            }
+            let r = plan.records(self.images[i].shape, b);
+            words.resize(at, 0);
+            words.extend(r);
+            planned.push((i, plan));
             drawn.push(d);
         }
+        let bytes = (self.batch * self.passes * RECORD_LEN * 4) as u64;
+        if self.progs.as_ref().is_none_or(|p| p.size() < bytes) {
+            gpu.check_size("augmenter programs", bytes)?;
+            self.progs = Some(gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gpuimg.augmenter.programs"),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let progs = self.progs.as_ref().expect("made above");
+        let staging = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("gpuimg.augmenter.records"),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::COPY_SRC,
+        });
+        gpu.note_upload(staging.size());
+        enc.copy_buffer_to_buffer(&staging, 0, progs, 0, staging.size());
+        self.cache.active(|| -> Result<()> {
+            for (b, (i, plan)) in planned.iter().enumerate() {
+                let at = (progs, b * self.passes * RECORD_LEN);
+                plan.encode_at(&gpu, enc, &self.images[*i], at, (&self.out[slot], b), &mut self.scratch)?;
+            }
+            Ok(())
+        })?;
         Ok(drawn)
     }
 

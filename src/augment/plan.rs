@@ -315,6 +315,48 @@ impl Plan {
         Ok(())
     }
 
+    /// The records of the passes (see [`AugmentPass::record`]) from `x`
+    /// into batch item `item`, one after another: what
+    /// [`Plan::encode_at`] reads.
+    pub fn records(&self, x: Shape, item: usize) -> Vec<u32> {
+        let mut words = Vec::with_capacity(self.passes.len() * crate::kernels::augment::RECORD_LEN);
+        let mut cur = x;
+        for (i, p) in self.passes.iter().enumerate() {
+            words.extend(p.record(cur, if i + 1 == self.passes.len() { item } else { 0 }));
+            cur = p.out_shape(cur);
+        }
+        words
+    }
+
+    /// [`Plan::encode`] with the passes' records in `progs` from word
+    /// `base` on (as [`Plan::records`] makes them): each pass binds the
+    /// same buffer at its own offset, so that recording the same shapes
+    /// again makes the same dispatches.
+    pub fn encode_at(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        (progs, base): (&wgpu::Buffer, usize),
+        (y, item): (&GpuTensor, usize),
+        scratch: &mut Vec<GpuTensor>,
+    ) -> Result<()> {
+        let mut cur = x.clone();
+        let len = crate::kernels::augment::RECORD_LEN;
+        for (i, p) in self.passes.iter().enumerate() {
+            let at = (progs, base + i * len);
+            if i + 1 == self.passes.len() {
+                p.encode_at(gpu, enc, &cur, at, y, item)?;
+            } else {
+                let t = gpu.alloc(p.out_shape(cur.shape))?;
+                p.encode_at(gpu, enc, &cur, at, &t, 0)?;
+                scratch.push(t.clone());
+                cur = t;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the plan on the GPU on host tensors.
     pub fn gpu(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
         let (w, h) = self.out_size();

@@ -17,7 +17,8 @@ mod cpu;
 
 pub use cpu::PackedSample;
 
-/// Params uniform of `shaders/augment.wgsl`.
+/// The header of a record of `shaders/augment.wgsl` (its `Params`; the
+/// record's first 16 words).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 // Fields mirror the shader's `Params` struct, where each is documented.
@@ -39,13 +40,27 @@ pub struct AugmentParams {
     pub _pad: [u32; 3],
 }
 
+/// Params uniform of `shaders/augment.wgsl`: where the dispatch's record
+/// starts in the program buffer (words).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct AugmentRecord {
+    /// Word offset of the record (header, then program) in the buffer.
+    pub base: u32,
+    /// Padding to the uniform's 16 bytes.
+    pub _pad: [u32; 3],
+}
+
 /// Descriptor of the `augment` kernel.
-pub static DESC: KernelDesc = kernel_desc!("augment", AugmentParams, [Read, Read, ReadWrite], [8, 8, 1]);
+pub static DESC: KernelDesc = kernel_desc!("augment", AugmentRecord, [Read, Read, ReadWrite], [8, 8, 1]);
 
 /// Most geometric and colour stages in one pass.
 pub const MAX_STAGES: usize = 8;
-/// Length of the program buffer (f32).
+/// Length of the program (f32) after a record's header.
 pub const PROGRAM_LEN: usize = 262;
+/// Words of a record in the program buffer: the header, then the program.
+pub const RECORD_LEN: usize = HEADER_LEN + PROGRAM_LEN;
+const HEADER_LEN: usize = 16;
 const COL: usize = 128;
 const NORM: usize = 256;
 const MAX_TAPS: i32 = 66;
@@ -272,6 +287,15 @@ impl AugmentPass {
         p
     }
 
+    /// The record the shader reads for input `x` into batch item `item`:
+    /// the header, then the program, as words.
+    pub fn record(&self, x: Shape, item: usize) -> Vec<u32> {
+        let mut r = Vec::with_capacity(RECORD_LEN);
+        r.extend_from_slice(bytemuck::cast_slice::<AugmentParams, u32>(&[self.params(x, item)]));
+        r.extend(self.program().iter().map(|v| v.to_bits()));
+        r
+    }
+
     fn params(&self, x: Shape, item: usize) -> AugmentParams {
         AugmentParams {
             in_w: x.w as u32,
@@ -296,7 +320,7 @@ impl AugmentPass {
     }
 
     /// Records the pass: `x` (1, C, h, w) to batch item `item` of `y`
-    /// (items, C, out_h, out_w). The program goes up as a small constant buffer.
+    /// (items, C, out_h, out_w). The record goes up as a small constant buffer.
     pub fn encode(
         &self,
         gpu: &Gpu,
@@ -305,6 +329,57 @@ impl AugmentPass {
         y: &GpuTensor,
         item: usize,
     ) -> Result<()> {
+        self.check_io(x, y, item)?;
+        let prog = gpu.constant("gpuimg.augment.program", bytemuck::cast_slice(&self.record(x.shape, item)));
+        self.dispatch(gpu, encoder, x, (&prog, 0), y)
+    }
+
+    /// [`AugmentPass::encode`] with the record already in `progs` at word
+    /// `base` (`at`: the two; as [`AugmentPass::record`] makes it for `x` and `item`): a
+    /// caller recording the same dispatches again (the augmenter, batch after
+    /// batch) binds the same buffers with the same uniform each time.
+    ///
+    /// # Errors
+    /// As [`AugmentPass::encode`], and for a record past the buffer's end.
+    pub fn encode_at(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        (progs, base): (&wgpu::Buffer, usize),
+        y: &GpuTensor,
+        item: usize,
+    ) -> Result<()> {
+        self.check_io(x, y, item)?;
+        if ((base + RECORD_LEN) * 4) as u64 > progs.size() {
+            return Err(Error::invalid(
+                "augment",
+                format!("a record at word {base} overruns the {}-byte program buffer", progs.size()),
+            ));
+        }
+        self.dispatch(gpu, encoder, x, (progs, base), y)
+    }
+
+    fn dispatch(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        (progs, base): (&wgpu::Buffer, usize),
+        y: &GpuTensor,
+    ) -> Result<()> {
+        let u = AugmentRecord { base: base as u32, _pad: [0; 3] };
+        gpu.dispatch(
+            encoder,
+            &DESC,
+            bytemuck::bytes_of(&u),
+            &[x.buf(DESC.name)?, progs, y.buf(DESC.name)?],
+            grid_groups(self.out_w, self.out_h, 1),
+        )
+    }
+
+    /// The checks of a dispatch from `x` into item `item` of `y`.
+    fn check_io(&self, x: &GpuTensor, y: &GpuTensor, item: usize) -> Result<()> {
         self.check(x.shape)?;
         let ys = y.shape;
         if ys.c != x.shape.c || ys.h != self.out_h || ys.w != self.out_w || item >= ys.n {
@@ -313,15 +388,7 @@ impl AugmentPass {
                 format!("output {ys} cannot take item {item} of {}", self.out_shape(x.shape)),
             ));
         }
-        let prog = gpu.constant("gpuimg.augment.program", &self.program());
-        let p = self.params(x.shape, item);
-        gpu.dispatch(
-            encoder,
-            &DESC,
-            bytemuck::bytes_of(&p),
-            &[x.buf(DESC.name)?, &prog, y.buf(DESC.name)?],
-            grid_groups(self.out_w, self.out_h, 1),
-        )
+        Ok(())
     }
 }
 
