@@ -314,33 +314,44 @@ fn the_augmenters_batches_make_no_bind_groups_once_warm() {
     let gpu = std::sync::Arc::new(gpuimg::Gpu::from_existing(g.device().clone(), g.queue().clone()));
     let mut rng = Rng::for_test("the_augmenters_batches_make_no_bind_groups_once_warm");
     let images = [random_image(&mut rng, 90, 70, 3)];
-    let spec: Spec =
-        "random-resized-crop:size=32;hflip;jitter:brightness=0.2,saturation=0.3;normalize".parse().unwrap();
-    let seed = rng.next_u64();
-    let mut own = Augmenter::new(gpu.clone(), &spec, &images, 4, seed).unwrap();
-    let want: Vec<Tensor> = (0..4).map(|_| gpu.download(&own.next_batch().unwrap().clone()).unwrap()).collect();
-    let tensors = vec![gpu.upload(&UnpackPixels(images[0].layout()).cpu(&images[0].samples).unwrap()).unwrap()];
-    let mut host = Augmenter::from_tensors(gpu.clone(), &spec, tensors, 4, seed).unwrap();
-    // Two batches make the bind groups of both output buffers.
-    for (k, want) in want.iter().enumerate().take(2) {
+    // One pass, and two (noise before a resampling op splits the plan:
+    // the intermediate is the augmenter's own buffer too).
+    for (text, passes) in [
+        ("random-resized-crop:size=32;hflip;jitter:brightness=0.2,saturation=0.3;normalize", 1),
+        ("noise:sigma=0.05;random-resized-crop:size=32;normalize", 2),
+    ] {
+        let spec: Spec = text.parse().unwrap();
+        let seed = rng.next_u64();
+        let plan = Plan::fused(&spec.draw(seed, 0, 90, 70).unwrap(), 90, 70).unwrap();
+        assert_eq!(plan.passes.len(), passes, "{text}");
+        let mut own = Augmenter::new(gpu.clone(), &spec, &images, 4, seed).unwrap();
+        let want: Vec<Tensor> = (0..4).map(|_| gpu.download(&own.next_batch().unwrap().clone()).unwrap()).collect();
+        let tensors = vec![gpu.upload(&UnpackPixels(images[0].layout()).cpu(&images[0].samples).unwrap()).unwrap()];
+        let mut host = Augmenter::from_tensors(gpu.clone(), &spec, tensors, 4, seed).unwrap();
+        // Two batches make the bind groups of both output buffers.
+        for (k, want) in want.iter().enumerate().take(2) {
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            let t = host.encode_next(&mut enc).unwrap().clone();
+            gpu.queue().submit([enc.finish()]);
+            assert_eq!(gpu.download(&t).unwrap().data, want.data, "{text}: batch {k}");
+        }
+        // Then two batches in one encoder, submitted together: each runs its
+        // own draws (the records go up inside the encoder), and neither
+        // makes a bind group or a uniform.
+        let before = gpu.traffic();
         let mut enc = gpu.device().create_command_encoder(&Default::default());
-        let t = host.encode_next(&mut enc).unwrap().clone();
+        let a = host.encode_next(&mut enc).unwrap().clone();
+        let b = host.encode_next(&mut enc).unwrap().clone();
         gpu.queue().submit([enc.finish()]);
-        assert_eq!(gpu.download(&t).unwrap().data, want.data, "batch {k}");
+        let t = gpu.traffic().since(before);
+        assert!(
+            t.dispatches >= 8 * passes as u64 && t.bind_groups == 0,
+            "{text}: warm batches made bind groups: {t:?}"
+        );
+        assert_eq!(gpu.download(&a).unwrap().data, want[2].data, "{text}: batch 2");
+        assert_eq!(gpu.download(&b).unwrap().data, want[3].data, "{text}: batch 3");
+        assert_ne!(want[2].data, want[3].data, "{text}: the batches differ");
     }
-    // Then two batches in one encoder, submitted together: each runs its
-    // own draws (the records go up inside the encoder), and neither makes
-    // a bind group or a uniform.
-    let before = gpu.traffic();
-    let mut enc = gpu.device().create_command_encoder(&Default::default());
-    let a = host.encode_next(&mut enc).unwrap().clone();
-    let b = host.encode_next(&mut enc).unwrap().clone();
-    gpu.queue().submit([enc.finish()]);
-    let t = gpu.traffic().since(before);
-    assert!(t.dispatches >= 8 && t.bind_groups == 0, "warm batches made bind groups: {t:?}");
-    assert_eq!(gpu.download(&a).unwrap().data, want[2].data, "batch 2");
-    assert_eq!(gpu.download(&b).unwrap().data, want[3].data, "batch 3");
-    assert_ne!(want[2].data, want[3].data, "the batches differ");
 }
 
 #[test]

@@ -56,12 +56,12 @@ pub struct Augmenter {
     out: [GpuTensor; 2],
     turn: usize,
     primed: bool,
-    scratch: Vec<GpuTensor>,
     /// Passes laid out per batch item, the buffer of the batch's records
     /// (made on the first batch, grown when a plan has more passes), and
     /// the bind groups of its dispatches.
     passes: usize,
     progs: Option<wgpu::Buffer>,
+    inter: Vec<Option<wgpu::Buffer>>,
     cache: Arc<DispatchCache>,
     last_drawn: Vec<Drawn>,
     current: Vec<Drawn>,
@@ -132,9 +132,9 @@ impl Augmenter {
             out,
             turn: 0,
             primed: false,
-            scratch: Vec::new(),
             passes: 1,
             progs: None,
+            inter: Vec::new(),
             cache: Arc::default(),
             last_drawn: Vec::new(),
             current: Vec::new(),
@@ -172,17 +172,15 @@ impl Augmenter {
     /// drawn and planned, their records go up in one staging buffer copied
     /// into the program buffer inside `enc` (so batches recorded into one
     /// encoder, or submitted late, each run their own), then each pass is
-    /// dispatched at its record's fixed offset. The dispatches of a batch
-    /// are then the same buffers and uniforms as an earlier batch's that
-    /// drew the same images, and the dispatch cache serves their bind
-    /// groups (no uniform buffer or bind group made per batch once every
-    /// image has been drawn at each batch position; plans of more than one
-    /// pass still take their intermediates from the pool).
+    /// dispatched at its record's fixed offset, with its intermediates (in
+    /// plans of more than one pass) in buffers of its own. The dispatches
+    /// of a batch are then the same buffers and uniforms as an earlier
+    /// batch's that drew the same images, and the dispatch cache serves
+    /// their bind groups (no uniform buffer or bind group made per batch
+    /// once every image has been drawn at each batch position and the
+    /// intermediates have grown to the largest draw).
     fn record(&mut self, slot: usize, enc: &mut wgpu::CommandEncoder) -> Result<Vec<Drawn>> {
         let gpu = self.gpu.clone();
-        for t in self.scratch.drain(..) {
-            gpu.recycle(t);
-        }
         let mut drawn = Vec::with_capacity(self.batch);
         let mut planned = Vec::with_capacity(self.batch);
         let mut words: Vec<u32> = Vec::new();
@@ -230,10 +228,22 @@ impl Augmenter {
         });
         gpu.note_upload(staging.size());
         enc.copy_buffer_to_buffer(&staging, 0, progs, 0, staging.size());
+        let (passes, inters) = (self.passes, &mut self.inter);
+        inters.resize_with(self.batch * passes, || None);
         self.cache.active(|| -> Result<()> {
             for (b, (i, plan)) in planned.iter().enumerate() {
-                let at = (progs, b * self.passes * RECORD_LEN);
-                plan.encode_at(&gpu, enc, &self.images[*i], at, (&self.out[slot], b), &mut self.scratch)?;
+                let at = (progs, b * passes * RECORD_LEN);
+                // Pass k's output for item b: its own buffer, grown when a
+                // draw needs more.
+                let mut inter = |k: usize, shape: Shape| -> Result<GpuTensor> {
+                    let slot = &mut inters[b * passes + k];
+                    if slot.as_ref().is_none_or(|t: &wgpu::Buffer| t.size() < shape.bytes()) {
+                        let t = gpu.alloc(shape)?;
+                        *slot = Some(t.buffer);
+                    }
+                    Ok(GpuTensor { buffer: slot.clone().expect("made above"), shape })
+                };
+                plan.encode_at(&gpu, enc, &self.images[*i], at, (&self.out[slot], b), &mut inter)?;
             }
             Ok(())
         })?;

@@ -330,8 +330,9 @@ impl Plan {
 
     /// [`Plan::encode`] with the passes' records in `progs` from word
     /// `base` on (as [`Plan::records`] makes them): each pass binds the
-    /// same buffer at its own offset, so that recording the same shapes
-    /// again makes the same dispatches.
+    /// same buffer at its own offset, and `inter(i, shape)` gives the
+    /// output of pass `i` before the last, so that a caller giving the same
+    /// buffers makes the same dispatches again.
     pub fn encode_at(
         &self,
         gpu: &Gpu,
@@ -339,7 +340,7 @@ impl Plan {
         x: &GpuTensor,
         (progs, base): (&wgpu::Buffer, usize),
         (y, item): (&GpuTensor, usize),
-        scratch: &mut Vec<GpuTensor>,
+        inter: &mut dyn FnMut(usize, Shape) -> Result<GpuTensor>,
     ) -> Result<()> {
         let mut cur = x.clone();
         let len = crate::kernels::augment::RECORD_LEN;
@@ -348,9 +349,8 @@ impl Plan {
             if i + 1 == self.passes.len() {
                 p.encode_at(gpu, enc, &cur, at, y, item)?;
             } else {
-                let t = gpu.alloc(p.out_shape(cur.shape))?;
+                let t = inter(i, p.out_shape(cur.shape))?;
                 p.encode_at(gpu, enc, &cur, at, &t, 0)?;
-                scratch.push(t.clone());
                 cur = t;
             }
         }
