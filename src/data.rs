@@ -52,3 +52,23 @@ pub fn load_rgb(path: &Path) -> Result<Tensor> {
     }
     Tensor::from_vec(Shape::new(1, 3, h, w), data)
 }
+
+/// A dark version of a normal image `x` (1, 3, H, W): exposure gain 2^U(-4.5, 0)
+/// and gamma U(1, 2.2) on every channel, then shot and read noise, quantised to 8 bits:
+/// the training inputs of `gpuimg train enhance`, and `eval enhance --synthetic`'s.
+pub fn darken(x: &Tensor, rng: &mut crate::rng::SplitMix) -> Tensor {
+    let gain = (2.0f32).powf(-4.5 * rng.unit());
+    let gamma = 1.0 + 1.2 * rng.unit();
+    let shot = 0.02 * rng.unit();
+    let read = 0.01 * rng.unit();
+    let mut y = x.clone();
+    for v in &mut y.data {
+        let d = gain * v.max(0.0).powf(gamma);
+        // Box-Muller from two uniforms.
+        let (u1, u2) = (rng.unit().max(1e-7), rng.unit());
+        let g = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos();
+        let n = d + g * (shot * d.sqrt() + read);
+        *v = (n.clamp(0.0, 1.0) * 255.0).round() / 255.0;
+    }
+    y
+}

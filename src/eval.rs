@@ -229,3 +229,145 @@ pub fn eval_codec(
     }
     Ok((rows, skipped))
 }
+
+/// One image of `gpuimg eval enhance`: the exposure, clipping and colour
+/// balance of the enhanced output, next to the input's; with synthetic
+/// pairs, also against the photo the dark input was made from.
+#[derive(Debug, Clone)]
+pub struct EnhanceRow {
+    /// The image (a low-light photo, or the normal photo darkened).
+    pub path: PathBuf,
+    /// The low-light input's levels.
+    pub input: Levels,
+    /// The enhanced output's levels.
+    pub output: Levels,
+    /// Colour cast: the largest change of a channel's share of the mean
+    /// colour (its chromaticity, R / (R + G + B) and so on), in percentage
+    /// points, from the original photo to the output with synthetic pairs,
+    /// else from the input to the output.
+    pub cast_shift: f64,
+    /// Synthetic pairs: the original photo's levels, and Y PSNR (dB) and
+    /// SSIM of the output against it.
+    pub original: Option<(Levels, f64, f64)>,
+}
+
+/// Exposure statistics of an 8-bit RGB image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Levels {
+    /// Mean of every R, G and B sample, 0 to 1.
+    pub mean: f64,
+    /// Share of pixels with a channel at 255, in percent.
+    pub clipped: f64,
+    /// Mean of each channel, 0 to 1.
+    pub channels: [f64; 3],
+}
+
+impl Levels {
+    /// The levels of 8-bit RGB samples (interleaved).
+    pub fn of(rgb: &[u8]) -> Levels {
+        let n = (rgb.len() / 3).max(1) as f64;
+        let (mut sums, mut clipped) = ([0u64; 3], 0usize);
+        for p in rgb.chunks_exact(3) {
+            for c in 0..3 {
+                sums[c] += p[c] as u64;
+            }
+            clipped += usize::from(p.contains(&255));
+        }
+        let channels = sums.map(|s| s as f64 / n / 255.0);
+        Levels { mean: channels.iter().sum::<f64>() / 3.0, clipped: 100.0 * clipped as f64 / n, channels }
+    }
+
+    /// Each channel's share of the mean colour (a third each for grey).
+    pub fn chromaticity(&self) -> [f64; 3] {
+        let sum = 3.0 * self.mean;
+        self.channels.map(|c| if sum > 0.0 { c / sum } else { 1.0 / 3.0 })
+    }
+}
+
+/// What `gpuimg eval enhance` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct EnhanceEval {
+    /// Downscale factor of the network (`None`: the CLI's default per image).
+    pub scale_factor: Option<usize>,
+    /// Curve iterations.
+    pub iterations: usize,
+    /// `Some(seed)`: the images are normal photos, each darkened as the
+    /// training inputs are ([`crate::data::darken`], seeded by `seed` and
+    /// the image's place in the sorted list) and scored against itself.
+    pub synthetic: Option<u64>,
+}
+
+/// Every image of `dir` (sorted, searched recursively) through the model
+/// on `backend` as `gpuimg enhance` runs it (8-bit RGB in and out).
+pub fn eval_enhance(
+    model: &crate::models::zero_dce::ZeroDce,
+    backend: &Backend,
+    dir: &Path,
+    opts: EnhanceEval,
+) -> Result<(Vec<EnhanceRow>, Skipped)> {
+    use crate::image_io::{from_dynamic, load, to_dynamic, Image};
+    use crate::tensor::Samples;
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    let levels = |img: &Image| match &img.samples {
+        Samples::U8(v) => Ok(Levels::of(v)),
+        Samples::U16(_) => Err(crate::Error::invalid("eval enhance", "16-bit samples where 8-bit RGB was made")),
+    };
+    for (i, path) in image_files(dir)?.into_iter().enumerate() {
+        let img = match load(&path).and_then(|img| from_dynamic(to_dynamic(&img)?.to_rgb8().into())) {
+            Ok(img) => img,
+            Err(e) => {
+                skipped.push((path, e.to_string()));
+                continue;
+            }
+        };
+        let (w, h) = (img.width as usize, img.height as usize);
+        // SSIM's 11x11 window, against the original.
+        if opts.synthetic.is_some() && (w < 11 || h < 11) {
+            skipped.push((path, format!("{w}x{h} is too small for SSIM (11x11 at least)")));
+            continue;
+        }
+        let (dark, original) = match opts.synthetic {
+            None => (img, None),
+            Some(seed) => {
+                let x = rgb8_tensor(&img)?;
+                let mut rng = crate::rng::SplitMix(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let d = crate::data::darken(&x, &mut rng);
+                let samples = crate::kernels::PackPixels(img.layout()).cpu(&d)?;
+                (Image::new(img.width, img.height, 3, samples)?, Some((img, x)))
+            }
+        };
+        let s = opts.scale_factor.unwrap_or_else(|| crate::models::zero_dce::default_scale_factor(h, w));
+        let out = crate::ops::enhance(backend, model, &dark, s, opts.iterations)?;
+        let (input, output) = (levels(&dark)?, levels(&out)?);
+        let original = match original {
+            None => None,
+            Some((img, x)) => {
+                let y = rgb8_tensor(&out)?;
+                Some((levels(&img)?, psnr_y(&y, &x, 0), ssim_y(&y, &x, 0)))
+            }
+        };
+        let (r, o) = (original.map_or(input, |o| o.0).chromaticity(), output.chromaticity());
+        let cast_shift = 100.0 * (0..3).map(|c| (o[c] - r[c]).abs()).fold(0.0, f64::max);
+        rows.push(EnhanceRow { path, input, output, cast_shift, original });
+    }
+    Ok((rows, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Levels;
+
+    #[test]
+    fn levels_count_means_and_clipped_pixels() {
+        // Two pixels: one with a channel at 255, one not.
+        let l = Levels::of(&[255, 0, 51, 102, 102, 102]);
+        assert_eq!(l.clipped, 50.0);
+        assert!((l.channels[0] - (357.0 / 2.0 / 255.0)).abs() < 1e-12);
+        assert!((l.mean - (612.0 / 6.0 / 255.0)).abs() < 1e-12);
+        let grey = Levels::of(&[10, 10, 10, 200, 200, 200]);
+        assert_eq!(grey.chromaticity(), [1.0 / 3.0; 3]);
+        let red = Levels::of(&[200, 100, 100]);
+        assert!((red.chromaticity()[0] - 0.5).abs() < 1e-12);
+        assert_eq!(grey.clipped, 0.0);
+    }
+}

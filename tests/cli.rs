@@ -381,6 +381,46 @@ fn eval_sr_prints_a_table_that_beats_bicubic() {
 }
 
 #[test]
+fn eval_enhance_scores_levels_and_synthetic_pairs() {
+    let dir = tmpdir("eval_enhance");
+    std::fs::copy(sample(), dir.join("cat.png")).unwrap();
+    std::fs::write(dir.join("broken.png"), b"not a png").unwrap();
+    let cells = |line: &str| -> Vec<String> { line.split('|').map(|c| c.trim().to_string()).collect() };
+    let num = |c: &str| -> f64 { c.split_whitespace().next().unwrap().parse().unwrap() };
+    // Synthetic pairs: the cat darkened (seeded), enhanced, scored against itself.
+    let args = ["--device", "cpu", "eval", "enhance", "--synthetic", dir.to_str().unwrap()];
+    let o = gpuimg(&args);
+    assert_eq!(o.status.code(), Some(1), "a skipped file fails the run: {}", stderr(&o));
+    assert!(stderr(&o).contains("skipped") && stderr(&o).contains("broken.png"), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let row = cells(out.lines().find(|l| l.starts_with("| cat |")).expect("the cat's row"));
+    let (original, dark, enhanced) = (num(&row[2]), num(&row[3]), num(&row[4]));
+    assert!(dark < 0.5 * original && enhanced > 2.0 * dark, "{out}");
+    let psnr = num(&row[7]);
+    assert!(psnr > 12.0 && psnr < 60.0, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("| **mean** |")), "{out}");
+    // The same seed, the same table; another seed, another darkening.
+    assert_eq!(String::from_utf8_lossy(&gpuimg(&args).stdout), out);
+    let mut other = args.to_vec();
+    other.extend(["--seed", "7"]);
+    assert_ne!(String::from_utf8_lossy(&gpuimg(&other).stdout), out);
+    // Low-light photos as they are: the output is brighter than the input.
+    std::fs::remove_file(dir.join("broken.png")).unwrap();
+    std::fs::remove_file(dir.join("cat.png")).unwrap();
+    let dark_sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/chelsea_dark.png");
+    std::fs::copy(dark_sample, dir.join("dark.png")).unwrap();
+    let o = gpuimg(&["--device", "cpu", "eval", "enhance", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let row = cells(out.lines().find(|l| l.starts_with("| dark |")).expect("the dark photo's row"));
+    assert!(num(&row[3]) > 3.0 * num(&row[2]), "{out}");
+    // --scale-factor 0 is refused in one line.
+    let o = gpuimg(&["--device", "cpu", "eval", "enhance", "--scale-factor", "0", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(error_lines(&o).len(), 1, "{}", stderr(&o));
+}
+
+#[test]
 fn train_sr_runs_a_few_steps_and_writes_loadable_weights() {
     let dir = tmpdir("train");
     let data = dir.join("data");

@@ -398,24 +398,7 @@ pub fn loss_and_grad(m: &ZeroDce, x: &Tensor) -> Result<(Losses, Vec<f32>)> {
     Ok((losses, network_backward(m, &t, &da)))
 }
 
-/// A dark version of a normal image `x` (1, 3, H, W): exposure gain 2^U(-4.5, 0)
-/// and gamma U(1, 2.2) on every channel, then shot and read noise, quantised to 8 bits.
-pub fn darken(x: &Tensor, rng: &mut SplitMix) -> Tensor {
-    let gain = (2.0f32).powf(-4.5 * rng.unit());
-    let gamma = 1.0 + 1.2 * rng.unit();
-    let shot = 0.02 * rng.unit();
-    let read = 0.01 * rng.unit();
-    let mut y = x.clone();
-    for v in &mut y.data {
-        let d = gain * v.max(0.0).powf(gamma);
-        // Box-Muller from two uniforms.
-        let (u1, u2) = (rng.unit().max(1e-7), rng.unit());
-        let g = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos();
-        let n = d + g * (shot * d.sqrt() + read);
-        *v = (n.clamp(0.0, 1.0) * 255.0).round() / 255.0;
-    }
-    y
-}
+pub use crate::data::darken;
 
 /// What to train and how.
 #[derive(Debug, Clone)]

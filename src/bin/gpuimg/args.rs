@@ -105,6 +105,30 @@ pub enum EvalWhat {
         #[arg(long, value_delimiter = ',', default_values_t = vec![8u32])]
         bitplanes: Vec<u32>,
     },
+    /// Low-light enhancement: mean level, clipped pixels and colour-cast shift of the output
+    /// (and with --synthetic, Y PSNR/SSIM against the photo the dark input was made from).
+    Enhance {
+        /// Directory of low-light photos (or, with --synthetic, of normal photos).
+        dir: PathBuf,
+        /// Network: zero-dce++ or zero-dce (default: zero-dce++, or what --weights holds).
+        #[arg(long)]
+        model: Option<String>,
+        /// Weights (safetensors with the reference's tensor names) instead of the bundled ones.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Run the network on the image downscaled by N (default: as `gpuimg enhance`).
+        #[arg(long)]
+        scale_factor: Option<usize>,
+        /// Curve iterations, 1 to 16.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=16))]
+        iterations: u64,
+        /// Darken each photo as the training inputs are (seeded) and score the output against it.
+        #[arg(long)]
+        synthetic: bool,
+        /// Seed of the synthetic darkening.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
