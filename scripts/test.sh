@@ -2,34 +2,40 @@
 # The test command: installs what is missing, then runs every test with a GPU
 # adapter required (the software one where there is no GPU), the embedding
 # examples (embed also on the newest wgpu 30.x; host_app), the library on
-# wasm32 (webgpu feature), clippy, and a 3-rank mpirun job (the mpi feature).
+# wasm32 (webgpu feature) and on aarch64 (checked, not run), clippy, and a
+# 3-rank mpirun job (the mpi feature).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+# Each step's header says how long the run has taken so far (CI's budget).
+step() { echo "== $1 [$((SECONDS / 60)) min $((SECONDS % 60)) s]"; }
 scripts/install-deps.sh
 # GPU tests fail instead of skipping when no adapter opens.
 export GPUIMG_REQUIRE_GPU=1
 cargo build --all-targets
-echo "== adapters"
+step "adapters"
 cargo run -q --bin gpuimg -- info
-echo "== tests"
+step "tests"
 cargo test --no-fail-fast
-echo "== gpuimg bench --quick (every kernel and model on the GPU adapter and the CPU)"
+step "gpuimg bench --quick (every kernel and model on the GPU adapter and the CPU)"
 cargo run -q --bin gpuimg -- --device gpu bench --quick --json target/bench-quick.json --chart target/bench-quick.svg --overwrite
-echo "== peer harness smoke (tiny sizes; peers not installed here are reported as not run)"
+step "peer harness smoke (tiny sizes; peers not installed here are reported as not run)"
 python3 benches/peers/peers.py --smoke --threads 1 --gpuimg target/debug/gpuimg
-echo "== example: embedding in a host application"
+step "example: embedding in a host application"
 cargo run -q --example embed
-echo "== example: a host application's frame through SuperResolver, Enhancer and Codec"
+step "example: a host application's frame through SuperResolver, Enhancer and Codec"
 cargo run -q --example host_app -- target/host_app
-echo "== the newest wgpu 30.x (scripts/wgpu-newest.sh)"
+step "the newest wgpu 30.x (scripts/wgpu-newest.sh)"
 bash scripts/wgpu-newest.sh
-echo "== the library on wasm32 with the WebGPU backend (scripts/wasm-check.sh)"
+step "the library on wasm32 with the WebGPU backend (scripts/wasm-check.sh)"
 bash scripts/wasm-check.sh
-echo "== clippy (and the library without default features: no CLI, no JPEG/WebP/BMP)"
+step "the library and the CLI on aarch64 (scripts/arm-check.sh)"
+bash scripts/arm-check.sh
+step "clippy (and the library without default features: no CLI, no JPEG/WebP/BMP)"
 cargo clippy -q --all-targets -- -D warnings
 cargo clippy -q --lib --no-default-features -- -D warnings
-echo "== docs (broken links are errors)"
+step "docs (broken links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps
-echo "== mpi: 3 ranks on this machine, the mpi feature (scripts/mpi-check.sh)"
+step "mpi: 3 ranks on this machine, the mpi feature (scripts/mpi-check.sh)"
 bash scripts/mpi-check.sh
+step "done"
