@@ -10,15 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=aarch64-unknown-linux-gnu
-if ! command -v rustup >/dev/null 2>&1; then
-    echo "arm-check: NOT RUN: no rustup to install the $target target"
-    exit 0
-fi
-if ! rustup target list --installed | grep -qx "$target"; then
-    if ! timeout 300 rustup target add "$target" >/dev/null 2>&1; then
-        echo "arm-check: NOT RUN: the $target target is not installed and rustup could not add it (offline?)"
-        exit 0
-    fi
-fi
+source scripts/rustup-target.sh
+have_target arm-check "$target" || exit 0
 RUSTFLAGS="-D warnings" cargo check -q --lib --bins --target "$target"
 echo "arm-check: the library and the CLI compile for $target"

@@ -166,9 +166,11 @@ mod zero_dce {
         let org = rng.tensor(e.shape, 0.0, 0.5);
         let eps = 1e-2f32;
         type Loss = fn(&Tensor, &Tensor, &mut Tensor) -> f64;
-        let cases: [(&str, Loss); 3] = [
+        let cases: [(&str, Loss); 4] = [
             ("spatial", |e, o, d| spatial_loss(e, o, d)),
-            ("exposure", |e, _, d| exposure_loss(e, d)),
+            ("exposure", |e, _, d| exposure_loss(e, None, d)),
+            // Towards the levels of a source image (here `org`).
+            ("exposure to a source", |e, o, d| exposure_loss(e, Some(o), d)),
             ("colour", |e, _, d| colour_loss(e, d)),
         ];
         for (name, loss) in cases {
@@ -298,15 +300,17 @@ mod zero_dce {
         for arch in Arch::ALL {
             let x = rng.tensor(Shape::new(2, 3, 17, 18), 0.0, 0.6);
             let a = rng.tensor(Shape::new(2, arch.maps(), 17, 18), -0.9, 0.3);
-            let (_, da) = losses_and_map_grad(arch, &x, &a);
-            check_tensor(&format!("{} d loss / d maps", arch.name()), &a, &da, 29, 1e-3, 2e-3, |a| {
-                losses_and_map_grad(arch, &x, a).0.total()
-            });
+            let src = rng.tensor(x.shape, 0.2, 0.9);
+            for source in [None, Some(&src)] {
+                let what = format!("{} d loss / d maps (source {})", arch.name(), source.is_some());
+                let (_, da) = losses_and_map_grad(arch, &x, &a, source);
+                check_tensor(&what, &a, &da, 29, 1e-3, 2e-3, |a| losses_and_map_grad(arch, &x, a, source).0.total());
+            }
             let mut u = || rng.uniform(0.0, 1.0);
             let model = ZeroDce::init(arch, &mut u);
-            let (losses, g) = loss_and_grad(&model, &x).unwrap();
+            let (losses, g) = loss_and_grad(&model, &x, Some(&src)).unwrap();
             let t = model.forward_trace(&x).unwrap();
-            let (l2, da) = losses_and_map_grad(arch, &x, t.maps());
+            let (l2, da) = losses_and_map_grad(arch, &x, t.maps(), Some(&src));
             assert_eq!(losses, l2);
             assert_eq!(g, network_backward(&model, &t, &da));
         }

@@ -5,7 +5,9 @@
 //! the dark input I and the curve maps A:
 //! - spatial consistency (x1): channel means of E and I, 4x4 average pools;
 //!   squared differences of their 4-neighbour gradients (zero padding);
-//! - exposure control (x10): channel mean of E, 16x16 average pool, mean of (pool - 0.6)^2;
+//! - exposure control (x10): channel mean of E, 16x16 average pool, mean of (pool - T)^2,
+//!   T = 0.6 (the reference's, [`Exposure::Fixed`]) or the same region's level in the
+//!   photo the dark input was made from ([`Exposure::Source`]);
 //! - colour constancy (x5): channel means mr, mg, mb of E;
 //!   sqrt((mr-mg)^4 + (mr-mb)^4 + (mg-mb)^4), averaged over the batch;
 //! - illumination smoothness (x1600 Zero-DCE++, x200 Zero-DCE): total variation of A,
@@ -37,6 +39,37 @@ pub const W_EXP: f64 = 10.0;
 pub const W_COL: f64 = 5.0;
 /// Well-exposedness level the exposure loss pulls towards.
 pub const EXPOSURE: f32 = 0.6;
+
+/// Where the exposure loss pulls each 16x16 region of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Exposure {
+    /// Towards [`EXPOSURE`] everywhere: the reference's zero-reference loss,
+    /// which lifts every region of a dark photo, lamps and windows included.
+    #[default]
+    Fixed,
+    /// Towards the level of the same region in the normal photo the dark
+    /// input was synthesised from: the network learns the exposure of
+    /// normal photos (no ground-truth pixels are used, only region means).
+    Source,
+}
+
+impl Exposure {
+    /// `fixed` or `source`.
+    pub fn parse(s: &str) -> Result<Exposure> {
+        match s {
+            "fixed" => Ok(Exposure::Fixed),
+            "source" => Ok(Exposure::Source),
+            _ => Err(Error::invalid("train enhance", format!("--exposure {s}: fixed or source"))),
+        }
+    }
+    /// The name `parse` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Exposure::Fixed => "fixed",
+            Exposure::Source => "source",
+        }
+    }
+}
 
 /// Illumination-smoothness weight: 1600 in the Zero-DCE++ code, 200 in Zero-DCE's.
 pub fn w_tv(arch: Arch) -> f64 {
@@ -177,16 +210,22 @@ pub fn spatial_loss(e: &Tensor, org: &Tensor, de: &mut Tensor) -> f64 {
     W_SPA * loss / m
 }
 
-/// Weighted exposure-control loss and its gradient (added to `de`).
-pub fn exposure_loss(e: &Tensor, de: &mut Tensor) -> f64 {
+/// Weighted exposure-control loss and its gradient (added to `de`): towards
+/// [`EXPOSURE`], or with `source` (the normal photos the dark inputs were
+/// made from, E's shape) towards each region's level there.
+pub fn exposure_loss(e: &Tensor, source: Option<&Tensor>, de: &mut Tensor) -> f64 {
     let s = e.shape;
     let (p, ph, pw) = avg_pool(&channel_mean(e), s.n, s.h, s.w, 16);
     if p.is_empty() {
         return 0.0;
     }
+    let target = match source {
+        Some(t) => avg_pool(&channel_mean(t), s.n, s.h, s.w, 16).0,
+        None => vec![EXPOSURE; p.len()],
+    };
     let m = p.len() as f64;
-    let loss: f64 = p.iter().map(|&v| ((v - EXPOSURE) as f64).powi(2)).sum::<f64>() / m;
-    let dpool: Vec<f32> = p.iter().map(|&v| (2.0 * W_EXP / m) as f32 * (v - EXPOSURE)).collect();
+    let loss: f64 = p.iter().zip(&target).map(|(&v, &t)| ((v - t) as f64).powi(2)).sum::<f64>() / m;
+    let dpool: Vec<f32> = p.iter().zip(&target).map(|(&v, &t)| (2.0 * W_EXP / m) as f32 * (v - t)).collect();
     unpool_into(de, &dpool, ph, pw, 16);
     W_EXP * loss
 }
@@ -289,13 +328,14 @@ pub fn curve_backward(x: &Tensor, a: &Tensor, de: &Tensor, iterations: usize, pe
     da
 }
 
-/// The losses of enhancing `x` with maps `a`, and their gradient with respect to `a`.
-pub fn losses_and_map_grad(arch: Arch, x: &Tensor, a: &Tensor) -> (Losses, Tensor) {
+/// The losses of enhancing `x` with maps `a`, and their gradient with
+/// respect to `a`; `source`: the exposure loss's targets ([`exposure_loss`]).
+pub fn losses_and_map_grad(arch: Arch, x: &Tensor, a: &Tensor, source: Option<&Tensor>) -> (Losses, Tensor) {
     let curve = ZeroDceEnhance { iterations: ITERATIONS, per_iteration: arch.per_iteration(), colour: 3 };
     let e = curve.cpu(x, a).expect("maps fit the image");
     let mut de = Tensor::zeros(e.shape);
     let spa = spatial_loss(&e, x, &mut de);
-    let exp = exposure_loss(&e, &mut de);
+    let exp = exposure_loss(&e, source, &mut de);
     let col = colour_loss(&e, &mut de);
     let mut da = curve_backward(x, a, &de, ITERATIONS, arch.per_iteration());
     let tv = tv_loss(a, w_tv(arch), &mut da);
@@ -391,10 +431,10 @@ pub fn network_backward(m: &ZeroDce, t: &Trace, dmaps: &Tensor) -> Vec<f32> {
 }
 
 /// Forward pass, losses and the gradient of every parameter for a batch of
-/// dark images `x` (N, 3, H, W).
-pub fn loss_and_grad(m: &ZeroDce, x: &Tensor) -> Result<(Losses, Vec<f32>)> {
+/// dark images `x` (N, 3, H, W); `source` as in [`losses_and_map_grad`].
+pub fn loss_and_grad(m: &ZeroDce, x: &Tensor, source: Option<&Tensor>) -> Result<(Losses, Vec<f32>)> {
     let t = m.forward_trace(x)?;
-    let (losses, da) = losses_and_map_grad(m.arch, x, t.maps());
+    let (losses, da) = losses_and_map_grad(m.arch, x, t.maps(), source);
     Ok((losses, network_backward(m, &t, &da)))
 }
 
@@ -422,6 +462,8 @@ pub struct EnhanceTrainConfig {
     pub seed: u64,
     /// Validate every this many steps.
     pub val_every: usize,
+    /// The exposure loss's targets.
+    pub exposure: Exposure,
 }
 
 impl EnhanceTrainConfig {
@@ -431,7 +473,18 @@ impl EnhanceTrainConfig {
             Arch::ZeroDcePlus => (1000, 8, 96),
             Arch::ZeroDce => (800, 8, 64),
         };
-        EnhanceTrainConfig { arch, data, steps, batch, patch, side: 256, lr: 2e-3, seed: 1, val_every: 100 }
+        EnhanceTrainConfig {
+            arch,
+            data,
+            steps,
+            batch,
+            patch,
+            side: 256,
+            lr: 2e-3,
+            seed: 1,
+            val_every: 100,
+            exposure: Exposure::Fixed,
+        }
     }
 }
 
@@ -476,10 +529,11 @@ pub struct Validation {
     pub mean_enhanced: f64,
 }
 
-/// Losses and reference PSNRs of the model on a validation batch.
-pub fn validate(m: &ZeroDce, dark: &Tensor, clean: &Tensor) -> Result<Validation> {
+/// Losses (with `exposure`'s targets) and reference PSNRs of the model on a validation batch.
+pub fn validate(m: &ZeroDce, dark: &Tensor, clean: &Tensor, exposure: Exposure) -> Result<Validation> {
     let maps = m.maps_cpu(dark)?;
-    let (losses, _) = losses_and_map_grad(m.arch, dark, &maps);
+    let source = (exposure == Exposure::Source).then_some(clean);
+    let (losses, _) = losses_and_map_grad(m.arch, dark, &maps, source);
     let e =
         ZeroDceEnhance { iterations: ITERATIONS, per_iteration: m.arch.per_iteration(), colour: 3 }.cpu(dark, &maps)?;
     let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as f64 / 255.0;
@@ -551,7 +605,7 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
         ZeroDce::init(cfg.arch, &mut u)
     };
     let (vdark, vclean) = sample_batch(&val, 32, cfg.patch, &mut SplitMix(cfg.seed ^ 0xABCD));
-    let v0 = validate(&model, &vdark, &vclean)?;
+    let v0 = validate(&model, &vdark, &vclean, cfg.exposure)?;
     log(&format!(
         "start: {} parameters; val loss {}, PSNR dark {:.2} dB",
         model.parameter_count(),
@@ -567,8 +621,9 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
     for step in 1..=cfg.steps {
         let t = (step - 1) as f32 / cfg.steps as f32;
         adam.lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
-        let (dark, _) = sample_batch(&train, cfg.batch, cfg.patch, &mut rng);
-        let (losses, mut g) = loss_and_grad(&model, &dark)?;
+        let (dark, clean) = sample_batch(&train, cfg.batch, cfg.patch, &mut rng);
+        let source = (cfg.exposure == Exposure::Source).then_some(&clean);
+        let (losses, mut g) = loss_and_grad(&model, &dark, source)?;
         g.iter_mut().zip(&params).for_each(|(g, p)| *g += 1e-4 * p);
         let norm = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
         if norm > 0.1 {
@@ -579,7 +634,7 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
         adam.step(&mut params, &g);
         model.set_flat(&params);
         if step % cfg.val_every == 0 || step == cfg.steps {
-            let v = validate(&model, &vdark, &vclean)?;
+            let v = validate(&model, &vdark, &vclean, cfg.exposure)?;
             if v.losses.total() < best.0 {
                 best = (v.losses.total(), model.clone(), v);
             }
@@ -602,8 +657,12 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
 impl EnhanceTrainConfig {
     /// The command line that repeats this run, stored in the weights' metadata.
     pub fn recipe(&self) -> String {
+        let exposure = match self.exposure {
+            Exposure::Fixed => String::new(),
+            e => format!(" --exposure {}", e.name()),
+        };
         format!(
-            "gpuimg train enhance --model {} --data {} --steps {} --batch {} --patch {} --lr {} --seed {}",
+            "gpuimg train enhance --model {} --data {} --steps {} --batch {} --patch {} --lr {} --seed {}{exposure}",
             self.arch.name(),
             self.data.display(),
             self.steps,
@@ -625,7 +684,13 @@ pub fn train_to_file(cfg: &EnhanceTrainConfig, output: &Path, log: impl FnMut(&s
     w.metadata.insert("recipe".into(), cfg.recipe());
     w.metadata.insert(
         "losses".into(),
-        "spatial x1, exposure(0.6, 16x16) x10, colour x5, illumination TV x1600 (zero-dce++) / x200 (zero-dce)".into(),
+        format!(
+            "spatial x1, exposure({}, 16x16) x10, colour x5, illumination TV x1600 (zero-dce++) / x200 (zero-dce)",
+            match cfg.exposure {
+                Exposure::Fixed => "0.6",
+                Exposure::Source => "the source photo's region levels",
+            }
+        ),
     );
     w.metadata.insert(
         "optimiser".into(),

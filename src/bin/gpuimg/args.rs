@@ -156,6 +156,10 @@ pub enum TrainWhat {
         /// Patch side in pixels (default 96 for zero-dce++, 64 for zero-dce).
         #[arg(long)]
         patch: Option<usize>,
+        /// Where the exposure loss pulls each 16x16 region: `fixed` (0.6, the reference's)
+        /// or `source` (the region's level in the photo the dark input was made from).
+        #[arg(long, default_value = "fixed")]
+        exposure: String,
     },
     /// TinyCompress: the autoencoder with MSE on patches of the training photos.
     /// Defaults: 2000 steps of 8 patches, lr 5e-4.

@@ -331,7 +331,7 @@ impl AugmentPass {
     ) -> Result<()> {
         self.check_io(x, y, item)?;
         let prog = gpu.constant("gpuimg.augment.program", bytemuck::cast_slice(&self.record(x.shape, item)));
-        self.dispatch(gpu, encoder, x, (&prog, 0), y)
+        self.encode_at(gpu, encoder, x, (&prog, 0), y, item)
     }
 
     /// [`AugmentPass::encode`] with the record already in `progs` at word
@@ -357,17 +357,6 @@ impl AugmentPass {
                 format!("a record at word {base} overruns the {}-byte program buffer", progs.size()),
             ));
         }
-        self.dispatch(gpu, encoder, x, (progs, base), y)
-    }
-
-    fn dispatch(
-        &self,
-        gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &GpuTensor,
-        (progs, base): (&wgpu::Buffer, usize),
-        y: &GpuTensor,
-    ) -> Result<()> {
         let u = AugmentRecord { base: base as u32, _pad: [0; 3] };
         gpu.dispatch(
             encoder,
