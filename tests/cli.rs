@@ -506,7 +506,7 @@ fn train_enhance_runs_a_few_steps_and_writes_loadable_weights() {
     for i in 0..5 {
         std::fs::copy(sample(), data.join(format!("p{i}.png"))).unwrap();
     }
-    for (model, count) in [("zero-dce++", 10_561), ("zero-dce", 79_416)] {
+    for (model, count, exposure) in [("zero-dce++", 10_561, "source"), ("zero-dce", 79_416, "fixed")] {
         let out = dir.join("w.safetensors");
         let o = gpuimg(&[
             "train",
@@ -523,14 +523,24 @@ fn train_enhance_runs_a_few_steps_and_writes_loadable_weights() {
             "2",
             "--patch",
             "32",
+            "--exposure",
+            exposure,
             "--overwrite",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let w = gpuimg::weights::Weights::load(&out).unwrap();
-        assert!(w.metadata["recipe"].contains("--steps 2"));
+        let recipe = &w.metadata["recipe"];
+        assert!(recipe.contains("--steps 2"), "{recipe}");
+        // The default (fixed) is left out, so the shipped recipes read as they did.
+        assert_eq!(recipe.contains("--exposure source"), exposure == "source", "{recipe}");
+        assert!(w.metadata["losses"].contains(if exposure == "source" { "source photo" } else { "0.6" }));
         let m = gpuimg::models::ZeroDce::from_weights(&w).unwrap();
         assert_eq!((m.arch.name(), m.parameter_count()), (model, count));
     }
+    let o =
+        gpuimg(&["train", "enhance", "--data", data.to_str().unwrap(), "-o", "x.safetensors", "--exposure", "auto"]);
+    assert!(!o.status.success() && error_lines(&o).len() == 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--exposure auto"), "{}", stderr(&o));
     let o = gpuimg(&["train", "enhance", "--data", dir.join("nope").to_str().unwrap(), "-o", "x.safetensors"]);
     assert!(!o.status.success() && error_lines(&o).len() == 1, "{}", stderr(&o));
 }
