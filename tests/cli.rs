@@ -541,6 +541,10 @@ fn train_enhance_runs_a_few_steps_and_writes_loadable_weights() {
         gpuimg(&["train", "enhance", "--data", data.to_str().unwrap(), "-o", "x.safetensors", "--exposure", "auto"]);
     assert!(!o.status.success() && error_lines(&o).len() == 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("--exposure auto"), "{}", stderr(&o));
+    let args = ["train", "enhance", "--data", data.to_str().unwrap(), "-o", "x.safetensors"];
+    let o = gpuimg(&[&args[..], &["--exposure", "source", "--exposure-weight", "nan"]].concat());
+    assert!(!o.status.success() && error_lines(&o).len() == 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--exposure-weight NaN"), "{}", stderr(&o));
     let o = gpuimg(&["train", "enhance", "--data", dir.join("nope").to_str().unwrap(), "-o", "x.safetensors"]);
     assert!(!o.status.success() && error_lines(&o).len() == 1, "{}", stderr(&o));
 }

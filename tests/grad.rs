@@ -170,7 +170,7 @@ mod zero_dce {
             ("spatial", |e, o, d| spatial_loss(e, o, d)),
             ("exposure", |e, _, d| exposure_loss(e, None, d)),
             // Towards the levels of a source image (here `org`).
-            ("exposure to a source", |e, o, d| exposure_loss(e, Some(o), d)),
+            ("exposure to a source", |e, o, d| exposure_loss(e, Some((o, 25.0)), d)),
             ("colour", |e, _, d| colour_loss(e, d)),
         ];
         for (name, loss) in cases {
@@ -301,16 +301,16 @@ mod zero_dce {
             let x = rng.tensor(Shape::new(2, 3, 17, 18), 0.0, 0.6);
             let a = rng.tensor(Shape::new(2, arch.maps(), 17, 18), -0.9, 0.3);
             let src = rng.tensor(x.shape, 0.2, 0.9);
-            for source in [None, Some(&src)] {
+            for source in [None, Some((&src, 10.0))] {
                 let what = format!("{} d loss / d maps (source {})", arch.name(), source.is_some());
                 let (_, da) = losses_and_map_grad(arch, &x, &a, source);
                 check_tensor(&what, &a, &da, 29, 1e-3, 2e-3, |a| losses_and_map_grad(arch, &x, a, source).0.total());
             }
             let mut u = || rng.uniform(0.0, 1.0);
             let model = ZeroDce::init(arch, &mut u);
-            let (losses, g) = loss_and_grad(&model, &x, Some(&src)).unwrap();
+            let (losses, g) = loss_and_grad(&model, &x, Some((&src, 10.0))).unwrap();
             let t = model.forward_trace(&x).unwrap();
-            let (l2, da) = losses_and_map_grad(arch, &x, t.maps(), Some(&src));
+            let (l2, da) = losses_and_map_grad(arch, &x, t.maps(), Some((&src, 10.0)));
             assert_eq!(losses, l2);
             assert_eq!(g, network_backward(&model, &t, &da));
         }

@@ -211,23 +211,24 @@ pub fn spatial_loss(e: &Tensor, org: &Tensor, de: &mut Tensor) -> f64 {
 }
 
 /// Weighted exposure-control loss and its gradient (added to `de`): towards
-/// [`EXPOSURE`], or with `source` (the normal photos the dark inputs were
-/// made from, E's shape) towards each region's level there.
-pub fn exposure_loss(e: &Tensor, source: Option<&Tensor>, de: &mut Tensor) -> f64 {
+/// [`EXPOSURE`] weighted [`W_EXP`], or with `source` (the normal photos the
+/// dark inputs were made from, E's shape, and the weight) towards each
+/// region's level there.
+pub fn exposure_loss(e: &Tensor, source: Option<(&Tensor, f64)>, de: &mut Tensor) -> f64 {
     let s = e.shape;
     let (p, ph, pw) = avg_pool(&channel_mean(e), s.n, s.h, s.w, 16);
     if p.is_empty() {
         return 0.0;
     }
-    let target = match source {
-        Some(t) => avg_pool(&channel_mean(t), s.n, s.h, s.w, 16).0,
-        None => vec![EXPOSURE; p.len()],
+    let (target, w_exp) = match source {
+        Some((t, w)) => (avg_pool(&channel_mean(t), s.n, s.h, s.w, 16).0, w),
+        None => (vec![EXPOSURE; p.len()], W_EXP),
     };
     let m = p.len() as f64;
     let loss: f64 = p.iter().zip(&target).map(|(&v, &t)| ((v - t) as f64).powi(2)).sum::<f64>() / m;
-    let dpool: Vec<f32> = p.iter().zip(&target).map(|(&v, &t)| (2.0 * W_EXP / m) as f32 * (v - t)).collect();
+    let dpool: Vec<f32> = p.iter().zip(&target).map(|(&v, &t)| (2.0 * w_exp / m) as f32 * (v - t)).collect();
     unpool_into(de, &dpool, ph, pw, 16);
-    W_EXP * loss
+    w_exp * loss
 }
 
 /// Weighted colour-constancy loss and its gradient (added to `de`).
@@ -329,8 +330,8 @@ pub fn curve_backward(x: &Tensor, a: &Tensor, de: &Tensor, iterations: usize, pe
 }
 
 /// The losses of enhancing `x` with maps `a`, and their gradient with
-/// respect to `a`; `source`: the exposure loss's targets ([`exposure_loss`]).
-pub fn losses_and_map_grad(arch: Arch, x: &Tensor, a: &Tensor, source: Option<&Tensor>) -> (Losses, Tensor) {
+/// respect to `a`; `source`: the exposure loss's targets and weight ([`exposure_loss`]).
+pub fn losses_and_map_grad(arch: Arch, x: &Tensor, a: &Tensor, source: Option<(&Tensor, f64)>) -> (Losses, Tensor) {
     let curve = ZeroDceEnhance { iterations: ITERATIONS, per_iteration: arch.per_iteration(), colour: 3 };
     let e = curve.cpu(x, a).expect("maps fit the image");
     let mut de = Tensor::zeros(e.shape);
@@ -432,7 +433,7 @@ pub fn network_backward(m: &ZeroDce, t: &Trace, dmaps: &Tensor) -> Vec<f32> {
 
 /// Forward pass, losses and the gradient of every parameter for a batch of
 /// dark images `x` (N, 3, H, W); `source` as in [`losses_and_map_grad`].
-pub fn loss_and_grad(m: &ZeroDce, x: &Tensor, source: Option<&Tensor>) -> Result<(Losses, Vec<f32>)> {
+pub fn loss_and_grad(m: &ZeroDce, x: &Tensor, source: Option<(&Tensor, f64)>) -> Result<(Losses, Vec<f32>)> {
     let t = m.forward_trace(x)?;
     let (losses, da) = losses_and_map_grad(m.arch, x, t.maps(), source);
     Ok((losses, network_backward(m, &t, &da)))
@@ -464,6 +465,9 @@ pub struct EnhanceTrainConfig {
     pub val_every: usize,
     /// The exposure loss's targets.
     pub exposure: Exposure,
+    /// The exposure loss's weight with [`Exposure::Source`] (the fixed
+    /// target keeps the reference's [`W_EXP`]).
+    pub exposure_weight: f64,
 }
 
 impl EnhanceTrainConfig {
@@ -484,6 +488,7 @@ impl EnhanceTrainConfig {
             seed: 1,
             val_every: 100,
             exposure: Exposure::Fixed,
+            exposure_weight: W_EXP,
         }
     }
 }
@@ -529,10 +534,10 @@ pub struct Validation {
     pub mean_enhanced: f64,
 }
 
-/// Losses (with `exposure`'s targets) and reference PSNRs of the model on a validation batch.
-pub fn validate(m: &ZeroDce, dark: &Tensor, clean: &Tensor, exposure: Exposure) -> Result<Validation> {
+/// Losses (with `cfg`'s exposure targets) and reference PSNRs of the model on a validation batch.
+pub fn validate(m: &ZeroDce, dark: &Tensor, clean: &Tensor, cfg: &EnhanceTrainConfig) -> Result<Validation> {
     let maps = m.maps_cpu(dark)?;
-    let source = (exposure == Exposure::Source).then_some(clean);
+    let source = (cfg.exposure == Exposure::Source).then_some((clean, cfg.exposure_weight));
     let (losses, _) = losses_and_map_grad(m.arch, dark, &maps, source);
     let e =
         ZeroDceEnhance { iterations: ITERATIONS, per_iteration: m.arch.per_iteration(), colour: 3 }.cpu(dark, &maps)?;
@@ -605,7 +610,7 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
         ZeroDce::init(cfg.arch, &mut u)
     };
     let (vdark, vclean) = sample_batch(&val, 32, cfg.patch, &mut SplitMix(cfg.seed ^ 0xABCD));
-    let v0 = validate(&model, &vdark, &vclean, cfg.exposure)?;
+    let v0 = validate(&model, &vdark, &vclean, cfg)?;
     log(&format!(
         "start: {} parameters; val loss {}, PSNR dark {:.2} dB",
         model.parameter_count(),
@@ -622,7 +627,7 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
         let t = (step - 1) as f32 / cfg.steps as f32;
         adam.lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
         let (dark, clean) = sample_batch(&train, cfg.batch, cfg.patch, &mut rng);
-        let source = (cfg.exposure == Exposure::Source).then_some(&clean);
+        let source = (cfg.exposure == Exposure::Source).then_some((&clean, cfg.exposure_weight));
         let (losses, mut g) = loss_and_grad(&model, &dark, source)?;
         g.iter_mut().zip(&params).for_each(|(g, p)| *g += 1e-4 * p);
         let norm = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
@@ -634,7 +639,7 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
         adam.step(&mut params, &g);
         model.set_flat(&params);
         if step % cfg.val_every == 0 || step == cfg.steps {
-            let v = validate(&model, &vdark, &vclean, cfg.exposure)?;
+            let v = validate(&model, &vdark, &vclean, cfg)?;
             if v.losses.total() < best.0 {
                 best = (v.losses.total(), model.clone(), v);
             }
@@ -659,7 +664,8 @@ impl EnhanceTrainConfig {
     pub fn recipe(&self) -> String {
         let exposure = match self.exposure {
             Exposure::Fixed => String::new(),
-            e => format!(" --exposure {}", e.name()),
+            e if self.exposure_weight == W_EXP => format!(" --exposure {}", e.name()),
+            e => format!(" --exposure {} --exposure-weight {}", e.name(), self.exposure_weight),
         };
         format!(
             "gpuimg train enhance --model {} --data {} --steps {} --batch {} --patch {} --lr {} --seed {}{exposure}",
@@ -690,6 +696,10 @@ pub fn train_to_file(cfg: &EnhanceTrainConfig, output: &Path, log: impl FnMut(&s
                 Exposure::Fixed => "0.6",
                 Exposure::Source => "the source photo's region levels",
             }
+        )
+        .replace(
+            "x10, colour",
+            &format!("x{}, colour", if cfg.exposure == Exposure::Source { cfg.exposure_weight } else { W_EXP }),
         ),
     );
     w.metadata.insert(

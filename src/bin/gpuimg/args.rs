@@ -160,6 +160,9 @@ pub enum TrainWhat {
         /// or `source` (the region's level in the photo the dark input was made from).
         #[arg(long, default_value = "fixed")]
         exposure: String,
+        /// The exposure loss's weight with --exposure source (fixed keeps the reference's 10).
+        #[arg(long, default_value_t = 10.0)]
+        exposure_weight: f64,
     },
     /// TinyCompress: the autoencoder with MSE on patches of the training photos.
     /// Defaults: 2000 steps of 8 patches, lr 5e-4.

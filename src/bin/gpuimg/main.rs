@@ -101,13 +101,17 @@ fn train(g: &Global, what: TrainWhat) -> Result<ExitCode> {
             common.apply(&mut cfg.steps, &mut cfg.batch, &mut cfg.lr, &mut cfg.seed);
             gpuimg::train::sr::train_to_file(&cfg, init.as_deref(), &common.output, log(format!("sr x{scale}")))?
         }
-        TrainWhat::Enhance { model, common, patch, exposure } => {
+        TrainWhat::Enhance { model, common, patch, exposure, exposure_weight } => {
             common.check_output(None)?;
             let arch = Arch::parse(&model)?;
             let mut cfg = gpuimg::train::enhance::EnhanceTrainConfig::defaults(arch, common.data.clone());
             common.apply(&mut cfg.steps, &mut cfg.batch, &mut cfg.lr, &mut cfg.seed);
             cfg.patch = patch.unwrap_or(cfg.patch);
             cfg.exposure = gpuimg::train::enhance::Exposure::parse(&exposure)?;
+            if !(exposure_weight > 0.0 && exposure_weight.is_finite()) {
+                bail!("--exposure-weight {exposure_weight}: must be a positive number");
+            }
+            cfg.exposure_weight = exposure_weight;
             gpuimg::train::enhance::train_to_file(&cfg, &common.output, log(format!("enhance {}", arch.name())))?
         }
         TrainWhat::Codec { rate, common, patch, init } => {
