@@ -537,8 +537,7 @@ pub struct Validation {
 /// Losses (with `cfg`'s exposure targets) and reference PSNRs of the model on a validation batch.
 pub fn validate(m: &ZeroDce, dark: &Tensor, clean: &Tensor, cfg: &EnhanceTrainConfig) -> Result<Validation> {
     let maps = m.maps_cpu(dark)?;
-    let source = (cfg.exposure == Exposure::Source).then_some((clean, cfg.exposure_weight));
-    let (losses, _) = losses_and_map_grad(m.arch, dark, &maps, source);
+    let (losses, _) = losses_and_map_grad(m.arch, dark, &maps, cfg.exposure_target(clean));
     let e =
         ZeroDceEnhance { iterations: ITERATIONS, per_iteration: m.arch.per_iteration(), colour: 3 }.cpu(dark, &maps)?;
     let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as f64 / 255.0;
@@ -627,8 +626,7 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
         let t = (step - 1) as f32 / cfg.steps as f32;
         adam.lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
         let (dark, clean) = sample_batch(&train, cfg.batch, cfg.patch, &mut rng);
-        let source = (cfg.exposure == Exposure::Source).then_some((&clean, cfg.exposure_weight));
-        let (losses, mut g) = loss_and_grad(&model, &dark, source)?;
+        let (losses, mut g) = loss_and_grad(&model, &dark, cfg.exposure_target(&clean))?;
         g.iter_mut().zip(&params).for_each(|(g, p)| *g += 1e-4 * p);
         let norm = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
         if norm > 0.1 {
@@ -660,6 +658,13 @@ pub fn train(cfg: &EnhanceTrainConfig, mut log: impl FnMut(&str)) -> Result<(Zer
 }
 
 impl EnhanceTrainConfig {
+    /// The exposure loss's `source` argument ([`exposure_loss`]) for a batch
+    /// made from the photos `clean`: them and the weight with
+    /// [`Exposure::Source`], none with the fixed target.
+    pub fn exposure_target<'a>(&self, clean: &'a Tensor) -> Option<(&'a Tensor, f64)> {
+        (self.exposure == Exposure::Source).then_some((clean, self.exposure_weight))
+    }
+
     /// The command line that repeats this run, stored in the weights' metadata.
     pub fn recipe(&self) -> String {
         let exposure = match self.exposure {
@@ -691,15 +696,12 @@ pub fn train_to_file(cfg: &EnhanceTrainConfig, output: &Path, log: impl FnMut(&s
     w.metadata.insert(
         "losses".into(),
         format!(
-            "spatial x1, exposure({}, 16x16) x10, colour x5, illumination TV x1600 (zero-dce++) / x200 (zero-dce)",
-            match cfg.exposure {
+            "spatial x1, exposure({target}, 16x16) x{weight}, colour x5, illumination TV x1600 (zero-dce++) / x200 (zero-dce)",
+            target = match cfg.exposure {
                 Exposure::Fixed => "0.6",
                 Exposure::Source => "the source photo's region levels",
-            }
-        )
-        .replace(
-            "x10, colour",
-            &format!("x{}, colour", if cfg.exposure == Exposure::Source { cfg.exposure_weight } else { W_EXP }),
+            },
+            weight = if cfg.exposure == Exposure::Source { cfg.exposure_weight } else { W_EXP },
         ),
     );
     w.metadata.insert(

@@ -503,8 +503,6 @@ fn eval_enhance(
     let mean = |f: &dyn Fn(&gpuimg::eval::EnhanceRow) -> f64| rows.iter().map(f).sum::<f64>() / n;
     let name =
         |r: &gpuimg::eval::EnhanceRow| r.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let none = gpuimg::eval::Levels { mean: f64::NAN, clipped: f64::NAN, channels: [f64::NAN; 3] };
-    let orig = |r: &gpuimg::eval::EnhanceRow| r.original.unwrap_or((none, f64::NAN, f64::NAN));
     println!(
         "{} ({}), {} iterations",
         model.arch.name(),
@@ -512,10 +510,13 @@ fn eval_enhance(
         opts.iterations
     );
     if synthetic {
+        // Synthetic rows carry their original: (row, (levels, PSNR, SSIM)).
+        let pairs: Vec<_> = rows.iter().filter_map(|r| r.original.map(|o| (r, o))).collect();
+        type Pair<'a> = (&'a gpuimg::eval::EnhanceRow, (gpuimg::eval::Levels, f64, f64));
+        let mean = |f: &dyn Fn(&Pair) -> f64| pairs.iter().map(f).sum::<f64>() / pairs.len() as f64;
         println!("| image | original mean | dark mean | output mean | clipped % (original / output) | cast vs original (points) | Y PSNR / SSIM vs original |");
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-        for r in &rows {
-            let (o, psnr, ssim) = orig(r);
+        for (r, (o, psnr, ssim)) in &pairs {
             println!(
                 "| {} | {:.3} | {:.3} | {:.3} | {:.2} / {:.2} | {:.2} | {psnr:.2} / {ssim:.4} |",
                 name(r),
@@ -529,14 +530,14 @@ fn eval_enhance(
         }
         println!(
             "| **mean** | {:.3} | {:.3} | {:.3} | {:.2} / {:.2} | {:.2} | {:.2} / {:.4} |",
-            mean(&|r| orig(r).0.mean),
-            mean(&|r| r.input.mean),
-            mean(&|r| r.output.mean),
-            mean(&|r| orig(r).0.clipped),
-            mean(&|r| r.output.clipped),
-            mean(&|r| r.cast_shift),
-            mean(&|r| orig(r).1),
-            mean(&|r| orig(r).2)
+            mean(&|(_, o)| o.0.mean),
+            mean(&|(r, _)| r.input.mean),
+            mean(&|(r, _)| r.output.mean),
+            mean(&|(_, o)| o.0.clipped),
+            mean(&|(r, _)| r.output.clipped),
+            mean(&|(r, _)| r.cast_shift),
+            mean(&|(_, o)| o.1),
+            mean(&|(_, o)| o.2)
         );
     } else {
         println!("| image | input mean | output mean | clipped % (input / output) | cast vs input (points) |");
